@@ -1,0 +1,231 @@
+"""The ``scratchlab`` command. It only parses arguments and calls into the package.
+
+    scratchlab train CONFIG --out DIR [--resume] [key=value ...]
+    scratchlab eval CONFIG --weights FILE [--out DIR] [key=value ...]
+    scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
+    scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
+    scratchlab data convert --from {voc,via,yolo} SRC --out DIR [--split F] [--seed K]
+    scratchlab data check ANN.json --images DIR
+    scratchlab pretrain classify CONFIG --out DIR [key=value ...]
+    scratchlab pretrain direct CONFIG --out DIR [key=value ...]
+    scratchlab study STUDY.yaml --out DIR
+    scratchlab demo [--quick] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engine import train
+
+    final = train(load_config(a.config, a.overrides), a.out, resume=a.resume)
+    print(json.dumps({k: v for k, v in final.items() if k != "cost"}, indent=2))
+    return 0
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engine import evaluate_checkpoint
+
+    results = evaluate_checkpoint(load_config(a.config, a.overrides), a.weights)
+    text = json.dumps(results, indent=2)
+    if a.out:
+        from pathlib import Path
+
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "eval_metrics.json").write_text(text)
+    print(text)
+    return 0
+
+
+def _cmd_synth(a: argparse.Namespace) -> int:
+    from .data.synth import make_synth_detection
+
+    print(json.dumps(make_synth_detection(a.out, a.num_train, a.num_val, a.image_size, a.seed), indent=2,
+                     default=str))
+    return 0
+
+
+def _cmd_synth_classify(a: argparse.Namespace) -> int:
+    from .data.synth_classify import make_synth_classify
+
+    summary = make_synth_classify(a.out, a.classes, a.per_class, a.image_size, a.seed,
+                                  val_per_class=a.val_per_class)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_convert(a: argparse.Namespace) -> int:
+    from .data.convert import convert_dataset
+
+    summary = convert_dataset(a.fmt, a.src, a.out, split=a.split, seed=a.seed)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    from .data.check import check_dataset, format_report
+
+    problems = check_dataset(a.ann, a.images)
+    if problems:
+        print(format_report(problems))
+    errors = [p for p in problems if p.severity == "error"]
+    print(f"{a.ann}: {'clean' if not errors else f'{len(errors)} error(s)'}"
+          f"{f', {len(problems) - len(errors)} warning(s)' if len(problems) > len(errors) else ''}")
+    return 1 if errors else 0
+
+
+def _cmd_pretrain_classify(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pretrain.classify import pretrain_classify
+
+    print(json.dumps(pretrain_classify(load_config(a.config, a.overrides), a.out), indent=2))
+    return 0
+
+
+def _cmd_pretrain_direct(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pretrain.direct import pretrain_direct
+
+    final = pretrain_direct(load_config(a.config, a.overrides), a.out, resume=a.resume)
+    print(json.dumps(final, indent=2))
+    return 0
+
+
+def _cmd_study(a: argparse.Namespace) -> int:
+    from .study.runner import run_study
+
+    study = run_study(a.study, a.out)
+    print("\n".join(study["verdict"].get("lines", [])))
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from .study.demo import run_demo
+
+    run_demo(a.out, quick=a.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scratchlab", description=__doc__.split("\n")[0] if __doc__ else None,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_overrides(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("config", help="YAML config file (configs/...)")
+        sp.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. solver.base_lr=0.01")
+
+    t = sub.add_parser("train", help="train a detector from a config")
+    with_overrides(t)
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pth")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a whole-detector checkpoint on data.val_json")
+    with_overrides(e)
+    e.add_argument("--weights", required=True, help="checkpoint file (model_final.pth or checkpoints/last.pth)")
+    e.add_argument("--out", help="folder for eval_metrics.json")
+    e.set_defaults(func=_cmd_eval)
+
+    d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(dest="data_cmd",
+                                                                                      required=True)
+    s = d.add_parser("synth", help="generate the synthetic instance-segmentation set (COCO JSON)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--num-train", type=int, default=160)
+    s.add_argument("--num-val", type=int, default=40)
+    s.add_argument("--image-size", type=int, default=128)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_synth)
+
+    sc = d.add_parser("synth-classify", help="generate an ImageFolder classification set (pre-training)")
+    sc.add_argument("--out", required=True)
+    sc.add_argument("--classes", type=int, default=16)
+    sc.add_argument("--per-class", type=int, default=50)
+    sc.add_argument("--val-per-class", type=int, default=None)
+    sc.add_argument("--image-size", type=int, default=64)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.set_defaults(func=_cmd_synth_classify)
+
+    c = d.add_parser("convert", help="convert VOC XML / VIA / YOLO annotations to COCO JSON",
+                     description=_convert_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo"])
+    c.add_argument("src", help="source folder")
+    c.add_argument("--out", required=True)
+    c.add_argument("--split", type=float, default=None, help="fraction of images for a seeded val split")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=_cmd_convert)
+
+    ck = d.add_parser("check", help="validate a COCO dataset: exit 0 when clean, 1 when problems were found")
+    ck.add_argument("ann", help="COCO annotations JSON")
+    ck.add_argument("--images", required=True, help="folder the file_name entries are relative to")
+    ck.set_defaults(func=_cmd_check)
+
+    pt = sub.add_parser("pretrain", help="pre-training paths").add_subparsers(dest="pt_cmd", required=True)
+    pc = pt.add_parser("classify", help="ImageNet-style classification pre-training of the backbone")
+    with_overrides(pc)
+    pc.add_argument("--out", required=True)
+    pc.set_defaults(func=_cmd_pretrain_classify)
+    pd = pt.add_parser("direct", help="direct detection pre-training: low-res stage 1, full-res stage 2")
+    with_overrides(pd)
+    pd.add_argument("--out", required=True)
+    pd.add_argument("--resume", action="store_true")
+    pd.set_defaults(func=_cmd_pretrain_direct)
+
+    st = sub.add_parser("study", help="run a pre-training vs scratch study and write its report")
+    st.add_argument("study", help="study YAML file")
+    st.add_argument("--out", required=True)
+    st.set_defaults(func=_cmd_study)
+
+    dm = sub.add_parser("demo", help="the miniature study on generated data, with a report")
+    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument("--quick", action="store_true", help="a much shorter smoke version")
+    dm.set_defaults(func=_cmd_demo)
+    return p
+
+
+def _convert_help() -> str:
+    try:
+        from .data.convert import CONVERT_HELP
+
+        return CONVERT_HELP
+    except ImportError:
+        return "Convert annotations to COCO JSON."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scratchlab`` console script and ``python -m scratchlab``."""
+    parser = build_parser()
+    # key=value overrides may come after options (`train CFG --out DIR solver.base_lr=0.01`), which
+    # argparse cannot assign to a positional list once it has been filled: collect them here.
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    from .config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"scratchlab: config error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"scratchlab: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:  # a diverged run: the message names the iteration and checkpoint
+        print(f"scratchlab: training stopped: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Checkpoints that lose nothing: written atomically, the previous one kept, every RNG state saved,
+loaded with ``weights_only=True``.
+
+``save_checkpoint`` writes ``<dir>/last.pth.tmp``, fsyncs it, moves the old ``last.pth`` to
+``previous.pth`` and renames the new file into place. A crash or a full disk at any point leaves
+either the old ``last.pth`` or ``previous.pth`` intact; ``load_latest`` falls back to ``previous.pth``
+with a warning when ``last.pth`` is missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_latest", "capture_rng", "restore_rng", "atomic_torch_save"]
+
+log = logging.getLogger(__name__)
+LAST, PREVIOUS = "last.pth", "previous.pth"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(state: dict[str, Any], ckpt_dir: str | Path) -> Path:
+    """Write ``state`` as ``ckpt_dir/last.pth``, keeping the one before as ``previous.pth``."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_dir / (LAST + ".new")
+    atomic_torch_save(state, tmp)  # the full new state is on disk before anything old is touched
+    last = ckpt_dir / LAST
+    if last.exists():
+        os.replace(last, ckpt_dir / PREVIOUS)
+    os.replace(tmp, last)
+    return last
+
+
+def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """Load ``last.pth``, falling back to ``previous.pth`` (with a warning) if it is missing or corrupt.
+    Returns ``None`` when there is no usable checkpoint."""
+    ckpt_dir = Path(ckpt_dir)
+    for name in (LAST, PREVIOUS):
+        path = ckpt_dir / name
+        if not path.exists():
+            continue
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), path
+        except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the older one
+            log.warning("checkpoint %s is unreadable (%s: %s); falling back to the previous one",
+                        path, type(exc).__name__, exc)
+    return None
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG state the training touches, in types ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,177 @@
+"""The training loop: iteration-based, explicit, in the manner of DETR's ``engine.py``.
+
+Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
+TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth`` and
+``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from ..config import max_iter, to_yaml
+from ..evaluation import COCOEvaluator
+from ..models import build_model
+from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
+from .cost import Cost, cost_block, pretrain_cost
+from .data import build_datasets, build_train_loader, resolve_data, validate_data
+from .dist import init_distributed, is_main_process
+from .inference import inference_on_dataset
+from .schedule import build_optimizer, build_scheduler
+from .writers import MetricWriters, flatten_metrics
+
+__all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device", "setup_logging"]
+
+log = logging.getLogger("scratchlab")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped on a NaN/inf loss; a checkpoint of the state before that step was saved."""
+
+
+def setup_logging(out_dir: Path | None = None) -> None:
+    """Console (and ``out_dir/log.txt``) logging for the main process; other ranks log warnings only."""
+    log.setLevel(logging.INFO if is_main_process() else logging.WARNING)
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in log.handlers):
+        h = logging.StreamHandler()
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
+        log.removeHandler(h)
+        h.close()
+    if out_dir is not None and is_main_process():
+        fh = logging.FileHandler(Path(out_dir) / "log.txt")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+
+
+def resolve_device(cfg: DictConfig, local_rank: int = 0) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
+    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+
+
+def _evaluate(model, val_set, cfg: DictConfig, device) -> dict[str, Any]:
+    iou_types = ("bbox", "segm") if cfg.model.arch == "mask_rcnn" else ("bbox",)
+    evaluator = COCOEvaluator(cfg.data.val_json, iou_types=iou_types,
+                              label_to_category_id=val_set.label_to_cat_id)
+    return inference_on_dataset(model, val_set, evaluator, device)
+
+
+def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train the detector ``cfg`` describes into ``out_dir``; return the final metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world, local_rank = init_distributed()
+    setup_logging(out)
+    cfg = resolve_data(cfg, out)
+    if cfg.data.check:
+        validate_data(cfg)
+    device = resolve_device(cfg, local_rank)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    train_set, val_set = build_datasets(cfg)
+    model = build_model(cfg, num_classes=train_set.num_classes).to(device)
+    core = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
+    scheduler = build_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=bool(cfg.solver.amp) and device.type == "cuda")
+    start, cost = 0, Cost()
+    if resume and (found := load_latest(out / "checkpoints")) is not None:
+        ckpt, path = found
+        core.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
+        start, cost = int(ckpt["iteration"]), Cost(**ckpt["cost"])
+        log.info("resumed from %s at iteration %d", path, start)
+    if is_main_process():
+        (out / "config.yaml").write_text(to_yaml(cfg))
+
+    def state(iteration: int) -> dict[str, Any]:
+        return {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
+                "rng": [capture_rng()], "cost": cost.as_dict(), "config": to_yaml(cfg)}
+
+    writers = MetricWriters(out, total, start)
+    loader = build_train_loader(cfg, train_set, start, rank, world)
+    model.train()
+    t_last = time.perf_counter()
+    for it, (images, targets) in zip(range(start, total), loader, strict=False):
+        images, targets = [i.to(device, non_blocking=True) for i in images], _to_device(targets, device)
+        with torch.autocast(device.type, enabled=scaler.is_enabled()):
+            loss_dict = model(images, targets)
+        loss = sum(loss_dict.values())
+        if not math.isfinite(loss.item()):
+            if is_main_process():
+                save_checkpoint(state(it), out / "checkpoints")
+            values = {k: round(v.item(), 4) for k, v in loss_dict.items()}
+            raise NonFiniteLossError(f"non-finite loss at iteration {it + 1}: {values}; the state before this "
+                                     f"step is saved in {out / 'checkpoints' / 'last.pth'}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.solver.clip_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(core.parameters(), float(cfg.solver.clip_grad_norm))
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        # Cost of this step over all ranks (each rank sees its own share of the global batch).
+        cost.images_seen += len(images) * world
+        cost.instances_seen += sum(len(t["boxes"]) for t in targets) * world
+        cost.pixels_seen += sum(int(i.shape[-1] * i.shape[-2]) for i in images) * world
+        now = time.perf_counter()
+        cost.wall_s += now - t_last
+        t_last = now
+        done = it + 1
+        if done % cfg.log.period == 0 or done == total:
+            writers.write(done, {"loss": loss.item(), **{k: v.item() for k, v in loss_dict.items()},
+                                 "lr": optimizer.param_groups[0]["lr"]})
+        if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
+            writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device)))
+            t_last = time.perf_counter()  # evaluation is not training cost
+        if done % cfg.checkpoint.period == 0 and is_main_process():
+            save_checkpoint(state(done), out / "checkpoints")
+    results = _evaluate(core, val_set, cfg, device) if val_set is not None else {}
+    final = {"iteration": total, **results,
+             "cost": cost_block(cost, pretrain_cost(cfg.model.init))}
+    if is_main_process():
+        writers.write(total, flatten_metrics(results))
+        save_checkpoint(state(total), out / "checkpoints")
+        atomic_torch_save({"model": core.state_dict(), "iteration": total}, out / "model_final.pth")
+        (out / "final_metrics.json").write_text(json.dumps(final, indent=2, allow_nan=False))
+    writers.close()
+    return final
+
+
+def evaluate_checkpoint(cfg: DictConfig, weights: str | Path) -> dict[str, Any]:
+    """``scratchlab eval``: load a whole-detector checkpoint and evaluate it on ``data.val_json``."""
+    setup_logging()
+    if not cfg.data.val_json:
+        raise ValueError("scratchlab eval needs data.val_json and data.val_images (or a run's config.yaml)")
+    device = resolve_device(cfg)
+    _, val_set = build_datasets(cfg)
+    cfg.model.init = str(weights)
+    model = build_model(cfg, num_classes=val_set.num_classes).to(device)
+    report = getattr(model, "init_report", {}) or {}
+    if report.get("missing"):
+        raise ValueError(f"{weights}: not a whole-detector checkpoint for this config; missing keys "
+                         f"{report['missing'][:5]}...")
+    return {"weights": str(weights), **_evaluate(model, val_set, cfg, device)}
+

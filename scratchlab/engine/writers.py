@@ -1,0 +1,77 @@
+"""Metric writers in Detectron2's manner: JSON lines, TensorBoard and a console line with an ETA.
+Only the main process writes; other ranks get no-op writers."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from .dist import is_main_process
+
+__all__ = ["MetricWriters", "flatten_metrics"]
+
+log = logging.getLogger("scratchlab")
+
+
+def flatten_metrics(results: dict[str, dict[str, float | None]]) -> dict[str, float | None]:
+    """``{"bbox": {"AP": 1}}`` -> ``{"bbox/AP": 1}`` (Detectron2's key style in metrics.jsonl)."""
+    return {f"{task}/{k}": v for task, res in results.items() for k, v in res.items()}
+
+
+def _json_safe(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+class MetricWriters:
+    """``metrics.jsonl`` + TensorBoard events in ``out_dir`` and a console line with progress and ETA."""
+
+    def __init__(self, out_dir: str | Path, max_iter: int, start_iter: int = 0) -> None:
+        self.enabled = is_main_process()
+        self.max_iter, self.start_iter = max_iter, start_iter
+        self._t0 = time.perf_counter()
+        self._jsonl = self._tb = None
+        if self.enabled:
+            out_dir = Path(out_dir)
+            self._jsonl = open(out_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(out_dir))
+            except ImportError:  # tensorboard is a dependency; degrade rather than fail a run over it
+                log.warning("tensorboard is not installed: no event files will be written")
+
+    def write(self, iteration: int, metrics: dict[str, Any], console: bool = True) -> None:
+        """Record ``metrics`` for ``iteration`` (1-based count of finished iterations)."""
+        if not self.enabled:
+            return
+        row = {"iteration": iteration, **{k: _json_safe(v) for k, v in metrics.items()}}
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, int | float) and v is not None and math.isfinite(v):
+                    self._tb.add_scalar(k, v, iteration)
+        if console:
+            log.info(self._console_line(iteration, metrics))
+
+    def _console_line(self, iteration: int, metrics: dict[str, Any]) -> str:
+        done = iteration - self.start_iter
+        elapsed = time.perf_counter() - self._t0
+        eta = elapsed / done * (self.max_iter - iteration) if done > 0 else float("nan")
+        eta_s = str(datetime.timedelta(seconds=int(eta))) if math.isfinite(eta) else "?"
+        parts = [f"iter {iteration}/{self.max_iter}", f"eta {eta_s}"]
+        for k, v in metrics.items():
+            if isinstance(v, float):
+                parts.append(f"{k} {v:.4g}")
+        return "  ".join(parts)
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()

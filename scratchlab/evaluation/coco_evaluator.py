@@ -1,0 +1,370 @@
+"""COCO box and mask AP for torchvision detection outputs, through faster-coco-eval or pycocotools.
+
+Metrics are in percent (0-100, like Detectron2). A metric with no ground truth to measure (e.g. APl
+when no object is large: COCOeval's -1) is ``None`` rather than NaN, so the returned dict is valid JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faster_coco_eval
+import numpy as np
+import pycocotools.coco
+import pycocotools.cocoeval
+import pycocotools.mask as mask_util
+import torch
+
+from scratchlab.evaluation.evaluator import DatasetEvaluator
+
+__all__ = [
+    "COCOEvaluator",
+    "evaluate_predictions",
+    "instances_to_coco_results",
+    "load_coco_gt",
+]
+
+_log = logging.getLogger(__name__)
+
+BACKENDS = ("faster_coco_eval", "pycocotools")
+IOU_TYPES = ("bbox", "segm")
+# Summary key -> (IoU threshold or None for 0.50:0.95, area range label), as in COCOeval.summarize().
+_SUMMARY = {
+    "AP": (None, "all"),
+    "AP50": (0.5, "all"),
+    "AP75": (0.75, "all"),
+    "APs": (None, "small"),
+    "APm": (None, "medium"),
+    "APl": (None, "large"),
+}
+Metrics = dict[str, dict[str, float | None]]
+
+
+def _apis(backend: str) -> tuple[type, type]:
+    """(COCO class, COCOeval class) of ``backend``."""
+    if backend == "faster_coco_eval":
+        return faster_coco_eval.COCO, faster_coco_eval.COCOeval_faster
+    if backend == "pycocotools":
+        return pycocotools.coco.COCO, pycocotools.cocoeval.COCOeval
+    raise ValueError(f"unknown COCO eval backend {backend!r}; expected one of {BACKENDS}")
+
+
+def _validate_gt(data: Any, where: str, require_segm: bool) -> None:
+    """Raise ValueError naming ``where`` and the record when ``data`` is not a usable COCO GT dict."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: COCO ground truth must be a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{where}: missing or non-list {key!r}")
+    images = {}
+    for i, img in enumerate(data["images"]):
+        if not all(k in img for k in ("id", "height", "width")):
+            raise ValueError(f"{where}: images[{i}] needs 'id', 'height' and 'width': {img}")
+        images[img["id"]] = img
+    cat_ids = {c.get("id") for c in data["categories"]}
+    needed = ("id", "image_id", "category_id", "bbox", "area") + (("segmentation",) if require_segm else ())
+    for i, ann in enumerate(data["annotations"]):
+        missing = [k for k in needed if k not in ann]
+        if missing:
+            raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')}) lacks {missing}")
+        if ann["image_id"] not in images:
+            raise ValueError(
+                f"{where}: annotations[{i}] (id {ann['id']}) has unknown image_id {ann['image_id']}"
+            )
+        if ann["category_id"] not in cat_ids:
+            raise ValueError(
+                f"{where}: annotations[{i}] (id {ann['id']}) has unknown category_id {ann['category_id']}"
+            )
+        if len(ann["bbox"]) != 4:
+            raise ValueError(f"{where}: annotations[{i}] (id {ann['id']}) bbox must be [x, y, w, h]")
+
+
+def load_coco_gt(
+    source: str | Path | Mapping[str, Any], backend: str = "faster_coco_eval", require_segm: bool = False
+) -> Any:
+    """Load and validate a COCO ground truth (JSON path or dict) as ``backend``'s COCO object.
+
+    The dict is deep-copied: COCOeval writes flags (``ignore``) into GT annotations, and the caller's
+    data must not change. Annotations without ``iscrowd`` get the COCO default 0.
+    """
+    coco_cls, _ = _apis(backend)
+    if isinstance(source, (str, Path)):
+        where = str(source)
+        try:
+            data = json.loads(Path(source).read_text())
+        except FileNotFoundError as exc:
+            raise ValueError(f"{where}: COCO ground-truth file not found") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON: {exc}") from exc
+    elif isinstance(source, Mapping):
+        where, data = "<coco_gt dict>", copy.deepcopy(dict(source))
+    else:
+        raise TypeError(f"coco_gt must be a JSON path, a dict or a {backend} COCO object, got {type(source)}")
+    _validate_gt(data, where, require_segm)
+    for ann in data["annotations"]:
+        ann.setdefault("iscrowd", 0)
+    gt = coco_cls()
+    gt.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
+        gt.createIndex()
+    return gt
+
+
+def _category_lookup(label_to_category_id: Mapping[int, int] | Sequence[int] | None) -> dict[int, int] | None:
+    """Normalise the label mapping: a sequence lists category ids in label order (label k -> seq[k-1])."""
+    if label_to_category_id is None:
+        return None  # identity
+    if isinstance(label_to_category_id, Mapping):
+        return {int(k): int(v) for k, v in label_to_category_id.items()}
+    return {i + 1: int(c) for i, c in enumerate(label_to_category_id)}
+
+
+def instances_to_coco_results(
+    image_id: int,
+    output: Mapping[str, torch.Tensor],
+    label_to_category_id: Mapping[int, int] | Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Convert one image's torchvision detection output to COCO result records.
+
+    ``output`` has ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N] (contiguous 1..K) and optionally
+    ``masks`` [N,1,H,W] (or [N,H,W]) probabilities, all at the original image size. Each record gets
+    ``bbox`` (xywh floats) and, with masks, ``segmentation`` (RLE of ``mask > 0.5``, counts as str).
+    """
+    lookup = _category_lookup(label_to_category_id)
+    boxes = output["boxes"].detach().cpu().to(torch.float64).reshape(-1, 4)
+    scores = output["scores"].detach().cpu().tolist()
+    labels = output["labels"].detach().cpu().tolist()
+    if not (len(boxes) == len(scores) == len(labels)):
+        raise ValueError(
+            f"image {image_id}: boxes/scores/labels lengths differ ({len(boxes)}, {len(scores)}, {len(labels)})"
+        )
+    boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
+    rles: list[dict[str, Any]] | None = None
+    if "masks" in output:
+        masks = output["masks"].detach().cpu()
+        masks = masks[:, 0] if masks.dim() == 4 else masks
+        if masks.dim() != 3 or len(masks) != len(boxes):
+            raise ValueError(
+                f"image {image_id}: masks must be [N,1,H,W] with N={len(boxes)}, got {tuple(masks.shape)}"
+            )
+        # pycocotools wants an H x W x N Fortran-ordered uint8 array.
+        binary = np.asfortranarray((masks > 0.5).permute(1, 2, 0).numpy().astype(np.uint8))
+        rles = mask_util.encode(binary) if len(masks) else []
+        for rle in rles:
+            rle["counts"] = rle["counts"].decode("utf-8")  # bytes are not JSON
+    results = []
+    for i, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels, strict=True)):
+        if lookup is None:
+            category_id = int(label)
+        elif int(label) in lookup:
+            category_id = lookup[int(label)]
+        else:
+            raise ValueError(f"image {image_id}: label {label} has no entry in label_to_category_id")
+        rec = {"image_id": int(image_id), "category_id": category_id, "bbox": box, "score": float(score)}
+        if rles is not None:
+            rec["segmentation"] = rles[i]
+        results.append(rec)
+    return results
+
+
+def _load_results(gt: Any, results: list[dict[str, Any]], backend: str) -> Any:
+    """``gt.loadRes(results)``, also for an empty list (pycocotools' loadRes indexes ``anns[0]``)."""
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return gt.loadRes(results)
+    dt = _apis(backend)[0]()
+    dt.dataset = {
+        "images": list(gt.dataset["images"]),
+        "categories": gt.dataset["categories"],
+        "annotations": [],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt.createIndex()
+    return dt
+
+
+def _mean_ap(precision: np.ndarray) -> float | None:
+    """Mean of the valid (> -1) precision entries in percent; None when nothing had ground truth."""
+    valid = precision[precision > -1]
+    return float(valid.mean() * 100) if valid.size else None
+
+
+def _summarize(coco_eval: Any, gt: Any, max_dets: int, per_category: bool) -> dict[str, float | None]:
+    """AP summaries from ``coco_eval.eval['precision']`` [T, R, K, A, M] at ``max_dets`` detections.
+
+    Read directly rather than via ``summarize()``: pycocotools' summarize() hard-codes maxDets=100
+    (wrong for another ``max_dets``) and prints; this is its own averaging over the accumulated
+    precision table, the same for both backends, and it also yields Detectron2's per-category AP.
+    """
+    p = coco_eval.params
+    precision = np.asarray(coco_eval.eval["precision"])[..., list(p.maxDets).index(max_dets)]
+    out: dict[str, float | None] = {}
+    for key, (iou, area) in _SUMMARY.items():
+        s = precision[..., list(p.areaRngLbl).index(area)]
+        if iou is not None:
+            s = s[np.isclose(p.iouThrs, iou)]
+        out[key] = _mean_ap(s)
+    if per_category:
+        for k, cat_id in enumerate(p.catIds):
+            name = gt.cats[cat_id].get("name", str(cat_id))
+            out[f"AP-{name}"] = _mean_ap(precision[:, :, k, 0])
+    return out
+
+
+def evaluate_predictions(
+    coco_gt: str | Path | Mapping[str, Any] | Any,
+    results: Sequence[Mapping[str, Any]],
+    iou_types: Iterable[str] = IOU_TYPES,
+    *,
+    backend: str = "faster_coco_eval",
+    max_dets: int = 100,
+    img_ids: Iterable[int] | None = None,
+    per_category: bool = False,
+) -> Metrics:
+    """Run COCOeval for each IoU type on COCO-format ``results``; returns ``{iou_type: {AP, AP50, ...}}``.
+
+    ``coco_gt`` is a JSON path, a dict, or an already loaded COCO object of ``backend``. ``img_ids``
+    restricts evaluation to those images (default: every GT image). Values are percent, None where
+    COCOeval has no ground truth to measure. ``segm`` needs ``segmentation`` in every result.
+    """
+    iou_types = list(iou_types)
+    if isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets < 1:
+        raise ValueError(f"max_dets must be a positive int, got {max_dets!r}")
+    for t in iou_types:
+        if t not in IOU_TYPES:
+            raise ValueError(f"unknown iou type {t!r}; expected a subset of {IOU_TYPES}")
+    coco_cls, eval_cls = _apis(backend)
+    gt = coco_gt if isinstance(coco_gt, coco_cls) else load_coco_gt(coco_gt, backend, "segm" in iou_types)
+    for i, r in enumerate(results):
+        if r.get("image_id") not in gt.imgs:
+            raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
+    metrics: Metrics = {}
+    for iou_type in iou_types:
+        # Copies: loadRes writes area/id (and box polygons) into each record.
+        dts = [dict(r) for r in results]
+        if iou_type == "segm":
+            for i, r in enumerate(dts):
+                if "segmentation" not in r:
+                    raise ValueError(
+                        f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation"
+                    )
+                # With a bbox present loadRes takes the box area as the instance area; drop it so the
+                # small/medium/large split uses the mask area (as Detectron2 does).
+                r.pop("bbox", None)
+        dt = _load_results(gt, dts, backend)
+        extra = {"print_function": _log.debug} if backend == "faster_coco_eval" else {}
+        coco_eval = eval_cls(gt, dt, iou_type, **extra)
+        # Sorted and unique, as COCOeval expects (faster-coco-eval sorts them itself).
+        coco_eval.params.maxDets = sorted({1, 10, max_dets})
+        if img_ids is not None:
+            coco_eval.params.imgIds = sorted({int(i) for i in img_ids})
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+        metrics[iou_type] = _summarize(coco_eval, gt, max_dets, per_category)
+    return metrics
+
+
+class COCOEvaluator(DatasetEvaluator):
+    """COCO AP for torchvision detectors (boxes; masks too when the outputs carry them).
+
+    ``process(targets, outputs)``: ``targets[i]["image_id"]`` names the image of ``outputs[i]``
+    (a torchvision eval-mode output at the original image size). ``label_to_category_id`` maps the
+    contiguous training labels 1..K to COCO category ids (a dict, or a sequence listing the category
+    ids in label order); None means label == category id. Only processed images are evaluated, so a
+    partial pass (e.g. ``eval.max_images``) is not penalised for images it never saw.
+    """
+
+    def __init__(
+        self,
+        coco_gt: str | Path | Mapping[str, Any],
+        iou_types: Iterable[str] = IOU_TYPES,
+        backend: str = "faster_coco_eval",
+        max_dets: int = 100,
+        label_to_category_id: Mapping[int, int] | Sequence[int] | None = None,
+        per_category: bool = False,
+    ) -> None:
+        self.iou_types = tuple(iou_types)
+        for t in self.iou_types:
+            if t not in IOU_TYPES:
+                raise ValueError(f"unknown iou type {t!r}; expected a subset of {IOU_TYPES}")
+        self.backend, self.max_dets, self.per_category = backend, max_dets, per_category
+        self._gt = load_coco_gt(coco_gt, backend, require_segm="segm" in self.iou_types)
+        self._lookup = _category_lookup(label_to_category_id)
+        known = set(self._gt.cats)
+        if self._lookup is not None and not set(self._lookup.values()) <= known:
+            bad = sorted(set(self._lookup.values()) - known)
+            raise ValueError(f"label_to_category_id maps to category ids {bad} absent from the ground truth")
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop all processed predictions."""
+        self._image_ids: list[int] = []
+        self._predictions: list[dict[str, Any]] = []
+        self._has_masks: bool | None = None  # unknown until the first output
+
+    def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
+        """Convert a batch of outputs to COCO records (on CPU, so GPU memory is not held)."""
+        if len(inputs) != len(outputs):
+            raise ValueError(f"process: {len(inputs)} targets but {len(outputs)} outputs")
+        for target, output in zip(inputs, outputs, strict=True):
+            if "image_id" not in target:
+                raise ValueError(f"process: target has no 'image_id' (keys: {sorted(target)})")
+            image_id = int(target["image_id"])
+            if image_id not in self._gt.imgs:
+                raise ValueError(f"process: image_id {image_id} is not in the COCO ground truth")
+            has_masks = "masks" in output
+            if self._has_masks is not None and has_masks != self._has_masks:
+                raise ValueError(f"process: image {image_id}: some outputs have 'masks' and some do not")
+            self._has_masks = has_masks
+            if has_masks:
+                img = self._gt.imgs[image_id]
+                if tuple(output["masks"].shape[-2:]) != (img["height"], img["width"]):
+                    raise ValueError(
+                        f"process: image {image_id}: masks are {tuple(output['masks'].shape[-2:])}, "
+                        f"the image is {(img['height'], img['width'])} (map outputs to the original size)"
+                    )
+            records = instances_to_coco_results(image_id, output, self._lookup)
+            for rec in records:
+                if rec["category_id"] not in self._gt.cats:
+                    raise ValueError(
+                        f"process: image {image_id}: category id {rec['category_id']} not in the GT"
+                    )
+            self._image_ids.append(image_id)
+            self._predictions.extend(records)
+
+    def _gather(self) -> tuple[list[int], list[dict[str, Any]]]:
+        """All processed image ids and COCO records. The single place a DDP version will all-gather
+        (and return nothing on non-main ranks); on one process it is this process's state."""
+        return self._image_ids, self._predictions
+
+    def evaluate(self) -> Metrics:
+        """``{"bbox": {...}, "segm": {...}}`` in percent; ``segm`` only when the outputs had masks."""
+        image_ids, predictions = self._gather()
+        if not image_ids:
+            _log.warning("COCOEvaluator.evaluate: no images were processed; returning no metrics")
+            return {}
+        iou_types = [t for t in self.iou_types if t != "segm" or self._has_masks]
+        return evaluate_predictions(
+            self._gt,
+            predictions,
+            iou_types,
+            backend=self.backend,
+            max_dets=self.max_dets,
+            img_ids=image_ids,
+            per_category=self.per_category,
+        )
+
+    def write_results(self, path: str | Path) -> Path:
+        """Dump the COCO-format detections (bbox, and segmentation when present) as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self._gather()[1]))
+        return path

@@ -1,0 +1,194 @@
+"""Mask R-CNN / Faster R-CNN on a ResNet-FPN backbone, built from ``cfg.model`` and ``cfg.input``.
+
+Everything is torchvision's detection code; this module only wires the parts the config chooses:
+the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head and 4conv mask head), widths,
+anchors, sampling and NMS settings, and the initialisation (``model.init``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from .init import load_init
+from .norm import norm_factory, resolve_part_norm
+from .resnet import ResNetBody, build_backbone_body, freeze_stages
+
+__all__ = ["ResNetFPN", "TrainNoResizeTransform", "build_model"]
+
+log = logging.getLogger(__name__)
+
+FEATURE_NAMES = ["0", "1", "2", "3"]  # res2..res5 -> P2..P5; LastLevelMaxPool adds P6 ("pool")
+NUM_LEVELS = len(FEATURE_NAMES) + 1
+
+
+class ResNetFPN(nn.Module):
+    """``body`` (a :class:`ResNetBody`) followed by an FPN; P2-P6 with ``out_channels`` channels each.
+
+    Same attribute names as torchvision's BackboneWithFPN (``body``, ``fpn``, ``out_channels``), so
+    torchvision detector checkpoints map key for key.
+    """
+
+    def __init__(self, body: ResNetBody, channels: int, norm_layer=None) -> None:
+        super().__init__()
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(
+            body.stage_channels, channels, extra_blocks=LastLevelMaxPool(), norm_layer=norm_layer
+        )
+        self.out_channels = channels
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.fpn(self.body(x))
+
+
+class TrainNoResizeTransform(GeneralizedRCNNTransform):
+    """Normalise and pad to ``size_divisible``; resize only in eval mode.
+
+    In training the data pipeline has already chosen the scale (multi-scale short side, scale jitter and
+    crops with transforms.v2); a second resize here would undo that choice. In eval mode the image is
+    resized to (min_size, max_size) and predictions are mapped back to the original size (torchvision's
+    ``postprocess``), as usual.
+    """
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):  # type: ignore[override]
+        if self.training:
+            return image, target
+        return super().resize(image, target)
+
+
+def _num_classes(cfg: DictConfig, num_classes: int | None) -> int:
+    n = num_classes if num_classes is not None else cfg.model.num_classes
+    if n is None:
+        raise ValueError(
+            "number of classes unknown: set model.num_classes or pass num_classes to build_model"
+        )
+    if int(n) < 1:
+        raise ValueError(f"num_classes (foreground) must be >= 1, got {n}")
+    return int(n)
+
+
+def _box_head(cfg: DictConfig, in_channels: int, norm) -> tuple[nn.Module, int]:
+    """``num_conv`` convs then ``num_fc`` fcs: GN-all's 4conv1fc, or Detectron2's default 2fc (0 conv, 2 fc)."""
+    h = cfg.model.roi_box_head
+    num_conv, conv_dim, fc_dim = int(h.num_conv), int(h.conv_dim), int(h.fc_dim)
+    if int(h.num_fc) < 1:
+        raise ValueError(f"model.roi_box_head.num_fc must be >= 1, got {h.num_fc}")
+    fcs = [fc_dim] * int(h.num_fc)
+    head = FastRCNNConvFCHead((in_channels, 7, 7), [conv_dim] * num_conv, fcs, norm_layer=norm)
+    return head, fc_dim
+
+
+def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module | None) -> None:
+    # Detectron2's initialisation of the output layers: small Gaussians, so that the initial class scores
+    # are near uniform and the box deltas near zero -- this matters most when everything else is random.
+    nn.init.normal_(box_predictor.cls_score.weight, std=0.01)
+    nn.init.normal_(box_predictor.bbox_pred.weight, std=0.001)
+    nn.init.zeros_(box_predictor.cls_score.bias)
+    nn.init.zeros_(box_predictor.bbox_pred.bias)
+    if mask_predictor is not None:
+        logits = mask_predictor.mask_fcn_logits
+        nn.init.normal_(logits.weight, std=0.001)
+        nn.init.zeros_(logits.bias)
+
+
+def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
+    """Build the detector that ``cfg.model.arch`` names (``mask_rcnn`` | ``faster_rcnn``), then apply
+    ``cfg.model.init`` and ``cfg.model.backbone.freeze_at``.
+
+    ``num_classes`` (foreground classes) overrides ``cfg.model.num_classes``; the model predicts that
+    plus one background class. The load report of ``model.init`` is kept as ``model.init_report``.
+    """
+    m, inp = cfg.model, cfg.input
+    arch = str(m.arch)
+    if arch not in ("mask_rcnn", "faster_rcnn"):
+        raise ValueError(f"model.arch must be 'mask_rcnn' or 'faster_rcnn', got {arch!r}")
+    n_cls = _num_classes(cfg, num_classes) + 1
+    model_norm, groups = str(m.norm), int(m.gn_groups)
+
+    def part_norm(key: str, part_cfg: DictConfig):
+        name = resolve_part_norm(part_cfg.norm, model_norm)
+        return norm_factory(name, groups, where=f"{key} (norm {name!r})")
+
+    body = build_backbone_body(cfg)
+    channels = int(m.fpn.channels)
+    backbone = ResNetFPN(body, channels, norm_layer=part_norm("model.fpn", m.fpn))
+
+    rpn = m.rpn
+    if len(rpn.anchor_sizes) != NUM_LEVELS:
+        raise ValueError(
+            f"model.rpn.anchor_sizes needs one size per FPN level P2-P6 ({NUM_LEVELS}), got {list(rpn.anchor_sizes)}"
+        )
+    anchors = AnchorGenerator(
+        sizes=tuple((int(s),) for s in rpn.anchor_sizes),
+        aspect_ratios=(tuple(float(a) for a in rpn.aspect_ratios),) * NUM_LEVELS,
+    )
+    # The RPN head has no norm, as in Detectron2 (GN-all normalises backbone, FPN and RoI heads).
+    rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0])
+
+    bh = m.roi_box_head
+    box_head, box_dim = _box_head(cfg, channels, part_norm("model.roi_box_head", bh))
+    box_predictor = FastRCNNPredictor(box_dim, n_cls)
+    kwargs = dict(
+        rpn_anchor_generator=anchors,
+        rpn_head=rpn_head,
+        rpn_pre_nms_top_n_train=int(rpn.pre_nms_top_n_train),
+        rpn_post_nms_top_n_train=int(rpn.post_nms_top_n_train),
+        rpn_pre_nms_top_n_test=int(rpn.pre_nms_top_n_test),
+        rpn_post_nms_top_n_test=int(rpn.post_nms_top_n_test),
+        rpn_nms_thresh=float(rpn.nms_thresh),
+        rpn_batch_size_per_image=int(rpn.batch_size_per_image),
+        rpn_positive_fraction=float(rpn.positive_fraction),
+        box_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=7, sampling_ratio=2),
+        box_head=box_head,
+        box_predictor=box_predictor,
+        box_score_thresh=float(bh.score_thresh),
+        box_nms_thresh=float(bh.nms_thresh),
+        box_detections_per_img=int(bh.detections_per_img),
+        box_batch_size_per_image=int(bh.batch_size_per_image),
+        box_positive_fraction=float(bh.positive_fraction),
+    )
+    mask_predictor = None
+    if arch == "mask_rcnn":
+        mh = m.roi_mask_head
+        conv_dim = int(mh.conv_dim)
+        mask_head = MaskRCNNHeads(
+            channels, [conv_dim] * int(mh.num_conv), 1, norm_layer=part_norm("model.roi_mask_head", mh)
+        )
+        mask_dim = conv_dim if int(mh.num_conv) > 0 else channels
+        mask_predictor = MaskRCNNPredictor(mask_dim, conv_dim, n_cls)
+        kwargs.update(
+            mask_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=14, sampling_ratio=2),
+            mask_head=mask_head,
+            mask_predictor=mask_predictor,
+        )
+        model: nn.Module = MaskRCNN(backbone, num_classes=None, **kwargs)
+    else:
+        model = FasterRCNN(backbone, num_classes=None, **kwargs)
+    _init_predictors(box_predictor, mask_predictor)
+
+    model.transform = TrainNoResizeTransform(
+        int(inp.min_size_test),
+        int(inp.max_size_test),
+        [float(v) for v in inp.pixel_mean],
+        [float(v) for v in inp.pixel_std],
+        size_divisible=32,
+    )
+    freeze_at = int(m.backbone.freeze_at)
+    freeze_stages(body, freeze_at)
+    if freeze_at > 0 and str(m.init) == "random":
+        log.warning(
+            "model.backbone.freeze_at=%d with model.init=random freezes randomly initialised layers",
+            freeze_at,
+        )
+    model.init_report = load_init(model, str(m.init))
+    return model

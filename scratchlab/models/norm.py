@@ -1,0 +1,88 @@
+"""Normalisation layers chosen by name from the config.
+
+Names: ``GN`` (GroupNorm, ``model.gn_groups`` groups), ``SyncBN``, ``BN`` and ``FrozenBN``
+(torchvision's :class:`~torchvision.ops.misc.FrozenBatchNorm2d`: fixed affine and statistics).
+A part's norm of ``""`` means no norm layer (convs then get a bias).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+__all__ = ["NORM_NAMES", "NormFactory", "resolve_part_norm", "norm_factory", "freeze_batchnorm"]
+
+NORM_NAMES = ("GN", "SyncBN", "BN", "FrozenBN")
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def resolve_part_norm(part_norm: str | None, model_norm: str) -> str:
+    """The norm name a randomly initialised part (FPN, box head, mask head) uses; ``""`` = none.
+
+    ``None`` inherits ``model_norm`` -- except ``FrozenBN``, which becomes no norm: a FrozenBN layer on a
+    randomly initialised part has gamma 1, beta 0, mean 0, var 1 that nothing ever updates, so it is an
+    identity that only costs time (Detectron2 likewise gives FPN and heads no norm with a FrozenBN backbone).
+    An explicit ``"FrozenBN"`` is honoured (it only makes sense when a detector checkpoint supplies the
+    statistics).
+    """
+    if part_norm is None:
+        return "" if model_norm == "FrozenBN" else model_norm
+    return part_norm
+
+
+def norm_factory(name: str, gn_groups: int = 32, where: str = "model") -> NormFactory | None:
+    """A ``channels -> nn.Module`` constructor for the norm ``name``; ``None`` when ``name`` is ``""``.
+
+    ``where`` names the part in error messages. GroupNorm raises :class:`ValueError` at construction
+    when the channel count is not divisible by ``gn_groups``.
+    """
+    if name == "":
+        return None
+    if name == "GN":
+        if int(gn_groups) <= 0:
+            raise ValueError(f"{where}: model.gn_groups must be positive, got {gn_groups}")
+        groups = int(gn_groups)
+
+        def group_norm(channels: int) -> nn.Module:
+            if channels % groups:
+                raise ValueError(
+                    f"{where}: GroupNorm needs channels divisible by model.gn_groups, "
+                    f"but {channels} channels are not divisible by {groups} groups"
+                )
+            return nn.GroupNorm(groups, channels)
+
+        return group_norm
+    if name == "BN":
+        return nn.BatchNorm2d
+    if name == "SyncBN":
+        # Outside an initialised process group SyncBatchNorm computes plain batch statistics, so a
+        # SyncBN config also runs on one CPU/GPU.
+        return nn.SyncBatchNorm
+    if name == "FrozenBN":
+        return FrozenBatchNorm2d
+    raise ValueError(f"{where}: unknown norm {name!r}; expected one of {', '.join(NORM_NAMES)} or '' (none)")
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm/SyncBN in ``module`` by a FrozenBatchNorm2d holding the same values.
+
+    Used for frozen stages (as Detectron2 does): turning off ``requires_grad`` alone would still let the
+    running statistics drift in train mode. Returns ``module`` itself, or its replacement if it is a BN.
+    """
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        if module.affine:
+            frozen.weight.copy_(module.weight.detach())
+            frozen.bias.copy_(module.bias.detach())
+        if module.track_running_stats:
+            frozen.running_mean.copy_(module.running_mean)
+            frozen.running_var.copy_(module.running_var)
+        return frozen
+    for name, child in module.named_children():
+        new = freeze_batchnorm(child)
+        if new is not child:
+            setattr(module, name, new)
+    return module

@@ -1,0 +1,105 @@
+"""The ResNet body (stem + res2..res5, no classifier) that the detector and the pre-training share.
+
+Built from torchvision's ResNet so that at ``width_mult=1.0`` its state-dict keys and shapes are those of
+``torchvision.models.resnet50`` (minus ``fc``), and an ImageNet checkpoint loads into it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from omegaconf import DictConfig
+from torch import Tensor
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from .norm import NormFactory, freeze_batchnorm, norm_factory
+
+__all__ = ["DEPTHS", "ResNetBody", "build_backbone_body", "freeze_stages", "STAGE_NAMES"]
+
+DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
+    18: (BasicBlock, [2, 2, 2, 2]),
+    34: (BasicBlock, [3, 4, 6, 3]),
+    50: (Bottleneck, [3, 4, 6, 3]),
+    101: (Bottleneck, [3, 4, 23, 3]),
+}
+
+# Detectron2 stage order: freeze_at=k freezes the first k entries (1 = stem, 2 = stem + res2, ...).
+STAGE_NAMES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
+
+
+class ResNetBody(ResNet):
+    """torchvision ResNet without ``avgpool``/``fc``; ``forward`` returns the res2..res5 feature maps.
+
+    ``width_mult`` scales the bottleneck/basic ``planes`` of the four stages (the stem stays at 64
+    channels, as in every ResNet). The output is an ``OrderedDict`` with keys ``"0".."3"`` (res2..res5,
+    strides 4..32), the format torchvision's FeaturePyramidNetwork consumes.
+
+    Attributes:
+        stage_channels: output channels of res2..res5.
+        out_channels: channels of res5 (the input width of a linear classifier on pooled features).
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        width_mult: float = 1.0,
+        norm_layer: NormFactory | None = None,
+    ) -> None:
+        if depth not in DEPTHS:
+            raise ValueError(f"model.backbone.depth must be one of {sorted(DEPTHS)}, got {depth}")
+        if not width_mult > 0:
+            raise ValueError(f"model.backbone.width_mult must be > 0, got {width_mult}")
+        block, layers = DEPTHS[depth]
+        # Read by _make_layer, which ResNet.__init__ calls; so it must be set before super().__init__.
+        self._width_mult = float(width_mult)
+        super().__init__(block, layers, norm_layer=norm_layer)
+        del self.avgpool, self.fc  # the detector and the pre-training head pool/classify themselves
+        self.depth = depth
+        self.stage_channels = [self._scaled(p) * block.expansion for p in (64, 128, 256, 512)]
+        self.out_channels = self.stage_channels[-1]
+
+    def _scaled(self, planes: int) -> int:
+        return max(1, int(round(planes * self._width_mult)))
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # type: ignore[override]
+        return super()._make_layer(block, self._scaled(planes), blocks, stride=stride, dilate=dilate)
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:  # type: ignore[override]
+        """Return ``{"0": res2, "1": res3, "2": res4, "3": res5}`` for images ``x`` of shape (N, 3, H, W)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = layer(x)
+            out[str(i)] = x
+        return out
+
+
+def build_backbone_body(cfg: DictConfig) -> ResNetBody:
+    """The ResNet body configured by ``cfg.model`` (depth, width_mult, norm, gn_groups), MSRA-initialised.
+
+    This is the very module :func:`scratchlab.models.build_model` uses as ``backbone.body``, so its
+    ``state_dict()`` loads into a detector's body with no missing key. It is *not* frozen: ``freeze_at`` is
+    a detector fine-tuning setting (see :func:`freeze_stages`). ``body.out_channels`` is the res5 width.
+    """
+    m = cfg.model
+    norm = norm_factory(str(m.norm), int(m.gn_groups), where="backbone (model.norm)")
+    if norm is None:
+        raise ValueError("model.norm must name a norm for the backbone (GN, SyncBN, BN, FrozenBN), got ''")
+    return ResNetBody(int(m.backbone.depth), float(m.backbone.width_mult), norm)
+
+
+def freeze_stages(body: ResNetBody, freeze_at: int) -> ResNetBody:
+    """Freeze the first ``freeze_at`` stages (Detectron2 semantics: 0 none, 1 stem, 2 stem + res2, ...).
+
+    Frozen parameters get ``requires_grad=False`` and BatchNorm/SyncBN layers inside frozen stages become
+    FrozenBatchNorm2d, so their statistics stop moving too. Returns ``body``.
+    """
+    if not 0 <= int(freeze_at) <= len(STAGE_NAMES):
+        raise ValueError(f"model.backbone.freeze_at must be in 0..{len(STAGE_NAMES)}, got {freeze_at}")
+    for names in STAGE_NAMES[: int(freeze_at)]:
+        for name in names:
+            module = freeze_batchnorm(getattr(body, name))
+            setattr(body, name, module)
+            for p in module.parameters():
+                p.requires_grad_(False)
+    return body

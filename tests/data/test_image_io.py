@@ -1,0 +1,147 @@
+"""load_image / image_size / image_info on the awkward files real photo collections contain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scratchlab.data.image_io import ALPHA_BACKGROUND, ImageLoadError, image_info, image_size, load_image
+
+
+def _rgb(img: Image.Image, xy: tuple[int, int]) -> np.ndarray:
+    return np.asarray(img, dtype=np.int32)[xy[1], xy[0]]
+
+
+def test_rgb_jpeg_is_returned_unchanged_in_size(tmp_path):
+    path = tmp_path / "a.jpg"
+    Image.new("RGB", (33, 17), (10, 200, 30)).save(path, quality=95)
+    img = load_image(path)
+    assert img.mode == "RGB" and img.size == (33, 17)
+    assert np.abs(_rgb(img, (5, 5)) - [10, 200, 30]).max() <= 4
+    assert image_size(path) == (33, 17)
+
+
+def test_greyscale_jpeg_becomes_three_equal_channels(tmp_path):
+    path = tmp_path / "grey.jpg"
+    Image.new("L", (20, 10), 90).save(path)
+    assert Image.open(path).mode == "L"
+    img = load_image(path)
+    assert img.mode == "RGB" and img.size == (20, 10)
+    px = _rgb(img, (3, 3))
+    assert px[0] == px[1] == px[2] and abs(px[0] - 90) <= 2
+
+
+def test_cmyk_jpeg_converts_to_rgb_colours(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, quality=95)  # pure red in CMYK
+    assert Image.open(path).mode == "CMYK"
+    img = load_image(path)
+    assert img.mode == "RGB"
+    r, g, b = _rgb(img, (8, 8))
+    assert r > 230 and g < 30 and b < 30
+
+
+def test_png_alpha_is_composited_on_the_mean_colour(tmp_path):
+    path = tmp_path / "alpha.png"
+    arr = np.zeros((8, 8, 4), np.uint8)
+    arr[:, :4] = [255, 0, 0, 255]  # opaque red left half
+    arr[:, 4:] = [0, 255, 0, 0]  # fully transparent green right half: the hidden colour must not leak
+    Image.fromarray(arr, "RGBA").save(path)
+    img = load_image(path)
+    assert img.mode == "RGB"
+    assert list(_rgb(img, (1, 1))) == [255, 0, 0]
+    assert list(_rgb(img, (6, 1))) == list(ALPHA_BACKGROUND)
+
+
+def test_la_png_keeps_grey_where_opaque(tmp_path):
+    path = tmp_path / "la.png"
+    Image.new("LA", (6, 6), (200, 255)).save(path)
+    assert list(_rgb(load_image(path), (2, 2))) == [200, 200, 200]
+
+
+def test_16bit_png_is_scaled_not_clipped(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.array([[0, 1000, 32768, 65535]], dtype=np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    img = load_image(path)
+    assert img.mode == "RGB"
+    assert np.asarray(img)[0, :, 0].tolist() == [0, 3, 128, 255]  # Pillow's convert() would give 255 for 1000
+
+
+def test_palette_png_with_and_without_transparency(tmp_path):
+    pal = Image.new("P", (4, 4), 1)
+    pal.putpalette([0, 0, 0, 10, 20, 250] + [0] * (254 * 3))
+    pal.save(tmp_path / "p.png")
+    assert list(_rgb(load_image(tmp_path / "p.png"), (0, 0))) == [10, 20, 250]
+    pal.save(tmp_path / "pt.png", transparency=1)
+    assert list(_rgb(load_image(tmp_path / "pt.png"), (0, 0))) == list(ALPHA_BACKGROUND)
+
+
+def test_bilevel_png(tmp_path):
+    path = tmp_path / "bw.png"
+    Image.new("1", (5, 5), 1).save(path)
+    assert list(_rgb(load_image(path), (1, 1))) == [255, 255, 255]
+
+
+def _exif_rotated_jpeg(path, orientation: int) -> None:
+    """A 40x20 stored picture: left half red, right half blue, tagged with an EXIF orientation."""
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = [255, 0, 0]
+    arr[:, 20:] = [0, 0, 255]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_orientation_6_swaps_size_and_rotates_pixels(tmp_path):
+    path = tmp_path / "phone.jpg"
+    _exif_rotated_jpeg(path, 6)  # 6 = display rotated 90 degrees clockwise
+    assert Image.open(path).size == (40, 20)
+    assert image_size(path) == (20, 40)
+    info = image_info(path)
+    assert (info.stored_width, info.stored_height, info.orientation) == (40, 20, 6)
+    img = load_image(path)
+    assert img.size == (20, 40)
+    # Clockwise: the stored left (red) half ends up on top, the right (blue) half at the bottom.
+    top, bottom = _rgb(img, (10, 5)), _rgb(img, (10, 35))
+    assert top[0] > 200 and top[2] < 50
+    assert bottom[2] > 200 and bottom[0] < 50
+
+
+def test_exif_orientation_3_keeps_size_but_turns_upside_down(tmp_path):
+    path = tmp_path / "flip.jpg"
+    _exif_rotated_jpeg(path, 3)  # 180 degrees: red moves to the right
+    img = load_image(path)
+    assert img.size == (40, 20) == image_size(path)
+    assert _rgb(img, (35, 10))[0] > 200 and _rgb(img, (5, 10))[2] > 200
+
+
+def test_truncated_jpeg_raises_a_clear_error(tmp_path):
+    good = tmp_path / "good.jpg"
+    arr = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match=r"cut\.jpg.*truncated"):
+        load_image(bad)
+    with pytest.raises(ImageLoadError, match=r"cut\.jpg"):
+        image_info(bad, verify=True)
+    assert image_size(bad) == (64, 64)  # the header alone is intact: no decode without verify
+    assert issubclass(ImageLoadError, ValueError)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not an image", b"\x89PNG\r\n\x1a\n garbage"])
+def test_non_image_raises_image_load_error(tmp_path, content):
+    path = tmp_path / "fake.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageLoadError, match=r"fake\.jpg: cannot read image"):
+        load_image(path)
+    with pytest.raises(ImageLoadError, match=r"fake\.jpg"):
+        image_size(path)
+
+
+def test_missing_file_raises_image_load_error(tmp_path):
+    with pytest.raises(ImageLoadError, match=r"nope\.png: cannot read image: no such file"):
+        load_image(tmp_path / "nope.png")

@@ -1,0 +1,56 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from scratchlab.engine.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
+
+
+def test_rng_roundtrip_through_weights_only_load(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    save_checkpoint({"rng": capture_rng(), "iteration": 5}, tmp_path)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    ckpt, _ = load_latest(tmp_path)  # weights_only=True inside
+    restore_rng(ckpt["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_previous_is_kept_and_used_when_last_is_corrupt(tmp_path, caplog):
+    save_checkpoint({"iteration": 1}, tmp_path)
+    save_checkpoint({"iteration": 2}, tmp_path)
+    assert load_latest(tmp_path)[0]["iteration"] == 2
+    (tmp_path / "last.pth").write_bytes(b"\x00garbage")
+    ckpt, path = load_latest(tmp_path)
+    assert ckpt["iteration"] == 1 and path.name == "previous.pth"
+    assert "unreadable" in caplog.text
+
+
+def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    save_checkpoint({"iteration": 1}, tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint({"iteration": 2}, tmp_path)
+    monkeypatch.undo()
+    assert load_latest(tmp_path)[0]["iteration"] == 1
+    assert not list(tmp_path.glob("*.tmp")), "temporary files are cleaned up"
+
+
+def test_no_checkpoint_gives_none(tmp_path):
+    assert load_latest(tmp_path) is None
+
+
+def test_weights_only_refuses_pickled_code(tmp_path):
+    import argparse
+
+    torch.save({"x": argparse.Namespace(cmd="rm -rf /")}, tmp_path / "last.pth")
+    assert load_latest(tmp_path) is None

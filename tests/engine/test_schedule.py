@@ -1,0 +1,45 @@
+import pytest
+
+from scratchlab.config import load_config
+from scratchlab.engine.schedule import lr_at
+
+
+@pytest.fixture
+def cfg():
+    return load_config(None, ["solver.schedule=2", "solver.warmup_iters=1000", "solver.warmup_factor=0.001"])
+
+
+def test_warmup_is_linear_from_warmup_factor(cfg):
+    assert lr_at(cfg, 0) == pytest.approx(0.02 * 0.001)
+    assert lr_at(cfg, 500) == pytest.approx(0.02 * (0.001 * 0.5 + 0.5))
+    assert lr_at(cfg, 1000) == pytest.approx(0.02)
+
+
+def test_drops_at_last_60k_and_last_20k(cfg):
+    # 2x = 180k iterations: LR /10 at 120k and again at 160k.
+    assert lr_at(cfg, 119_999) == pytest.approx(0.02)
+    assert lr_at(cfg, 120_000) == pytest.approx(0.002)
+    assert lr_at(cfg, 159_999) == pytest.approx(0.002)
+    assert lr_at(cfg, 160_000) == pytest.approx(0.0002)
+    assert lr_at(cfg, 179_999) == pytest.approx(0.0002)
+
+
+def test_constant_lr_has_no_drops():
+    cfg = load_config(None, ["solver.constant_lr=true", "solver.warmup_iters=10"])
+    assert lr_at(cfg, 89_999) == pytest.approx(0.02)
+
+
+def test_scheduler_follows_lr_at(cfg):
+    import torch
+
+    from scratchlab.engine.schedule import build_scheduler
+
+    cfg.solver.max_iter = 30
+    cfg.solver.lr_drops_from_end = [20, 5]
+    cfg.solver.warmup_iters = 4
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.solver.base_lr)
+    sched = build_scheduler(cfg, opt)
+    for it in range(30):
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, it)), it
+        opt.step()
+        sched.step()

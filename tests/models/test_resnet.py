@@ -1,0 +1,123 @@
+"""ResNet body and norm selection: torchvision key compatibility, MSRA init, GN checks, freezing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet50
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from scratchlab.config import load_config
+from scratchlab.models import ResNetBody, build_backbone_body, freeze_stages, norm_factory, resolve_part_norm
+
+
+def _cfg(*overrides: str):
+    return load_config(None, list(overrides))
+
+
+def _shapes(sd: dict) -> dict:
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def test_width_1_body_matches_torchvision_resnet50_keys_and_shapes():
+    body = build_backbone_body(_cfg("model.norm=BN"))
+    ref = {k: v for k, v in _shapes(resnet50().state_dict()).items() if not k.startswith("fc.")}
+    assert _shapes(body.state_dict()) == ref
+    assert body.out_channels == 2048 and body.stage_channels == [256, 512, 1024, 2048]
+
+
+def test_gn_body_has_resnet50_parameters_and_no_batchnorm():
+    body = build_backbone_body(_cfg())  # default: GN, 32 groups
+    ref = {k: tuple(p.shape) for k, p in resnet50().named_parameters() if not k.startswith("fc.")}
+    assert {k: tuple(p.shape) for k, p in body.named_parameters()} == ref
+    norms = [m for m in body.modules() if isinstance(m, (nn.GroupNorm, nn.modules.batchnorm._BatchNorm))]
+    assert norms and all(isinstance(m, nn.GroupNorm) and m.num_groups == 32 for m in norms)
+
+
+def test_scratch_init_statistics():
+    torch.manual_seed(0)
+    body = build_backbone_body(_cfg())
+    checked = 0
+    for name, m in body.named_modules():
+        if isinstance(m, nn.Conv2d) and m.weight.numel() >= 500_000:  # large: sample std is precise
+            fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+            expected = math.sqrt(2.0 / fan_out)
+            assert m.weight.std().item() == pytest.approx(expected, rel=0.03), name
+            assert abs(m.weight.mean().item()) < 0.05 * expected, name
+            checked += 1
+        if isinstance(m, nn.GroupNorm):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0), name
+    assert checked >= 10
+
+
+def test_width_mult_scales_stage_widths_and_forward_strides():
+    body = build_backbone_body(_cfg("model.backbone.width_mult=0.25", "model.gn_groups=8"))
+    assert body.stage_channels == [64, 128, 256, 512]
+    assert body.layer1[0].conv1.out_channels == 16 and body.conv1.out_channels == 64
+    out = body(torch.rand(2, 3, 64, 96))
+    assert list(out) == ["0", "1", "2", "3"]
+    for i, (feat, ch) in enumerate(zip(out.values(), body.stage_channels, strict=True)):
+        assert feat.shape == (2, ch, 64 // 4 // 2**i, 96 // 4 // 2**i)
+
+
+def test_basic_block_depths_match_torchvision():
+    body = build_backbone_body(_cfg("model.norm=BN", "model.backbone.depth=18"))
+    ref = {k: v for k, v in _shapes(resnet18().state_dict()).items() if not k.startswith("fc.")}
+    assert _shapes(body.state_dict()) == ref
+    assert body.out_channels == 512
+
+
+def test_bad_depth_and_width_raise():
+    with pytest.raises(ValueError, match="depth"):
+        build_backbone_body(_cfg("model.backbone.depth=42"))
+    with pytest.raises(ValueError, match="width_mult"):
+        ResNetBody(50, 0.0)
+
+
+def test_gn_channels_not_divisible_raises_clear_error():
+    with pytest.raises(ValueError, match=r"backbone.*not divisible by 24 groups"):
+        build_backbone_body(_cfg("model.gn_groups=24"))
+
+
+def test_norm_factory_names():
+    assert norm_factory("") is None
+    assert isinstance(norm_factory("GN", 4)(8), nn.GroupNorm)
+    assert type(norm_factory("BN")(8)) is nn.BatchNorm2d
+    assert type(norm_factory("SyncBN")(8)) is nn.SyncBatchNorm
+    assert type(norm_factory("FrozenBN")(8)) is FrozenBatchNorm2d
+    with pytest.raises(ValueError, match=r"fpn: unknown norm 'LN'"):
+        norm_factory("LN", where="fpn")
+
+
+def test_part_norm_inherits_except_frozenbn():
+    assert resolve_part_norm(None, "GN") == "GN"
+    assert resolve_part_norm(None, "SyncBN") == "SyncBN"
+    assert resolve_part_norm(None, "FrozenBN") == ""  # random FrozenBN = a fixed identity: no norm
+    assert resolve_part_norm("", "GN") == ""
+    assert resolve_part_norm("GN", "FrozenBN") == "GN"
+
+
+def test_freeze_at_2_freezes_stem_and_res2_only():
+    body = build_backbone_body(_cfg("model.backbone.width_mult=0.25", "model.gn_groups=8"))
+    freeze_stages(body, 2)
+    for name, p in body.named_parameters():
+        frozen = name.startswith(("conv1.", "bn1.", "layer1."))
+        assert p.requires_grad is not frozen, name
+
+
+def test_freeze_converts_batchnorm_in_frozen_stages_keeping_values():
+    body = build_backbone_body(_cfg("model.norm=BN", "model.backbone.width_mult=0.25"))
+    with torch.no_grad():
+        body.bn1.running_mean.uniform_()
+        body.bn1.weight.uniform_()
+    before = body.bn1.running_mean.clone(), body.bn1.weight.clone()
+    freeze_stages(body, 1)
+    assert isinstance(body.bn1, FrozenBatchNorm2d)
+    assert torch.equal(body.bn1.running_mean, before[0]) and torch.equal(body.bn1.weight, before[1])
+    assert type(body.layer1[0].bn1) is nn.BatchNorm2d  # res2 is not frozen at freeze_at=1
+    assert body.conv1.weight.requires_grad is False and body.layer1[0].conv1.weight.requires_grad
+    with pytest.raises(ValueError, match="freeze_at"):
+        freeze_stages(body, 6)

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from scratchlab.config import ConfigError, load_config, max_iter, schedule_steps
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_base_chain_merges_and_leaf_wins():
+    cfg = load_config(CONFIGS / "coco" / "mask_rcnn_R101_FPN_gn_scratch_6x.yaml")
+    assert cfg.model.backbone.depth == 101
+    assert cfg.model.norm == "GN" and cfg.model.fpn.norm == "GN" and cfg.model.roi_mask_head.norm == "GN"
+    assert cfg.solver.base_lr == 0.02 and cfg.solver.ims_per_batch == 16
+    assert max_iter(cfg) == 540_000
+
+
+def test_override_sets_typed_values():
+    cfg = load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml",
+                      ["solver.base_lr=0.01", "input.min_size_train=[96, 128]", "data.subset=null"])
+    assert cfg.solver.base_lr == 0.01
+    assert list(cfg.input.min_size_train) == [96, 128]
+    assert cfg.data.subset is None
+
+
+@pytest.mark.parametrize("bad", ["solver.base_lrr=0.1", "modle.norm=GN", "model.backbone.dept=50"])
+def test_unknown_override_key_is_named(bad):
+    with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
+        load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml", [bad])
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["solver.base_lr"])
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("_base_: " + str(CONFIGS / "coco" / "base.yaml") + "\nsolver: {warmup_iter: 5}\n")
+    with pytest.raises(ConfigError, match="solver.warmup_iter"):
+        load_config(f)
+
+
+def test_base_cycle_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("_base_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("x", [2, 3, 4, 6])
+def test_coco_scratch_schedules_drop_at_last_60k_and_20k(x):
+    cfg = load_config(CONFIGS / "coco" / f"mask_rcnn_R50_FPN_gn_scratch_{x}x.yaml")
+    total = x * 90_000
+    assert max_iter(cfg) == total
+    assert schedule_steps(cfg) == [total - 60_000, total - 20_000]
+
+
+def test_every_shipped_config_loads():
+    files = sorted(CONFIGS.rglob("*.yaml"))
+    assert len(files) >= 15
+    for f in files:
+        load_config(f)
+
+
+def test_paper_recipe_values_in_coco_base():
+    cfg = load_config(CONFIGS / "coco" / "mask_rcnn_R50_FPN_gn_scratch_3x.yaml")
+    s = cfg.solver
+    assert (s.base_lr, s.ims_per_batch, s.momentum, s.weight_decay) == (0.02, 16, 0.9, 1e-4)
+    assert cfg.model.backbone.freeze_at == 0 and cfg.model.init == "random"
+    assert min(cfg.input.min_size_train) == 640 and max(cfg.input.min_size_train) == 800
+    assert cfg.input.max_size_train == 1333 and cfg.input.min_size_test == 800
+    assert cfg.model.roi_box_head.num_conv == 4 and cfg.model.roi_box_head.num_fc == 1
+
+
+def test_mini_keeps_the_last_fraction_drops():
+    cfg = load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml", ["solver.schedule=3"])
+    total = max_iter(cfg)
+    steps = schedule_steps(cfg)
+    # Low-LR phases last as long as in 1x (200 and 67 iterations of a 300-iteration 1x).
+    assert steps == [total - 200, total - 67]
