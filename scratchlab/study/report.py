@@ -84,15 +84,36 @@ def final_table(arms: list[dict[str, Any]], task: str) -> tuple[list[str], list[
     groups = [g for g in group_arms(arms) if g.stat(task) is not None]
     groups.sort(key=lambda g: (order.index(g.data), g.schedule, INITS.index(g.init), g.norm))
     header = ["Data", "Schedule", "Init", "Norm", "Seeds", *METRICS]
-    rows = [[g.data, f"{g.schedule:g}x", g.init, g.norm, str(len(g.finished)),
-             *(_fmt(g.stat(task, m)) for m in METRICS)] for g in groups]
+    rows = [
+        [
+            g.data,
+            f"{g.schedule:g}x",
+            g.init,
+            g.norm,
+            str(len(g.finished)),
+            *(_fmt(g.stat(task, m)) for m in METRICS),
+        ]
+        for g in groups
+    ]
     return header, rows
 
 
 def status_table(arms: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Every arm's status, error text and cost (totals include pre-training)."""
-    header = ["Arm", "Init", "Norm", "Schedule", "Data", "Seed", "Status", "Error", "Images seen (total)",
-              "Pixels seen (total)", "Wall s (total)", "Pre-training images"]
+    header = [
+        "Arm",
+        "Init",
+        "Norm",
+        "Schedule",
+        "Data",
+        "Seed",
+        "Status",
+        "Error",
+        "Images seen (total)",
+        "Pixels seen (total)",
+        "Wall s (total)",
+        "Pre-training images",
+    ]
     rows = []
     for a in arms:
         cost = a.get("cost") or {}
@@ -101,9 +122,22 @@ def status_table(arms: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
         def num(d: dict[str, Any], k: str, fmt: str = "{:,}") -> str:
             return "n/a" if d.get(k) is None else fmt.format(d[k])
 
-        rows.append([a["name"], a["init"], a["norm"], f"{float(a['schedule']):g}x", a["data"],
-                     str(a.get("seed", "")), a["status"], a.get("error") or "", num(tot, "images_seen"),
-                     num(tot, "pixels_seen"), num(tot, "wall_s", "{:.1f}"), num(pre, "images_seen")])
+        rows.append(
+            [
+                a["name"],
+                a["init"],
+                a["norm"],
+                f"{float(a['schedule']):g}x",
+                a["data"],
+                str(a.get("seed", "")),
+                a["status"],
+                a.get("error") or "",
+                num(tot, "images_seen"),
+                num(tot, "pixels_seen"),
+                num(tot, "wall_s", "{:.1f}"),
+                num(pre, "images_seen"),
+            ]
+        )
     return header, rows
 
 
@@ -168,8 +202,10 @@ def _regimes_figure(arms: list[dict[str, Any]], path: Path) -> Path:
     groups = [g for g in group_arms(arms) if g.stat("bbox") is not None]
     regimes = [d for d in _regime_order(arms) if any(g.data == d for g in groups)]
     if len(regimes) < 2:
-        raise _Skip(f"Data-regime figure skipped: finished arms cover {len(regimes)} data regime(s) "
-                    f"({', '.join(regimes) or 'none'}); it needs at least two.")
+        raise _Skip(
+            f"Data-regime figure skipped: finished arms cover {len(regimes)} data regime(s) "
+            f"({', '.join(regimes) or 'none'}); it needs at least two."
+        )
     tasks = [t for t in TASKS if any(g.stat(t) for g in groups)]
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
@@ -185,8 +221,14 @@ def _regimes_figure(arms: list[dict[str, Any]], path: Path) -> Path:
                 best: Group = max(cands, key=lambda g: g.stat(task)["mean"])
                 s = best.stat(task)
                 xpos = x + (j - (len(inits) - 1) / 2) * width
-                ax.bar(xpos, s["mean"], width, yerr=s["std"] or 0, color=INIT_COLOURS[init],
-                       label=None if init in labelled else init)
+                ax.bar(
+                    xpos,
+                    s["mean"],
+                    width,
+                    yerr=s["std"] or 0,
+                    color=INIT_COLOURS[init],
+                    label=None if init in labelled else init,
+                )
                 labelled.add(init)
                 ax.text(xpos, s["mean"], f"{best.schedule:g}x", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(regimes)), [f"data {d}" for d in regimes])
@@ -202,8 +244,12 @@ def _compute_figure(arms: list[dict[str, Any]], path: Path) -> Path:
     for a in arms:
         tot = (a.get("cost") or {}).get("total") or {}
         ap = ((a.get("final") or {}).get("bbox") or {}).get("AP")
-        if (a["status"] == "finished" and ap is not None and (tot.get("images_seen") or 0) > 0
-                and (tot.get("pixels_seen") or 0) > 0):
+        if (
+            a["status"] == "finished"
+            and ap is not None
+            and (tot.get("images_seen") or 0) > 0
+            and (tot.get("pixels_seen") or 0) > 0
+        ):
             pts.append((a, tot, ap))
     if not pts:
         raise _Skip("AP-vs-compute figure skipped: no finished arm has bbox AP and total images/pixels seen.")
@@ -214,12 +260,22 @@ def _compute_figure(arms: list[dict[str, Any]], path: Path) -> Path:
         seen: set[tuple[str, str]] = set()
         for a, tot, ap in pts:
             lab = (a["init"], a["data"])
-            ax.scatter(tot[key], ap, color=INIT_COLOURS[a["init"]], s=40,
-                       marker=_MARKERS[regimes.index(a["data"]) % len(_MARKERS)],
-                       label=None if lab in seen else f"{a['init']}, data {a['data']}")
+            ax.scatter(
+                tot[key],
+                ap,
+                color=INIT_COLOURS[a["init"]],
+                s=40,
+                marker=_MARKERS[regimes.index(a["data"]) % len(_MARKERS)],
+                label=None if lab in seen else f"{a['init']}, data {a['data']}",
+            )
             seen.add(lab)
-            ax.annotate(f"{float(a['schedule']):g}x", (tot[key], ap), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                f"{float(a['schedule']):g}x",
+                (tot[key], ap),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
         ax.set_xlabel(f"total {key.replace('_', ' ')} (pre-training included)")
         ax.set_ylabel("final bbox AP")
@@ -254,15 +310,20 @@ def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
     figures: list[tuple[str, Path]] = []
     skipped: list[str] = []
-    jobs = [(f"AP vs iteration ({t})", lambda p, t=t: _curves_figure(arms, t, p), f"curves_{t}.png")
-            for t in TASKS]
-    jobs += [("Final AP per data regime", lambda p: _regimes_figure(arms, p), "data_regimes.png"),
-             ("AP vs total compute", lambda p: _compute_figure(arms, p), "compute.png")]
+    jobs = [
+        (f"AP vs iteration ({t})", lambda p, t=t: _curves_figure(arms, t, p), f"curves_{t}.png")
+        for t in TASKS
+    ]
+    jobs += [
+        ("Final AP per data regime", lambda p: _regimes_figure(arms, p), "data_regimes.png"),
+        ("AP vs total compute", lambda p: _compute_figure(arms, p), "compute.png"),
+    ]
     for title, make, name in jobs:
         try:
             figures.append((title, make(fig_dir / name)))
         except _Skip as why:
             skipped.append(str(why))
+            (fig_dir / name).unlink(missing_ok=True)  # a stale figure from an earlier run would mislead
 
     tables = [(f"Final {t} AP", f"final-{t}", *final_table(arms, t)) for t in TASKS]
     tables = [t for t in tables if t[3]]
@@ -278,21 +339,34 @@ def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     md += ["## Arms: status and cost", "", _md_table(*status), ""]
 
     h = html.escape
-    body = [f"<h1>Study report: {h(name)}</h1>", f"<p>Dataset: <code>{h(dataset)}</code></p>",
-            "<h2>Verdict</h2>", "<ul>" + "".join(f"<li>{h(x)}</li>" for x in verdict["lines"]) + "</ul>",
-            "<h2>Figures</h2>"]
-    body += [f'<figure><img alt="{h(t)}" src="{_data_uri(p)}"><figcaption>{h(t)}</figcaption></figure>'
-             for t, p in figures]
+    body = [
+        f"<h1>Study report: {h(name)}</h1>",
+        f"<p>Dataset: <code>{h(dataset)}</code></p>",
+        "<h2>Verdict</h2>",
+        "<ul>" + "".join(f"<li>{h(x)}</li>" for x in verdict["lines"]) + "</ul>",
+        "<h2>Figures</h2>",
+    ]
+    body += [
+        f'<figure><img alt="{h(t)}" src="{_data_uri(p)}"><figcaption>{h(t)}</figcaption></figure>'
+        for t, p in figures
+    ]
     body += [f'<p class="skip">{h(s)}</p>' for s in skipped]
     for title, tid, header, rows in tables:
         body += [f"<h2>{h(title)}</h2>", _html_table(header, rows, tid, text_cols=4)]
     body += ["<h2>Arms: status and cost</h2>", _html_table(*status, "status", text_cols=7)]
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{h(name)}</title>'
-            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{h(name)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text("\n".join(md))
     html_path.write_text(page)
     fig_paths = [p for _, p in figures]
-    return {"paths": [md_path, html_path, *fig_paths], "markdown": md_path, "html": html_path,
-            "figures": fig_paths, "skipped": skipped}
+    return {
+        "paths": [md_path, html_path, *fig_paths],
+        "markdown": md_path,
+        "html": html_path,
+        "figures": fig_paths,
+        "skipped": skipped,
+    }

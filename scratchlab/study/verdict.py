@@ -25,7 +25,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compute_verdict", "validate_arms", "group_arms", "Group", "INITS", "TASKS", "METRICS"]
+__all__ = [
+    "compute_verdict",
+    "validate_arms",
+    "group_arms",
+    "fmt_count",
+    "Group",
+    "INITS",
+    "TASKS",
+    "METRICS",
+]
 
 INITS = ("random", "classify", "direct")
 PRETRAINED = ("classify", "direct")
@@ -89,9 +98,7 @@ class Group:
 
     def stat(self, task: str, metric: str = "AP") -> Stat | None:
         """Mean/std over finished seeds of ``final[task][metric]``; None if no seed has it."""
-        vals = [
-            (a["final"].get(task) or {}).get(metric) for a in self.finished
-        ]
+        vals = [(a["final"].get(task) or {}).get(metric) for a in self.finished]
         return _stat([v for v in vals if v is not None])
 
     def cost(self, key: str, part: str = "total") -> float | None:
@@ -109,8 +116,13 @@ class Group:
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""
-        return {"data": self.data, "init": self.init, "norm": self.norm, "schedule": self.schedule,
-                "arms": [a["name"] for a in self.arms]}
+        return {
+            "data": self.data,
+            "init": self.init,
+            "norm": self.norm,
+            "schedule": self.schedule,
+            "arms": [a["name"] for a in self.arms],
+        }
 
 
 def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
@@ -131,8 +143,11 @@ def _stat(vals: Sequence[float]) -> Stat | None:
     if not vals:
         return None
     std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
-    return {"mean": round(float(np.mean(vals)), 4), "std": None if std is None else round(std, 4),
-            "n": len(vals)}
+    return {
+        "mean": round(float(np.mean(vals)), 4),
+        "std": None if std is None else round(std, 4),
+        "n": len(vals),
+    }
 
 
 def _fmt(s: Stat) -> str:
@@ -158,16 +173,21 @@ def _compare(a: Stat, b: Stat) -> dict[str, Any]:
     diff = a["mean"] - b["mean"]
     seeded = a["n"] > 1 or b["n"] > 1
     spread = (a["std"] or 0.0) + (b["std"] or 0.0) if seeded else None
-    return {"diff": round(diff, 4), "spread": None if spread is None else round(spread, 4),
-            "inconclusive": bool(seeded and abs(diff) <= spread)}
+    return {
+        "diff": round(diff, 4),
+        "spread": None if spread is None else round(spread, 4),
+        "inconclusive": bool(seeded and abs(diff) <= spread),
+    }
 
 
 def _lead(pt_init: str, cmp: dict[str, Any], pt_txt: str, rd_txt: str, what: str) -> str:
     """Sentence fragment for a comparison whose ``diff`` is pre-trained minus random."""
     p, d = INIT_PHRASE[pt_init], cmp["diff"]
     if cmp["inconclusive"]:
-        return (f"{p} and random init differed by {abs(d):.1f} {what} ({pt_txt} vs {rd_txt}), within the "
-                f"seed spread of {cmp['spread']:.1f}: inconclusive")
+        return (
+            f"{p} and random init differed by {abs(d):.1f} {what} ({pt_txt} vs {rd_txt}), within the "
+            f"seed spread of {cmp['spread']:.1f}: inconclusive"
+        )
     if abs(d) < 0.05:
         return f"{p} and random init were level ({pt_txt} vs {rd_txt} {what})"
     if d > 0:
@@ -213,16 +233,13 @@ def _curve(arm: dict[str, Any], task: str) -> tuple[np.ndarray, np.ndarray] | No
     return np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
 
 
-def _first_drop(arm: dict[str, Any]) -> float:
-    """End of the 'early' window: the first LR drop, or half the run if the LR never drops."""
+def _first_drop(arm: dict[str, Any]) -> tuple[float, bool]:
+    """End of the 'early' window and whether it is an LR drop (else half the run: the LR never drops)."""
     drops = arm.get("lr_drops") or []
     if drops:
-        return float(min(drops))
-    max_iter = arm.get("max_iter")
-    if max_iter:
-        return max_iter / 2
-    curve = arm.get("curve") or []
-    return max((p["iteration"] for p in curve), default=0) / 2
+        return float(min(drops)), True
+    last = arm.get("max_iter") or max((p["iteration"] for p in arm.get("curve") or []), default=0)
+    return float(last // 2), False
 
 
 # --------------------------------------------------------------------------------------------- findings
@@ -230,6 +247,7 @@ def _first_drop(arm: dict[str, Any]) -> float:
 
 def _early(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[dict, str] | None:
     """Who is ahead at matching iterations before the first LR drop (curves interpolated)."""
+
     def has_curve(g: Group) -> bool:
         return any(_curve(a, task) is not None for a in g.finished)
 
@@ -241,7 +259,7 @@ def _early(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[d
     rd = max(rands, key=lambda g: (g.schedule, (g.stat(task) or {"mean": -1})["mean"]))
     arms = [(who, a, _curve(a, task)) for who, g in (("pt", pt), ("rd", rd)) for a in g.finished]
     arms = [(who, a, c) for who, a, c in arms if c is not None]
-    end = min(_first_drop(a) for _, a, _ in arms)
+    end, is_drop = min(_first_drop(a) for _, a, _ in arms)
     lo = max(c[0][0] for _, _, c in arms)  # interpolate only inside every curve, never extrapolate
     hi = min(end, min(c[0][-1] for _, _, c in arms))
     its = sorted({float(i) for _, _, c in arms for i in c[0] if lo <= i <= hi})
@@ -255,22 +273,44 @@ def _early(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[d
             vals[who].append(float(np.interp(it, x, y)))
             interpolated |= it not in x
         p, r = _stat(vals["pt"]), _stat(vals["rd"])
-        points.append({"iteration": it, "pretrained": p, "random": r, "interpolated": interpolated,
-                       **_compare(p, r)})
+        points.append(
+            {"iteration": it, "pretrained": p, "random": r, "interpolated": interpolated, **_compare(p, r)}
+        )
     clauses = []
     for pnt in [points[0]] + ([points[-1]] if len(points) > 1 else []):
-        clauses.append(f"at iteration {pnt['iteration']:g}, "
-                       + _lead(pt_init, pnt, _fmt(pnt["pretrained"]), _fmt(pnt["random"]), f"{task} AP"))
+        clauses.append(
+            f"at iteration {pnt['iteration']:g}, "
+            + _lead(pt_init, pnt, _fmt(pnt["pretrained"]), _fmt(pnt["random"]), f"{task} AP")
+        )
     note = " (values interpolated between evaluations)" if any(p["interpolated"] for p in points) else ""
-    line = (f"Early convergence [{regime}, {task}; {pt.label()} vs {rd.label()}, before the first LR drop "
-            f"at iteration {end:g}]: " + "; ".join(clauses) + note + ".")
-    finding = {"data": pt.data, "init": pt_init, "task": task, "pretrained": pt.key(), "random": rd.key(),
-               "window_end": end, "points": points}
+    line = (
+        f"Early convergence [{regime}, {task}; {pt.label()} vs {rd.label()}, "
+        + (
+            f"before the first LR drop at iteration {end:g}"
+            if is_drop
+            else f"up to iteration {end:g}, half the run, as the LR never drops"
+        )
+        + "]: "
+        + "; ".join(clauses)
+        + note
+        + "."
+    )
+    finding = {
+        "data": pt.data,
+        "init": pt_init,
+        "task": task,
+        "pretrained": pt.key(),
+        "random": rd.key(),
+        "window_end": end,
+        "window_is_lr_drop": is_drop,
+        "points": points,
+    }
     return finding, line
 
 
-def _catch_up(rg: Sequence[Group], pt_init: str, task: str, regime: str, tol: float
-              ) -> tuple[dict, str, Group] | None:
+def _catch_up(
+    rg: Sequence[Group], pt_init: str, task: str, regime: str, tol: float
+) -> tuple[dict, str, Group] | None:
     """Shortest random schedule whose AP is within ``tol`` of the best pre-trained AP."""
     pt = _best([g for g in rg if g.init == pt_init], task)
     series = _random_by_schedule(rg, task)
@@ -286,14 +326,29 @@ def _catch_up(rg: Sequence[Group], pt_init: str, task: str, regime: str, tol: fl
         how = "and exceeded it" if cmp["diff"] > 0 else f"within {tol:.1f} AP"
         line = f"{regime}, random init reached {ref} {how} at {_sched(rd.schedule)} ({_fmt(rs)})."
     else:
-        line = (f"{regime}, random init never caught up with {ref}: at its longest schedule, "
-                f"{_sched(rd.schedule)}, it was {-cmp['diff']:.1f} AP behind ({_fmt(rs)}).")
+        line = (
+            f"{regime}, random init never caught up with {ref}: at its longest schedule, "
+            f"{_sched(rd.schedule)}, it was {-cmp['diff']:.1f} AP behind ({_fmt(rs)})."
+        )
     if cmp["inconclusive"]:
-        line = (line[:-1] + f"; the {abs(cmp['diff']):.1f} AP difference is within the seed spread of "
-                f"{cmp['spread']:.1f}: inconclusive.")
-    finding = {"data": pt.data, "init": pt_init, "task": task, "tol": tol, "caught_up": hit is not None,
-               "schedule": rd.schedule, "random": rs, "pretrained": ps, "pretrained_schedule": pt.schedule,
-               "random_group": rd.key(), "pretrained_group": pt.key(), **cmp}
+        line = (
+            line[:-1] + f"; the {abs(cmp['diff']):.1f} AP difference is within the seed spread of "
+            f"{cmp['spread']:.1f}: inconclusive."
+        )
+    finding = {
+        "data": pt.data,
+        "init": pt_init,
+        "task": task,
+        "tol": tol,
+        "caught_up": hit is not None,
+        "schedule": rd.schedule,
+        "random": rs,
+        "pretrained": ps,
+        "pretrained_schedule": pt.schedule,
+        "random_group": rd.key(),
+        "pretrained_group": pt.key(),
+        **cmp,
+    }
     return finding, line, rd
 
 
@@ -304,10 +359,27 @@ def _gap(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[dic
         return None
     ps, rs = pt.stat(task), rd.stat(task)
     cmp = _compare(ps, rs)
-    line = (f"{regime}, " + _lead(pt_init, cmp, f"{_fmt(ps)} at {_sched(pt.schedule)}",
-                                  f"{_fmt(rs)} at {_sched(rd.schedule)}", f"{task} AP") + ".")
-    finding = {"data": pt.data, "init": pt_init, "task": task, "pretrained": ps, "random": rs,
-               "pretrained_group": pt.key(), "random_group": rd.key(), **cmp}
+    line = (
+        f"{regime}, "
+        + _lead(
+            pt_init,
+            cmp,
+            f"{_fmt(ps)} at {_sched(pt.schedule)}",
+            f"{_fmt(rs)} at {_sched(rd.schedule)}",
+            f"{task} AP",
+        )
+        + "."
+    )
+    finding = {
+        "data": pt.data,
+        "init": pt_init,
+        "task": task,
+        "pretrained": ps,
+        "random": rs,
+        "pretrained_group": pt.key(),
+        "random_group": rd.key(),
+        **cmp,
+    }
     return finding, line
 
 
@@ -330,24 +402,39 @@ def _localisation(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> 
         verdict = "random init held up better at AP75 than at AP50"
     else:
         verdict = "random init did not hold up better at AP75 than at AP50"
-    line = (f"Localisation [{regime}, {task}; {rd.label()} vs {pt.label()}]: random init minus "
-            f"{INIT_PHRASE[pt_init]} was {g75['diff']:+.1f} at AP75 ({_fmt(s['rd', 'AP75'])} vs "
-            f"{_fmt(s['pt', 'AP75'])}) and {g50['diff']:+.1f} at AP50 ({_fmt(s['rd', 'AP50'])} vs "
-            f"{_fmt(s['pt', 'AP50'])}), so {verdict}.")
-    finding = {"data": pt.data, "init": pt_init, "task": task, "gap_AP50": g50, "gap_AP75": g75,
-               "ap75_minus_ap50_gap": round(better, 4), "spread": spread, "inconclusive": inconclusive,
-               "scratch_better_at_AP75": (not inconclusive) and better > 0,
-               "pretrained_group": pt.key(), "random_group": rd.key()}
+    line = (
+        f"Localisation [{regime}, {task}; {rd.label()} vs {pt.label()}]: random init minus "
+        f"{INIT_PHRASE[pt_init]} was {g75['diff']:+.1f} at AP75 ({_fmt(s['rd', 'AP75'])} vs "
+        f"{_fmt(s['pt', 'AP75'])}) and {g50['diff']:+.1f} at AP50 ({_fmt(s['rd', 'AP50'])} vs "
+        f"{_fmt(s['pt', 'AP50'])}), so {verdict}."
+    )
+    finding = {
+        "data": pt.data,
+        "init": pt_init,
+        "task": task,
+        "gap_AP50": g50,
+        "gap_AP75": g75,
+        "ap75_minus_ap50_gap": round(better, 4),
+        "spread": spread,
+        "inconclusive": inconclusive,
+        "scratch_better_at_AP75": (not inconclusive) and better > 0,
+        "pretrained_group": pt.key(),
+        "random_group": rd.key(),
+    }
     return finding, line
 
 
 def _cost_clause(g: Group) -> str:
     ap = g.stat("bbox")
-    txt = (f"{g.label()} reached {_fmt(ap)} bbox AP after {fmt_count(g.cost('images_seen'))} images / "
-           f"{fmt_count(g.cost('pixels_seen'))} pixels seen in total")
+    txt = (
+        f"{g.label()} reached {_fmt(ap)} bbox AP after {fmt_count(g.cost('images_seen'))} images / "
+        f"{fmt_count(g.cost('pixels_seen'))} pixels seen in total"
+    )
     if g.cost("images_seen", "pretrain") is not None:
-        txt += (f" ({fmt_count(g.cost('images_seen', 'pretrain'))} images / "
-                f"{fmt_count(g.cost('pixels_seen', 'pretrain'))} pixels of them in pre-training)")
+        txt += (
+            f" ({fmt_count(g.cost('images_seen', 'pretrain'))} images / "
+            f"{fmt_count(g.cost('pixels_seen', 'pretrain'))} pixels of them in pre-training)"
+        )
     return txt
 
 
@@ -355,20 +442,33 @@ def _cost(rg: Sequence[Group], pt_init: str, regime: str, rd: Group | None) -> t
     """AP against everything seen, pre-training included, for the best pre-trained arm vs scratch."""
     pt = _best([g for g in rg if g.init == pt_init], "bbox")
     rd = rd or _best(_reference_random(rg), "bbox")
-    if pt is None or rd is None or any(g.cost(k) is None for g in (pt, rd) for k in ("images_seen",
-                                                                                      "pixels_seen")):
+    if (
+        pt is None
+        or rd is None
+        or any(g.cost(k) is None for g in (pt, rd) for k in ("images_seen", "pixels_seen"))
+    ):
         return None
     line = f"Compute [{regime}]: {_cost_clause(pt)}; {_cost_clause(rd)}."
-    finding = {"data": pt.data, "init": pt_init, "pretrained_group": pt.key(), "random_group": rd.key(),
-               **{f"{who}_{k}": g.cost(k) for who, g in (("pretrained", pt), ("random", rd))
-                  for k in ("images_seen", "pixels_seen")}}
+    finding = {
+        "data": pt.data,
+        "init": pt_init,
+        "pretrained_group": pt.key(),
+        "random_group": rd.key(),
+        **{
+            f"{who}_{k}": g.cost(k)
+            for who, g in (("pretrained", pt), ("random", rd))
+            for k in ("images_seen", "pixels_seen")
+        },
+    }
     return finding, line
 
 
 def _direct_vs_classify(rg: Sequence[Group], regime: str) -> tuple[dict, str] | None:
     """Li et al.'s claim: direct pre-training gives better AP at lower total cost than classification."""
-    d, c = _best([g for g in rg if g.init == "direct"], "bbox"), _best([g for g in rg if g.init == "classify"],
-                                                                       "bbox")
+    d, c = (
+        _best([g for g in rg if g.init == "direct"], "bbox"),
+        _best([g for g in rg if g.init == "classify"], "bbox"),
+    )
     if d is None or c is None or any(g.cost("pixels_seen") is None for g in (d, c)):
         return None
     ds, cs = d.stat("bbox"), c.stat("bbox")
@@ -381,13 +481,22 @@ def _direct_vs_classify(rg: Sequence[Group], regime: str) -> tuple[dict, str] | 
     else:
         ap_txt = f"{abs(cmp['diff']):.1f} {'higher' if cmp['diff'] >= 0 else 'lower'} bbox AP ({_fmt(ds)} vs {_fmt(cs)})"
     use = f"{1 / ratio:.1f}x fewer total pixels" if ratio < 1 else f"{ratio:.1f}x its total pixels"
-    line = (f"Direct vs classification pre-training [{regime}]: {d.label()} reached {ap_txt} than "
-            f"{c.label()} using {use} ({fmt_count(d.cost('pixels_seen'))} vs "
-            f"{fmt_count(c.cost('pixels_seen'))}), pre-training included.")
+    line = (
+        f"Direct vs classification pre-training [{regime}]: {d.label()} reached {ap_txt} than "
+        f"{c.label()} using {use} ({fmt_count(d.cost('pixels_seen'))} vs "
+        f"{fmt_count(c.cost('pixels_seen'))}), pre-training included."
+    )
     if cmp["inconclusive"]:
         line = line.replace(" than ", " as ", 1)
-    finding = {"data": d.data, "direct": ds, "classify": cs, "pixels_ratio": round(ratio, 4),
-               "direct_group": d.key(), "classify_group": c.key(), **cmp}
+    finding = {
+        "data": d.data,
+        "direct": ds,
+        "classify": cs,
+        "pixels_ratio": round(ratio, 4),
+        "direct_group": d.key(),
+        "classify_group": c.key(),
+        **cmp,
+    }
     return finding, line
 
 
@@ -406,9 +515,17 @@ def _normalisation(rg: Sequence[Group], regime: str) -> list[tuple[dict, str]]:
         ref_txt = f"GN at {_sched(ref.schedule)} reached {_fmt(rs)} bbox AP"
         failed = ", ".join(sorted({a["status"] for a in bad}))
         n_bad = f"{len(bad)} of {len(g.arms)} seeds " if len(g.arms) > 1 else ""
-        finding: dict[str, Any] = {"data": g.data, "norm": g.norm, "schedule": g.schedule,
-                                   "n_failed": len(bad), "n_arms": len(g.arms), "bad": s is None,
-                                   "gn": rs, "gn_group": ref.key(), "group": g.key()}
+        finding: dict[str, Any] = {
+            "data": g.data,
+            "norm": g.norm,
+            "schedule": g.schedule,
+            "n_failed": len(bad),
+            "n_arms": len(g.arms),
+            "bad": s is None,
+            "gn": rs,
+            "gn_group": ref.key(),
+            "group": g.key(),
+        }
         if s is None:
             if not bad:
                 continue  # still pending/running: nothing to say yet
@@ -433,12 +550,18 @@ def _problems(arms: Sequence[dict[str, Any]]) -> list[tuple[dict, str]]:
         if a["status"] == "finished" and a.get("final"):
             continue
         status = a["status"] if a["status"] != "finished" else "finished without final metrics"
-        desc = (f"{a['init']}, {a['norm']}, {_sched(float(a['schedule']))}, data {a['data']}, "
-                f"seed {a.get('seed', '?')}")
+        desc = (
+            f"{a['init']}, {a['norm']}, {_sched(float(a['schedule']))}, data {a['data']}, "
+            f"seed {a.get('seed', '?')}"
+        )
         err = f": {a['error']}" if a.get("error") else ""
         tail = " (not included in the comparisons)" if a["status"] in ("pending", "running") else ""
-        out.append(({"name": a["name"], "status": a["status"], "error": a.get("error")},
-                    f"Arm '{a['name']}' ({desc}) {status}{err}{tail}."))
+        out.append(
+            (
+                {"name": a["name"], "status": a["status"], "error": a.get("error")},
+                f"Arm '{a['name']}' ({desc}) {status}{err}{tail}.",
+            )
+        )
     return out
 
 
@@ -459,8 +582,19 @@ def compute_verdict(arms: list[dict[str, Any]], tol: float = 1.0) -> dict[str, A
     for a in arms:
         sizes[a["data"]] = max(sizes.get(a["data"], 0), int(a.get("data_images") or 0))
     regimes = sorted(sizes, key=lambda d: -sizes[d])  # most data first, as in the paper's figures
-    f: dict[str, Any] = {k: [] for k in ("early", "catch_up", "regimes", "localisation", "cost",
-                                         "direct_vs_classify", "normalisation", "problems")}
+    f: dict[str, Any] = {
+        k: []
+        for k in (
+            "early",
+            "catch_up",
+            "regimes",
+            "localisation",
+            "cost",
+            "direct_vs_classify",
+            "normalisation",
+            "problems",
+        )
+    }
     sections: dict[str, list[str]] = {k: [] for k in f}
     n_done = sum(a["status"] == "finished" and bool(a.get("final")) for a in arms)
     lines = [f"{n_done} of {len(arms)} arms finished with final metrics."]
@@ -501,10 +635,15 @@ def compute_verdict(arms: list[dict[str, Any]], tol: float = 1.0) -> dict[str, A
         lines += sections[k]
     f["tol"] = tol
     f["data_regimes"] = [{"data": d, "data_images": sizes[d]} for d in regimes]
-    f["groups"] = [{**g.key(), "n_finished": len(g.finished),
-                    **{t: {m: g.stat(t, m) for m in METRICS} for t in TASKS if g.stat(t) is not None},
-                    "total": {k: g.cost(k) for k in ("images_seen", "instances_seen", "pixels_seen", "wall_s")}}
-                   for g in groups]
+    f["groups"] = [
+        {
+            **g.key(),
+            "n_finished": len(g.finished),
+            **{t: {m: g.stat(t, m) for m in METRICS} for t in TASKS if g.stat(t) is not None},
+            "total": {k: g.cost(k) for k in ("images_seen", "instances_seen", "pixels_seen", "wall_s")},
+        }
+        for g in groups
+    ]
     return {"lines": lines, "findings": f}
 
 
@@ -513,15 +652,28 @@ def _trend(gaps: list[dict], regimes: list[str], sizes: dict[str, int]) -> list[
     out = []
     for pt_init in PRETRAINED:
         for task in TASKS:
-            rows = [g for d in regimes for g in gaps if g["data"] == d and g["init"] == pt_init
-                    and g["task"] == task]
+            rows = [
+                g
+                for d in regimes
+                for g in gaps
+                if g["data"] == d and g["init"] == pt_init and g["task"] == task
+            ]
             if len(rows) < 2:
                 continue
             parts = "; ".join(f"{r['data']} ({sizes[r['data']]} images): {r['diff']:+.1f}" for r in rows)
             largest = max(rows, key=lambda r: r["diff"])
             at_least = largest is rows[-1]
-            line = (f"Across data regimes ({task}), {INIT_PHRASE[pt_init]} minus random init was {parts}; "
-                    f"the lead was {'largest' if at_least else 'not largest'} with the least data.")
-            out.append({"init": pt_init, "task": task, "largest_with_least_data": at_least,
-                        "gaps": {r["data"]: r["diff"] for r in rows}, "line": line})
+            line = (
+                f"Across data regimes ({task}), {INIT_PHRASE[pt_init]} minus random init was {parts}; "
+                f"the lead was {'largest' if at_least else 'not largest'} with the least data."
+            )
+            out.append(
+                {
+                    "init": pt_init,
+                    "task": task,
+                    "largest_with_least_data": at_least,
+                    "gaps": {r["data"]: r["diff"] for r in rows},
+                    "line": line,
+                }
+            )
     return out

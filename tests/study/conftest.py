@@ -45,8 +45,14 @@ def _arm(
         tau = 30.0 if init != "random" else 150.0
     final = None
     if final_ap is not None and status in ("finished", "diverged"):
-        bbox = {"AP": final_ap, "AP50": round(final_ap + ap50, 3), "AP75": round(final_ap + ap75, 3),
-                "APs": round(max(final_ap - 10, 0.0), 3), "APm": final_ap, "APl": round(final_ap + 8, 3)}
+        bbox = {
+            "AP": final_ap,
+            "AP50": round(final_ap + ap50, 3),
+            "AP75": round(final_ap + ap75, 3),
+            "APs": round(max(final_ap - 10, 0.0), 3),
+            "APm": final_ap,
+            "APl": round(final_ap + 8, 3),
+        }
         final = {"iteration": max_iter, "bbox": bbox}
         if segm:
             final["segm"] = {k: round(max(v - 2, 0.0), 3) for k, v in bbox.items()}
@@ -59,21 +65,46 @@ def _arm(
                 pt["segm_AP"] = round(ap - 2, 3)
             curve.append(pt)
     images = max_iter * IMS_PER_BATCH if status == "finished" else 0
-    own = {"images_seen": images, "instances_seen": images * 3, "pixels_seen": images * IMAGE_PIXELS,
-           "wall_s": images * 0.05}
+    own = {
+        "images_seen": images,
+        "instances_seen": images * 3,
+        "pixels_seen": images * IMAGE_PIXELS,
+        "wall_s": images * 0.05,
+    }
     pre = None
     if init == "classify":
-        pre = {"images_seen": 100000, "instances_seen": 100000, "pixels_seen": 100000 * 224 * 224,
-               "wall_s": 500.0, "kind": "classify"}
+        pre = {
+            "images_seen": 100000,
+            "instances_seen": 100000,
+            "pixels_seen": 100000 * 224 * 224,
+            "wall_s": 500.0,
+            "kind": "classify",
+        }
     elif init == "direct":
-        pre = {"images_seen": 4000, "instances_seen": 12000, "pixels_seen": 4000 * 64 * 64,
-               "wall_s": 40.0, "kind": "direct"}
+        pre = {
+            "images_seen": 4000,
+            "instances_seen": 12000,
+            "pixels_seen": 4000 * 64 * 64,
+            "wall_s": 40.0,
+            "kind": "direct",
+        }
     total = {k: own[k] + (pre[k] if pre else 0) for k in own}
     return {
-        "name": name, "init": init, "norm": norm, "schedule": schedule, "data": data,
-        "data_images": data_images, "seed": seed, "status": status, "error": error,
-        "run_dir": f"arms/{name}", "final": final, "curve": curve or [], "max_iter": max_iter,
-        "lr_drops": drops, "cost": {**own, "pretrain": pre, "total": total},
+        "name": name,
+        "init": init,
+        "norm": norm,
+        "schedule": schedule,
+        "data": data,
+        "data_images": data_images,
+        "seed": seed,
+        "status": status,
+        "error": error,
+        "run_dir": f"arms/{name}",
+        "final": final,
+        "curve": curve or [],
+        "max_iter": max_iter,
+        "lr_drops": drops,
+        "cost": {**own, "pretrain": pre, "total": total},
     }
 
 
@@ -119,8 +150,10 @@ def regime_arms() -> list[dict[str, Any]]:
 @pytest.fixture
 def seed_arms() -> list[dict[str, Any]]:
     """Three seeds each: random 30.0 ± 1.0 vs classify 30.6 ± 0.5 -> the 0.6 gap is inconclusive."""
-    rand = [_arm(f"scratch_gn_2x_s{i}", "random", ap, schedule=2.0, seed=i)
-            for i, ap in enumerate((29.0, 31.0, 30.0))]
+    rand = [
+        _arm(f"scratch_gn_2x_s{i}", "random", ap, schedule=2.0, seed=i)
+        for i, ap in enumerate((29.0, 31.0, 30.0))
+    ]
     cls = [_arm(f"classify_gn_1x_s{i}", "classify", ap, seed=i) for i, ap in enumerate((31.1, 30.1, 30.6))]
     return rand + cls
 
@@ -138,13 +171,27 @@ def study() -> dict[str, Any]:
         m("scratch_gn_3x", "random", 31.0, schedule=3.0, segm=True, ap75=0.5),
         m("classify_gn_1x", "classify", 30.0, segm=True, ap75=-1.0),
         m("direct_gn_1x", "direct", 30.8, segm=True),
-        m("scratch_bn_2x", "random", None, norm="BN", schedule=2.0, status="diverged",
-          error="loss became NaN at iteration 40"),
+        m(
+            "scratch_bn_2x",
+            "random",
+            None,
+            norm="BN",
+            schedule=2.0,
+            status="diverged",
+            error="loss became NaN at iteration 40",
+        ),
         m("scratch_gn_1x_10pct", "random", 10.0, data="10%", data_images=1000, segm=True),
         m("scratch_gn_3x_10pct", "random", 14.0, schedule=3.0, data="10%", data_images=1000, segm=True),
         m("classify_gn_1x_10pct", "classify", 19.0, data="10%", data_images=1000, segm=True),
-        m("direct_gn_1x_10pct", "direct", None, data="10%", data_images=1000, status="failed",
-          error='CUDA out of memory: <script>alert("x")</script> & more | pipe'),
+        m(
+            "direct_gn_1x_10pct",
+            "direct",
+            None,
+            data="10%",
+            data_images=1000,
+            status="failed",
+            error='CUDA out of memory: <script>alert("x")</script> & more | pipe',
+        ),
         m("scratch_gn_6x", "random", None, schedule=6.0, status="pending"),
     ]
     return {"name": "tiny-study", "dataset": {"kind": "synth", "num_train": 10000}, "arms": arms}

@@ -88,7 +88,9 @@ def _expected_final(study: dict, task: str) -> dict[tuple[str, str, str], list[s
         cells = []
         for m in METRICS:
             xs = [f[m] for f in finals]
-            cells.append(f"{statistics.mean(xs):.1f}" + (f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else ""))
+            cells.append(
+                f"{statistics.mean(xs):.1f}" + (f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else "")
+            )
         out[key] = cells
     return out
 
@@ -141,8 +143,8 @@ def test_final_tables_match_study(written, task):
     html_rows = _html_tables(res["html"].read_text()).tables[f"final-{task}"]
     for rows in (md, html_rows):
         header, body = rows[0], rows[1:]
-        assert header[-len(METRICS):] == list(METRICS)
-        got = {(r[0], r[1], r[2]): r[-len(METRICS):] for r in body}
+        assert header[-len(METRICS) :] == list(METRICS)
+        got = {(r[0], r[1], r[2]): r[-len(METRICS) :] for r in body}
         assert got == expected
     # The two-seed group really is averaged: 29.0 and 30.0 -> 29.5 ± 0.7.
     assert expected["100%", "2x", "random"][0] == ("29.5 ± 0.7" if task == "bbox" else "27.5 ± 0.7")
@@ -175,7 +177,11 @@ def test_verdict_lines_in_both_reports(written):
 
 
 def test_stored_verdict_is_used(never_arms, tmp_path):
-    study = {"name": "s", "arms": never_arms, "verdict": {"lines": ["Stored verdict line <b>."], "findings": {}}}
+    study = {
+        "name": "s",
+        "arms": never_arms,
+        "verdict": {"lines": ["Stored verdict line <b>."], "findings": {}},
+    }
     res = write_report(study, tmp_path)
     assert "- Stored verdict line <b>." in res["markdown"].read_text()
     assert "<li>Stored verdict line &lt;b&gt;.</li>" in res["html"].read_text()
@@ -216,7 +222,7 @@ def test_load_study_errors_name_file_and_arm(study, tmp_path):
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
-    return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], float)
+    return np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)], float)
 
 
 def _screenshot_problems(png: Path) -> list[str]:
@@ -229,9 +235,11 @@ def _screenshot_problems(png: Path) -> list[str]:
     problems = []
     if px.std() < 10:
         problems.append(f"blank page (pixel std {px.std():.1f})")
-    for what, colour, tol, need in (("table header", TABLE_HEAD_COLOUR, 6, 500),
-                                    ("scratch curve", INIT_COLOURS["random"], 30, 200),
-                                    ("pre-trained curve", INIT_COLOURS["classify"], 30, 200)):
+    for what, colour, tol, need in (
+        ("table header", TABLE_HEAD_COLOUR, 6, 500),
+        ("scratch curve", INIT_COLOURS["random"], 30, 200),
+        ("pre-trained curve", INIT_COLOURS["classify"], 30, 200),
+    ):
         n = int((np.abs(px - _rgb(colour)).max(axis=1) <= tol).sum())
         if n < need:
             problems.append(f"{what} colour {colour}: {n} pixels < {need}")
@@ -240,10 +248,21 @@ def _screenshot_problems(png: Path) -> list[str]:
 
 def _screenshot(chromium: str, page: Path, tmp: Path) -> Path:
     shot = tmp / f"{page.stem}.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
-           f"file://{page.resolve()}"]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        f"file://{page.resolve()}",
+    ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     return shot
 
@@ -251,7 +270,9 @@ def _screenshot(chromium: str, page: Path, tmp: Path) -> Path:
 def test_chromium_screenshot_not_blank(caught_up_arms, make_arm, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.skip("chromium not on PATH (Debian package 'chromium'); the headless screenshot check needs it")
+        pytest.skip(
+            "chromium not on PATH (Debian package 'chromium'); the headless screenshot check needs it"
+        )
     # A small study keeps the figures and the first table inside the 1200x2000 window.
     arms = caught_up_arms + [make_arm("direct_oom", "direct", None, status="failed", error="<OOM> & co")]
     res = write_report({"name": "shot", "dataset": {}, "arms": arms}, tmp_path / "ok")

@@ -38,8 +38,10 @@ def test_pretrained_ahead_early_then_caught_up(caught_up_arms):
     cu = _one(v["findings"]["catch_up"], init="classify", task="bbox")
     assert cu["caught_up"] and cu["schedule"] == 2.0  # 29.4 is within 1.0 of 30.0; 1x (22.0) is not
     assert cu["diff"] == pytest.approx(-0.6)
-    assert _lines_with(v, "random init reached the classification pre-training bbox AP (30.0 at 1x) "
-                          "within 1.0 AP at 2x (29.4)")
+    assert _lines_with(
+        v,
+        "random init reached the classification pre-training bbox AP (30.0 at 1x) within 1.0 AP at 2x (29.4)",
+    )
     # A stricter tolerance moves the catch-up to 3x, where random init is ahead.
     strict = _one(compute_verdict(caught_up_arms, tol=0.5)["findings"]["catch_up"], init="classify")
     assert strict["schedule"] == 3.0 and strict["diff"] == pytest.approx(1.0)
@@ -57,8 +59,11 @@ def test_small_data_regime_pretraining_leads(regime_arms):
     v = compute_verdict(regime_arms)
     gaps = {g["data"]: g for g in v["findings"]["regimes"] if g["task"] == "bbox"}
     assert gaps["1k"]["diff"] == pytest.approx(4.2) and gaps["100%"]["diff"] == pytest.approx(-0.5)
-    assert _lines_with(v, "With data '1k' (1000 images)", "classification pre-training led random init by "
-                          "4.2 bbox AP (20.1 at 1x vs 15.9 at 3x)")
+    assert _lines_with(
+        v,
+        "With data '1k' (1000 images)",
+        "classification pre-training led random init by 4.2 bbox AP (20.1 at 1x vs 15.9 at 3x)",
+    )
     assert _lines_with(v, "With 100% of the data", "random init led classification pre-training by 0.5")
     trend = _one(v["findings"]["regime_trend"], init="classify", task="bbox")
     assert trend["largest_with_least_data"] and trend["gaps"] == {"100%": -0.5, "1k": 4.2}
@@ -68,9 +73,12 @@ def test_small_data_regime_pretraining_leads(regime_arms):
 
 
 def test_trend_not_claimed_when_false(make_arm):
-    arms = [make_arm("c_full", "classify", 30.0), make_arm("r_full", "random", 25.0),
-            make_arm("c_1k", "classify", 20.0, data="1k", data_images=1000),
-            make_arm("r_1k", "random", 19.0, data="1k", data_images=1000)]
+    arms = [
+        make_arm("c_full", "classify", 30.0),
+        make_arm("r_full", "random", 25.0),
+        make_arm("c_1k", "classify", 20.0, data="1k", data_images=1000),
+        make_arm("r_1k", "random", 19.0, data="1k", data_images=1000),
+    ]
     trend = compute_verdict(arms)["findings"]["regime_trend"][0]
     assert not trend["largest_with_least_data"] and "not largest" in trend["line"]
 
@@ -92,12 +100,22 @@ def test_seed_spread_makes_gap_inconclusive(seed_arms, make_arm):
 
 
 def test_failed_and_diverged_arms_listed_and_excluded(caught_up_arms, make_arm):
-    bn = make_arm("scratch_bn_2x", "random", 45.0, norm="BN", schedule=2.0, status="diverged",
-                  error="loss became NaN at iteration 40")
+    bn = make_arm(
+        "scratch_bn_2x",
+        "random",
+        45.0,
+        norm="BN",
+        schedule=2.0,
+        status="diverged",
+        error="loss became NaN at iteration 40",
+    )
     failed = make_arm("classify_big", "classify", None, status="failed", error="CUDA out of memory")
     v = compute_verdict(caught_up_arms + [bn, failed])
     probs = {p["name"]: p for p in v["findings"]["problems"]}
-    assert probs["scratch_bn_2x"]["status"] == "diverged" and probs["classify_big"]["error"] == "CUDA out of memory"
+    assert (
+        probs["scratch_bn_2x"]["status"] == "diverged"
+        and probs["classify_big"]["error"] == "CUDA out of memory"
+    )
     assert _lines_with(v, "Arm 'classify_big'", "failed: CUDA out of memory")
     assert _lines_with(v, "Arm 'scratch_bn_2x'", "diverged: loss became NaN at iteration 40")
     assert v["lines"][0] == "4 of 6 arms finished with final metrics."
@@ -112,7 +130,9 @@ def test_bn_scratch_far_behind_gn(caught_up_arms, make_arm):
     v = compute_verdict(caught_up_arms + [make_arm("scratch_bn_2x", "random", 12.0, norm="BN", schedule=2.0)])
     norm = _one(v["findings"]["normalisation"], norm="BN")
     assert norm["diff"] == pytest.approx(-17.4) and not norm["inconclusive"]
-    assert _lines_with(v, "BN at 2x reached 12.0 bbox AP while GN at 2x reached 29.4 bbox AP: 17.4 AP behind GN")
+    assert _lines_with(
+        v, "BN at 2x reached 12.0 bbox AP while GN at 2x reached 29.4 bbox AP: 17.4 AP behind GN"
+    )
     # The BN arm is judged on its own; the GN arms still speak for random init.
     assert _one(v["findings"]["catch_up"], init="classify")["schedule"] == 2.0
 
@@ -140,6 +160,14 @@ def test_early_interpolates_mismatched_iterations(make_arm):
     assert "interpolated" in _lines_with(v, "Early convergence")[0]
 
 
+def test_early_window_without_lr_drops(make_arm):
+    pt, rd = make_arm("cls", "classify", 30.0), make_arm("rnd", "random", 28.0, schedule=2.0)
+    pt["lr_drops"] = rd["lr_drops"] = []  # constant LR: the early window is the first half of the run
+    early = compute_verdict([pt, rd])["findings"]["early"][0]
+    assert early["window_end"] == 100 and not early["window_is_lr_drop"]
+    assert [p["iteration"] for p in early["points"]] == [25, 50, 75, 100]
+
+
 def test_cost_and_direct_vs_classify(caught_up_arms, make_arm):
     v = compute_verdict(caught_up_arms + [make_arm("direct_gn_1x", "direct", 30.8)])
     cost = _one(v["findings"]["cost"], init="classify")
@@ -148,7 +176,9 @@ def test_cost_and_direct_vs_classify(caught_up_arms, make_arm):
     assert cost["random_group"]["schedule"] == 2.0  # the arm that caught up
     dvc = v["findings"]["direct_vs_classify"][0]
     assert dvc["diff"] == pytest.approx(0.8) and dvc["pixels_ratio"] < 1
-    assert _lines_with(v, "Direct vs classification", "0.8 higher bbox AP (30.8 vs 30.0)", "fewer total pixels")
+    assert _lines_with(
+        v, "Direct vs classification", "0.8 higher bbox AP (30.8 vs 30.0)", "fewer total pixels"
+    )
 
 
 def test_numbers_one_decimal_and_json_serialisable(caught_up_arms, seed_arms, regime_arms):
@@ -167,8 +197,12 @@ def test_no_sentence_without_arms(make_arm):
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"init": "imagenet"}, "init must be one of"), ({"status": "done"}, "status must be one of"),
-     ({"schedule": 0}, "schedule must be a positive"), ({"curve": [{"bbox_AP": 1.0}]}, "curve must be")],
+    [
+        ({"init": "imagenet"}, "init must be one of"),
+        ({"status": "done"}, "status must be one of"),
+        ({"schedule": 0}, "schedule must be a positive"),
+        ({"curve": [{"bbox_AP": 1.0}]}, "curve must be"),
+    ],
 )
 def test_bad_arm_named(make_arm, change, message):
     arm = {**make_arm("bad_arm", "random", 20.0), **change}

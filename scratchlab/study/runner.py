@@ -1,0 +1,250 @@
+"""``scratchlab study STUDY.yaml --out DIR``: the paper's experiments as one command.
+
+A study file names a base detector config and a list of arms. Every arm field may be a list; lists are
+expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
+
+    name: my-study
+    base: configs/mini/mask_rcnn_gn_scratch.yaml    # relative to the study file
+    overrides: [data.train_json=..., ...]           # applied to every arm (the dataset, say)
+    pretrain:                                       # shared pre-training, done once, reused
+      classify: {config: configs/mini/classify_gn.yaml, overrides: []}
+      direct: {config: configs/mini/direct_gn.yaml, overrides: []}
+    arms:
+      - {init: random, norm: GN, schedule: [1, 3], data: ["100%", "1k"], seed: [0, 1]}
+      - {init: classify, norm: GN, schedule: 1}
+      - {init: direct, norm: GN, schedule: 1, name: direct_gn}
+
+``init``: random | classify (the backbone from ``scratchlab pretrain classify``, one per norm family)
+| direct (stage 1 of direct pre-training on the arm's own data regime, then the arm fine-tunes).
+``data``: "100%", "10%", a count such as 1000 or "1k": a seeded subset, the same images for every arm.
+Each arm is a normal run dir under ``DIR/arms/<name>``; a crashing or diverging arm is recorded and the
+others go on; running the study again skips finished arms and resumes unfinished ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig
+
+from ..config import apply_overrides, load_config, max_iter, schedule_steps
+from ..engine import NonFiniteLossError, train
+from ..engine.checkpoint import atomic_torch_save  # noqa: F401  (kept for symmetry with the engine)
+from ..engine.data import resolve_data
+from ..engine.trainer import setup_logging
+from ..pretrain.classify import pretrain_classify
+from ..pretrain.direct import stage_configs
+from .report import write_report
+from .verdict import compute_verdict
+
+__all__ = ["run_study", "expand_arms", "parse_regime", "arm_config"]
+
+log = logging.getLogger("scratchlab")
+ARM_KEYS = ("name", "init", "norm", "schedule", "data", "seed", "overrides")
+
+
+def parse_regime(data: Any) -> float | int | None:
+    """``"100%"`` -> None (all), ``"10%"`` -> 0.1, ``"1k"`` -> 1000, ``500`` -> 500."""
+    text = str(data).strip().lower()
+    if text in ("100%", "all", "none", "1.0"):
+        return None
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)%", text):
+        return float(m.group(1)) / 100
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)k", text):
+        return int(float(m.group(1)) * 1000)
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    if re.fullmatch(r"0?\.\d+", text):
+        return float(text)
+    raise ValueError(f"data regime {data!r}: use a percentage ('10%'), a count (1000) or '1k'")
+
+
+def _sched_label(s: float) -> str:
+    return f"{s:g}x"
+
+
+def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Expand list-valued fields into single arms with unique names."""
+    arms, names = [], set()
+    for i, entry in enumerate(spec):
+        unknown = set(entry) - set(ARM_KEYS)
+        if unknown:
+            raise ValueError(f"arms[{i}]: unknown field(s) {sorted(unknown)}; allowed: {list(ARM_KEYS)}")
+        if entry.get("init", "random") not in ("random", "classify", "direct"):
+            raise ValueError(f"arms[{i}]: init must be random, classify or direct, got {entry['init']!r}")
+        fields = {k: entry.get(k, d) for k, d in
+                  (("init", "random"), ("norm", "GN"), ("schedule", 1), ("data", "100%"), ("seed", 0))}
+        lists = {k: v if isinstance(v, list) else [v] for k, v in fields.items()}
+        combos = list(itertools.product(*lists.values()))
+        for combo in combos:
+            arm = dict(zip(lists, combo, strict=True))
+            arm["schedule"] = float(arm["schedule"])
+            arm["data"] = str(arm["data"])
+            auto = f"{arm['init']}_{arm['norm']}_{_sched_label(arm['schedule'])}_{arm['data']}_s{arm['seed']}"
+            auto = auto.replace("%", "pct").lower()
+            name = entry.get("name")
+            arm["name"] = (name if len(combos) == 1 else f"{name}_{auto}") if name else auto
+            arm["overrides"] = list(entry.get("overrides", []))
+            if arm["name"] in names:
+                raise ValueError(f"arms[{i}]: duplicate arm name {arm['name']!r}")
+            names.add(arm["name"])
+            arms.append(arm)
+    return arms
+
+
+def _norm_overrides(norm: str) -> list[str]:
+    # The arm's norm goes everywhere; the parts inherit it (FrozenBN leaves random FPN/heads without norm).
+    return [f"model.norm={norm}", "model.fpn.norm=null", "model.roi_box_head.norm=null",
+            "model.roi_mask_head.norm=null"]
+
+
+def arm_config(base: DictConfig, arm: dict[str, Any], init_path: str | None) -> DictConfig:
+    """The detector config of one arm: base + norm, schedule, data regime, seed, init, own overrides."""
+    regime = parse_regime(arm["data"])
+    overrides = [*_norm_overrides(arm["norm"]), f"solver.schedule={arm['schedule']}",
+                 f"data.subset={'null' if regime is None else regime}", f"seed={arm['seed']}",
+                 f"model.init={init_path or 'random'}"]
+    if arm["init"] == "random":
+        overrides.append("model.backbone.freeze_at=0")
+    return apply_overrides(base, [*overrides, *arm["overrides"]])
+
+
+def _curve(run_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if "bbox/AP" in row:
+                rows.append({"iteration": row["iteration"], "bbox_AP": row["bbox/AP"],
+                             "segm_AP": row.get("segm/AP")})
+    return rows
+
+
+class Study:
+    """Runs the arms of one study file into ``out`` and keeps ``study.json`` up to date."""
+
+    def __init__(self, study_file: str | Path, out: str | Path) -> None:
+        self.file, self.out = Path(study_file), Path(out)
+        spec = yaml.safe_load(self.file.read_text()) or {}
+        if not isinstance(spec, dict) or "arms" not in spec or "base" not in spec:
+            raise ValueError(f"{self.file}: a study needs 'base' (a detector config) and 'arms'")
+        self.spec = spec
+        self.arms = expand_arms(spec["arms"])
+        here = self.file.parent
+        base = load_config(here / spec["base"], spec.get("overrides", []))
+        self.out.mkdir(parents=True, exist_ok=True)
+        setup_logging(self.out)
+        self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
+        self.pretrain_spec = spec.get("pretrain") or {}
+        self.records: dict[str, dict[str, Any]] = {}
+
+    # -- shared pre-training ------------------------------------------------------------------------
+    def _pretrain_cfg(self, kind: str, extra: list[str]) -> DictConfig:
+        p = self.pretrain_spec.get(kind)
+        if not p or "config" not in p:
+            raise ValueError(f"{self.file}: arms use init={kind} but pretrain.{kind}.config is not given")
+        data = [f"data.{k}={self.base.data[k]}" for k in ("train_json", "train_images", "val_json", "val_images")]
+        return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *extra])
+
+    def classify_backbone(self, norm: str) -> str:
+        """One classification pre-training per norm family (GN, or BN for BN/SyncBN/FrozenBN arms)."""
+        family = "GN" if norm == "GN" else "BN"
+        out = self.out / "pretrain" / f"classify_{family.lower()}"
+        if not (out / "backbone.pth").is_file():
+            pretrain_classify(self._pretrain_cfg("classify", _norm_overrides(family)), out)
+        return str(out / "backbone.pth")
+
+    def direct_stage1(self, arm: dict[str, Any]) -> tuple[str, DictConfig]:
+        """Stage 1 of direct pre-training on the arm's data regime (shared by arms with the same regime
+        and norm); returns its weights and the stage-2 config to fine-tune with."""
+        regime = parse_regime(arm["data"])
+        cfg = self._pretrain_cfg("direct", [*_norm_overrides(arm["norm"]),
+                                            f"data.subset={'null' if regime is None else regime}"])
+        key = f"direct_{arm['norm'].lower()}_{str(arm['data']).replace('%', 'pct').lower()}"
+        out = self.out / "pretrain" / key
+        stage1, stage2 = stage_configs(cfg, out)
+        if not (out / "stage1" / "model_final.pth").is_file():
+            train(stage1, out / "stage1", resume=True)
+        return str(out / "stage1" / "model_final.pth"), stage2
+
+    # -- arms ---------------------------------------------------------------------------------------
+    def run_arm(self, arm: dict[str, Any]) -> dict[str, Any]:
+        run_dir = self.out / "arms" / arm["name"]
+        record = {k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}
+        record.update(status="running", error=None, run_dir=str(run_dir.relative_to(self.out)),
+                      final=None, curve=[], cost=None)
+        final_path = run_dir / "final_metrics.json"
+        try:
+            base = self.base
+            init_path = None
+            if arm["init"] == "classify":
+                init_path = self.classify_backbone(arm["norm"])
+                base = apply_overrides(base, self.pretrain_spec["classify"].get("finetune", []))
+            elif arm["init"] == "direct":
+                init_path, stage2 = self.direct_stage1(arm)
+                base = apply_overrides(base, list(stage2.direct.stage2))
+            cfg = arm_config(base, arm, init_path)
+            record.update(max_iter=max_iter(cfg), lr_drops=schedule_steps(cfg))
+            if final_path.is_file():
+                log.info("arm %s already finished: skipping", arm["name"])
+            else:
+                log.info("arm %s: training", arm["name"])
+                train(cfg, run_dir, resume=True)
+            final = json.loads(final_path.read_text())
+            record.update(status="finished", final={k: v for k, v in final.items() if k != "cost"},
+                          cost=final.get("cost"))
+        except NonFiniteLossError as exc:
+            record.update(status="diverged", error=str(exc))
+            log.warning("arm %s diverged: %s", arm["name"], exc)
+        except Exception as exc:  # noqa: BLE001 - one failing arm must not stop the study
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            log.warning("arm %s failed: %s", arm["name"], record["error"])
+        record["curve"] = _curve(run_dir)
+        record["data_images"] = self._regime_size(arm)
+        return record
+
+    def _regime_size(self, arm: dict[str, Any]) -> int | None:
+        regime = parse_regime(arm["data"])
+        try:
+            n = len(json.loads(Path(self.base.data.train_json).read_text())["images"])
+        except (OSError, ValueError, KeyError):
+            return None
+        if regime is None:
+            return n
+        return max(1, round(regime * n)) if isinstance(regime, float) else int(regime)
+
+    def write(self) -> dict[str, Any]:
+        arms = [self.records.get(a["name"]) or {**{k: a[k] for k in ("name", "init", "norm", "schedule",
+                                                                      "data", "seed")}, "status": "pending",
+                                                 "error": None, "final": None, "curve": [], "cost": None}
+                for a in self.arms]
+        study = {"name": self.spec.get("name", self.file.stem),
+                 "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
+                 "arms": arms, "verdict": compute_verdict(arms)}
+        (self.out / "study.json").write_text(json.dumps(study, indent=2, allow_nan=False))
+        return study
+
+    def run(self) -> dict[str, Any]:
+        for arm in self.arms:
+            self.records[arm["name"]] = self.run_arm(arm)
+            self.write()
+        study = self.write()
+        paths = write_report(study, self.out)
+        log.info("study report: %s", self.out / "report.html")
+        study["report"] = paths
+        return study
+
+
+def run_study(study_file: str | Path, out: str | Path) -> dict[str, Any]:
+    """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report."""
+    return Study(study_file, out).run()
