@@ -30,12 +30,18 @@ ARMS = [
     {"name": "scratch_bn_1x", "init": "random", "norm": "BN", "schedule": 1},
 ]
 
-# --quick: the same study, small enough for a test (it checks plumbing, not findings).
+# --quick: the same study with a narrower model, fewer images and a few iterations: a smoke test of
+# the whole pipeline (it checks plumbing, not findings).
 QUICK = [
-    "data.synth.num_train=24", "data.synth.num_val=8", "data.synth.image_size=96",
-    "solver.iters_1x=6", "solver.lr_drops_from_end=[4,2]", "solver.warmup_iters=2", "solver.ims_per_batch=2",
-    "eval.period=3", "log.period=3", "checkpoint.period=6",
-    "input.min_size_train=[80,96]", "input.min_size_test=96",
+    "model.backbone.width_mult=0.25", "model.gn_groups=4", "model.fpn.channels=16",
+    "model.roi_box_head.conv_dim=16", "model.roi_box_head.fc_dim=32", "model.roi_mask_head.conv_dim=16",
+    "model.roi_box_head.batch_size_per_image=16", "model.rpn.pre_nms_top_n_train=100",
+    "model.rpn.post_nms_top_n_train=50", "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=25",
+    "model.roi_box_head.detections_per_img=10",
+    "data.synth.num_train=16", "data.synth.num_val=4", "data.synth.image_size=64",
+    "input.min_size_train=[56,64]", "input.max_size_train=107", "input.min_size_test=64", "input.max_size_test=107",
+    "solver.iters_1x=4", "solver.lr_drops_from_end=[3,1]", "solver.warmup_iters=1", "solver.ims_per_batch=2",
+    "eval.period=2", "log.period=2", "checkpoint.period=4",
 ]
 QUICK_PRETRAIN = ["classify.epochs=1", "classify.batch_size=8", "classify.synth.classes=4",
                   "classify.synth.per_class=8", "classify.synth.image_size=48", "classify.image_size=40"]

@@ -1,0 +1,21 @@
+import json
+
+from scratchlab.cli import main
+
+
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    study = json.loads((out / "study.json").read_text())
+    names = [a["name"] for a in study["arms"]]
+    assert names == ["scratch_gn_1x", "scratch_gn_3x", "classify_gn_1x", "direct_gn_1x", "scratch_bn_1x"]
+    assert all(a["status"] in ("finished", "diverged") for a in study["arms"])
+    inits = {a["init"] for a in study["arms"]}
+    assert inits == {"random", "classify", "direct"}
+    assert (out / "pretrain" / "classify_gn" / "backbone.pth").is_file()
+    assert (out / "pretrain" / "direct_gn_100pct" / "stage1" / "model_final.pth").is_file()
+    for name in ("report.html", "report.md"):
+        assert (out / name).is_file()
+    assert list((out / "figures").glob("*.png"))
+    printed = capsys.readouterr().out
+    assert "report:" in printed and study["verdict"]["lines"][0] in printed

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import yaml
+
+from scratchlab.study import runner
+from scratchlab.study.runner import expand_arms, parse_regime, run_study
+from tests.conftest import MINI, TINY
+
+
+@pytest.mark.parametrize("text,value", [("100%", None), ("10%", 0.1), ("1k", 1000), (500, 500), ("0.25", 0.25)])
+def test_parse_regime(text, value):
+    assert parse_regime(text) == value
+
+
+def test_parse_regime_rejects_garbage():
+    with pytest.raises(ValueError, match="data regime"):
+        parse_regime("lots")
+
+
+def test_expand_arms_product_and_names():
+    arms = expand_arms([{"init": "random", "schedule": [1, 3], "data": ["100%", "1k"]},
+                        {"name": "pt", "init": "classify"}])
+    assert len(arms) == 5
+    assert {a["name"] for a in arms} >= {"random_gn_1x_100pct_s0", "random_gn_3x_1k_s0", "pt"}
+    with pytest.raises(ValueError, match="unknown field"):
+        expand_arms([{"init": "random", "lr": 0.1}])
+    with pytest.raises(ValueError, match="duplicate"):
+        expand_arms([{"name": "a"}, {"name": "a"}])
+
+
+def _study(tmp_path, synth_data, arms):
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    spec = {"name": "t", "base": str(MINI), "overrides": [*TINY, *data, "eval.period=0"], "arms": arms}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
+    arms = [{"name": "ok", "init": "random", "data": ["100%", "50%"]},
+            {"name": "broken", "init": "random", "overrides": ["model.backbone.depth=17"]}]
+    path = _study(tmp_path, synth_data, arms)
+    study = run_study(path, tmp_path / "out")
+    by_name = {a["name"]: a for a in study["arms"]}
+    assert by_name["broken"]["status"] == "failed" and "17" in by_name["broken"]["error"]
+    ok = by_name["ok_random_gn_1x_100pct_s0"]
+    assert ok["status"] == "finished" and ok["final"]["bbox"]["AP"] is not None
+    assert ok["cost"]["images_seen"] > 0 and ok["curve"] and ok["lr_drops"] == [2, 4]
+    half = by_name["ok_random_gn_1x_50pct_s0"]
+    assert half["data_images"] == 6 and ok["data_images"] == 12
+    saved = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert [a["status"] for a in saved["arms"]] == ["finished", "finished", "failed"]
+    assert saved["verdict"]["lines"]
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "report.md").is_file()
+
+    # Re-running skips finished arms (no training is called for them) and retries the failed one.
+    calls = []
+    real_train = runner.train
+    monkeypatch.setattr(runner, "train", lambda cfg, out, resume=False: calls.append(out) or real_train(cfg, out, resume))
+    again = run_study(path, tmp_path / "out")
+    assert [c.name for c in calls] == ["broken"]  # finished arms skipped, the failed one retried
+    assert [a["status"] for a in again["arms"]] == ["finished", "finished", "failed"]
+
+
+def test_unfinished_arm_resumes_from_its_checkpoint(tmp_path, synth_data):
+    path = _study(tmp_path, synth_data, [{"name": "a", "init": "random"}])
+    out = tmp_path / "out"
+    run_study(path, out)
+    run_dir = out / "arms" / "a"
+    (run_dir / "final_metrics.json").unlink()  # as if killed after the last checkpoint
+    study = run_study(path, out)
+    assert study["arms"][0]["status"] == "finished"
+    assert "resumed from" in (run_dir / "log.txt").read_text()
+
+
+def test_shared_pretraining_is_done_once(tmp_path, synth_data, monkeypatch):
+    from tests.pretrain.test_classify import CLASSIFY, SMALL
+
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    spec = {"base": str(MINI), "overrides": [*TINY, *data, "eval.period=0"],
+            "pretrain": {"classify": {"config": str(CLASSIFY), "overrides": [*TINY, *SMALL, "classify.epochs=1"]}},
+            "arms": [{"init": "classify", "schedule": [1, 2]}]}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    calls = []
+    real = runner.pretrain_classify
+    monkeypatch.setattr(runner, "pretrain_classify", lambda cfg, out: calls.append(out) or real(cfg, out))
+    study = run_study(path, tmp_path / "out")
+    assert len(calls) == 1
+    assert all(a["status"] == "finished" and a["cost"]["pretrain"]["kind"] == "classify" for a in study["arms"])
