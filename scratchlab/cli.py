@@ -64,10 +64,9 @@ def _cmd_synth_classify(a: argparse.Namespace) -> int:
 
 
 def _cmd_convert(a: argparse.Namespace) -> int:
-    from .data.convert import convert_dataset
+    from .data.convert import convert_dataset, format_summary
 
-    summary = convert_dataset(a.fmt, a.src, a.out, split=a.split, seed=a.seed)
-    print(json.dumps(summary, indent=2, default=str))
+    print(format_summary(convert_dataset(a.fmt, a.src, a.out, split=a.split, seed=a.seed)))
     return 0
 
 
