@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint clean
+.PHONY: setup browser demo test lint clean
 
 setup: $(STAMP)
 
@@ -16,10 +16,19 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The report test screenshots report.html in headless Chromium (Debian's package). Installed when
+# missing and we can (root with apt-get); otherwise that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium install failed: the report screenshot test will skip"; \
+	  else echo "chromium not installed (needs root + apt-get): the report screenshot test will skip"; fi; }
+
 demo: setup
 	$(VENV)/bin/scratchlab demo --out runs/demo
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check scratchlab tests
 	$(VENV)/bin/python -m pytest -q
 

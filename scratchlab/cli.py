@@ -49,8 +49,9 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_synth(a: argparse.Namespace) -> int:
     from .data.synth import make_synth_detection
 
-    print(json.dumps(make_synth_detection(a.out, a.num_train, a.num_val, a.image_size, a.seed), indent=2,
-                     default=str))
+    summary = make_synth_detection(a.out, a.num_train, a.num_val, a.image_size, a.seed,
+                                   min_object_size=a.min_object_size)
+    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-val", type=int, default=40)
     s.add_argument("--image-size", type=int, default=128)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--min-object-size", type=float, default=0.08,
+                   help="smallest object, as a fraction of the short side (0.2+ drops small objects)")
     s.set_defaults(func=_cmd_synth)
 
     sc = d.add_parser("synth-classify", help="generate an ImageFolder classification set (pre-training)")

@@ -121,8 +121,10 @@ def _ring_area(ring: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) / 2
 
 
-def _sample_sizes(rng: np.random.Generator, count: int, short: int) -> list[float]:
-    """Object diameters: small, medium and (at most one) large, so APs/APm/APl all have targets."""
+def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: float = 0.08) -> list[float]:
+    """Object diameters: small, medium and (at most one) large, so APs/APm/APl all have targets.
+    ``min_size`` (a fraction of the short side) is the smallest object; raising it to 0.2 or more
+    removes the small bucket (an easier set for very short CPU schedules)."""
     sizes, has_large = [], False
     for _ in range(count):
         r = rng.random()
@@ -132,17 +134,17 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int) -> list[floa
         elif r < 0.6:
             sizes.append(rng.uniform(0.2, 0.55) * short)
         else:
-            sizes.append(rng.uniform(0.08, 0.2) * short)
-    return sizes
+            sizes.append(rng.uniform(min_size, max(0.2, min_size + 0.1)) * short)
+    return [max(s, 7.0) for s in sizes]  # below ~7 px a shape is a blob of a few pixels
 
 
 def render_scene(
-    rng: np.random.Generator, height: int, width: int
+    rng: np.random.Generator, height: int, width: int, min_size: float = 0.08
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
     """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance."""
     canvas = background(rng, height, width)
     short = min(height, width)
-    sizes = _sample_sizes(rng, int(rng.integers(1, 7)), short)
+    sizes = _sample_sizes(rng, int(rng.integers(1, 7)), short, min_size)
     # Mostly big-to-small (big shapes behind small ones), jittered so similar sizes overlap either way.
     sizes.sort(key=lambda s: -s * rng.uniform(0.7, 1.3))
     cats: list[int] = []
@@ -201,7 +203,8 @@ def _check_args(**kwargs: int) -> None:
             )
 
 
-def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int) -> dict:
+def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
+                         min_object_size: float = 0.08) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
@@ -210,6 +213,8 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
     seeded by ``(seed, split, index)``, so the train set does not depend on ``num_val``.
     """
     _check_args(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
+    if not 0.03 <= float(min_object_size) <= 0.5:
+        raise ValueError(f"make_synth_detection: min_object_size must be in [0.03, 0.5], got {min_object_size!r}")
     out = Path(out)
     prepare_output(out, "detection", ["annotations", "train", "val", MARKER])
     (out / "annotations").mkdir()
@@ -230,7 +235,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
             if rng.random() < 0.5:  # mild aspect variation; catches height/width mix-ups downstream
                 short = round(image_size * rng.uniform(0.75, 0.95))
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
-            image, instances = render_scene(rng, height, width)
+            image, instances = render_scene(rng, height, width, min_object_size)
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway

@@ -113,7 +113,9 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     loader = build_train_loader(cfg, train_set, start, rank, world)
     model.train()
     t_last = time.perf_counter()
+    timing = {"time": 0.0, "data_time": 0.0, "n": 0}  # averaged over each log period
     for it, (images, targets) in zip(range(start, total), loader, strict=False):
+        timing["data_time"] += time.perf_counter() - t_last
         images, targets = [i.to(device, non_blocking=True) for i in images], _to_device(targets, device)
         with torch.autocast(device.type, enabled=scaler.is_enabled()):
             loss_dict = model(images, targets)
@@ -138,11 +140,17 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         cost.pixels_seen += sum(int(i.shape[-1] * i.shape[-2]) for i in images) * world
         now = time.perf_counter()
         cost.wall_s += now - t_last
+        timing["time"] += now - t_last
+        timing["n"] += 1
         t_last = now
         done = it + 1
         if done % cfg.log.period == 0 or done == total:
+            extra = {k: timing[k] / timing["n"] for k in ("time", "data_time")}
+            if device.type == "cuda":
+                extra["max_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             writers.write(done, {"loss": loss.item(), **{k: v.item() for k, v in loss_dict.items()},
-                                 "lr": optimizer.param_groups[0]["lr"]})
+                                 "lr": optimizer.param_groups[0]["lr"], **extra})
+            timing = {"time": 0.0, "data_time": 0.0, "n": 0}
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
             writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device)))
             t_last = time.perf_counter()  # evaluation is not training cost
