@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +140,13 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: fl
 
 
 def render_scene(
-    rng: np.random.Generator, height: int, width: int, min_size: float = 0.08
+    rng: np.random.Generator, height: int, width: int, min_size: float = 0.08, max_objects: int = 6,
+    textures: tuple[str, ...] = OBJECT_TEXTURES,
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
     """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance."""
     canvas = background(rng, height, width)
     short = min(height, width)
-    sizes = _sample_sizes(rng, int(rng.integers(1, 7)), short, min_size)
+    sizes = _sample_sizes(rng, int(rng.integers(1, max_objects + 1)), short, min_size)
     # Mostly big-to-small (big shapes behind small ones), jittered so similar sizes overlap either way.
     sizes.sort(key=lambda s: -s * rng.uniform(0.7, 1.3))
     cats: list[int] = []
@@ -165,7 +167,7 @@ def render_scene(
                 break
         else:
             continue
-        paint(canvas, m, rng, OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))], size)
+        paint(canvas, m, rng, textures[int(rng.integers(len(textures)))], size)
         visible = [v & ~m for v in visible]
         cats.append(shape + 1)
         full.append(m)
@@ -204,7 +206,8 @@ def _check_args(**kwargs: int) -> None:
 
 
 def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
-                         min_object_size: float = 0.08) -> dict:
+                         min_object_size: float = 0.08, max_objects: int = 6,
+                         object_textures: Sequence[str] | None = None) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
@@ -215,6 +218,12 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
     _check_args(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     if not 0.03 <= float(min_object_size) <= 0.5:
         raise ValueError(f"make_synth_detection: min_object_size must be in [0.03, 0.5], got {min_object_size!r}")
+    if not 1 <= int(max_objects) <= 12:
+        raise ValueError(f"make_synth_detection: max_objects must be in [1, 12], got {max_objects!r}")
+    textures = tuple(object_textures) if object_textures else OBJECT_TEXTURES
+    if unknown := set(textures) - set(OBJECT_TEXTURES):
+        raise ValueError(f"make_synth_detection: unknown object textures {sorted(unknown)}; "
+                         f"choose from {list(OBJECT_TEXTURES)}")
     out = Path(out)
     prepare_output(out, "detection", ["annotations", "train", "val", MARKER])
     (out / "annotations").mkdir()
@@ -235,7 +244,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
             if rng.random() < 0.5:  # mild aspect variation; catches height/width mix-ups downstream
                 short = round(image_size * rng.uniform(0.75, 0.95))
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
-            image, instances = render_scene(rng, height, width, min_object_size)
+            image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures)
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway

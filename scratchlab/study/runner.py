@@ -36,7 +36,6 @@ from omegaconf import DictConfig
 
 from ..config import apply_overrides, load_config, max_iter, schedule_steps
 from ..engine import NonFiniteLossError, train
-from ..engine.checkpoint import atomic_torch_save  # noqa: F401  (kept for symmetry with the engine)
 from ..engine.data import resolve_data
 from ..engine.trainer import setup_logging
 from ..pretrain.classify import pretrain_classify

@@ -54,3 +54,30 @@ def test_weights_only_refuses_pickled_code(tmp_path):
 
     torch.save({"x": argparse.Namespace(cmd="rm -rf /")}, tmp_path / "last.pth")
     assert load_latest(tmp_path) is None
+
+
+def test_interrupt_during_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    save_checkpoint({"iteration": 1}, tmp_path)
+    real_save = torch.save
+
+    def interrupted(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"iteration": 2}, tmp_path)
+    monkeypatch.undo()
+    ckpt, path = load_latest(tmp_path)
+    assert ckpt["iteration"] == 1 and path.name == "last.pth"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+
+
+def test_resume_falls_back_when_last_is_corrupt(tmp_path, caplog):
+    save_checkpoint({"iteration": 4}, tmp_path)
+    save_checkpoint({"iteration": 6}, tmp_path)
+    (tmp_path / "last.pth").write_bytes((tmp_path / "last.pth").read_bytes()[:100])  # torn file
+    ckpt, path = load_latest(tmp_path)
+    assert (ckpt["iteration"], path.name) == (4, "previous.pth")
+    assert "falling back" in caplog.text
