@@ -85,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
-                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None},
+                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None},
     },
     "solver": {
         "base_lr": 0.02,

@@ -141,7 +141,7 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: fl
 
 def render_scene(
     rng: np.random.Generator, height: int, width: int, min_size: float = 0.08, max_objects: int = 6,
-    textures: tuple[str, ...] = OBJECT_TEXTURES,
+    textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES,
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
     """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance."""
     canvas = background(rng, height, width)
@@ -153,8 +153,8 @@ def render_scene(
     full: list[np.ndarray] = []  # each instance's own (unoccluded, image-clipped) mask
     visible: list[np.ndarray] = []
     for size in sizes:
-        shape = int(rng.integers(len(SHAPES)))
-        outline = unit_outline(SHAPES[shape], rng)
+        shape = int(rng.integers(len(shapes)))
+        outline = unit_outline(shapes[shape], rng)
         margin = 0.35 if size > 0.7 * short else 0.08
         for _ in range(8):  # re-place a shape that would hide too much of what is already there
             cx, cy = rng.uniform(margin, 1 - margin) * width, rng.uniform(margin, 1 - margin) * height
@@ -207,7 +207,8 @@ def _check_args(**kwargs: int) -> None:
 
 def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
                          min_object_size: float = 0.08, max_objects: int = 6,
-                         object_textures: Sequence[str] | None = None) -> dict:
+                         object_textures: Sequence[str] | None = None,
+                         shapes: Sequence[str] | None = None) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
@@ -221,6 +222,10 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
     if not 1 <= int(max_objects) <= 12:
         raise ValueError(f"make_synth_detection: max_objects must be in [1, 12], got {max_objects!r}")
     textures = tuple(object_textures) if object_textures else OBJECT_TEXTURES
+    shapes = tuple(shapes) if shapes else SHAPES
+    if unknown := set(shapes) - set(SHAPES):
+        raise ValueError(f"make_synth_detection: unknown shapes {sorted(unknown)}; choose from {list(SHAPES)}")
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(shapes)]
     if unknown := set(textures) - set(OBJECT_TEXTURES):
         raise ValueError(f"make_synth_detection: unknown object textures {sorted(unknown)}; "
                          f"choose from {list(OBJECT_TEXTURES)}")
@@ -232,7 +237,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
         "out": str(out),
         "seed": seed,
         "image_size": image_size,
-        "categories": [c["name"] for c in CATEGORIES],
+        "categories": [c["name"] for c in categories],
     }
     for split_id, (split, count) in enumerate((("train", num_train), ("val", num_val))):
         img_dir = out / split
@@ -244,7 +249,8 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
             if rng.random() < 0.5:  # mild aspect variation; catches height/width mix-ups downstream
                 short = round(image_size * rng.uniform(0.75, 0.95))
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
-            image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures)
+            image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures,
+                                            shapes)
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway
@@ -261,7 +267,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
                 "licenses": [],
                 "images": images,
                 "annotations": anns,
-                "categories": CATEGORIES,
+                "categories": categories,
             },
         )
         summary[split] = {
