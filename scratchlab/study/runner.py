@@ -40,6 +40,7 @@ from ..engine.data import resolve_data
 from ..engine.trainer import setup_logging
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage_configs
+from .paper import paper_check
 from .report import write_report
 from .verdict import compute_verdict
 
@@ -227,9 +228,12 @@ class Study:
                                                                       "data", "seed")}, "status": "pending",
                                                  "error": None, "final": None, "curve": [], "cost": None}
                 for a in self.arms]
+        verdict = compute_verdict(arms)
+        verdict["paper"] = paper_check(verdict["findings"])
+        verdict["lines"] += [f"Paper check: {c['claim']}: {c['result']}." for c in verdict["paper"]]
         study = {"name": self.spec.get("name", self.file.stem),
                  "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
-                 "arms": arms, "verdict": compute_verdict(arms)}
+                 "arms": arms, "verdict": verdict}
         (self.out / "study.json").write_text(json.dumps(study, indent=2, allow_nan=False))
         return study
 
