@@ -341,9 +341,16 @@ class COCOEvaluator(DatasetEvaluator):
             self._predictions.extend(records)
 
     def _gather(self) -> tuple[list[int], list[dict[str, Any]]]:
-        """All processed image ids and COCO records. The single place a DDP version will all-gather
-        (and return nothing on non-main ranks); on one process it is this process's state."""
-        return self._image_ids, self._predictions
+        """All processed image ids and COCO records. Under torch.distributed every rank gets the union
+        of all ranks' shares (so any rank can report the same metrics); on one process, its own state."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return self._image_ids, self._predictions
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (self._image_ids, self._predictions, self._has_masks))
+        self._has_masks = any(p[2] for p in parts)
+        return [i for p in parts for i in p[0]], [r for p in parts for r in p[1]]
 
     def evaluate(self) -> Metrics:
         """``{"bbox": {...}, "segm": {...}}`` in percent; ``segm`` only when the outputs had masks."""
