@@ -103,7 +103,8 @@ DEFAULTS: dict[str, Any] = {
         "warmup_iters": 1000,
         "warmup_factor": 0.001,
         "clip_grad_norm": None,
-        "amp": False,
+        "amp": False,  # autocast + GradScaler on CUDA
+        "amp_dtype": "float16",  # float16 | bfloat16 (bfloat16 needs no loss scaling)
     },
     "eval": {"period": 0},  # evaluate every `period` iterations (AP-vs-iteration curves); 0: only at the end
     "log": {"period": 20},

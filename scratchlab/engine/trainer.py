@@ -90,7 +90,13 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
     scheduler = build_scheduler(cfg, optimizer)
-    scaler = torch.amp.GradScaler(device.type, enabled=bool(cfg.solver.amp) and device.type == "cuda")
+    amp = bool(cfg.solver.amp) and device.type == "cuda"
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+    if str(cfg.solver.amp_dtype) not in dtypes:
+        raise ValueError(f"solver.amp_dtype must be one of {sorted(dtypes)}, got {cfg.solver.amp_dtype!r}")
+    amp_dtype = dtypes[str(cfg.solver.amp_dtype)]
+    # bfloat16 has float32's range: no loss scaling needed.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     start, cost = 0, Cost()
     if resume and (found := load_latest(out / "checkpoints")) is not None:
         ckpt, path = found
@@ -117,7 +123,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     for it, (images, targets) in zip(range(start, total), loader, strict=False):
         timing["data_time"] += time.perf_counter() - t_last
         images, targets = [i.to(device, non_blocking=True) for i in images], _to_device(targets, device)
-        with torch.autocast(device.type, enabled=scaler.is_enabled()):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             loss_dict = model(images, targets)
         loss = sum(loss_dict.values())
         if not math.isfinite(loss.item()):
