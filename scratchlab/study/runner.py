@@ -151,7 +151,8 @@ class Study:
         p = self.pretrain_spec.get(kind)
         if not p or "config" not in p:
             raise ValueError(f"{self.file}: arms use init={kind} but pretrain.{kind}.config is not given")
-        data = [f"data.{k}={self.base.data[k]}" for k in ("train_json", "train_images", "val_json", "val_images")]
+        data = [f"data.{k}={'null' if self.base.data[k] is None else self.base.data[k]}"
+                for k in ("train_json", "train_images", "val_json", "val_images")]
         return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *extra])
 
     def classify_backbone(self, norm: str) -> str:
