@@ -8,7 +8,7 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "barrier"]
+__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "barrier", "all_gather_objects"]
 
 
 def init_distributed() -> tuple[int, int, int]:
@@ -39,3 +39,12 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if get_world_size() > 1:
         dist.barrier()
+
+
+def all_gather_objects(obj):
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` on one process)."""
+    if get_world_size() == 1:
+        return [obj]
+    out = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -23,7 +23,7 @@ from ..models import build_model
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from .cost import Cost, cost_block, pretrain_cost
 from .data import build_datasets, build_train_loader, resolve_data, validate_data
-from .dist import init_distributed, is_main_process
+from .dist import all_gather_objects, init_distributed, is_main_process
 from .inference import inference_on_dataset
 from .schedule import build_optimizer, build_scheduler
 from .writers import MetricWriters, flatten_metrics
@@ -85,6 +85,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, val_set = build_datasets(cfg)
     model = build_model(cfg, num_classes=train_set.num_classes).to(device)
+    if world > 1:  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
+        torch.manual_seed(cfg.seed + rank)
     core = model
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
@@ -110,10 +112,16 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     if is_main_process():
         (out / "config.yaml").write_text(to_yaml(cfg))
 
-    def state(iteration: int) -> dict[str, Any]:
+    def state(iteration: int, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
-                "rng": [capture_rng()], "cost": cost.as_dict(), "config": to_yaml(cfg)}
+                "rng": rng, "cost": cost.as_dict(), "config": to_yaml(cfg)}
+
+    def save(iteration: int) -> None:
+        """Collective: every rank's RNG state goes into the checkpoint; the main process writes it."""
+        rngs = all_gather_objects(capture_rng())
+        if is_main_process():
+            save_checkpoint(state(iteration, rngs), out / "checkpoints")
 
     writers = MetricWriters(out, total, start)
     loader = build_train_loader(cfg, train_set, start, rank, world)
@@ -127,11 +135,13 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             loss_dict = model(images, targets)
         loss = sum(loss_dict.values())
         if not math.isfinite(loss.item()):
-            if is_main_process():
-                save_checkpoint(state(it), out / "checkpoints")
+            # Not collective (the other ranks may not have seen a bad loss): this rank saves its own state
+            # from before the step, enough to inspect the failure.
+            ckpt_dir = out / "checkpoints" if rank == 0 else out / "checkpoints" / f"rank{rank}"
+            save_checkpoint(state(it, [capture_rng()]), ckpt_dir)
             values = {k: round(v.item(), 4) for k, v in loss_dict.items()}
             raise NonFiniteLossError(f"non-finite loss at iteration {it + 1}: {values}; the state before this "
-                                     f"step is saved in {out / 'checkpoints' / 'last.pth'}")
+                                     f"step is saved in {ckpt_dir / 'last.pth'}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.solver.clip_grad_norm:
@@ -160,14 +170,14 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
             writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device)))
             t_last = time.perf_counter()  # evaluation is not training cost
-        if done % cfg.checkpoint.period == 0 and is_main_process():
-            save_checkpoint(state(done), out / "checkpoints")
+        if done % cfg.checkpoint.period == 0:
+            save(done)
     results = _evaluate(core, val_set, cfg, device) if val_set is not None else {}
     final = {"iteration": total, **results,
              "cost": cost_block(cost, pretrain_cost(cfg.model.init))}
+    save(total)
     if is_main_process():
         writers.write(total, flatten_metrics(results))
-        save_checkpoint(state(total), out / "checkpoints")
         atomic_torch_save({"model": core.state_dict(), "iteration": total}, out / "model_final.pth")
         (out / "final_metrics.json").write_text(json.dumps(final, indent=2, allow_nan=False))
     writers.close()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from scratchlab.config import load_config
 from scratchlab.engine import evaluate_checkpoint
@@ -24,5 +25,8 @@ def test_torchrun_two_processes(tmp_path, synth_data):
     assert res.returncode == 0, res.stderr[-3000:]
     final = json.loads((tmp_path / "final_metrics.json").read_text())
     assert final["cost"]["images_seen"] == 4 * 2  # 4 iterations x global batch 2 (1 image per rank)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=True)
+    assert len(ckpt["rng"]) == 2  # every rank's RNG state, for an exact resume
+    assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
     single = evaluate_checkpoint(load_config(tmp_path / "config.yaml"), tmp_path / "model_final.pth")
     assert final["bbox"] == pytest.approx(single["bbox"], nan_ok=True)
