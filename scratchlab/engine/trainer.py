@@ -84,12 +84,11 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     device = resolve_device(cfg, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, val_set = build_datasets(cfg)
-    model = build_model(cfg, num_classes=train_set.num_classes).to(device)
-    if world > 1:  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
-        torch.manual_seed(cfg.seed + rank)
-    core = model
+    core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
+        model = torch.nn.parallel.DistributedDataParallel(
+            core, device_ids=[local_rank] if device.type == "cuda" else None)
     optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
     scheduler = build_scheduler(cfg, optimizer)
     amp = bool(cfg.solver.amp) and device.type == "cuda"
