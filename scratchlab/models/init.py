@@ -190,5 +190,6 @@ def load_init(model: nn.Module, init: str, cfg: Any = None) -> dict[str, Any]:
         return load_state(model, _read_torchvision_weights(init), f"torchvision {init}")
     raise FileNotFoundError(
         f"model.init: checkpoint file not found: {init} (expected 'random', a torchvision weights name "
-        "such as ResNet50_Weights.IMAGENET1K_V1, or the path of a checkpoint file)"
+        "such as ResNet50_Weights.IMAGENET1K_V1, or the path of a checkpoint file; a backbone.pth is written "
+        "by `scratchlab pretrain classify`, a whole-detector model_final.pth by `scratchlab train`)"
     )
