@@ -68,3 +68,21 @@ def test_python_dash_m_entry_point():
 
     res = subprocess.run([sys.executable, "-m", "scratchlab", "--help"], capture_output=True, text=True, check=False)
     assert res.returncode == 0 and "scratchlab" in res.stdout and "demo" in res.stdout
+
+
+MINI_DIR = MINI.parent
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MINI_DIR.glob("*.yaml") if p.name != "mask_rcnn_gn_pretrained.yaml"))
+def test_every_mini_config_trains_with_nothing_else(tmp_path, name):
+    # No data keys: the run generates its own set (made tiny here, like the model).
+    out = tmp_path / "run"
+    assert main(["train", str(MINI_DIR / name), "--out", str(out), *TINY, "solver.max_iter=2", "eval.period=0"]) == 0
+    assert (out / "data" / "annotations" / "instances_train.json").is_file()
+    assert json.loads((out / "final_metrics.json").read_text())["iteration"] == 2
+
+
+def test_pretrained_mini_config_without_backbone_says_how_to_make_one(tmp_path, capsys):
+    code = main(["train", str(MINI_DIR / "mask_rcnn_gn_pretrained.yaml"), "--out", str(tmp_path), *TINY,
+                 "model.init=" + str(tmp_path / "missing" / "backbone.pth")])
+    assert code == 2 and "scratchlab pretrain classify" in capsys.readouterr().err
