@@ -7,7 +7,7 @@ expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
     base: configs/mini/mask_rcnn_gn_scratch.yaml    # relative to the study file
     overrides: [data.train_json=..., ...]           # applied to every arm (the dataset, say)
     pretrain:                                       # shared pre-training, done once, reused
-      classify: {config: configs/mini/classify_gn.yaml, overrides: []}
+      classify: {config: configs/mini/classify_gn.yaml, overrides: [], finetune: [model.backbone.freeze_at=2]}
       direct: {config: configs/mini/direct_gn.yaml, overrides: []}
     arms:
       - {init: random, norm: GN, schedule: [1, 3], data: ["100%", "1k"], seed: [0, 1]}
@@ -17,6 +17,8 @@ expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
 ``init``: random | classify (the backbone from ``scratchlab pretrain classify``, one per norm family)
 | direct (stage 1 of direct pre-training on the arm's own data regime, then the arm fine-tunes).
 ``data``: "100%", "10%", a count such as 1000 or "1k": a seeded subset, the same images for every arm.
+``pretrain.classify.finetune``: overrides for the arms that fine-tune the classification backbone; the
+direct arms fine-tune with the direct config's ``direct.stage2`` overrides.
 Each arm is a normal run dir under ``DIR/arms/<name>``; a crashing or diverging arm is recorded and the
 others go on; running the study again skips finished arms and resumes unfinished ones.
 """

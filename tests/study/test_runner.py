@@ -89,3 +89,17 @@ def test_shared_pretraining_is_done_once(tmp_path, synth_data, monkeypatch):
     study = run_study(path, tmp_path / "out")
     assert len(calls) == 1
     assert all(a["status"] == "finished" and a["cost"]["pretrain"]["kind"] == "classify" for a in study["arms"])
+
+
+def test_shipped_study_files_parse_and_point_at_real_configs():
+    from tests.conftest import ROOT
+
+    files = sorted((ROOT / "configs" / "studies").glob("*.yaml"))
+    assert files
+    for f in files:
+        spec = yaml.safe_load(f.read_text())
+        arms = expand_arms(spec["arms"])
+        assert len({a["name"] for a in arms}) == len(arms) > 0
+        assert (f.parent / spec["base"]).is_file()
+        for kind in {a["init"] for a in arms} - {"random"}:
+            assert (f.parent / spec["pretrain"][kind]["config"]).is_file(), kind
