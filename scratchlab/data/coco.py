@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -127,10 +125,3 @@ def collate(batch: list) -> tuple[list, list]:
     """Detection batches stay lists: images differ in size, the model pads them itself."""
     return tuple(map(list, zip(*batch, strict=True)))
 
-
-def quiet_coco(ann_file: str | Path):
-    """A pycocotools COCO object, without its prints."""
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(ann_file))
