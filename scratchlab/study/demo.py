@@ -9,7 +9,6 @@ normalised (per-batch BN) scratch arm at 1x — and writes the report. Every num
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from .runner import run_study
 
 __all__ = ["demo_study", "run_demo"]
 
-log = logging.getLogger("scratchlab")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "mini"
 
 ARMS = [

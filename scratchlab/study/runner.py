@@ -37,6 +37,7 @@ import yaml
 from omegaconf import DictConfig
 
 from ..config import apply_overrides, load_config, max_iter, schedule_steps
+from ..data.coco import select_subset
 from ..engine import NonFiniteLossError, train
 from ..engine.data import resolve_data
 from ..engine.trainer import setup_logging
@@ -101,6 +102,17 @@ def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return arms
 
 
+def _yaml(value: Any) -> str:
+    """An override's value: ``None`` must be written ``null`` (``str(None)`` would be the string 'None')."""
+    return "null" if value is None else str(value)
+
+
+def _record(arm: dict[str, Any], status: str) -> dict[str, Any]:
+    """The study.json entry of an arm before any result is known."""
+    return {**{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}, "status": status,
+            "error": None, "final": None, "curve": [], "cost": None}
+
+
 def _norm_overrides(norm: str) -> list[str]:
     # The arm's norm goes everywhere; the parts inherit it (FrozenBN leaves random FPN/heads without norm).
     return [f"model.norm={norm}", "model.fpn.norm=null", "model.roi_box_head.norm=null",
@@ -111,7 +123,7 @@ def arm_config(base: DictConfig, arm: dict[str, Any], init_path: str | None) -> 
     """The detector config of one arm: base + norm, schedule, data regime, seed, init, own overrides."""
     regime = parse_regime(arm["data"])
     overrides = [*_norm_overrides(arm["norm"]), f"solver.schedule={arm['schedule']}",
-                 f"data.subset={'null' if regime is None else regime}", f"seed={arm['seed']}",
+                 f"data.subset={_yaml(regime)}", f"seed={arm['seed']}",
                  f"model.init={init_path or 'random'}"]
     if arm["init"] == "random":
         overrides.append("model.backbone.freeze_at=0")
@@ -147,14 +159,15 @@ class Study:
         self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
         self.pretrain_spec = spec.get("pretrain") or {}
         self.records: dict[str, dict[str, Any]] = {}
+        self.train_images = len(json.loads(Path(self.base.data.train_json).read_text()).get("images", []))
 
     # -- shared pre-training ------------------------------------------------------------------------
     def _pretrain_cfg(self, kind: str, extra: list[str]) -> DictConfig:
         p = self.pretrain_spec.get(kind)
         if not p or "config" not in p:
             raise ValueError(f"{self.file}: arms use init={kind} but pretrain.{kind}.config is not given")
-        data = [f"data.{k}={'null' if self.base.data[k] is None else self.base.data[k]}"
-                for k in ("train_json", "train_images", "val_json", "val_images")]
+        data = [f"data.{k}={_yaml(self.base.data[k])}" for k in ("train_json", "train_images", "val_json",
+                                                                   "val_images")]
         return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *extra])
 
     def classify_backbone(self, norm: str) -> str:
@@ -170,7 +183,7 @@ class Study:
         and norm); returns its weights and the stage-2 config to fine-tune with."""
         regime = parse_regime(arm["data"])
         cfg = self._pretrain_cfg("direct", [*_norm_overrides(arm["norm"]),
-                                            f"data.subset={'null' if regime is None else regime}"])
+                                            f"data.subset={_yaml(regime)}"])
         key = f"direct_{arm['norm'].lower()}_{str(arm['data']).replace('%', 'pct').lower()}"
         out = self.out / "pretrain" / key
         stage1, stage2 = stage_configs(cfg, out)
@@ -181,9 +194,7 @@ class Study:
     # -- arms ---------------------------------------------------------------------------------------
     def run_arm(self, arm: dict[str, Any]) -> dict[str, Any]:
         run_dir = self.out / "arms" / arm["name"]
-        record = {k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}
-        record.update(status="running", error=None, run_dir=str(run_dir.relative_to(self.out)),
-                      final=None, curve=[], cost=None)
+        record = {**_record(arm, "running"), "run_dir": str(run_dir.relative_to(self.out))}
         final_path = run_dir / "final_metrics.json"
         try:
             base = self.base
@@ -217,20 +228,14 @@ class Study:
         return record
 
     def _regime_size(self, arm: dict[str, Any]) -> int | None:
-        regime = parse_regime(arm["data"])
+        """How many images the arm's data regime selects (the training set's own rule)."""
         try:
-            n = len(json.loads(Path(self.base.data.train_json).read_text())["images"])
-        except (OSError, ValueError, KeyError):
+            return len(select_subset(list(range(self.train_images)), parse_regime(arm["data"]), 0))
+        except ValueError:  # a regime larger than the set: the arm itself fails with that message
             return None
-        if regime is None:
-            return n
-        return max(1, round(regime * n)) if isinstance(regime, float) else int(regime)
 
     def write(self) -> dict[str, Any]:
-        arms = [self.records.get(a["name"]) or {**{k: a[k] for k in ("name", "init", "norm", "schedule",
-                                                                      "data", "seed")}, "status": "pending",
-                                                 "error": None, "final": None, "curve": [], "cost": None}
-                for a in self.arms]
+        arms = [self.records.get(a["name"]) or _record(a, "pending") for a in self.arms]
         verdict = compute_verdict(arms)
         verdict["paper"] = paper_check(verdict["findings"])
         verdict["lines"] += [f"Paper check: {c['claim']}: {c['result']}." for c in verdict["paper"]]
@@ -241,10 +246,10 @@ class Study:
         return study
 
     def run(self) -> dict[str, Any]:
+        study = self.write()  # every arm pending: study.json shows the plan from the start
         for arm in self.arms:
             self.records[arm["name"]] = self.run_arm(arm)
-            self.write()
-        study = self.write()
+            study = self.write()
         paths = write_report(study, self.out)
         log.info("study report: %s", self.out / "report.html")
         study["report"] = paths
