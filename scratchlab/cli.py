@@ -4,7 +4,8 @@
     scratchlab eval CONFIG --weights FILE [--out DIR] [key=value ...]
     scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
     scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
-    scratchlab data convert --from {voc,via,yolo} SRC --out DIR [--split F] [--seed K]
+    scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
+        [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
     scratchlab data check ANN.json --images DIR
     scratchlab pretrain classify CONFIG --out DIR [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
@@ -67,14 +68,16 @@ def _cmd_synth_classify(a: argparse.Namespace) -> int:
 def _cmd_convert(a: argparse.Namespace) -> int:
     from .data.convert import convert_dataset, format_summary
 
-    print(format_summary(convert_dataset(a.fmt, a.src, a.out, split=a.split, seed=a.seed)))
+    print(format_summary(convert_dataset(a.fmt, a.src, a.out, split=a.split, seed=a.seed, attribute=a.attribute,
+                                         class_name=a.class_name, images_dir=a.images_dir,
+                                         masks_dir=a.masks_dir, classes=a.classes)))
     return 0
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
     from .data.check import check_dataset, format_report
 
-    problems = check_dataset(a.ann, a.images)
+    problems = check_dataset(a.ann, a.images, progress=True)
     if problems:
         print(format_report(problems))
     errors = [p for p in problems if p.severity == "error"]
@@ -157,13 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_cmd_synth_classify)
 
-    c = d.add_parser("convert", help="convert VOC XML / VIA / YOLO annotations to COCO JSON",
+    c = d.add_parser("convert", help="convert VOC / VIA / YOLO / LabelMe / instance masks to COCO JSON",
                      description=_convert_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo"])
-    c.add_argument("src", help="source folder")
+    c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo", "labelme", "masks"])
+    c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file)")
     c.add_argument("--out", required=True)
     c.add_argument("--split", type=float, default=None, help="fraction of images for a seeded val split")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--class-name", help="class of objects without one (every object of a single-class set)")
+    c.add_argument("--attribute", help="via: the region attribute that holds the class")
+    c.add_argument("--images-dir", help="masks: image folder, relative to SRC (default images)")
+    c.add_argument("--masks-dir", help="masks: mask folder, relative to SRC (default masks)")
+    c.add_argument("--classes", help="masks: YAML/JSON map of instance id -> class name (or image -> such a map)")
     c.set_defaults(func=_cmd_convert)
 
     ck = d.add_parser("check", help="validate a COCO dataset: exit 0 when clean, 1 when problems were found")

@@ -26,6 +26,12 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _data_check_cache(tmp_path_factory, monkeypatch):
+    """Data-check verdicts go to the session's temp folder, never to the user's ~/.cache."""
+    monkeypatch.setenv("SCRATCHLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "scratchlab-cache"))
+
+
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> dict[str, str]:
     """A tiny generated COCO set; returns the data.* keys pointing at it."""

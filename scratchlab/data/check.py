@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from .image_io import ImageLoadError, image_info
 
 __all__ = ["Problem", "check_dataset", "format_report", "has_errors"]
@@ -85,8 +87,8 @@ def _rle_string_counts(s: str) -> list[int] | None:
 
 
 class _Checker:
-    def __init__(self, ann_json: Path, images_dir: Path) -> None:
-        self.file, self.images_dir = str(ann_json), images_dir
+    def __init__(self, ann_json: Path, images_dir: Path, progress: bool) -> None:
+        self.file, self.images_dir, self.progress = str(ann_json), images_dir, progress
         self.problems: list[Problem] = []
 
     def add(self, record: str, message: str, kind: str, severity: str = "error", file: str | None = None) -> None:
@@ -311,7 +313,8 @@ class _Checker:
                      file=str(self.images_dir))
         sizes: dict[Any, tuple[int, int]] = {}
         names: dict[str, str] = {}
-        for i, img in img_entries:
+        bar = tqdm(img_entries, desc=f"checking {Path(self.file).name}", unit="img", disable=not self.progress)
+        for i, img in bar:
             rec = f"image id {img['id']}" if images.get(_key(img.get("id"))) is img else f"images[{i}]"
             if self.image(rec, img, names, on_disk=folder_ok) and _is_int(img.get("id")):
                 sizes[img["id"]] = (img["width"], img["height"])
@@ -325,12 +328,14 @@ class _Checker:
         return self.problems
 
 
-def check_dataset(ann_json: str | os.PathLike[str], images_dir: str | os.PathLike[str]) -> list[Problem]:
+def check_dataset(ann_json: str | os.PathLike[str], images_dir: str | os.PathLike[str],
+                  progress: bool = False) -> list[Problem]:
     """Every problem found in the COCO file ``ann_json`` and the images under ``images_dir``.
 
     Never raises for bad input; an empty list (or warnings only) means the dataset is usable.
+    ``progress`` shows a progress bar (tqdm, on stderr) while the images are decoded.
     """
-    checker = _Checker(Path(ann_json), Path(images_dir))
+    checker = _Checker(Path(ann_json), Path(images_dir), progress)
     try:
         return checker.run()
     except Exception as err:  # a checker bug must still end as one report line, not a traceback

@@ -3,7 +3,11 @@ training, and build the datasets and the resumable training loader."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,9 +18,14 @@ from ..data.coco import CocoDetection, collate
 from ..data.sampler import TrainingBatchSampler
 from ..data.synth import make_synth_detection
 from ..data.transforms import build_transforms
-from .dist import barrier, is_main_process
+from .dist import all_gather_objects, barrier, is_main_process
 
-__all__ = ["DatasetError", "resolve_data", "validate_data", "build_datasets", "build_train_loader"]
+__all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
+           "build_train_loader"]
+
+# Part of every cache key: bump it when data/check.py learns a new check, so that verdicts reached
+# without that check are not trusted any more.
+CHECK_CACHE_VERSION = 1
 
 log = logging.getLogger("scratchlab")
 
@@ -49,16 +58,84 @@ def resolve_data(cfg: DictConfig, out_dir: str | Path) -> DictConfig:
     return cfg
 
 
+def check_cache_dir() -> Path:
+    """Where clean data-check verdicts are kept: ``$SCRATCHLAB_CACHE_DIR/data_check``, else
+    ``$XDG_CACHE_HOME/scratchlab/data_check``, else ``~/.cache/scratchlab/data_check``. A user cache
+    rather than the run folder, so that other runs on the same data (study arms, direct pre-training
+    stages, a second experiment) find the verdict too."""
+    root = os.environ.get("SCRATCHLAB_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scratchlab"
+    return Path(root) / "data_check"
+
+
+def _check_key(ann: Path, images: Path) -> str:
+    """sha256 of the annotation file's bytes, the image folder (resolved path and modification time:
+    adding or removing images changes it) and :data:`CHECK_CACHE_VERSION`."""
+    digest = hashlib.sha256()
+    with open(ann, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    folder = images.resolve()
+    mtime = folder.stat().st_mtime_ns if folder.is_dir() else -1
+    digest.update(f"\0{folder}\0{mtime}\0{CHECK_CACHE_VERSION}".encode())
+    return digest.hexdigest()
+
+
+def _write_verdict(path: Path, record: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only home must not stop training: the next run checks again
+        log.warning("could not cache the data-check verdict in %s: %s", path, err)
+
+
+def _check_split(ann: str, images: str) -> list:
+    """The errors of one (annotation file, image folder) pair; a clean result is cached, so the same
+    pair is decoded only once."""
+    ann_path, images_path = Path(ann), Path(images)
+    if not ann_path.is_file():  # nothing to hash: let the checker say what is wrong
+        return [p for p in check_dataset(ann_path, images_path) if p.severity == "error"]
+    key = _check_key(ann_path, images_path)
+    verdict = check_cache_dir() / f"{key}.json"
+    if verdict.is_file():
+        log.info("data check: %s with %s was checked before (%s); not decoding the images again",
+                 ann, images, verdict)
+        return []
+    log.info("data check: decoding every image of %s once; a clean result is cached in %s", ann, verdict.parent)
+    problems = check_dataset(ann_path, images_path, progress=True)
+    errors = [p for p in problems if p.severity == "error"]
+    if not errors:
+        _write_verdict(verdict, {"annotations": str(ann_path.resolve()), "images": str(images_path.resolve()),
+                                 "sha256_key": key, "warnings": len(problems),
+                                 "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return errors
+
+
 def validate_data(cfg: DictConfig) -> None:
-    """Run ``scratchlab data check`` on every split the config names; raise on any error."""
-    pairs = [(cfg.data.train_json, cfg.data.train_images)]
-    if cfg.data.val_json:
-        pairs.append((cfg.data.val_json, cfg.data.val_images or cfg.data.train_images))
-    problems = []
-    for ann, images in pairs:
-        problems += [p for p in check_dataset(ann, images) if p.severity == "error"]
-    if problems:
-        raise DatasetError("the dataset failed validation (scratchlab data check):\n" + format_report(problems))
+    """Run ``scratchlab data check`` on every split the config names; raise on any error.
+
+    Rank 0 checks (with a progress bar) while the other ranks wait for its verdict, which every rank
+    then acts on. A clean verdict is cached under :func:`check_cache_dir`, keyed by the annotation file's
+    content hash and the image folder, so resuming, the next study arm or the next pre-training stage
+    on the same data skips the image decode; a changed annotation file is checked again.
+    """
+    report = None
+    if is_main_process():
+        pairs = [(cfg.data.train_json, cfg.data.train_images)]
+        if cfg.data.val_json:
+            pairs.append((cfg.data.val_json, cfg.data.val_images or cfg.data.train_images))
+        try:
+            errors = [p for ann, images in pairs for p in _check_split(ann, images)]
+        except OSError as err:  # rank 0 must still reach the gather below, or the other ranks hang
+            errors, report = [], f"the data check could not run: {err}"
+        if errors:
+            report = "the dataset failed validation (scratchlab data check):\n" + format_report(errors)
+    report = all_gather_objects(report)[0]  # every rank waits here for rank 0's verdict
+    if report:
+        raise DatasetError(report)
 
 
 def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None]:

@@ -92,6 +92,7 @@ def test_voc_both_layouts(tmp_path, layout):
     assert a[2]["bbox"] == [89, 69, 11, 11]  # clipped to the 100x80 image
     assert "difficult" not in a[0] and a[0]["area"] == 1600 and "segmentation" not in a[0]
     assert by["b.png"][0]["bbox"] == [4.5, 5, 15.5, 25]
+    assert summary["box_only"] and "box-only" in format_summary(summary)
     assert by["c.jpg"] == []
     assert by["phone.jpg"][0]["bbox"] == [1, 2, 9, 28]
     assert any("phone.xml" in w and "EXIF orientation 6" in w for w in summary["warnings"])
@@ -107,6 +108,15 @@ def test_voc_finds_image_by_stem_when_filename_is_stale(tmp_path):
     assert _load(summary["files"][0])["images"][0]["file_name"] == "x.jpg"
 
 
+def test_voc_class_name_fills_empty_names(tmp_path):
+    src = tmp_path / "src"
+    _image(src / "images" / "x.jpg", 30, 30)
+    (src / "annotations").mkdir()
+    (src / "annotations" / "x.xml").write_text(_voc_xml("x.jpg", [(" ", (1, 1, 5, 5), 0), ("b", (1, 1, 5, 5), 0)],
+                                                        None))
+    assert convert_dataset("voc", src, tmp_path / "out", class_name="a")["categories"] == ["a", "b"]
+
+
 def test_voc_missing_image_names_the_xml(tmp_path):
     src = _voc(tmp_path / "src")
     (src / "images" / "b.png").unlink()
@@ -119,7 +129,7 @@ def test_voc_missing_image_names_the_xml(tmp_path):
     ("<annotation><object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>x</xmax>"
      "<ymax>5</ymax></bndbox></object></annotation>", r"bad\.xml: object 1 \('a'\): <xmax>: 'x' is not a number"),
     ("<annotation><object><name>a</name></object></annotation>", r"bad\.xml: object 1 \('a'\): no <bndbox>"),
-    ("<annotation><object><name> </name></object></annotation>", r"bad\.xml: object 1: missing or empty <name>"),
+    ("<annotation><object><name> </name></object></annotation>", r"bad\.xml: object 1: missing or empty <name>; pass --class-name NAME"),
     ("<annotation><object><name>a</name><bndbox><xmin>9</xmin><ymin>1</ymin><xmax>3</xmax>"
      "<ymax>5</ymax></bndbox></object></annotation>", r"bad\.xml: object 1 \('a'\): inverted box"),
     ("<annotation><unclosed></annotation>", r"bad\.xml: not a readable XML file"),
@@ -185,7 +195,7 @@ def test_via_shapes_to_polygons_boxes_and_areas(tmp_path):
     poly, rect, circle, ellipse, polyline = anns
     assert poly["bbox"] == [0, 0, 10, 10] and poly["area"] == 50
     assert poly["segmentation"] == [[0, 0, 10, 0, 0, 10]]
-    assert rect["bbox"] == [5, 6, 10, 20] and rect["area"] == 200 and len(rect["segmentation"][0]) == 8
+    assert rect["bbox"] == [5, 6, 10, 20] and rect["area"] == 200 and "segmentation" not in rect  # box-only
     assert rect["category_id"] == 2  # "dog", stripped; categories sorted by name
     assert circle["bbox"] == pytest.approx([25, 25, 10, 10], abs=0.01)
     assert circle["area"] == pytest.approx(math.pi * 25, rel=0.01)
@@ -193,6 +203,8 @@ def test_via_shapes_to_polygons_boxes_and_areas(tmp_path):
     assert ellipse["bbox"] == pytest.approx([52, 26, 16, 8], abs=0.01)
     assert polyline["bbox"] == [90, 50, 10, 10]  # clipped to the 100 px wide image
     assert _anns_by_file(coco)["q.jpg"] == []
+    assert summary["without_mask"] == 1 and not summary["box_only"]
+    assert "1 of 5 annotations are box-only" in format_summary(summary)
     problems = check_dataset(summary["files"][0], summary["image_root"])
     assert [(p.record, p.severity) for p in problems] == [("image id 2", "warning")]  # q.jpg: no regions
 
@@ -224,12 +236,61 @@ def test_via_plain_export_with_v1_region_dict_and_checkbox_class(tmp_path):
     ([_region({"name": "rect", "x": "a", "y": 1, "width": 4, "height": 4})], None,
      r"image 'p\.jpg' region 1: rect 'x': 'a' is not a number"),
     ([{"shape_attributes": {"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, "region_attributes": {}}],
-     {}, r"image 'p\.jpg' region 1: no region attribute holds a class name"),
+     {}, r"image 'p\.jpg' region 1: no region attribute holds a class name; pass --class-name NAME"),
+    ([_region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, species={"owl": True, "bat": True})],
+     None, r"image 'p\.jpg' region 1: attribute 'species' has 2 ticked options"),
 ])
 def test_via_bad_regions_name_image_and_region(tmp_path, regions, attrs, match):
     src = _via_project(tmp_path / "src", regions, attrs)
     with pytest.raises(ConvertError, match=match):
         convert_dataset("via", src, tmp_path / "out")
+
+
+def _balloon(src: Path) -> Path:
+    """The layout of Detectron2's balloon tutorial: a plain VIA export whose regions carry no attributes."""
+    _image(src / "b1.jpg", 80, 60)
+    _image(src / "b2.jpg", 40, 40)
+    polygon = {"name": "polygon", "all_points_x": [10, 50, 30], "all_points_y": [10, 10, 40]}
+    data = {
+        "b1.jpg1234": {"fileref": "", "size": 1234, "filename": "b1.jpg", "base64_img_data": "",
+                       "file_attributes": {}, "regions": {"0": {"shape_attributes": polygon,
+                                                                "region_attributes": {}}}},
+        "b2.jpg99": {"fileref": "", "size": 99, "filename": "b2.jpg", "base64_img_data": "",
+                     "file_attributes": {}, "regions": {}},
+    }
+    (src / "via_region_data.json").write_text(json.dumps(data))
+    return src
+
+
+def test_via_without_region_attributes_needs_and_takes_class_name(tmp_path):
+    src = _balloon(tmp_path / "balloon")
+    with pytest.raises(ConvertError, match=r"region 1: no region attribute holds a class name; pass --class-name"):
+        convert_dataset("via", src, tmp_path / "out")
+    summary = convert_dataset("via", src, tmp_path / "out", class_name="balloon")
+    assert (summary["images"], summary["annotations"], summary["categories"]) == (2, 1, ["balloon"])
+    assert not summary["box_only"] and summary["without_mask"] == 0
+    ann = _load(summary["files"][0])["annotations"][0]
+    assert ann["segmentation"] == [[10, 10, 50, 10, 30, 40]] and ann["area"] == 600
+    assert not has_errors(check_dataset(summary["files"][0], summary["image_root"]))
+
+
+def test_via_class_name_fills_regions_with_an_empty_attribute(tmp_path):
+    regions = [_region({"name": "circle", "cx": 30, "cy": 30, "r": 5}, species=""), *VIA_REGIONS[:1]]
+    src = _via_project(tmp_path / "src", regions)
+    with pytest.raises(ConvertError, match=r"region 1: no class: region attribute 'species' is missing or "
+                                           r"empty; pass --attribute NAME .* or --class-name NAME"):
+        convert_dataset("via", src, tmp_path / "out")
+    summary = convert_dataset("via", src, tmp_path / "out", class_name=" unknown ")
+    assert summary["categories"] == ["cat", "unknown"]
+    with pytest.raises(ConvertError, match="--class-name must not be empty"):
+        convert_dataset("via", src, tmp_path / "out2", class_name=" ")
+
+
+def test_flags_for_other_formats_are_refused(tmp_path):
+    src = _voc(tmp_path / "src")
+    for option, flag in (("attribute", "--attribute"), ("masks_dir", "--masks-dir"), ("classes", "--classes")):
+        with pytest.raises(ConvertError, match=f"{flag} only applies to --from"):
+            convert_dataset("voc", src, tmp_path / "out", **{option: "x"})
 
 
 def test_via_missing_image_and_ambiguous_json(tmp_path):
@@ -285,6 +346,20 @@ def test_yolo_boxes_polygons_and_unlabelled_images(tmp_path, names_file):
     assert tri["bbox"] == [0, 0, 40, 20] and tri["area"] == 400
     assert by["sub/e.jpg"][0]["bbox"] == [0, 0, 40, 20]
     assert check_dataset(summary["files"][0], summary["image_root"])[0].severity == "warning"
+    assert summary["without_mask"] == 3 and not summary["box_only"]
+
+
+def test_yolo_single_class_set_with_class_name(tmp_path):
+    src = tmp_path / "src"
+    _image(src / "images" / "a.jpg", 40, 20)
+    (src / "labels").mkdir()
+    (src / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    summary = convert_dataset("yolo", src, tmp_path / "out", class_name="raccoon")
+    assert summary["categories"] == ["raccoon"] and summary["box_only"]
+    assert "box-only" in format_summary(summary) and "faster_rcnn" in format_summary(summary)
+    (src / "labels" / "a.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    with pytest.raises(ConvertError, match=r"a\.txt:1: class index 1 is not one of 0\.\.0"):
+        convert_dataset("yolo", src, tmp_path / "out", class_name="raccoon")
 
 
 @pytest.mark.parametrize("line, match", [
@@ -304,8 +379,10 @@ def test_yolo_bad_line_names_file_and_line(tmp_path, line, match):
 
 def test_yolo_without_names_file_or_images(tmp_path):
     src = _yolo(tmp_path / "src")
+    with pytest.raises(ConvertError, match=r"classes\.txt already names the classes; --class-name is for"):
+        convert_dataset("yolo", src, tmp_path / "out", class_name="thing")
     (src / "classes.txt").unlink()
-    with pytest.raises(ConvertError, match="no class names file"):
+    with pytest.raises(ConvertError, match="no class names file .* pass --class-name NAME"):
         convert_dataset("yolo", src, tmp_path / "out")
     with pytest.raises(ConvertError, match="no images/ folder"):
         convert_dataset("yolo", tmp_path / "src" / "labels", tmp_path / "out")

@@ -1,11 +1,13 @@
-"""Convert PASCAL VOC, VIA or YOLO annotations to COCO JSON.
+"""Convert PASCAL VOC, VIA, YOLO, LabelMe annotations or instance-mask images to COCO JSON.
 
 :func:`convert_dataset` reads a source folder and writes COCO JSON; nothing is ever written into the
 source, and images are not copied: each image's ``file_name`` is relative to the source's image folder,
 which is returned as ``image_root`` for training's ``--images``. Image sizes always come from the image
 files (after EXIF orientation), never from the annotation files. Ids are deterministic: images sorted by
 ``file_name`` get ids 1..N, categories sorted by name get ids 1..K.
-Per-format details live in the docstrings of :mod:`.voc`, :mod:`.via` and :mod:`.yolo`.
+Each format is a reader (source -> :class:`~._common.Record` list) and :func:`~._common.build_coco` the
+one writer. Per-format details live in the docstrings of :mod:`.voc`, :mod:`.via`, :mod:`.yolo`,
+:mod:`.labelme` and :mod:`.masks`.
 """
 
 from __future__ import annotations
@@ -14,57 +16,91 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._common import ConvertError, build_coco, ensure_outside, split_coco, write_json
+from ._common import ConvertError, Source, build_coco, ensure_outside, split_coco, write_json
+from .labelme import read_labelme
+from .masks import read_masks
 from .via import read_via
 from .voc import read_voc
 from .yolo import read_yolo
 
 __all__ = ["CONVERT_HELP", "FORMATS", "ConvertError", "convert_dataset", "format_summary"]
 
-FORMATS = ("voc", "via", "yolo")
+FORMATS = ("voc", "via", "yolo", "labelme", "masks")
 
 # User-facing text for `scratchlab data convert --help`.
 CONVERT_HELP = """\
 Convert annotations to COCO JSON. Formats:
-  voc   SRC/annotations/*.xml + SRC/images/ (or VOC's Annotations/ + JPEGImages/); boxes as
-        Detectron2 reads VOC (x = xmin - 1, w = xmax - xmin + 1), clipped to the image;
-        'difficult' objects are kept (marked "difficult": 1).
-  via   a VGG Image Annotator 1.x/2.x JSON (SRC is the file or its folder) beside its images;
-        polygon/polyline/rect/circle/ellipse regions -> polygons + boxes; the class is the
-        region attribute given by --attribute, else the project's first region attribute.
-  yolo  SRC/images/, SRC/labels/*.txt ('cls cx cy w h' normalised, or segment polygons) and
-        data.yaml (names:), classes.txt or obj.names; images without labels are kept empty.
+  voc      SRC/annotations/*.xml + SRC/images/ (or VOC's Annotations/ + JPEGImages/); boxes as
+           Detectron2 reads VOC (x = xmin - 1, w = xmax - xmin + 1), clipped to the image;
+           'difficult' objects are kept (marked "difficult": 1). Box-only.
+  via      a VGG Image Annotator 1.x/2.x JSON (SRC is the file or its folder) beside its images;
+           polygon/polyline/circle/ellipse regions -> polygons, rect regions -> boxes (box-only);
+           the class is the region attribute given by --attribute, else the project's first
+           region attribute; --class-name NAME gives regions without one a class (a file with
+           "region_attributes": {}, like the balloon example, needs it).
+  yolo     SRC/images/, SRC/labels/*.txt ('cls cx cy w h' normalised, or segment polygons) and
+           data.yaml (names:), classes.txt or obj.names (or --class-name for one class);
+           images without labels are kept empty.
+  labelme  a folder of LabelMe *.json files (one per image; imagePath relative to the JSON);
+           polygons and circles -> polygons, rectangles -> boxes; shapes sharing a group_id are one
+           instance; the image file must exist (embedded imageData is not extracted).
+  masks    SRC/images/ + SRC/masks/ (or --images-dir / --masks-dir); each image's mask has its
+           stem (plus a suffix such as _mask, found automatically): a PNG of instance ids
+           (0 = background) or a folder with one binary PNG per instance. Classes: --class-name
+           NAME (one class) and/or --classes FILE (YAML/JSON: {id: name} or {image: {id: name}}).
+           Masks become RLE with exact pixel areas.
 Output: DIR/annotations.json, or with --split F a seeded split by image into
 DIR/annotations/instances_train.json and DIR/annotations/instances_val.json (F = val fraction).
 Images are not copied: file_name is relative to the source image folder, printed at the end;
 pass that folder as --images. Image sizes are read from the image files (after EXIF rotation).
-Nothing is written into SRC."""
+Box-only output (no masks) trains with a faster_rcnn config. Nothing is written into SRC."""
+
+# Options that only some readers take, and the formats they apply to.
+_ONLY_FOR = {"attribute": ("--attribute", ("via",)), "images_dir": ("--images-dir", ("masks",)),
+             "masks_dir": ("--masks-dir", ("masks",)), "classes": ("--classes", ("masks",))}
+
+
+def _read(fmt: str, src: Path, options: dict[str, Any]) -> Source:
+    for key, (flag, formats) in _ONLY_FOR.items():
+        if options.get(key) is not None and fmt not in formats:
+            raise ConvertError(f"{flag} only applies to --from {' / '.join(formats)}")
+    class_name = options.get("class_name")
+    if class_name is not None and not class_name.strip():
+        raise ConvertError("--class-name must not be empty")
+    class_name = class_name.strip() if class_name else None
+    if fmt == "voc":
+        return read_voc(src, class_name)
+    if fmt == "via":
+        return read_via(src, options.get("attribute"), class_name)
+    if fmt == "yolo":
+        return read_yolo(src, class_name)
+    if fmt == "labelme":
+        return read_labelme(src, class_name)
+    return read_masks(src, class_name, options.get("images_dir"), options.get("masks_dir"), options.get("classes"))
 
 
 def convert_dataset(fmt: str, src: str | os.PathLike[str], out: str | os.PathLike[str],
-                    split: float | None = None, seed: int = 0, attribute: str | None = None) -> dict[str, Any]:
-    """Convert the ``fmt`` ("voc", "via" or "yolo") dataset in ``src`` to COCO JSON under ``out``.
+                    split: float | None = None, seed: int = 0, *, attribute: str | None = None,
+                    class_name: str | None = None, images_dir: str | None = None, masks_dir: str | None = None,
+                    classes: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Convert the ``fmt`` (one of :data:`FORMATS`) dataset in ``src`` to COCO JSON under ``out``.
 
     Writes ``out/annotations.json``, or with ``split`` (the val fraction, e.g. 0.2) a seeded
     by-image split into ``out/annotations/instances_{train,val}.json``. ``attribute`` picks the VIA
-    region attribute that holds the class. Returns ``{"images", "annotations", "categories",
-    "files", "image_root", "warnings"}``. Raises :class:`ConvertError` (a ValueError) naming the file
-    and record for bad input.
+    region attribute that holds the class; ``class_name`` is the class of objects without one (every
+    object of a single-class set); ``images_dir``, ``masks_dir`` and ``classes`` are the masks
+    reader's folders and class map. Returns ``{"images", "annotations", "categories", "files",
+    "image_root", "without_mask", "box_only", "warnings"}``. Raises :class:`ConvertError` (a
+    ValueError) naming the file and record for bad input.
     """
     src_path, out_path = Path(src), Path(out)
     if fmt not in FORMATS:
         raise ConvertError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not src_path.exists():
         raise ConvertError(f"{src_path}: no such file or folder")
-    if attribute is not None and fmt != "via":
-        raise ConvertError("--attribute only applies to --from via")
     ensure_outside(out_path, src_path if src_path.is_dir() else src_path.parent)
-    if fmt == "voc":
-        source = read_voc(src_path)
-    elif fmt == "via":
-        source = read_via(src_path, attribute)
-    else:
-        source = read_yolo(src_path)
+    source = _read(fmt, src_path, {"attribute": attribute, "class_name": class_name, "images_dir": images_dir,
+                                   "masks_dir": masks_dir, "classes": classes})
     coco = build_coco(source)
     if split is None:
         files = [write_json(coco, out_path / "annotations.json")]
@@ -72,12 +108,15 @@ def convert_dataset(fmt: str, src: str | os.PathLike[str], out: str | os.PathLik
         train, val = split_coco(coco, split, seed)
         files = [write_json(train, out_path / "annotations" / "instances_train.json"),
                  write_json(val, out_path / "annotations" / "instances_val.json")]
+    without_mask = sum("segmentation" not in a for a in coco["annotations"])
     return {
         "images": len(coco["images"]),
         "annotations": len(coco["annotations"]),
         "categories": [c["name"] for c in coco["categories"]],
         "files": files,
         "image_root": str(source.image_root.resolve()),
+        "without_mask": without_mask,
+        "box_only": bool(coco["annotations"]) and without_mask == len(coco["annotations"]),
         "warnings": source.warnings,
     }
 
@@ -88,6 +127,12 @@ def format_summary(summary: dict[str, Any], max_warnings: int = 20) -> str:
     shown = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
     lines = [f"{summary['images']} images, {summary['annotations']} annotations, "
              f"{len(cats)} categories: {shown}"]
+    if summary.get("box_only"):
+        lines.append("box-only: no annotation has a mask; train with a faster_rcnn config "
+                     "(a mask_rcnn config needs masks)")
+    elif summary.get("without_mask"):
+        lines.append(f"warning: {summary['without_mask']} of {summary['annotations']} annotations are box-only "
+                     "(no mask); a mask_rcnn config would learn empty masks for them")
     lines += [f"wrote {f}" for f in summary["files"]]
     lines.append(f"images stay in {summary['image_root']}  (pass it as --images)")
     warnings = summary.get("warnings", [])

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..image_io import ImageInfo, ImageLoadError, image_info
 
+ELLIPSE_POINTS = 32  # vertices of the polygon that stands for a circle or an ellipse
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 
@@ -26,7 +27,8 @@ class Obj:
     category: str
     bbox: list[float]  # COCO [x, y, w, h]
     area: float
-    segmentation: list[list[float]] | None = None  # COCO polygons, or None for box-only sources
+    # COCO polygons, a compressed RLE dict {"size": [h, w], "counts": str}, or None for a box-only object
+    segmentation: list[list[float]] | dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"difficult": 1} from VOC
 
 
@@ -97,6 +99,29 @@ def polygon_object(category: str, xs: list[float], ys: list[float], w: int, h: i
     area = 0.5 * abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs))))
     flat = [round(v, 2) for xy in zip(xs, ys, strict=True) for v in xy]
     return Obj(category, box, area, [flat], dict(extra or {}))
+
+
+def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0,
+                   n: int = ELLIPSE_POINTS) -> tuple[list[float], list[float]]:
+    """``n`` vertices of an ellipse (a circle when ``rx == ry``) rotated by ``theta`` radians."""
+    ts = [2 * math.pi * i / n for i in range(n)]
+    xs = [cx + rx * math.cos(t) * math.cos(theta) - ry * math.sin(t) * math.sin(theta) for t in ts]
+    ys = [cy + rx * math.cos(t) * math.sin(theta) + ry * math.sin(t) * math.cos(theta) for t in ts]
+    return xs, ys
+
+
+def merge_objects(parts: list[Obj]) -> Obj:
+    """One object made of several polygons (an instance drawn in pieces): the union box, the summed
+    area and every polygon, as COCO stores a multi-part instance. Box-only when any part is."""
+    x0 = min(o.bbox[0] for o in parts)
+    y0 = min(o.bbox[1] for o in parts)
+    x1 = max(o.bbox[0] + o.bbox[2] for o in parts)
+    y1 = max(o.bbox[1] + o.bbox[3] for o in parts)
+    polygons = None
+    if all(isinstance(o.segmentation, list) for o in parts):
+        polygons = [poly for o in parts for poly in o.segmentation]
+    return Obj(parts[0].category, [x0, y0, x1 - x0, y1 - y0], sum(o.area for o in parts), polygons,
+               dict(parts[0].extra))
 
 
 def box_object(category: str, box: list[float], extra: dict[str, Any] | None = None) -> Obj:

@@ -4,26 +4,37 @@ Accepted: a VIA 2 project file (``_via_img_metadata``) or the plain "export anno
 (``{key: {"filename", "regions", ...}}``; ``regions`` a list, or VIA 1's dict). SRC is that JSON file or
 the folder holding exactly one ``*.json``; images are looked up beside it (or in ``images/`` next to it).
 
-Shapes: ``polygon``/``polyline`` -> the polygon (a polyline is closed); ``rect`` -> its box and a
-4-point polygon; ``circle``/``ellipse`` -> a 32-point polygon; ``point`` has no extent and is dropped
-with a warning. Coordinates are clipped to the image.
+Shapes: ``polygon``/``polyline`` -> the polygon (a polyline is closed); ``circle``/``ellipse`` -> a
+32-point polygon; ``rect`` -> a box without a mask (a rectangle says nothing about the object's
+outline, so it is box-only, like VOC); ``point`` has no extent and is dropped with a warning.
+Coordinates are clipped to the image.
 
-Class: the value of one region attribute — ``attribute`` when given, else the first region attribute of
-the project (``_via_attributes``), else the first attribute key met in the regions. Text values are
-used stripped; checkbox values (``{"cat": true}``) must have exactly one ticked option. A region without
-a class is an error.
+Class: the value of one region attribute — ``attribute`` (``--attribute``) when given, else the first
+region attribute of the project (``_via_attributes``), else the first attribute key met in the regions.
+Text values are used stripped; checkbox values (``{"cat": true}``) must have at most one ticked option.
+A region without a class takes ``class_name`` (``--class-name``); without it, that is an error saying
+which flag to pass. A file with no region attributes at all (a single-class project such as the
+widely copied balloon example, ``"region_attributes": {}``) needs ``--class-name``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from ._common import ConvertError, Obj, Record, Source, finite, polygon_object, read_image_info
-
-_ELLIPSE_POINTS = 32
+from ._common import (
+    ConvertError,
+    Obj,
+    Record,
+    Source,
+    box_object,
+    clip_xyxy,
+    ellipse_points,
+    finite,
+    polygon_object,
+    read_image_info,
+)
 
 
 def _find_json(src: Path) -> Path:
@@ -69,28 +80,46 @@ def _regions(entry: dict[str, Any], where: str) -> list[Any]:
     return regions
 
 
-def _class_name(attributes: Any, attribute: str, where: str) -> str:
+def _class_name(attributes: Any, attribute: str | None, default: str | None, where: str) -> str:
+    """The region's class: the value of ``attribute``, else ``default`` (``--class-name``)."""
+    if attribute is None:  # the file has no region attributes at all (e.g. a single-class project)
+        if default is not None:
+            return default
+        raise ConvertError(f"{where}: no region attribute holds a class name; pass --class-name NAME to give "
+                           "every region one class (or label the regions in VIA)")
     value = attributes.get(attribute) if isinstance(attributes, dict) else None
     if isinstance(value, dict):  # checkbox attribute: {"option": true, ...}
         ticked = [str(k).strip() for k, v in value.items() if v]
-        if len(ticked) != 1:
+        if len(ticked) > 1:
             raise ConvertError(f"{where}: attribute {attribute!r} has {len(ticked)} ticked options "
                                f"{ticked}; exactly one is needed as the class")
-        value = ticked[0]
+        value = ticked[0] if ticked else None
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ConvertError(f"{where}: no class: region attribute {attribute!r} is missing or empty "
-                           "(choose another with --attribute)")
-    return value.strip()
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if default is not None:
+        return default
+    raise ConvertError(f"{where}: no class: region attribute {attribute!r} is missing or empty; pass "
+                       "--attribute NAME to read the class from another region attribute, or --class-name NAME "
+                       "for regions without one")
+
+
+def _region_object(shape: dict[str, Any], cls: str, w: int, h: int, where: str) -> Obj | None:
+    """A rect is a box (box-only, like VOC); shapes with an outline are polygons; None: no area."""
+    if shape.get("name") == "rect":
+        x, y, bw, bh = (finite(shape.get(k), f"{where}: rect '{k}'") for k in ("x", "y", "width", "height"))
+        box = clip_xyxy(x, y, x + bw, y + bh, w, h)
+        return box_object(cls, box) if box is not None else None
+    pts = _points(shape, where)
+    return polygon_object(cls, pts[0], pts[1], w, h) if pts is not None else None
 
 
 def _points(shape: dict[str, Any], where: str) -> tuple[list[float], list[float]] | None:
     """Polygon vertices of a VIA shape, or None for shapes without extent."""
     kind = shape.get("name")
     num = {k: finite(shape.get(k, 0 if k == "theta" else None), f"{where}: {kind} '{k}'")
-           for k in {"rect": ("x", "y", "width", "height"), "circle": ("cx", "cy", "r"),
-                     "ellipse": ("cx", "cy", "rx", "ry", "theta")}.get(kind, ())}
+           for k in {"circle": ("cx", "cy", "r"), "ellipse": ("cx", "cy", "rx", "ry", "theta")}.get(kind, ())}
     if kind in ("polygon", "polyline"):
         xs, ys = shape.get("all_points_x"), shape.get("all_points_y")
         if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
@@ -98,17 +127,10 @@ def _points(shape: dict[str, Any], where: str) -> tuple[list[float], list[float]
         xs = [finite(v, f"{where}: all_points_x") for v in xs]
         ys = [finite(v, f"{where}: all_points_y") for v in ys]
         return (xs, ys) if len(xs) >= 3 else None
-    if kind == "rect":
-        x, y, w, h = num["x"], num["y"], num["width"], num["height"]
-        return [x, x + w, x + w, x], [y, y, y + h, y + h]
     if kind in ("circle", "ellipse"):
         rx = num["r"] if kind == "circle" else num["rx"]
         ry = num["r"] if kind == "circle" else num["ry"]
-        th = num.get("theta", 0.0)
-        ts = [2 * math.pi * i / _ELLIPSE_POINTS for i in range(_ELLIPSE_POINTS)]
-        xs = [num["cx"] + rx * math.cos(t) * math.cos(th) - ry * math.sin(t) * math.sin(th) for t in ts]
-        ys = [num["cy"] + rx * math.cos(t) * math.sin(th) + ry * math.sin(t) * math.cos(th) for t in ts]
-        return xs, ys
+        return ellipse_points(num["cx"], num["cy"], rx, ry, num.get("theta", 0.0))
     return None
 
 
@@ -136,8 +158,9 @@ def _first_attribute(entries: list[dict[str, Any]], path: Path) -> str | None:
     return None
 
 
-def read_via(src: Path, attribute: str | None = None) -> Source:
-    """Records for every image entry of a VIA JSON export; sizes come from the image files."""
+def read_via(src: Path, attribute: str | None = None, class_name: str | None = None) -> Source:
+    """Records for every image entry of a VIA JSON export; sizes come from the image files.
+    ``class_name`` is the class of regions without one (every region, in a file without attributes)."""
     path = _find_json(src)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -160,13 +183,8 @@ def read_via(src: Path, attribute: str | None = None) -> Source:
             shape = region.get("shape_attributes") if isinstance(region, dict) else None
             if not isinstance(shape, dict):
                 raise ConvertError(f"{where}: no shape_attributes object")
-            if attribute is None:
-                raise ConvertError(f"{where}: no region attribute holds a class name; label the regions in VIA")
-            cls = _class_name(region.get("region_attributes"), attribute, where)
-            pts = _points(shape, where)
-            obj: Obj | None = None
-            if pts is not None:
-                obj = polygon_object(cls, pts[0], pts[1], info.width, info.height)
+            cls = _class_name(region.get("region_attributes"), attribute, class_name, where)
+            obj = _region_object(shape, cls, info.width, info.height, where)
             if obj is None:
                 warnings.append(f"{where}: {shape.get('name')!r} shape has no area inside the image; dropped")
                 continue

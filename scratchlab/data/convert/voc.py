@@ -47,7 +47,7 @@ def _find_image(xml: Path, filename: str | None, images: dict[str, Path], by_ste
     raise ConvertError(f"{xml}: no image found for it in {img_dir} (looked for {looked}{xml.stem}.*)")
 
 
-def _parse(xml: Path, root: ET.Element, image: Path, warnings: list[str]) -> Record:
+def _parse(xml: Path, root: ET.Element, image: Path, class_name: str | None, warnings: list[str]) -> Record:
     info = read_image_info(image)
     w, h = info.width, info.height
     xw, xh = root.findtext("size/width"), root.findtext("size/height")
@@ -62,9 +62,9 @@ def _parse(xml: Path, root: ET.Element, image: Path, warnings: list[str]) -> Rec
     rec = Record(image.name, w, h)
     for k, obj in enumerate(root.findall("object"), start=1):  # 1-based, as a person counts
         where = f"{xml}: object {k}"
-        name = (obj.findtext("name") or "").strip()
+        name = (obj.findtext("name") or "").strip() or class_name
         if not name:
-            raise ConvertError(f"{where}: missing or empty <name>")
+            raise ConvertError(f"{where}: missing or empty <name>; pass --class-name NAME for objects without one")
         where = f"{where} ({name!r})"
         bnd = obj.find("bndbox")
         if bnd is None:
@@ -83,8 +83,9 @@ def _parse(xml: Path, root: ET.Element, image: Path, warnings: list[str]) -> Rec
     return rec
 
 
-def read_voc(src: Path) -> Source:
-    """Records for every XML file of a VOC folder; sizes come from the image files."""
+def read_voc(src: Path, class_name: str | None = None) -> Source:
+    """Records for every XML file of a VOC folder; sizes come from the image files. ``class_name`` is the
+    class of objects whose <name> is missing or empty."""
     ann_dir, img_dir = _layout(src)
     xmls = sorted(ann_dir.glob("*.xml"))
     if not xmls:
@@ -107,7 +108,7 @@ def read_voc(src: Path) -> Source:
         if image in used:
             raise ConvertError(f"{xml}: describes {image.name}, which {used[image].name} already describes")
         used[image] = xml
-        records.append(_parse(xml, root, image, warnings))
+        records.append(_parse(xml, root, image, class_name, warnings))
     unused = len(image_list) - len(used)
     if unused:
         warnings.append(f"{img_dir}: {unused} image(s) have no XML file and were left out")

@@ -3,7 +3,8 @@
 Layout: ``SRC/images/`` (sub-folders allowed, e.g. ``images/train``) and ``SRC/labels/`` mirroring it,
 one ``.txt`` per image. Class names from the first of ``SRC/data.yaml`` (``names:`` list or
 ``{index: name}`` map), ``SRC/classes.txt``, ``SRC/obj.names``, ``SRC/labels/classes.txt`` (one name a
-line). Every listed class becomes a category, used or not.
+line), or for a single-class set without such a file ``--class-name NAME``. Every listed class becomes a
+category, used or not.
 
 A label line is ``cls cx cy w h`` (normalised to [0, 1]) or an Ultralytics segment line
 ``cls x1 y1 x2 y2 x3 y3 ...`` (a polygon, at least 3 points). An image without a label file, or with an
@@ -70,15 +71,21 @@ def _read_txt_names(path: Path) -> list[str]:
     return lines
 
 
-def _class_names(src: Path) -> tuple[list[str], Path]:
+def _class_names(src: Path, class_name: str | None) -> tuple[list[str], Path | None]:
     for path in (src / "data.yaml", src / "classes.txt", src / "obj.names", src / "labels" / "classes.txt"):
         if path.is_file():
             names = _read_yaml_names(path) if path.suffix == ".yaml" else _read_txt_names(path)
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup or "" in names:
                 raise ConvertError(f"{path}: class names must be unique and non-empty (repeated: {dup})")
+            if class_name is not None:
+                raise ConvertError(f"{path} already names the classes; --class-name is for a single-class set "
+                                   "without a class names file")
             return names, path
-    raise ConvertError(f"{src}: no class names file (data.yaml with names:, classes.txt or obj.names)")
+    if class_name is not None:
+        return [class_name], None
+    raise ConvertError(f"{src}: no class names file (data.yaml with names:, classes.txt or obj.names); for a "
+                       "single-class set pass --class-name NAME")
 
 
 def _parse_line(line: str, where: str, names: list[str], w: int, h: int) -> Obj | None:
@@ -102,12 +109,13 @@ def _parse_line(line: str, where: str, names: list[str], w: int, h: int) -> Obj 
     return polygon_object(name, [v * w for v in vals[0::2]], [v * h for v in vals[1::2]], w, h)
 
 
-def read_yolo(src: Path) -> Source:
-    """Records for every image under SRC/images, with boxes from the matching SRC/labels/*.txt."""
+def read_yolo(src: Path, class_name: str | None = None) -> Source:
+    """Records for every image under SRC/images, with boxes from the matching SRC/labels/*.txt.
+    ``class_name`` names the only class (index 0) of a set without a class names file."""
     img_dir, lbl_dir = src / "images", src / "labels"
     if not img_dir.is_dir():
         raise ConvertError(f"{src}: no images/ folder (YOLO layout: images/, labels/, class names file)")
-    names, names_file = _class_names(src)
+    names, names_file = _class_names(src, class_name)
     images = list_images(img_dir, recursive=True)
     if not images:
         raise ConvertError(f"{img_dir}: no image files")
