@@ -7,9 +7,10 @@ import hashlib
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -18,7 +19,7 @@ from ..data.coco import CocoDetection, collate
 from ..data.sampler import TrainingBatchSampler
 from ..data.synth import make_synth_detection
 from ..data.transforms import build_transforms
-from .dist import all_gather_objects, barrier, is_main_process
+from .dist import barrier, get_world_size, is_main_process
 
 __all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
            "build_train_loader"]
@@ -26,6 +27,9 @@ __all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "
 # Part of every cache key: bump it when data/check.py learns a new check, so that verdicts reached
 # without that check are not trusted any more.
 CHECK_CACHE_VERSION = 1
+# How long the other ranks wait for rank 0's first check: decoding COCO's 123k images takes minutes,
+# longer than NCCL's default collective timeout (10 minutes).
+VERDICT_WAIT = timedelta(hours=6)
 
 log = logging.getLogger("scratchlab")
 
@@ -114,6 +118,18 @@ def _check_split(ann: str, images: str) -> list:
     return errors
 
 
+def _share_from_main(obj):
+    """Rank 0's ``obj`` on every rank. The wait runs on its own gloo group with a long timeout, so ranks
+    can wait for as long as rank 0's check takes."""
+    if get_world_size() == 1:
+        return obj
+    group = dist.new_group(backend="gloo", timeout=VERDICT_WAIT)
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=group)
+    dist.destroy_process_group(group)
+    return box[0]
+
+
 def validate_data(cfg: DictConfig) -> None:
     """Run ``scratchlab data check`` on every split the config names; raise on any error.
 
@@ -133,7 +149,7 @@ def validate_data(cfg: DictConfig) -> None:
             errors, report = [], f"the data check could not run: {err}"
         if errors:
             report = "the dataset failed validation (scratchlab data check):\n" + format_report(errors)
-    report = all_gather_objects(report)[0]  # every rank waits here for rank 0's verdict
+    report = _share_from_main(report)  # every rank waits here for rank 0's verdict
     if report:
         raise DatasetError(report)
 

@@ -233,3 +233,13 @@ def test_report_caps_floods_but_keeps_counts(tmp_path):
     assert len(report) == 5 + 2
     assert report[5] == "... and 25 more 'bbox' problems (30 in all)"
     assert report[6] == "30 error(s), 0 warning(s) (bbox: 30)"
+
+
+def test_progress_bar_only_when_asked(tmp_path, capsys):
+    data, img_dir = _clean(tmp_path)
+    ann = _write(tmp_path, data)
+    check_dataset(ann, img_dir)
+    assert capsys.readouterr().err == ""
+    assert not has_errors(check_dataset(ann, img_dir, progress=True))
+    err = capsys.readouterr().err
+    assert "checking ann.json" in err and "3/3" in err

@@ -274,6 +274,21 @@ def test_via_without_region_attributes_needs_and_takes_class_name(tmp_path):
     assert not has_errors(check_dataset(summary["files"][0], summary["image_root"]))
 
 
+def test_cli_passes_class_name_and_attribute(tmp_path, capsys):
+    from scratchlab.cli import main
+
+    src = _balloon(tmp_path / "balloon")
+    assert main(["data", "convert", "--from", "via", str(src), "--out", str(tmp_path / "a")]) == 2
+    assert "pass --class-name NAME" in capsys.readouterr().err
+    assert main(["data", "convert", "--from", "via", str(src), "--out", str(tmp_path / "a"),
+                 "--class-name", "balloon"]) == 0
+    assert "1 categories: balloon" in capsys.readouterr().out
+    project = _via_project(tmp_path / "p", VIA_REGIONS[:3])
+    assert main(["data", "convert", "--from", "via", str(project), "--out", str(tmp_path / "b"),
+                 "--attribute", "colour"]) == 0
+    assert "2 categories: brown, grey" in capsys.readouterr().out
+
+
 def test_via_class_name_fills_regions_with_an_empty_attribute(tmp_path):
     regions = [_region({"name": "circle", "cx": 30, "cy": 30, "r": 5}, species=""), *VIA_REGIONS[:1]]
     src = _via_project(tmp_path / "src", regions)

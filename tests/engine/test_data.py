@@ -62,9 +62,37 @@ def test_errors_are_raised_every_time_and_never_cached(tiny_cfg, counted, tmp_pa
 
 def test_other_ranks_take_rank_zeros_verdict(tiny_cfg, counted, monkeypatch):
     monkeypatch.setattr(engine_data, "is_main_process", lambda: False)
-    monkeypatch.setattr(engine_data, "all_gather_objects", lambda obj: ["rank 0 found: x.json: image id 3: broken", obj])
+    monkeypatch.setattr(engine_data, "_share_from_main", lambda obj: "rank 0 found: x.json: image id 3: broken")
     with pytest.raises(DatasetError, match="rank 0 found"):
         validate_data(tiny_cfg)
-    monkeypatch.setattr(engine_data, "all_gather_objects", lambda obj: [None, obj])
+    monkeypatch.setattr(engine_data, "_share_from_main", lambda obj: None)
     validate_data(tiny_cfg)
     assert counted == []  # a non-zero rank never decodes the images itself
+
+
+def test_instance_mask_pngs_convert_check_and_train_with_masks(tmp_path, capsys):
+    """The issue's path: a folder of images with instance-id PNGs -> convert -> check -> Mask R-CNN run."""
+    import numpy as np
+    from PIL import Image
+
+    from scratchlab.cli import main
+    from tests.conftest import MINI, TINY
+
+    src, rng = tmp_path / "src", np.random.default_rng(0)
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(src / "images" / f"{i}.jpg")
+        ids = np.zeros((48, 64), np.uint8)
+        ids[4:20, 6:30], ids[25:45, 35 + i:60] = 1, 2
+        Image.fromarray(ids).save(src / "masks" / f"{i}_mask.png")
+    coco = tmp_path / "coco"
+    assert main(["data", "convert", "--from", "masks", str(src), "--out", str(coco), "--split", "0.34",
+                 "--class-name", "blob"]) == 0
+    ann = coco / "annotations"
+    data = [f"data.train_json={ann / 'instances_train.json'}", f"data.train_images={src / 'images'}",
+            f"data.val_json={ann / 'instances_val.json'}", f"data.val_images={src / 'images'}"]
+    assert main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, *data, "solver.max_iter=2",
+                 "eval.period=0"]) == 0
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert 0.0 <= final["segm"]["AP"] <= 100.0 and final["cost"]["instances_seen"] > 0

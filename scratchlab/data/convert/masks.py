@@ -108,18 +108,16 @@ def _read_mask(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
-                rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
-                return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-            if im.mode in ("LA", "PA", "La"):
-                im = im.getchannel(0)
-            if im.mode == "F":
-                raise ConvertError(f"{path}: floating-point mask; instance ids must be integers")
-            return np.asarray(im).astype(np.int64)
-    except (OSError, ValueError) as err:
-        if isinstance(err, ConvertError):
-            raise
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ConvertError(f"{path}: cannot read mask: {type(err).__name__}: {err}") from err
+    if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
+        return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    if im.mode in ("LA", "PA", "La"):
+        im = im.getchannel(0)
+    if im.mode == "F":
+        raise ConvertError(f"{path}: floating-point mask; instance ids must be integers")
+    return np.asarray(im).astype(np.int64)
 
 
 def _instance(category: str, mask: np.ndarray) -> Obj:
@@ -199,9 +197,12 @@ def read_masks(src: Path, class_name: str | None = None, images_dir: str | None 
     images = list_images(img_dir, recursive=True)
     if not images:
         raise ConvertError(f"{img_dir}: no image files")
-    keys = {_key(p, img_dir): p for p in images}
-    if len(keys) < len(images):
-        raise ConvertError(f"{img_dir}: two images share a name but not an extension; their masks would clash")
+    keys: dict[str, Path] = {}
+    for image in images:
+        other = keys.setdefault(_key(image, img_dir), image)
+        if other != image:
+            raise ConvertError(f"{img_dir}: {other.name} and {image.name} differ only in extension; their masks "
+                               "would share a name")
     entries = _mask_entries(mask_dir)
     suffix = _suffix(set(keys), entries)
     warnings: list[str] = []
