@@ -14,7 +14,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from ..data.check import check_dataset, format_report
+from ..data.check import Problem, check_dataset, format_report
 from ..data.coco import CocoDetection, collate
 from ..data.sampler import TrainingBatchSampler
 from ..data.synth import make_synth_detection
@@ -96,7 +96,7 @@ def _write_verdict(path: Path, record: dict) -> None:
         log.warning("could not cache the data-check verdict in %s: %s", path, err)
 
 
-def _check_split(ann: str, images: str) -> list:
+def _check_split(ann: str, images: str) -> list[Problem]:
     """The errors of one (annotation file, image folder) pair; a clean result is cached, so the same
     pair is decoded only once."""
     ann_path, images_path = Path(ann), Path(images)
@@ -145,7 +145,7 @@ def validate_data(cfg: DictConfig) -> None:
             pairs.append((cfg.data.val_json, cfg.data.val_images or cfg.data.train_images))
         try:
             errors = [p for ann, images in pairs for p in _check_split(ann, images)]
-        except OSError as err:  # rank 0 must still reach the gather below, or the other ranks hang
+        except OSError as err:  # rank 0 must still reach the broadcast below, or the other ranks hang
             errors, report = [], f"the data check could not run: {err}"
         if errors:
             report = "the dataset failed validation (scratchlab data check):\n" + format_report(errors)

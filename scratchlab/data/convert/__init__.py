@@ -128,8 +128,8 @@ def format_summary(summary: dict[str, Any], max_warnings: int = 20) -> str:
     lines = [f"{summary['images']} images, {summary['annotations']} annotations, "
              f"{len(cats)} categories: {shown}"]
     if summary.get("box_only"):
-        lines.append("box-only: no annotation has a mask; train with a faster_rcnn config "
-                     "(a mask_rcnn config needs masks)")
+        lines.append("box-only: no annotation has a mask; train a faster_rcnn config (e.g. "
+                     "configs/coco/faster_rcnn_R50_FPN_gn_scratch_3x.yaml); a mask_rcnn config needs masks")
     elif summary.get("without_mask"):
         lines.append(f"warning: {summary['without_mask']} of {summary['annotations']} annotations are box-only "
                      "(no mask); a mask_rcnn config would learn empty masks for them")
