@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import scratchlab
 
@@ -20,4 +22,5 @@ def test_notebook_api_names_the_real_functions_with_examples():
 
 def test_import_stays_light():
     code = "import sys, scratchlab; assert 'torch' not in sys.modules, 'import scratchlab pulled in torch'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
