@@ -76,7 +76,7 @@ def build_val_set(cfg: DictConfig) -> CocoDetection:
     """The validation set alone (``scratchlab eval`` needs no training set)."""
     d = cfg.data
     if not (d.val_json and (d.val_images or d.train_images)):
-        raise DatasetError("evaluation needs data.val_json and data.val_images")
+        raise DatasetError("evaluation needs data.val_json and data.val_images (a run's config.yaml has both)")
     return CocoDetection(d.val_json, d.val_images or d.train_images, build_transforms(cfg.input, train=False),
                          with_masks=False)
 
