@@ -42,8 +42,9 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     if a.dump_detections and not a.out:
         raise ValueError("--dump-detections writes OUT/detections.json: give --out DIR")
     detections = Path(a.out) / "detections.json" if a.dump_detections else None
+    figures = a.out if a.per_class and a.out else None
     results = evaluate_checkpoint(load_config(a.config, a.overrides), a.weights, per_class=a.per_class,
-                                  detections=detections)
+                                  detections=detections, figures=figures)
     text = json.dumps(results, indent=2)
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_overrides(e)
     e.add_argument("--weights", required=True, help="checkpoint file (model_final.pth or checkpoints/last.pth)")
     e.add_argument("--out", help="folder for eval_metrics.json (and detections.json)")
-    e.add_argument("--per-class", action="store_true", help="also AP of each class (a table, and AP-<class> keys)")
+    e.add_argument("--per-class", action="store_true",
+                   help="also AP of each class (a table, AP-<class> keys; with --out, OUT/pr_bbox.png etc.)")
     e.add_argument("--dump-detections", action="store_true",
                    help="write the detections as COCO results JSON to OUT/detections.json")
     e.set_defaults(func=_cmd_eval)

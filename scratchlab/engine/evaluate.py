@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..models import build_model
+from ..vis.plots import plot_pr_curves
 from .data import build_val_set, require_masks
 from .inference import coco_evaluator, inference_on_dataset
 from .trainer import resolve_device, setup_logging
@@ -18,12 +19,14 @@ __all__ = ["evaluate_checkpoint", "format_per_class"]
 
 
 def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = False,
-                        detections: str | Path | None = None) -> dict[str, Any]:
+                        detections: str | Path | None = None,
+                        figures: str | Path | None = None) -> dict[str, Any]:
     """Load a whole-detector checkpoint and evaluate it on ``data.val_json`` / ``data.val_images``.
 
     Returns ``{"weights", "bbox": {AP, ...}, "segm": {...}}`` (percent); with ``per_class`` each task
     also holds ``AP-<class name>`` (COCOeval's per-category precision). ``detections``: a path to write
-    the COCO-format detections to (JSON that ``COCO.loadRes`` reads).
+    the COCO-format detections to (JSON that ``COCO.loadRes`` reads). ``figures``: a folder for
+    per-class precision-recall curves at IoU 0.5 (``pr_bbox.png``, ``pr_segm.png``).
 
     Example::
 
@@ -45,6 +48,10 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
     results = inference_on_dataset(model, val_set, evaluator, device)
     if detections is not None:
         evaluator.write_results(detections)
+    if figures is not None:
+        for task in (t for t in ("bbox", "segm") if t in results):
+            plot_pr_curves(evaluator.precision_recall_curves(task, 0.5), f"{task}: precision-recall at IoU 0.5",
+                           Path(figures) / f"pr_{task}.png")
     return {"weights": str(weights), **results}
 
 

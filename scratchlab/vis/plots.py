@@ -10,7 +10,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-__all__ = ["read_metrics", "plot_run"]
+__all__ = ["read_metrics", "plot_run", "plot_pr_curves"]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -64,3 +64,20 @@ def plot_run(metrics_jsonl: str | Path, out_dir: str | Path) -> list[Path]:
             _plot(rows, aps, "validation AP", "AP (%)", out / "ap.png"),
             _plot(rows, ["lr"], "learning rate", "lr", out / "lr.png")]
     return [p for p in made if p is not None]
+
+
+def plot_pr_curves(curves: dict[str, dict[str, list[float]]], title: str, path: str | Path) -> Path:
+    """One precision-recall curve per class (``{name: {"recall": [...], "precision": [...]}}``)."""
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    for name, c in curves.items():
+        ax.plot(c["recall"], c["precision"], label=name)
+    ax.set(title=title, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=7, ncol=1 + len(curves) // 12)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path

@@ -37,6 +37,7 @@ def test_per_class_table_and_detections_json(tiny_run, synth_data, tmp_path, cap
     gt = COCO(synth_data["val_json"])
     dt = gt.loadRes(str(tmp_path / "detections.json"))
     assert len(dt.anns) > 0 and all("segmentation" in a for a in dt.anns.values())
+    assert (tmp_path / "pr_bbox.png").is_file() and (tmp_path / "pr_segm.png").is_file()
 
 
 def test_dump_detections_needs_out(tiny_run, synth_data, capsys):
