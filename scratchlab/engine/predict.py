@@ -7,7 +7,6 @@ run directory (or that one file) is all prediction needs.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,7 +65,6 @@ def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predicto
         raise ValueError(f"{path}: lacks {missing}; prediction needs a model_final.pth written by "
                          "`scratchlab train` (it stores the config and the class names with the weights)")
     cfg = config_from_yaml(ckpt["config"], f"{path} (config)")
-    cfg = copy.deepcopy(cfg)
     cfg.model.init = "random"  # the weights come from the checkpoint, not from the run's init source
     model = build_model(cfg, num_classes=len(ckpt["classes"]))
     try:
