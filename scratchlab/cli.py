@@ -1,12 +1,14 @@
 """The ``scratchlab`` command. It only parses arguments and calls into the package.
 
     scratchlab train CONFIG --out DIR [--resume] [key=value ...]
-    scratchlab eval CONFIG --weights FILE [--out DIR] [key=value ...]
+    scratchlab eval CONFIG --weights FILE [--out DIR] [--per-class] [--dump-detections] [key=value ...]
+    scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [--device auto]
     scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
     scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
     scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
         [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
     scratchlab data check ANN.json --images DIR
+    scratchlab data show ANN.json --images DIR --out DIR [-n 16]
     scratchlab pretrain classify CONFIG --out DIR [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
     scratchlab study STUDY.yaml --out DIR
@@ -33,17 +35,44 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from .config import load_config
-    from .engine import evaluate_checkpoint
+    from pathlib import Path
 
-    results = evaluate_checkpoint(load_config(a.config, a.overrides), a.weights)
+    from .config import load_config
+    from .engine.evaluate import evaluate_checkpoint, format_per_class
+
+    if a.dump_detections and not a.out:
+        raise ValueError("--dump-detections writes OUT/detections.json: give --out DIR")
+    detections = Path(a.out) / "detections.json" if a.dump_detections else None
+    figures = a.out if a.per_class and a.out else None
+    results = evaluate_checkpoint(load_config(a.config, a.overrides), a.weights, per_class=a.per_class,
+                                  detections=detections, figures=figures)
     text = json.dumps(results, indent=2)
     if a.out:
-        from pathlib import Path
-
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "eval_metrics.json").write_text(text)
     print(text)
+    if a.per_class:
+        print(format_per_class(results))
+    if detections is not None:
+        print(f"detections (COCO results JSON): {detections}")
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .engine.predict import predict
+
+    results = predict(a.weights, a.images, out=a.out, score_thresh=a.score_thresh, device=a.device,
+                      on_image=lambda line: print(line, flush=True))
+    print(f"{len(results)} image(s) drawn in {a.out}; detections in {a.out}/results.json "
+          f"(image ids: {a.out}/images.json)")
+    return 0
+
+
+def _cmd_show(a: argparse.Namespace) -> int:
+    from .vis.show import show_dataset
+
+    written = show_dataset(a.ann, a.images, a.out, n=a.n, on_image=lambda line: print(line, flush=True))
+    print(f"{len(written)} image(s) with ground truth drawn in {a.out}")
     return 0
 
 
@@ -136,8 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a whole-detector checkpoint on data.val_json")
     with_overrides(e)
     e.add_argument("--weights", required=True, help="checkpoint file (model_final.pth or checkpoints/last.pth)")
-    e.add_argument("--out", help="folder for eval_metrics.json")
+    e.add_argument("--out", help="folder for eval_metrics.json (and detections.json)")
+    e.add_argument("--per-class", action="store_true",
+                   help="also AP of each class (a table, AP-<class> keys; with --out, OUT/pr_bbox.png etc.)")
+    e.add_argument("--dump-detections", action="store_true",
+                   help="write the detections as COCO results JSON to OUT/detections.json")
     e.set_defaults(func=_cmd_eval)
+
+    pr = sub.add_parser("predict", help="draw a trained run's detections on images; write COCO results JSON")
+    pr.add_argument("weights", metavar="RUN_DIR_OR_WEIGHTS", help="a finished run directory or its model_final.pth")
+    pr.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or folders of images")
+    pr.add_argument("--out", required=True, help="folder for the drawn images, results.json and images.json")
+    pr.add_argument("--score-thresh", type=float, default=0.5, help="keep detections scoring at least this")
+    pr.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
+    pr.set_defaults(func=_cmd_predict)
 
     d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(dest="data_cmd",
                                                                                       required=True)
@@ -178,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("ann", help="COCO annotations JSON")
     ck.add_argument("--images", required=True, help="folder the file_name entries are relative to")
     ck.set_defaults(func=_cmd_check)
+
+    sh = d.add_parser("show", help="draw the ground truth of a COCO dataset on its images (check a conversion)")
+    sh.add_argument("ann", help="COCO annotations JSON")
+    sh.add_argument("--images", required=True, help="folder the file_name entries are relative to")
+    sh.add_argument("--out", required=True, help="folder for the drawn images")
+    sh.add_argument("-n", type=int, default=16, help="how many images (the first by image id)")
+    sh.set_defaults(func=_cmd_show)
 
     pt = sub.add_parser("pretrain", help="pre-training paths").add_subparsers(dest="pt_cmd", required=True)
     pc = pt.add_parser("classify", help="ImageNet-style classification pre-training of the backbone")

@@ -2,7 +2,10 @@
 ``key=value`` overrides from the command line.
 
 Every key a YAML file or an override may set is declared in :data:`DEFAULTS`; an unknown key is an
-error that names it, so a typo never silently trains the wrong recipe.
+error that names it, so a typo never silently trains the wrong recipe. Every value is converted to its
+key's type at load time (``1e-3`` -> float) or refused with the key, the value and the expected type: the
+type is the default's own, or the one :data:`TYPES` declares (keys whose default is ``None`` or an empty
+list, and enumerations).
 """
 
 from __future__ import annotations
@@ -16,7 +19,23 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-__all__ = ["DEFAULTS", "ConfigError", "load_config", "apply_overrides", "to_yaml", "schedule_steps"]
+from .config_types import (
+    AnyOf,
+    Choice,
+    Float,
+    Int,
+    ListOf,
+    Number,
+    Optional,
+    Pattern,
+    Refused,
+    Str,
+    ValueType,
+    infer_type,
+)
+
+__all__ = ["DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml", "apply_overrides", "to_yaml",
+           "schedule_steps"]
 
 # The schema and the default values. Full-size defaults follow Detectron2 / the paper's GN-all recipe;
 # files under configs/ state the recipe explicitly anyway, so a user can diff two of them.
@@ -132,6 +151,64 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+NORMS = ("GN", "SyncBN", "BN", "FrozenBN")
+_PART_NORM = Optional(Choice(*NORMS, ""))  # None = model.norm, "" = no norm
+_PATH = Optional(Str())
+
+# Types the defaults above do not imply: keys whose default is None or [], and enumerations. Every other
+# key has its default's type (an int default makes an int key, [0.5, 1.0] a list[float] key).
+TYPES: dict[str, ValueType] = {
+    "model.arch": Choice("mask_rcnn", "faster_rcnn"),
+    "model.num_classes": Optional(Int()),
+    "model.norm": Choice(*NORMS),
+    "model.backbone.depth": Choice(18, 34, 50, 101),
+    "model.fpn.norm": _PART_NORM,
+    "model.roi_box_head.norm": _PART_NORM,
+    "model.roi_mask_head.norm": _PART_NORM,
+    "input.min_size_train": AnyOf(Int(), ListOf(Int())),
+    "input.crop_size": Optional(Int()),
+    "input.scale_jitter": Optional(ListOf(Float(), length=2)),
+    "input.pixel_mean": ListOf(Float(), length=3),
+    "input.pixel_std": ListOf(Float(), length=3),
+    "data.root": _PATH,
+    "data.train_json": _PATH,
+    "data.train_images": _PATH,
+    "data.val_json": _PATH,
+    "data.val_images": _PATH,
+    "data.subset": Optional(Number()),
+    "data.synth.object_textures": Optional(ListOf(Str())),
+    "data.synth.shapes": Optional(ListOf(Str())),
+    "solver.max_iter": Optional(Int()),
+    "solver.clip_grad_norm": Optional(Float()),
+    "solver.amp_dtype": Choice("float16", "bfloat16"),
+    "classify.lr_schedule": Choice("step", "cosine"),
+    "direct.stage1": ListOf(Str()),
+    "direct.stage2": ListOf(Str()),
+    "device": Pattern(r"auto|cpu|mps|cuda(:\d+)?", "auto | cpu | cuda | cuda:N | mps"),
+}
+
+
+def _leaf_types(schema: Mapping[str, Any], prefix: str = "") -> dict[str, ValueType]:
+    """Every leaf key's type, from :data:`TYPES` or its default. A key with neither is a schema bug,
+    reported when the package is imported (so a new key cannot ship untyped)."""
+    out: dict[str, ValueType] = {}
+    for k, default in schema.items():
+        key = prefix + k
+        if isinstance(default, Mapping):
+            out.update(_leaf_types(default, key + "."))
+            continue
+        value_type = TYPES.get(key) or infer_type(default)
+        if value_type is None:
+            raise TypeError(f"config schema: {key!r} (default {default!r}) needs an entry in TYPES")
+        out[key] = value_type
+    return out
+
+
+LEAF_TYPES = _leaf_types(DEFAULTS)
+if stale := set(TYPES) - set(LEAF_TYPES):
+    raise TypeError(f"config schema: TYPES names keys DEFAULTS lacks: {sorted(stale)}")
+
+
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file or key."""
 
@@ -179,6 +256,37 @@ def _unknown_keys(tree: Mapping[str, Any], schema: Mapping[str, Any], prefix: st
     return bad
 
 
+def _typed(key: str, value: Any, schema: Any) -> Any:
+    """``value`` converted to the type of ``key`` (whose schema node is ``schema``: a default or a
+    mapping of them); raises :class:`ConfigError` naming the key, the value and the expected type."""
+    if isinstance(schema, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}={value!r}: expected a mapping of {', '.join(schema)}")
+        if unknown := [f"{key}.{k}" for k in value if k not in schema]:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return {k: _typed(f"{key}.{k}", v, schema[k]) for k, v in value.items()}
+    value_type = LEAF_TYPES[key]
+    try:
+        return value_type(value)
+    except Refused:
+        raise ConfigError(f"{key}={value!r}: expected {value_type.name}") from None
+
+
+def _typed_tree(tree: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Every value of a (known-key) YAML tree converted to its type; errors are prefixed by ``where``."""
+    try:
+        return {k: _typed(k, v, DEFAULTS[k]) for k, v in tree.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _schema_node(key: str) -> Any:
+    node: Any = DEFAULTS
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
 def _parse_value(text: str) -> Any:
     """``key=value`` values are YAML scalars/lists: 0.02, [640, 800], null, true, GN."""
     try:
@@ -203,8 +311,9 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
                 raise ConfigError(f"unknown config key {key!r} (no {'.'.join(parts[: i + 1])!r} in the schema)")
             if i < len(parts) - 1:
                 node = node[part]
+        typed = _typed(key, _parse_value(value), _schema_node(key))
         try:
-            OmegaConf.update(cfg, key, _parse_value(value), merge=False)
+            OmegaConf.update(cfg, key, typed, merge=False)
         except (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException) as exc:
             raise ConfigError(f"cannot set {key!r} to {value!r}: {exc}") from exc
     return cfg
@@ -213,13 +322,35 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> DictConfig:
     """Return the merged config: :data:`DEFAULTS` <- ``_base_`` chain <- ``path`` <- ``overrides``.
 
-    Raises :class:`ConfigError` naming the key when a file or override sets a key the schema lacks.
+    Raises :class:`ConfigError` naming the key when a file or override sets a key the schema lacks, or a
+    value that does not convert to the key's type (the message names the value and the type).
+
+    Example::
+
+        cfg = load_config("configs/mini/mask_rcnn_gn_scratch.yaml", ["solver.base_lr=1e-3"])
+        assert cfg.solver.base_lr == 0.001
     """
     data = _read_yaml(Path(path)) if path is not None else {}
+    return _build(data, str(path) if path is not None else "<defaults>", overrides)
+
+
+def config_from_yaml(text: str, where: str = "<config>", overrides: Iterable[str] = ()) -> DictConfig:
+    """Like :func:`load_config` for a merged config held as text (a checkpoint's ``config``), checked and
+    typed the same way; ``where`` names the source in error messages."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping, got {type(data).__name__}")
+    return _build(data, where, overrides)
+
+
+def _build(data: dict[str, Any], where: str, overrides: Iterable[str]) -> DictConfig:
     bad = _unknown_keys(data, DEFAULTS)
     if bad:
-        raise ConfigError(f"{path}: unknown config key(s): {', '.join(bad)}")
-    cfg = OmegaConf.create(_deep_merge(DEFAULTS, data))
+        raise ConfigError(f"{where}: unknown config key(s): {', '.join(bad)}")
+    cfg = OmegaConf.create(_deep_merge(DEFAULTS, _typed_tree(data, where)))
     cfg = apply_overrides(cfg, overrides)
     OmegaConf.set_struct(cfg, True)
     return cfg

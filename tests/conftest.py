@@ -52,3 +52,16 @@ def tiny_cfg(synth_data):
 
     data = [f"data.{k}={v}" for k, v in synth_data.items()]
     return load_config(MINI, [*TINY, *data])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synth_data):
+    """A finished tiny Mask R-CNN run (6 iterations) whose box head keeps every detection (score_thresh 0),
+    so prediction tests always have detections to look at. Returns (run dir, final metrics)."""
+    from scratchlab.config import load_config
+    from scratchlab.engine import train
+
+    cfg = load_config(MINI, [*TINY, *[f"data.{k}={v}" for k, v in synth_data.items()],
+                             "model.roi_box_head.score_thresh=0.0", "eval.period=0"])
+    out = tmp_path_factory.mktemp("tiny_run")
+    return out, train(cfg, out)

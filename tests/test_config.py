@@ -1,8 +1,19 @@
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from scratchlab.config import ConfigError, load_config, max_iter, schedule_steps
+from scratchlab.config import (
+    DEFAULTS,
+    LEAF_TYPES,
+    ConfigError,
+    config_from_yaml,
+    load_config,
+    max_iter,
+    schedule_steps,
+    to_yaml,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -79,3 +90,68 @@ def test_mini_keeps_the_last_fraction_drops():
     steps = schedule_steps(cfg)
     # Low-LR phases last as long as in 1x (100 and 33 iterations of a 150-iteration 1x).
     assert steps == [total - 100, total - 33]
+
+
+MINI = CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml"
+
+
+def test_float_written_1e_3_is_a_float_in_override_and_yaml(tmp_path):
+    cfg = load_config(MINI, ["solver.base_lr=1e-3", "solver.iters_1x=9e1"])
+    assert isinstance(cfg.solver.base_lr, float) and cfg.solver.base_lr == 1e-3
+    assert isinstance(cfg.solver.iters_1x, int) and cfg.solver.iters_1x == 90
+    f = tmp_path / "c.yaml"
+    f.write_text(f"_base_: {MINI}\nsolver: {{base_lr: 1e-3, warmup_factor: 1e-2}}\n")
+    assert isinstance(yaml.safe_load(f.read_text())["solver"]["base_lr"], str)  # what PyYAML gives
+    cfg = load_config(f)
+    assert isinstance(cfg.solver.base_lr, float) and cfg.solver.base_lr == 1e-3
+    assert cfg.solver.warmup_factor == 0.01
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("solver.base_lr=abc", "solver.base_lr='abc': expected float"),
+    ("solver.ims_per_batch=2.5", "solver.ims_per_batch=2.5: expected int"),
+    ("data.check=maybe", "data.check='maybe': expected bool"),
+    ("input.min_size_train=[600, big]", "input.min_size_train=[600, 'big']: expected int | list[int]"),
+    ("model.arch=retinanet", "model.arch='retinanet': expected one of 'mask_rcnn' | 'faster_rcnn'"),
+    ("model.norm=gn", "model.norm='gn': expected one of 'GN'"),
+    ("model.fpn.norm=LN", "model.fpn.norm='LN': expected one of"),
+    ("model.backbone.depth=152", "model.backbone.depth=152: expected one of 18 | 34 | 50 | 101"),
+    ("solver.amp_dtype=fp16", "solver.amp_dtype='fp16': expected one of 'float16' | 'bfloat16'"),
+    ("classify.lr_schedule=poly", "classify.lr_schedule='poly': expected one of 'step' | 'cosine'"),
+    ("device=gpu", "device='gpu': expected auto | cpu | cuda"),
+    ("solver=3", "solver=3: expected a mapping"),
+])
+def test_value_of_the_wrong_type_is_refused_naming_key_value_and_type(override, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(MINI, [override])
+
+
+def test_wrong_type_in_yaml_is_refused_naming_the_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("solver: {base_lr: abc}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}: solver.base_lr='abc': expected float")):
+        load_config(f)
+
+
+def test_optional_and_union_keys_keep_what_was_written():
+    cfg = load_config(MINI, ["data.subset=1", "solver.clip_grad_norm=null", "device=cuda:1",
+                             "model.fpn.norm=''", "input.min_size_train=96"])
+    assert cfg.data.subset == 1 and isinstance(cfg.data.subset, int)  # one image, not the whole set
+    assert isinstance(load_config(MINI, ["data.subset=1.0"]).data.subset, float)
+    assert cfg.solver.clip_grad_norm is None and cfg.device == "cuda:1"
+    assert cfg.model.fpn.norm == "" and cfg.input.min_size_train == 96
+
+
+def test_every_key_has_a_type():
+    def leaves(tree, prefix=""):
+        for k, v in tree.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+
+    assert set(LEAF_TYPES) == set(leaves(DEFAULTS))
+
+
+def test_checkpoint_config_text_is_typed_like_a_file():
+    cfg = config_from_yaml(to_yaml(load_config(MINI)), "ckpt", ["solver.base_lr=2e-3"])
+    assert cfg.solver.base_lr == 2e-3
+    with pytest.raises(ConfigError, match="ckpt: model.arch='x'"):
+        config_from_yaml("model: {arch: x}\n", "ckpt")

@@ -72,6 +72,12 @@ class CocoDetection(torch.utils.data.Dataset):
     def num_classes(self) -> int:
         return len(self.categories)
 
+    def annotations_without_masks(self) -> list[int]:
+        """Ids of the (non-crowd) annotations of the selected images that carry no segmentation: box-only
+        data, e.g. converted from VOC or YOLO."""
+        return [a.get("id") for i in self.ids for a in self.anns[i]
+                if not a.get("iscrowd", 0) and not a.get("segmentation")]
+
     def num_instances(self, image_id: int) -> int:
         return sum(1 for a in self.anns[image_id] if not a.get("iscrowd", 0))
 

@@ -1,5 +1,6 @@
 """Training and evaluation: the loop, checkpoints, schedules, writers. Uses data, models, evaluation."""
 
-from .trainer import NonFiniteLossError, evaluate_checkpoint, train
+from .evaluate import evaluate_checkpoint
+from .trainer import NonFiniteLossError, train
 
 __all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError"]

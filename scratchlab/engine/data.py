@@ -22,7 +22,7 @@ from ..data.transforms import build_transforms
 from .dist import barrier, get_world_size, is_main_process
 
 __all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
-           "build_train_loader"]
+           "build_val_set", "build_train_loader", "require_masks"]
 
 # Part of every cache key: bump it when data/check.py learns a new check, so that verdicts reached
 # without that check are not trusted any more.
@@ -161,11 +161,29 @@ def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None
     train = CocoDetection(d.train_json, d.train_images, build_transforms(cfg.input, train=True),
                           with_masks=cfg.model.arch == "mask_rcnn", subset=d.subset,
                           subset_seed=d.subset_seed, filter_empty=True)
-    val = None
-    if d.val_json:
-        val = CocoDetection(d.val_json, d.val_images or d.train_images,
-                            build_transforms(cfg.input, train=False), with_masks=False)
-    return train, val
+    return train, build_val_set(cfg) if d.val_json else None
+
+
+def build_val_set(cfg: DictConfig) -> CocoDetection:
+    """The validation set alone (``scratchlab eval`` needs no training set)."""
+    d = cfg.data
+    if not (d.val_json and (d.val_images or d.train_images)):
+        raise DatasetError("evaluation needs data.val_json and data.val_images (a run's config.yaml has both)")
+    return CocoDetection(d.val_json, d.val_images or d.train_images, build_transforms(cfg.input, train=False),
+                         with_masks=False)
+
+
+def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
+    """Refuse box-only data for a Mask R-CNN config before any training: its mask head would learn empty
+    masks and mask AP would fail at the first evaluation."""
+    if cfg.model.arch != "mask_rcnn":
+        return
+    for ds in (d for d in datasets if d is not None):
+        if missing := ds.annotations_without_masks():
+            raise DatasetError(
+                f"{ds.ann_file}: {len(missing)} annotation(s) have no segmentation (e.g. id {missing[0]}): "
+                "box-only data cannot train Mask R-CNN (model.arch=mask_rcnn). Train a box detector: a "
+                "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn")
 
 
 def build_train_loader(cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int,

@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
 
-from .dist import get_rank, get_world_size
+from ..evaluation import COCOEvaluator
+from .dist import get_rank, get_world_size, is_main_process
 
-__all__ = ["inference_on_dataset"]
+__all__ = ["inference_on_dataset", "coco_evaluator"]
+
+
+def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False) -> COCOEvaluator:
+    """Box AP, and mask AP for a Mask R-CNN config, against ``dataset``'s COCO file (``data.val_json``)."""
+    iou_types = ("bbox", "segm") if cfg.model.arch == "mask_rcnn" else ("bbox",)
+    return COCOEvaluator(dataset.ann_file, iou_types=iou_types, label_to_category_id=dataset.label_to_cat_id,
+                         per_category=per_class)
 
 
 @torch.no_grad()
 def inference_on_dataset(model: torch.nn.Module, dataset, evaluator, device: torch.device,
                          batch_size: int = 2) -> dict:
     """Predict every image of ``dataset`` (each rank a strided share) and return ``evaluator.evaluate()``.
-    The model's own transform resizes for testing and maps outputs back to the original image size."""
+    The model's own transform resizes for testing and maps outputs back to the original image size.
+    The main process shows a progress bar (images of its own share) on stderr."""
     was_training = model.training
     model.eval()
     evaluator.reset()
     indices = list(range(get_rank(), len(dataset), get_world_size()))
-    for start in range(0, len(indices), batch_size):
-        images, targets = zip(*(dataset[i] for i in indices[start:start + batch_size]), strict=True)
-        outputs = model([img.to(device) for img in images])
-        evaluator.process(list(targets), [{k: v.cpu() for k, v in o.items()} for o in outputs])
+    with tqdm(total=len(indices), desc="evaluating", unit="img", leave=False,
+              disable=not is_main_process()) as progress:
+        for start in range(0, len(indices), batch_size):
+            images, targets = zip(*(dataset[i] for i in indices[start:start + batch_size]), strict=True)
+            outputs = model([img.to(device) for img in images])
+            evaluator.process(list(targets), [{k: v.cpu() for k, v in o.items()} for o in outputs])
+            progress.update(len(images))
     results = evaluator.evaluate()
     model.train(was_training)
     return results

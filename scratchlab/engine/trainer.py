@@ -1,8 +1,10 @@
 """The training loop: iteration-based, explicit, in the manner of DETR's ``engine.py``.
 
 Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
-TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth`` and
-``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost"}``.
+TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth``
+(``{"model", "iteration", "config", "classes", "category_ids"}``: self-contained for ``predict``),
+``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost"}``
+and ``plots/`` (loss, AP and LR curves drawn from metrics.jsonl).
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ import torch
 from omegaconf import DictConfig
 
 from ..config import max_iter, to_yaml
-from ..evaluation import COCOEvaluator
 from ..models import build_model
+from ..vis.plots import plot_run
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from .cost import Cost, cost_block, pretrain_cost
-from .data import build_datasets, build_train_loader, resolve_data, validate_data
+from .data import build_datasets, build_train_loader, require_masks, resolve_data, validate_data
 from .dist import all_gather_objects, init_distributed, is_main_process
-from .inference import inference_on_dataset
+from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler
 from .writers import MetricWriters, flatten_metrics
 
-__all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device", "setup_logging"]
+__all__ = ["train", "NonFiniteLossError", "resolve_device", "setup_logging"]
 
 log = logging.getLogger("scratchlab")
 
@@ -66,14 +68,25 @@ def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
 
 
 def _evaluate(model, val_set, cfg: DictConfig, device) -> dict[str, Any]:
-    iou_types = ("bbox", "segm") if cfg.model.arch == "mask_rcnn" else ("bbox",)
-    evaluator = COCOEvaluator(cfg.data.val_json, iou_types=iou_types,
-                              label_to_category_id=val_set.label_to_cat_id)
-    return inference_on_dataset(model, val_set, evaluator, device)
+    return inference_on_dataset(model, val_set, coco_evaluator(cfg, val_set), device)
+
+
+def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
+    """What ``model_final.pth`` carries besides weights so that prediction needs nothing else: the merged
+    config (YAML text), the class names and the COCO category id of each label 1..K."""
+    return {"config": to_yaml(cfg), "classes": [c.get("name", str(c["id"])) for c in train_set.categories],
+            "category_ids": [int(c["id"]) for c in train_set.categories]}
 
 
 def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train the detector ``cfg`` describes into ``out_dir``; return the final metrics."""
+    """Train the detector ``cfg`` describes into ``out_dir`` (the run-dir contract above); return the
+    final metrics. ``resume`` continues from ``out_dir/checkpoints/last.pth``.
+
+    Example::
+
+        cfg = load_config("configs/mini/mask_rcnn_gn_scratch.yaml", ["solver.schedule=0.5"])
+        final = train(cfg, "runs/mini")  # {"iteration", "bbox": {"AP", ...}, "segm": {...}, "cost"}
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = init_distributed()
@@ -84,6 +97,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     device = resolve_device(cfg, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, val_set = build_datasets(cfg)
+    require_masks(cfg, train_set, val_set)
     core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
@@ -177,24 +191,11 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     save(total)
     if is_main_process():
         writers.write(total, flatten_metrics(results))
-        atomic_torch_save({"model": core.state_dict(), "iteration": total}, out / "model_final.pth")
+        atomic_torch_save({"model": core.state_dict(), "iteration": total, **run_meta(cfg, train_set)},
+                          out / "model_final.pth")
         (out / "final_metrics.json").write_text(json.dumps(final, indent=2, allow_nan=False))
     writers.close()
+    if is_main_process():
+        plot_run(out / "metrics.jsonl", out / "plots")
     return final
-
-
-def evaluate_checkpoint(cfg: DictConfig, weights: str | Path) -> dict[str, Any]:
-    """``scratchlab eval``: load a whole-detector checkpoint and evaluate it on ``data.val_json``."""
-    setup_logging()
-    if not cfg.data.val_json:
-        raise ValueError("scratchlab eval needs data.val_json and data.val_images (or a run's config.yaml)")
-    device = resolve_device(cfg)
-    _, val_set = build_datasets(cfg)
-    cfg.model.init = str(weights)
-    model = build_model(cfg, num_classes=val_set.num_classes).to(device)
-    report = getattr(model, "init_report", {}) or {}
-    if report.get("missing"):
-        raise ValueError(f"{weights}: not a whole-detector checkpoint for this config; missing keys "
-                         f"{report['missing'][:5]}...")
-    return {"weights": str(weights), **_evaluate(model, val_set, cfg, device)}
 

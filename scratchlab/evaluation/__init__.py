@@ -5,6 +5,7 @@ from scratchlab.evaluation.coco_evaluator import (
     evaluate_predictions,
     instances_to_coco_results,
     load_coco_gt,
+    precision_recall_curves,
 )
 from scratchlab.evaluation.evaluator import DatasetEvaluator
 
@@ -14,4 +15,5 @@ __all__ = [
     "evaluate_predictions",
     "instances_to_coco_results",
     "load_coco_gt",
+    "precision_recall_curves",
 ]

@@ -27,6 +27,7 @@ from scratchlab.evaluation.evaluator import DatasetEvaluator
 __all__ = [
     "COCOEvaluator",
     "evaluate_predictions",
+    "precision_recall_curves",
     "instances_to_coco_results",
     "load_coco_gt",
 ]
@@ -240,36 +241,75 @@ def evaluate_predictions(
     for t in iou_types:
         if t not in IOU_TYPES:
             raise ValueError(f"unknown iou type {t!r}; expected a subset of {IOU_TYPES}")
-    coco_cls, eval_cls = _apis(backend)
+    coco_cls = _apis(backend)[0]
     gt = coco_gt if isinstance(coco_gt, coco_cls) else load_coco_gt(coco_gt, backend, "segm" in iou_types)
     for i, r in enumerate(results):
         if r.get("image_id") not in gt.imgs:
             raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
     metrics: Metrics = {}
     for iou_type in iou_types:
-        # Copies: loadRes writes area/id (and box polygons) into each record.
-        dts = [dict(r) for r in results]
-        if iou_type == "segm":
-            for i, r in enumerate(dts):
-                if "segmentation" not in r:
-                    raise ValueError(
-                        f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation"
-                    )
-                # With a bbox present loadRes takes the box area as the instance area; drop it so the
-                # small/medium/large split uses the mask area (as Detectron2 does).
-                r.pop("bbox", None)
-        dt = _load_results(gt, dts, backend)
-        extra = {"print_function": _log.debug} if backend == "faster_coco_eval" else {}
-        coco_eval = eval_cls(gt, dt, iou_type, **extra)
-        # Sorted and unique, as COCOeval expects (faster-coco-eval sorts them itself).
-        coco_eval.params.maxDets = sorted({1, 10, max_dets})
-        if img_ids is not None:
-            coco_eval.params.imgIds = sorted({int(i) for i in img_ids})
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco_eval.evaluate()
-            coco_eval.accumulate()
+        coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids)
         metrics[iou_type] = _summarize(coco_eval, gt, max_dets, per_category)
     return metrics
+
+
+def _accumulated(gt: Any, results: Sequence[Mapping[str, Any]], iou_type: str, backend: str, max_dets: int,
+                 img_ids: Iterable[int] | None) -> Any:
+    """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
+    # Copies: loadRes writes area/id (and box polygons) into each record.
+    dts = [dict(r) for r in results]
+    if iou_type == "segm":
+        for i, r in enumerate(dts):
+            if "segmentation" not in r:
+                raise ValueError(
+                    f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation"
+                )
+            # With a bbox present loadRes takes the box area as the instance area; drop it so the
+            # small/medium/large split uses the mask area (as Detectron2 does).
+            r.pop("bbox", None)
+    dt = _load_results(gt, dts, backend)
+    extra = {"print_function": _log.debug} if backend == "faster_coco_eval" else {}
+    coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
+    # Sorted and unique, as COCOeval expects (faster-coco-eval sorts them itself).
+    coco_eval.params.maxDets = sorted({1, 10, max_dets})
+    if img_ids is not None:
+        coco_eval.params.imgIds = sorted({int(i) for i in img_ids})
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+    return coco_eval
+
+
+def precision_recall_curves(
+    coco_gt: str | Path | Mapping[str, Any] | Any,
+    results: Sequence[Mapping[str, Any]],
+    iou_type: str = "bbox",
+    iou: float = 0.5,
+    *,
+    backend: str = "faster_coco_eval",
+    max_dets: int = 100,
+    img_ids: Iterable[int] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Per-category precision-recall curves at IoU ``iou`` (all areas, ``max_dets`` detections): COCOeval's
+    accumulated precision at its 101 recall thresholds, ``{name: {"recall": [...], "precision": [...]}}``.
+    A category without ground truth in the evaluated images is left out."""
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"unknown iou type {iou_type!r}; expected one of {IOU_TYPES}")
+    coco_cls = _apis(backend)[0]
+    gt = coco_gt if isinstance(coco_gt, coco_cls) else load_coco_gt(coco_gt, backend, iou_type == "segm")
+    coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids)
+    p = coco_eval.params
+    t = int(np.argmin(np.abs(np.asarray(p.iouThrs) - iou)))
+    if not np.isclose(p.iouThrs[t], iou):
+        raise ValueError(f"IoU {iou} is not one of COCOeval's thresholds {list(p.iouThrs)}")
+    precision = np.asarray(coco_eval.eval["precision"])[t, :, :, list(p.areaRngLbl).index("all"),
+                                                          list(p.maxDets).index(max_dets)]
+    curves = {}
+    for k, cat_id in enumerate(p.catIds):
+        if (precision[:, k] > -1).any():
+            curves[gt.cats[cat_id].get("name", str(cat_id))] = {
+                "recall": [float(r) for r in p.recThrs], "precision": precision[:, k].clip(0).tolist()}
+    return curves
 
 
 class COCOEvaluator(DatasetEvaluator):
@@ -368,6 +408,12 @@ class COCOEvaluator(DatasetEvaluator):
             img_ids=image_ids,
             per_category=self.per_category,
         )
+
+    def precision_recall_curves(self, iou_type: str = "bbox", iou: float = 0.5) -> dict[str, dict[str, list[float]]]:
+        """:func:`precision_recall_curves` of everything processed since the last :meth:`reset`."""
+        image_ids, predictions = self._gather()
+        return precision_recall_curves(self._gt, predictions, iou_type, iou, backend=self.backend,
+                                       max_dets=self.max_dets, img_ids=image_ids)
 
     def write_results(self, path: str | Path) -> Path:
         """Dump the COCO-format detections (bbox, and segmentation when present) as JSON."""

@@ -86,3 +86,39 @@ def test_nonfinite_loss_stops_with_checkpoint_and_iteration(tmp_path, tiny_cfg):
         train(tiny_cfg, tmp_path)
     assert (tmp_path / "checkpoints" / "last.pth").is_file()
     assert str(tmp_path / "checkpoints" / "last.pth") in str(info.value)
+
+
+def test_plots_are_written_when_training_finishes(finished_run):
+    out, _, _ = finished_run
+    assert sorted(p.name for p in (out / "plots").glob("*.png")) == ["ap.png", "loss.png", "lr.png"]
+
+
+def _box_only(synth_data, tmp_path):
+    data = json.loads(open(synth_data["train_json"]).read())
+    for a in data["annotations"]:
+        a.pop("segmentation", None)
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_box_only_data_is_refused_for_mask_rcnn_before_training(synth_data, tmp_path, capsys):
+    from scratchlab.cli import main
+    from tests.conftest import MINI, TINY
+
+    ann = _box_only(synth_data, tmp_path)
+    code = main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, f"data.train_json={ann}",
+                 f"data.train_images={synth_data['train_images']}"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(ann) in err and "box-only" in err and "model.arch=faster_rcnn" in err
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_box_only_data_suits_faster_rcnn(synth_data, tmp_path):
+    from scratchlab.config import load_config
+    from scratchlab.data.coco import CocoDetection
+    from scratchlab.engine.data import require_masks
+
+    ds = CocoDetection(_box_only(synth_data, tmp_path), synth_data["train_images"])
+    assert len(ds.annotations_without_masks()) == sum(ds.num_instances(i) for i in ds.ids)
+    require_masks(load_config(None, ["model.arch=faster_rcnn"]), ds)  # no error

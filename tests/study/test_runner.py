@@ -39,11 +39,11 @@ def _study(tmp_path, synth_data, arms):
 
 def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
     arms = [{"name": "ok", "init": "random", "data": ["100%", "50%"]},
-            {"name": "broken", "init": "random", "overrides": ["model.backbone.depth=17"]}]
+            {"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]}]  # fails in train()
     path = _study(tmp_path, synth_data, arms)
     study = run_study(path, tmp_path / "out")
     by_name = {a["name"]: a for a in study["arms"]}
-    assert by_name["broken"]["status"] == "failed" and "17" in by_name["broken"]["error"]
+    assert by_name["broken"]["status"] == "failed" and "gn_groups" in by_name["broken"]["error"]
     ok = by_name["ok_random_gn_1x_100pct_s0"]
     assert ok["status"] == "finished" and ok["final"]["bbox"]["AP"] is not None
     assert ok["cost"]["images_seen"] > 0 and ok["curve"] and ok["lr_drops"] == [2, 4]

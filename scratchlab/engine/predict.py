@@ -1,0 +1,158 @@
+"""``scratchlab predict``: a trained detector on new images; each image drawn with its detections, a
+COCO results JSON, and a one-line summary per image.
+
+``model_final.pth`` carries the config, the class names and the category ids next to the weights, so a
+run directory (or that one file) is all prediction needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from ..config import config_from_yaml
+from ..data.image_io import load_image
+from ..evaluation import instances_to_coco_results
+from ..models import build_model
+from ..vis.draw import count_phrase, draw_instances, save_image, unique_path
+
+__all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_predictor", "predict"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+NEEDED = ("model", "config", "classes", "category_ids")
+
+
+@dataclass
+class Predictor:
+    """A detector in eval mode with what its outputs mean: ``classes[k-1]`` / ``category_ids[k-1]``
+    name label ``k``."""
+
+    model: torch.nn.Module
+    cfg: DictConfig
+    classes: list[str]
+    category_ids: list[int]
+    device: torch.device
+
+
+def _weights_file(path: Path) -> Path:
+    if path.is_dir():
+        if not (path / "model_final.pth").is_file():
+            raise FileNotFoundError(f"{path}: no model_final.pth (a run directory writes it when training "
+                                    "finishes; pass a run that has finished, or the .pth file itself)")
+        return path / "model_final.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such run directory or weights file")
+    return path
+
+
+def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predictor:
+    """Build the detector a run's ``model_final.pth`` describes and load its weights (all of them:
+    a missing or unexpected key is an error). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``."""
+    path = _weights_file(Path(run_or_weights))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{path}: cannot read checkpoint: {type(exc).__name__}: {exc}") from exc
+    missing = [k for k in NEEDED if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: lacks {missing}; prediction needs a model_final.pth written by "
+                         "`scratchlab train` (it stores the config and the class names with the weights)")
+    cfg = config_from_yaml(ckpt["config"], f"{path} (config)")
+    cfg.model.init = "random"  # the weights come from the checkpoint, not from the run's init source
+    model = build_model(cfg, num_classes=len(ckpt["classes"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit the model its config builds: {exc}") from exc
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    return Predictor(model.to(dev).eval(), cfg, list(ckpt["classes"]), [int(c) for c in ckpt["category_ids"]],
+                     dev)
+
+
+def list_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Image files named directly, and the image files (by suffix, sorted) directly inside folders."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such image file or folder")
+    if not files:
+        raise ValueError(f"no images found in {', '.join(map(str, inputs))} "
+                         f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+@torch.no_grad()
+def _detect(p: Predictor, image: torch.Tensor, score_thresh: float) -> dict[str, torch.Tensor]:
+    out = p.model([image.to(p.device)])[0]
+    keep = out["scores"] >= score_thresh
+    return {k: v[keep].cpu() for k, v in out.items()}
+
+
+def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path], out: str | Path | None = None,
+            score_thresh: float = 0.5, device: str = "auto",
+            on_image: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+    """Detect objects in ``images`` (files or folders) with a trained run.
+
+    With ``out``: each image is written there with its masks, boxes, class names and scores drawn,
+    plus ``results.json`` (COCO results: one record per detection, ``image_id`` as in ``images.json``)
+    and ``images.json`` (the COCO ``images`` and ``categories`` those ids refer to, so
+    ``COCO("images.json").loadRes("results.json")`` works). ``on_image`` receives a one-line summary per
+    image. Returns, per image, ``file``, ``image_id``, ``boxes`` (XYXY), ``scores``, ``labels``,
+    ``classes`` (names), ``masks`` ([N, H, W] bool, Mask R-CNN only), ``drawn`` (path or None), ``summary``.
+
+    Example::
+
+        from scratchlab import predict
+        for p in predict("runs/mini", ["photos/"], out="runs/mini/predictions", score_thresh=0.5):
+            print(p["summary"])
+    """
+    p = run_or_weights if isinstance(run_or_weights, Predictor) else load_predictor(run_or_weights, device)
+    out_dir = Path(out) if out is not None else None
+    taken: set[str] = set()
+    results, records, images_json = [], [], []
+    for image_id, file in enumerate(list_images(images), start=1):
+        pil = load_image(file)
+        det = _detect(p, pil_to_tensor(pil).float() / 255, score_thresh)
+        labels = det["labels"].tolist()
+        names = [p.classes[label - 1] for label in labels]
+        masks = det["masks"][:, 0] > 0.5 if "masks" in det else None
+        drawn = None
+        if out_dir is not None:
+            captions = [f"{n} {s:.2f}" for n, s in zip(names, det["scores"].tolist(), strict=True)]
+            drawn = save_image(draw_instances(pil, det["boxes"], labels, captions, masks),
+                               unique_path(out_dir, file.name, taken))
+        records += instances_to_coco_results(image_id, det, p.category_ids)
+        images_json.append({"id": image_id, "file_name": str(file), "width": pil.width, "height": pil.height})
+        what = f"{count_phrase(names)} (best {det['scores'].max():.2f})" if labels else "no detection"
+        summary = f"{file}: {what} at score >= {score_thresh}" + (f" -> {drawn}" if drawn else "")
+        if on_image is not None:
+            on_image(summary)
+        results.append({"file": str(file), "image_id": image_id, "boxes": det["boxes"], "scores": det["scores"],
+                        "labels": det["labels"], "classes": names, "masks": masks, "drawn": drawn,
+                        "summary": summary})
+    if out_dir is not None:
+        categories = [{"id": c, "name": n} for c, n in zip(p.category_ids, p.classes, strict=True)]
+        _write_json(out_dir / "images.json", {"images": images_json, "categories": categories,
+                                              "annotations": []})
+        _write_json(out_dir / "results.json", records)
+    return results
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)

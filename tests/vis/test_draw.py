@@ -1,0 +1,24 @@
+import torch
+
+from scratchlab.vis.draw import count_phrase, draw_instances, unique_path
+
+
+def test_masks_and_boxes_are_drawn_only_where_instances_are():
+    image = torch.full((3, 40, 50), 100, dtype=torch.uint8)
+    masks = torch.zeros(1, 40, 50, dtype=torch.bool)
+    masks[0, 20:30, 20:30] = True
+    drawn = draw_instances(image, torch.tensor([[18.0, 18.0, 32.0, 32.0]]), [1], ["a"], masks)
+    changed = (drawn != image).any(0)
+    assert changed[25, 25] and changed[18, 25]  # mask inside, box outline
+    assert not changed[35:, :].any() and not changed[:, 40:].any()
+
+
+def test_no_instances_leaves_the_image_as_is():
+    image = torch.rand(3, 8, 8)
+    assert torch.equal(draw_instances(image, torch.zeros(0, 4), [], []), (image * 255).round().to(torch.uint8))
+
+
+def test_helpers(tmp_path):
+    assert count_phrase(["dog", "cat", "dog"]) == "2 dog, 1 cat"
+    taken: set[str] = set()
+    assert [unique_path(tmp_path, "a.jpg", taken).name for _ in range(3)] == ["a.jpg", "a_1.jpg", "a_2.jpg"]
