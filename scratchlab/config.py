@@ -23,9 +23,7 @@ __all__ = ["DEFAULTS", "ConfigError", "load_config", "apply_overrides", "to_yaml
 DEFAULTS: dict[str, Any] = {
     "model": {
         "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn
-        # foreground classes; None = taken from the training set (COCO recipes say 80, so a model builds
-        # without data)
-        "num_classes": None,
+        "num_classes": None,  # foreground classes; None = taken from the training set
         # random | a torchvision weights enum name (e.g. ResNet50_Weights.IMAGENET1K_V1)
         # | a path to a backbone checkpoint (backbone.pth) or a whole-detector checkpoint
         "init": "random",
@@ -266,5 +264,7 @@ def schedule_steps(cfg: DictConfig) -> list[int]:
         return []
     total = max_iter(cfg)
     if total <= int(cfg.solver.iters_1x):
-        return [int(round(total * f)) for f in SHORT_SCHEDULE_DROPS]
-    return sorted(total - int(d) for d in cfg.solver.lr_drops_from_end if 0 < total - int(d) < total)
+        steps = [int(round(total * f)) for f in SHORT_SCHEDULE_DROPS]
+    else:
+        steps = [total - int(d) for d in cfg.solver.lr_drops_from_end]
+    return sorted(s for s in steps if 0 < s < total)

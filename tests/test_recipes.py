@@ -19,8 +19,23 @@ COCO = CONFIGS / "coco"
 TABLE = COCO / "RECIPES.md"
 NOT_RECIPES = {"base.yaml"}  # shared settings, inherited by every recipe
 # Columns rendered from the config; the others (what the row reproduces, the AP to expect) are prose.
-CHECKED = ("model", "data", "schedule", "iterations", "LR drops", "batch", "LR", "warm-up", "weight decay",
-           "train size", "test size", "norm (backbone/FPN/box/mask)", "freeze_at", "grouping", "init")
+CHECKED = (
+    "model",
+    "data",
+    "schedule",
+    "iterations",
+    "LR drops",
+    "batch",
+    "LR",
+    "warm-up",
+    "weight decay",
+    "train size",
+    "test size",
+    "norm (backbone/FPN/box/mask)",
+    "freeze_at",
+    "grouping",
+    "init",
+)
 PROSE = ("reproduces", "box AP", "mask AP")
 STAGE_OUT = "OUT"  # the run dir the direct recipe's stage configs are resolved under
 
@@ -61,7 +76,9 @@ def render(cfg: DictConfig) -> dict[str, str]:
     total = max_iter(cfg)
     return {
         "model": f"{arch} R{m.backbone.depth}-FPN {head}",
-        "data": "train2017" if d.subset is None else f"{_k(int(d.subset))} of train2017 (seed {d.subset_seed})",
+        "data": "train2017"
+        if d.subset is None
+        else f"{_k(int(d.subset))} of train2017 (seed {d.subset_seed})",
         "schedule": f"{total / int(s.iters_1x):.3g}x",
         "iterations": _k(total),
         "LR drops": "none (constant)" if not steps else ", ".join(_k(x) for x in steps) + f" (x{s.gamma:g})",
@@ -102,7 +119,9 @@ def parse_table(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
     header, body = cells[0], cells[2:]
     rows = {}
     for row in body:
-        assert len(row) == len(header), f"RECIPES.md row {row[0]!r} has {len(row)} cells, header {len(header)}"
+        assert len(row) == len(header), (
+            f"RECIPES.md row {row[0]!r} has {len(row)} cells, header {len(header)}"
+        )
         assert row[0] not in rows, f"RECIPES.md lists {row[0]!r} twice"
         rows[row[0]] = dict(zip(header, row, strict=True))
     return header, rows
@@ -131,8 +150,11 @@ def test_every_row_matches_its_recipe(table):
     drift = []
     for name, cfg in shipped_rows().items():
         want = render(cfg)
-        drift += [f"{name}: {col}: table says {rows[name][col]!r}, the file gives {want[col]!r}"
-                  for col in CHECKED if rows[name][col] != want[col]]
+        drift += [
+            f"{name}: {col}: table says {rows[name][col]!r}, the file gives {want[col]!r}"
+            for col in CHECKED
+            if rows[name][col] != want[col]
+        ]
         drift += [f"{name}: {col} is empty" for col in PROSE if not rows[name][col]]
     assert drift == [], "\n".join(drift)
 
@@ -153,20 +175,28 @@ def test_every_recipe_builds_its_full_size_model_and_optimizer():
 
     built = set()
     for name, cfg in shipped_rows().items():
-        cfg = apply_overrides(cfg, ["model.init=random"])  # no download, no stage-1 file: init is not tested here
+        cfg = apply_overrides(
+            cfg, ["model.init=random"]
+        )  # no download, no stage-1 file: init is not tested here
         key = (str(cfg.model), float(cfg.solver.weight_decay), float(cfg.solver.weight_decay_norm))
         if key in built:
             continue
         built.add(key)
         model = build_model(cfg)
         assert model.roi_heads.box_predictor.cls_score.out_features == 81, name
-        decay = {id(p): g["weight_decay"] for g in build_optimizer(cfg, model).param_groups for p in g["params"]}
+        decay = {
+            id(p): g["weight_decay"] for g in build_optimizer(cfg, model).param_groups for p in g["params"]
+        }
         trainable = [p for p in model.parameters() if p.requires_grad]
         assert len(decay) == len(trainable), name
         for module in model.modules():
             for p in module.parameters(recurse=False):
                 if p.requires_grad:
-                    want = cfg.solver.weight_decay_norm if isinstance(module, NORM_TYPES) else cfg.solver.weight_decay
+                    want = (
+                        cfg.solver.weight_decay_norm
+                        if isinstance(module, NORM_TYPES)
+                        else cfg.solver.weight_decay
+                    )
                     assert decay[id(p)] == want, (name, type(module).__name__)
     assert len(built) >= 6
 

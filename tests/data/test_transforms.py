@@ -8,8 +8,11 @@ from scratchlab.data.transforms import build_transforms
 
 def _sample(h: int, w: int):
     image = tv_tensors.Image(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-    boxes = tv_tensors.BoundingBoxes(torch.tensor([[0.0, 0.0, w / 2, h / 2], [w / 4, h / 4, w - 1.0, h - 1.0]]),
-                                     format="XYXY", canvas_size=(h, w))
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[0.0, 0.0, w / 2, h / 2], [w / 4, h / 4, w - 1.0, h - 1.0]]),
+        format="XYXY",
+        canvas_size=(h, w),
+    )
     masks = tv_tensors.Mask(torch.ones(2, h, w, dtype=torch.uint8))
     return image, {"boxes": boxes, "masks": masks, "labels": torch.tensor([1, 2])}
 

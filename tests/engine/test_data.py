@@ -10,15 +10,23 @@ from scratchlab.engine.data import DatasetError, aspect_groups, build_train_load
 
 def _dataset(tmp_path, sizes):
     images = [{"id": i + 1, "file_name": f"{i}.jpg", **size} for i, size in enumerate(sizes)]
-    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0}
-            for i in range(len(sizes))]
+    anns = [
+        {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0}
+        for i in range(len(sizes))
+    ]
     path = tmp_path / "train.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
+    path.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]})
+    )
     return CocoDetection(path, tmp_path, with_masks=False, filter_empty=True)
 
 
 def test_grouping_batches_landscape_with_landscape(tmp_path):
-    sizes = [{"width": 64, "height": 48}] * 6 + [{"width": 48, "height": 64}] * 4 + [{"width": 50, "height": 50}] * 2
+    sizes = (
+        [{"width": 64, "height": 48}] * 6
+        + [{"width": 48, "height": 64}] * 4
+        + [{"width": 50, "height": 50}] * 2
+    )
     ds = _dataset(tmp_path, sizes)
     groups = aspect_groups(ds)
     assert groups == [0] * 6 + [1] * 6  # square counts as portrait, as in Detectron2
