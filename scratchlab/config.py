@@ -86,7 +86,9 @@ DEFAULTS: dict[str, Any] = {
         "min_size_test": 800,
         "max_size_test": 1333,
         "hflip_prob": 0.5,
-        # Direct detection pre-training: resize to crop_size * U(scale_jitter), then crop crop_size.
+        # Direct detection pre-training (wxzs5/direct-pretraining): resize the *long* side to
+        # crop_size * U(scale_jitter) keeping the aspect ratio, crop at most crop_size x crop_size, then pad
+        # to crop_size with the pixel mean (= zero after normalisation, as MMDetection pads after Normalize).
         "crop_size": None,
         "scale_jitter": None,  # e.g. [0.8, 1.2]
         "pixel_mean": [0.485, 0.456, 0.406],
@@ -100,6 +102,10 @@ DEFAULTS: dict[str, Any] = {
         "val_images": None,
         "subset": None,  # fraction in (0, 1] or an image count; seeded, the same for every arm
         "subset_seed": 0,
+        # Batch landscape images with landscape, portrait with portrait (Detectron ASPECT_GROUPING,
+        # Detectron2 ASPECT_RATIO_GROUPING): less padding in the shared canvas, so GN statistics see less
+        # of it. On in the COCO recipes.
+        "aspect_ratio_grouping": False,
         "num_workers": 0,
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
@@ -111,11 +117,15 @@ DEFAULTS: dict[str, Any] = {
         "ims_per_batch": 16,
         "momentum": 0.9,
         "weight_decay": 1e-4,
+        # Weight decay of normalisation parameters (GN/BN/SyncBN gamma and beta): Detectron
+        # WEIGHT_DECAY_GN, Detectron2 WEIGHT_DECAY_NORM, MMDetection norm_decay_mult=0.
+        "weight_decay_norm": 0.0,
         "iters_1x": 90000,  # length of the "1x" schedule
         "schedule": 1.0,  # multiplier: max_iter = schedule * iters_1x unless max_iter is set
         "max_iter": None,
-        # LR is divided by 10 when this many iterations remain (the paper: last 60k and last 20k),
-        # so the low-LR phases last equally long whatever the schedule.
+        # Schedules longer than 1x divide the LR by `gamma` when this many iterations remain (the paper:
+        # last 60k and last 20k), so the low-LR phases last equally long whatever the schedule. Schedules
+        # of at most 1x drop at 2/3 and 8/9 of their length instead (60k, 80k of 90k). See schedule_steps.
         "lr_drops_from_end": [60000, 20000],
         "gamma": 0.1,
         "constant_lr": False,  # True: no drops (direct pre-training stage 1)
@@ -135,6 +145,9 @@ DEFAULTS: dict[str, Any] = {
         "base_lr": 0.1,  # for batch_size; SGD momentum 0.9
         "momentum": 0.9,
         "weight_decay": 1e-4,
+        "weight_decay_norm": 0.0,  # on GN/BN gamma and beta
+        # gamma of the last norm in each residual block starts at 0 (GN paper, after Goyal et al. 2017)
+        "zero_init_residual": False,
         "lr_schedule": "step",  # step | cosine
         "lr_steps": [30, 60, 90],  # epochs, for "step"
         "warmup_epochs": 0,
@@ -367,9 +380,22 @@ def max_iter(cfg: DictConfig) -> int:
     return int(s.max_iter) if s.max_iter is not None else int(round(float(s.schedule) * int(s.iters_1x)))
 
 
+# The LR drop rule, the only place it is written. A schedule of at most 1x (max_iter <= iters_1x) drops
+# at 2/3 and 8/9 of its length: the standard 1x of 90k drops at 60k and 80k (Detectron
+# e2e_mask_rcnn_R-50-FPN_1x, Detectron2 Base-RCNN-FPN). A longer schedule drops when each of
+# solver.lr_drops_from_end remains: the paper's "last 60k and last 20k" for 2x-6x (180k: 120k, 160k;
+# 540k: 480k, 520k), which is also Detectron2's 3x (210k, 250k). The mini recipe scales both (1x = 150:
+# 100, 133; 3x: 350, 417 with lr_drops_from_end [100, 33]).
+SHORT_SCHEDULE_DROPS = (2 / 3, 8 / 9)
+
+
 def schedule_steps(cfg: DictConfig) -> list[int]:
-    """Iterations at which the LR is divided by ``gamma``: ``max_iter - d`` for each drop ``d``."""
+    """Iterations at which the LR is multiplied by ``gamma`` (none when ``solver.constant_lr``)."""
     if cfg.solver.constant_lr:
         return []
     total = max_iter(cfg)
-    return sorted(total - int(d) for d in cfg.solver.lr_drops_from_end if 0 < total - int(d) < total)
+    if total <= int(cfg.solver.iters_1x):
+        steps = [int(round(total * f)) for f in SHORT_SCHEDULE_DROPS]
+    else:
+        steps = [total - int(d) for d in cfg.solver.lr_drops_from_end]
+    return sorted(s for s in steps if 0 < s < total)

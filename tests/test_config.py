@@ -79,16 +79,31 @@ def test_paper_recipe_values_in_coco_base():
     s = cfg.solver
     assert (s.base_lr, s.ims_per_batch, s.momentum, s.weight_decay) == (0.02, 16, 0.9, 1e-4)
     assert cfg.model.backbone.freeze_at == 0 and cfg.model.init == "random"
-    assert min(cfg.input.min_size_train) == 640 and max(cfg.input.min_size_train) == 800
+    assert s.weight_decay_norm == 0.0  # Detectron WEIGHT_DECAY_GN
+    assert (s.warmup_iters, s.warmup_factor) == (500, pytest.approx(1 / 3))  # Detectron's defaults
+    assert list(cfg.input.min_size_train) == [800]  # Table 1 runs: fixed 800, flips only
     assert cfg.input.max_size_train == 1333 and cfg.input.min_size_test == 800
+    assert cfg.data.aspect_ratio_grouping
     assert cfg.model.roi_box_head.num_conv == 4 and cfg.model.roi_box_head.num_fc == 1
+
+
+@pytest.mark.parametrize(("overrides", "steps"), [
+    ([], [60_000, 80_000]),  # Detectron/Detectron2 1x
+    (["solver.max_iter=60000"], [40_000, 53_333]),  # shorter than 1x: the same fractions
+    (["solver.schedule=2"], [120_000, 160_000]),  # the paper: last 60k and last 20k
+    (["solver.schedule=3"], [210_000, 250_000]),  # also Detectron2's 3x
+    (["solver.schedule=6"], [480_000, 520_000]),
+    (["solver.constant_lr=true"], []),
+])
+def test_schedule_rule(overrides, steps):
+    assert schedule_steps(load_config(None, overrides)) == steps
 
 
 def test_mini_keeps_the_last_fraction_drops():
     cfg = load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml", ["solver.schedule=3"])
     total = max_iter(cfg)
     steps = schedule_steps(cfg)
-    # Low-LR phases last as long as in 1x (100 and 33 iterations of a 150-iteration 1x).
+    # Low-LR phases last as long as in a 2x (100 and 33 iterations of a 150-iteration 1x).
     assert steps == [total - 100, total - 33]
 
 
@@ -155,3 +170,25 @@ def test_checkpoint_config_text_is_typed_like_a_file():
     assert cfg.solver.base_lr == 2e-3
     with pytest.raises(ConfigError, match="ckpt: model.arch='x'"):
         config_from_yaml("model: {arch: x}\n", "ckpt")
+
+
+MINI_STEPS = {  # every shipped mini recipe (and direct stage): the 90k rule scaled to a 150-iteration 1x
+    "mask_rcnn_gn_scratch.yaml": [100, 133], "mask_rcnn_bn_scratch.yaml": [100, 133],
+    "mask_rcnn_gn_pretrained.yaml": [100, 133], "faster_rcnn_gn_scratch.yaml": [100, 133],
+    "classify_gn.yaml": [100, 133], "direct_gn.yaml stage 1": [], "direct_gn.yaml stage 2": [100, 133],
+    "direct_bn.yaml stage 1": [], "direct_bn.yaml stage 2": [100, 133],
+}
+
+
+def test_every_mini_recipe_drops_at_the_scaled_1x_steps(tmp_path):
+    from scratchlab.pretrain.direct import stage_configs
+
+    found = {}
+    for f in sorted((CONFIGS / "mini").glob("*.yaml")):
+        cfg = load_config(f)
+        if cfg.direct.stage1:
+            s1, s2 = stage_configs(cfg, tmp_path)
+            found[f"{f.name} stage 1"], found[f"{f.name} stage 2"] = schedule_steps(s1), schedule_steps(s2)
+        else:
+            found[f.name] = schedule_steps(cfg)
+    assert found == MINI_STEPS

@@ -4,6 +4,7 @@ The data order is a pure function of ``(seed, global sample position)``: epoch `
 ``randperm(n, seed + e)``, and the sample at position ``p`` also gets its own augmentation seed. So a
 checkpoint only needs the iteration to resume the exact same order, whatever the number of workers,
 and each rank of a distributed run takes its own slice of every global batch.
+:class:`GroupedTrainingBatchSampler` keeps these guarantees with batches of one aspect group each.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["TrainingBatchSampler"]
+__all__ = ["TrainingBatchSampler", "GroupedTrainingBatchSampler"]
 
 _MIX = 0x9E3779B1  # golden-ratio constant: spreads (seed, position) into distinct augmentation seeds
 
@@ -59,3 +60,52 @@ class TrainingBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "size": self.size, "global_batch": self.global_batch}
+
+
+class GroupedTrainingBatchSampler(TrainingBatchSampler):
+    """:class:`TrainingBatchSampler` whose global batches hold one aspect group only (``groups[i]`` is
+    image ``i``'s group: 0 landscape, 1 portrait), as Detectron's ASPECT_GROUPING and Detectron2's
+    ASPECT_RATIO_GROUPING batch them, so a shared padded canvas wastes little room.
+
+    Determinism, as in the parent: epoch ``e`` takes ``randperm(n, seed + e)``, splits it by group keeping
+    its order and cuts each group into global batches; the leftovers of all groups (fewer than a batch
+    each) are cut into mixed batches, the final partial one dropped; the epoch's batches are then shuffled
+    with the same generator. So the number of batches per epoch is fixed, iteration ``i`` is batch
+    ``i mod B`` of epoch ``i // B``: a pure function of ``(seed, iteration)`` that resumes exactly, and
+    rank ``r`` takes its own slice of each global batch. Sample ``j`` of iteration ``i`` gets the
+    augmentation seed of global position ``i * global_batch + j``.
+    """
+
+    def __init__(self, groups: list[int], global_batch: int, seed: int, start_iter: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
+        super().__init__(len(groups), global_batch, seed, start_iter, rank, world)
+        self.groups = [int(g) for g in groups]
+        counts = [self.groups.count(g) for g in sorted(set(self.groups))]
+        whole = sum(c // global_batch for c in counts)
+        self.batches_per_epoch = whole + sum(c % global_batch for c in counts) // global_batch
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"the training set has {len(groups)} images, fewer than one batch "
+                             f"({global_batch}); aspect-ratio grouping needs at least one full batch")
+        self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        if self._epoch_batches[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+            batches, leftovers, b = [], [], self.global_batch
+            for group in sorted(set(self.groups)):
+                members = [i for i in order if self.groups[i] == group]
+                cut = len(members) - len(members) % b
+                batches += [members[k:k + b] for k in range(0, cut, b)]
+                leftovers += members[cut:]
+            batches += [leftovers[k:k + b] for k in range(0, len(leftovers) - b + 1, b)]
+            shuffle = torch.randperm(len(batches), generator=g).tolist()
+            self._epoch_batches = (epoch, [batches[k] for k in shuffle])
+        return self._epoch_batches[1]
+
+    def batch(self, iteration: int) -> list[tuple[int, int]]:
+        epoch, k = divmod(iteration, self.batches_per_epoch)
+        local = self.global_batch // self.world
+        first = self.rank * local
+        members = self._batches(epoch)[k][first:first + local]
+        return [(i, self.sample_seed(iteration * self.global_batch + first + j)) for j, i in enumerate(members)]

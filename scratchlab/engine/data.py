@@ -16,13 +16,14 @@ from torch.utils.data import DataLoader
 
 from ..data.check import Problem, check_dataset, format_report
 from ..data.coco import CocoDetection, collate
-from ..data.sampler import TrainingBatchSampler
+from ..data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
 from ..data.synth import make_synth_detection
 from ..data.transforms import build_transforms
 from .dist import barrier, get_world_size, is_main_process
 
 __all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
-           "build_val_set", "build_train_loader", "require_masks"]
+           "build_val_set", "aspect_groups", "build_train_loader",
+           "require_masks"]
 
 # Part of every cache key: bump it when data/check.py learns a new check, so that verdicts reached
 # without that check are not trusted any more.
@@ -186,9 +187,26 @@ def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
                 "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn")
 
 
+def aspect_groups(dataset: CocoDetection) -> list[int]:
+    """Each training image's aspect group from the JSON sizes: 0 landscape (w > h), 1 otherwise
+    (Detectron2's rule)."""
+    groups = []
+    for image_id in dataset.ids:
+        info = dataset.images[image_id]
+        if "width" not in info or "height" not in info:
+            raise DatasetError(f"{dataset.ann_file}: image id {image_id} has no width/height, which "
+                               "data.aspect_ratio_grouping needs")
+        groups.append(0 if info["width"] > info["height"] else 1)
+    return groups
+
+
 def build_train_loader(cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int,
                        world: int) -> DataLoader:
-    sampler = TrainingBatchSampler(len(dataset), int(cfg.solver.ims_per_batch), int(cfg.seed),
-                                   start_iter, rank, world)
+    """The resumable training loader: batches of one aspect group when ``data.aspect_ratio_grouping``."""
+    batch, seed = int(cfg.solver.ims_per_batch), int(cfg.seed)
+    if cfg.data.aspect_ratio_grouping:
+        sampler = GroupedTrainingBatchSampler(aspect_groups(dataset), batch, seed, start_iter, rank, world)
+    else:
+        sampler = TrainingBatchSampler(len(dataset), batch, seed, start_iter, rank, world)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers),
                       collate_fn=collate, persistent_workers=False)

@@ -10,7 +10,12 @@ from omegaconf import DictConfig
 
 from ..config import schedule_steps
 
-__all__ = ["lr_factor", "lr_at", "build_optimizer", "build_scheduler"]
+__all__ = ["NORM_TYPES", "lr_factor", "lr_at", "param_groups", "build_optimizer", "build_scheduler"]
+
+# Modules whose parameters are normalisation gamma/beta (SyncBatchNorm is a _BatchNorm too);
+# FrozenBatchNorm2d has none. Detectron2's get_default_optimizer_params uses the same list.
+NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm,
+              torch.nn.modules.instancenorm._InstanceNorm, torch.nn.LocalResponseNorm)
 
 
 def lr_factor(it: int, steps: list[int], gamma: float, warmup_iters: int, warmup_factor: float) -> float:
@@ -30,12 +35,28 @@ def lr_at(cfg: DictConfig, it: int) -> float:
     return s.base_lr * lr_factor(it, schedule_steps(cfg), s.gamma, s.warmup_iters, s.warmup_factor)
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float, weight_decay_norm: float) -> list[dict]:
+    """The trainable parameters in two groups: normalisation gamma/beta (``weight_decay_norm``, 0 in every
+    anchor: Detectron WEIGHT_DECAY_GN, Detectron2 WEIGHT_DECAY_NORM, MMDetection norm_decay_mult) and the
+    rest (``weight_decay``). Biases decay like weights, as in Detectron2 (Detectron 1's 2x bias LR and no
+    bias decay were dropped there as not useful). An empty group is left out."""
+    norm, other, seen = [], [], set()
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.requires_grad and id(p) not in seen:  # a shared parameter goes in one group only
+                seen.add(id(p))
+                (norm if isinstance(module, NORM_TYPES) else other).append(p)
+    groups = [{"params": other, "weight_decay": float(weight_decay)},
+              {"params": norm, "weight_decay": float(weight_decay_norm)}]
+    return [g for g in groups if g["params"]]
+
+
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.SGD:
-    """SGD with momentum and weight decay over the trainable parameters (decay on every parameter, as the
-    paper's Detectron recipe)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """SGD with momentum over the trainable parameters; ``solver.weight_decay`` on weights and biases,
+    ``solver.weight_decay_norm`` on normalisation parameters."""
     s = cfg.solver
-    return torch.optim.SGD(params, lr=s.base_lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    groups = param_groups(model, s.weight_decay, s.weight_decay_norm)
+    return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum, weight_decay=s.weight_decay)
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:

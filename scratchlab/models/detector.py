@@ -88,6 +88,16 @@ def _box_head(cfg: DictConfig, in_channels: int, norm) -> tuple[nn.Module, int]:
     return head, fc_dim
 
 
+def _init_box_head_fcs(box_head: nn.Module) -> None:
+    # The anchors fill the box head's fc layers with Xavier (Caffe2 XavierFill in Detectron's fc6/fc7,
+    # Detectron2 c2_xavier_fill): uniform with bound sqrt(3 / fan_in) = kaiming_uniform(a=1); bias 0.
+    # torchvision's FastRCNNConvFCHead leaves them at PyTorch's default.
+    for layer in box_head.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_uniform_(layer.weight, a=1)
+            nn.init.zeros_(layer.bias)
+
+
 def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module | None) -> None:
     # Detectron2's initialisation of the output layers: small Gaussians, so that the initial class scores
     # are near uniform and the box deltas near zero -- this matters most when everything else is random.
@@ -96,6 +106,9 @@ def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module
     nn.init.zeros_(box_predictor.cls_score.bias)
     nn.init.zeros_(box_predictor.bbox_pred.bias)
     if mask_predictor is not None:
+        # The 2x2 deconv keeps torchvision's MSRA weights (= Detectron's MSRAFill); its bias starts at 0 as
+        # in Detectron (const_fill(0.0)) and Detectron2 (c2_msra_fill), not at PyTorch's default.
+        nn.init.zeros_(mask_predictor.conv5_mask.bias)
         logits = mask_predictor.mask_fcn_logits
         nn.init.normal_(logits.weight, std=0.001)
         nn.init.zeros_(logits.bias)
@@ -174,6 +187,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         model: nn.Module = MaskRCNN(backbone, num_classes=None, **kwargs)
     else:
         model = FasterRCNN(backbone, num_classes=None, **kwargs)
+    _init_box_head_fcs(box_head)
     _init_predictors(box_predictor, mask_predictor)
 
     model.transform = TrainNoResizeTransform(

@@ -44,6 +44,7 @@ class ResNetBody(ResNet):
         depth: int = 50,
         width_mult: float = 1.0,
         norm_layer: NormFactory | None = None,
+        zero_init_residual: bool = False,
     ) -> None:
         if depth not in DEPTHS:
             raise ValueError(f"model.backbone.depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -52,7 +53,9 @@ class ResNetBody(ResNet):
         block, layers = DEPTHS[depth]
         # Read by _make_layer, which ResNet.__init__ calls; so it must be set before super().__init__.
         self._width_mult = float(width_mult)
-        super().__init__(block, layers, norm_layer=norm_layer)
+        # zero_init_residual: gamma of each block's last norm (bn2/bn3, GN or BN) starts at 0, so every
+        # residual block starts as the identity (Goyal et al. 2017; the GN paper's ImageNet recipe).
+        super().__init__(block, layers, norm_layer=norm_layer, zero_init_residual=zero_init_residual)
         del self.avgpool, self.fc  # the detector and the pre-training head pool/classify themselves
         self.depth = depth
         self.stage_channels = [self._scaled(p) * block.expansion for p in (64, 128, 256, 512)]
@@ -74,8 +77,9 @@ class ResNetBody(ResNet):
         return out
 
 
-def build_backbone_body(cfg: DictConfig) -> ResNetBody:
-    """The ResNet body configured by ``cfg.model`` (depth, width_mult, norm, gn_groups), MSRA-initialised.
+def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> ResNetBody:
+    """The ResNet body configured by ``cfg.model`` (depth, width_mult, norm, gn_groups), MSRA-initialised;
+    ``zero_init_residual`` starts each residual block's last gamma at 0 (classification pre-training).
 
     This is the very module :func:`scratchlab.models.build_model` uses as ``backbone.body``, so its
     ``state_dict()`` loads into a detector's body with no missing key. It is *not* frozen: ``freeze_at`` is
@@ -85,7 +89,7 @@ def build_backbone_body(cfg: DictConfig) -> ResNetBody:
     norm = norm_factory(str(m.norm), int(m.gn_groups), where="backbone (model.norm)")
     if norm is None:
         raise ValueError("model.norm must name a norm for the backbone (GN, SyncBN, BN, FrozenBN), got ''")
-    return ResNetBody(int(m.backbone.depth), float(m.backbone.width_mult), norm)
+    return ResNetBody(int(m.backbone.depth), float(m.backbone.width_mult), norm, zero_init_residual)
 
 
 def freeze_stages(body: ResNetBody, freeze_at: int) -> ResNetBody:

@@ -30,6 +30,7 @@ from ..config import to_yaml
 from ..data.image_io import load_image
 from ..data.synth_classify import make_synth_classify
 from ..engine.checkpoint import atomic_torch_save
+from ..engine.schedule import param_groups
 from ..engine.trainer import resolve_device, setup_logging
 from ..models import build_backbone_body
 
@@ -113,7 +114,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     val_set = ImageFolder(str(root / "val"), transform=_transforms(cfg, False), loader=load_image)
     if train_set.classes != val_set.classes:
         raise ValueError(f"{root}: train/ and val/ have different class folders")
-    body = build_backbone_body(cfg)
+    body = build_backbone_body(cfg, zero_init_residual=bool(c.zero_init_residual))
     model = BackboneClassifier(body, body.out_channels, len(train_set.classes)).to(device)
     g = torch.Generator().manual_seed(cfg.seed)
     workers = int(cfg.data.num_workers)
@@ -122,8 +123,8 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     val_loader = DataLoader(val_set, batch_size=int(c.batch_size), num_workers=workers)
     if len(train_loader) == 0:
         raise ValueError(f"{root / 'train'}: fewer images ({len(train_set)}) than one batch ({c.batch_size})")
-    optimizer = torch.optim.SGD(model.parameters(), lr=c.base_lr, momentum=c.momentum,
-                                weight_decay=c.weight_decay)
+    optimizer = torch.optim.SGD(param_groups(model, c.weight_decay, c.weight_decay_norm), lr=c.base_lr,
+                                momentum=c.momentum, weight_decay=c.weight_decay)
     (out / "config.yaml").write_text(to_yaml(cfg))
     seen = pixels = 0
     losses: list[float] = []

@@ -1,4 +1,6 @@
-from scratchlab.data.sampler import TrainingBatchSampler
+import pytest
+
+from scratchlab.data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
 
 
 def test_order_is_a_function_of_seed_and_iteration():
@@ -26,3 +28,45 @@ def test_sample_seeds_differ_per_position():
     s = TrainingBatchSampler(5, 5, seed=0)
     seeds = [sd for it in range(4) for _, sd in s.batch(it)]
     assert len(set(seeds)) == len(seeds)
+
+
+GROUPS = [0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1]  # 8 landscape, 5 portrait
+
+
+def test_grouped_batches_hold_one_group_except_the_leftover_batch():
+    s = GroupedTrainingBatchSampler(GROUPS, 4, seed=0)
+    # 8 // 4 + 5 // 4 whole batches, then the leftovers (0 + 1) make no full mixed batch.
+    assert s.batches_per_epoch == 3
+    for it in range(30):
+        assert len({GROUPS[i] for i, _ in s.batch(it)}) == 1, it
+
+
+def test_leftovers_form_mixed_batches():
+    s = GroupedTrainingBatchSampler([0] * 6 + [1] * 6, 4, seed=0)  # 2 + 2 leftovers: one mixed batch
+    assert s.batches_per_epoch == 3
+    epoch = [sorted(i for i, _ in s.batch(it)) for it in range(3)]
+    assert sorted(i for b in epoch for i in b) == list(range(12))
+    assert sum(len({i // 6 for i in b}) == 2 for b in epoch) == 1
+
+
+def test_grouped_order_is_a_function_of_seed_and_iteration():
+    a = GroupedTrainingBatchSampler(GROUPS, 4, seed=3)
+    resumed = GroupedTrainingBatchSampler(GROUPS, 4, seed=3, start_iter=7)
+    first = [b for _, b in zip(range(12), a, strict=False)]
+    assert [b for _, b in zip(range(5), resumed, strict=False)] == first[7:12]
+    assert GroupedTrainingBatchSampler(GROUPS, 4, seed=3).batch(10) == first[10]  # no history needed
+    assert [GroupedTrainingBatchSampler(GROUPS, 4, seed=4).batch(i) for i in range(6)] != first[:6]
+
+
+def test_grouped_ranks_split_the_global_batch_and_seeds_are_unique():
+    full = GroupedTrainingBatchSampler(GROUPS, 4, seed=1)
+    for it in range(6):
+        parts = [GroupedTrainingBatchSampler(GROUPS, 4, seed=1, rank=r, world=2).batch(it) for r in range(2)]
+        assert parts[0] + parts[1] == full.batch(it)
+    seeds = [sd for it in range(12) for _, sd in full.batch(it)]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_grouping_needs_one_full_batch():
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        GroupedTrainingBatchSampler([0, 1, 0], 4, seed=0)

@@ -2,6 +2,7 @@ import pytest
 
 from scratchlab.config import load_config
 from scratchlab.engine.schedule import lr_at
+from tests.conftest import MINI
 
 
 @pytest.fixture
@@ -43,3 +44,23 @@ def test_scheduler_follows_lr_at(cfg):
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, it)), it
         opt.step()
         sched.step()
+
+
+@pytest.mark.parametrize("norm", ["GN", "BN", "SyncBN"])
+def test_norm_parameters_get_weight_decay_norm(norm):
+    from scratchlab.engine.schedule import NORM_TYPES, build_optimizer
+    from scratchlab.models import build_model
+
+    overrides = [f"model.norm={norm}", f"model.fpn.norm={norm}", f"model.roi_box_head.norm={norm}",
+                 f"model.roi_mask_head.norm={norm}", "model.backbone.freeze_at=2", "solver.weight_decay=0.001",
+                 "solver.weight_decay_norm=0.0"]
+    cfg = load_config(MINI, overrides)
+    model = build_model(cfg, num_classes=2)
+    groups = build_optimizer(cfg, model).param_groups
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    norm_params = [p for m in model.modules() if isinstance(m, NORM_TYPES)
+                   for p in m.parameters(recurse=False) if p.requires_grad]
+    assert norm_params and all(decay[id(p)] == 0.0 for p in norm_params)
+    others = {id(p) for p in model.parameters() if p.requires_grad} - {id(p) for p in norm_params}
+    assert others and all(decay[i] == 0.001 for i in others)
+    assert set(decay) == {id(p) for p in model.parameters() if p.requires_grad}  # frozen ones left out

@@ -192,3 +192,19 @@ def test_tiny_train_step_and_eval_coordinates():
         # larger network input, where many of them reach beyond the original width/height.
         assert float(pred["boxes"][:, 2].max()) <= w and float(pred["boxes"][:, 3].max()) <= h
         assert float(pred["boxes"][:, 2].max()) > 0.75 * w and float(pred["boxes"].min()) >= 0
+
+
+@pytest.mark.parametrize("head", [["model.roi_box_head.num_conv=4", "model.roi_box_head.num_fc=1"],
+                                  ["model.roi_box_head.num_conv=0", "model.roi_box_head.num_fc=2"]])
+def test_box_head_fcs_are_xavier_and_mask_deconv_bias_zero(head):
+    # Caffe2 XavierFill / Detectron2 c2_xavier_fill: U(-sqrt(3 / fan_in), sqrt(3 / fan_in)), bias 0.
+    torch.manual_seed(0)
+    model = build_model(_tiny(*head), num_classes=3)
+    fcs = [m for m in model.roi_heads.box_head.modules() if isinstance(m, nn.Linear)]
+    assert len(fcs) == int(head[1][-1])
+    for fc in fcs:
+        bound, w = (3 / fc.in_features) ** 0.5, fc.weight.detach()
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+        assert float(w.std()) == pytest.approx(bound / 3**0.5, rel=0.05)  # uniform: std = bound / sqrt(3)
+        assert torch.count_nonzero(fc.bias) == 0
+    assert torch.count_nonzero(model.roi_heads.mask_predictor.conv5_mask.bias) == 0

@@ -121,3 +121,16 @@ def test_freeze_converts_batchnorm_in_frozen_stages_keeping_values():
     assert body.conv1.weight.requires_grad is False and body.layer1[0].conv1.weight.requires_grad
     with pytest.raises(ValueError, match="freeze_at"):
         freeze_stages(body, 6)
+
+
+@pytest.mark.parametrize(("depth", "last"), [(50, "bn3"), (18, "bn2")])
+def test_zero_init_residual_zeroes_each_blocks_last_gn_gamma(depth, last):
+    cfg = load_config(None, [f"model.backbone.depth={depth}", "model.backbone.width_mult=0.25", "model.gn_groups=4"])
+    body = build_backbone_body(cfg, zero_init_residual=True)
+    blocks = [b for layer in (body.layer1, body.layer2, body.layer3, body.layer4) for b in layer]
+    for block in blocks:
+        norm = getattr(block, last)
+        assert isinstance(norm, nn.GroupNorm) and torch.count_nonzero(norm.weight) == 0
+    assert torch.all(body.bn1.weight == 1)  # only the last norm of each block
+    default = build_backbone_body(cfg)
+    assert all(torch.all(getattr(b, last).weight == 1) for layer in (default.layer1,) for b in layer)
