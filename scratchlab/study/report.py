@@ -82,12 +82,16 @@ def _check_study(study: Any) -> None:
 
 
 def _cell(stat: dict[str, Any] | None) -> str:
-    """``29.5 ± 0.7 [28.1, 30.9]``: mean, ± seed std, [95% interval]."""
+    """``29.5 ± 0.7 [28.1, 30.9] seeds [23.1, 35.9]``: mean, ± seed std, [bootstrap interval], and the
+    t-interval over seeds (in brackets alone when there is no bootstrap interval)."""
     if stat is None:
         return "n/a"
     txt = f"{stat['mean']:.1f}" + (f" ± {stat['std']:.1f}" if stat.get("std") is not None else "")
-    iv = stat.get("bootstrap_interval") or stat.get("interval")
-    return txt + (f" [{iv[0]:.1f}, {iv[1]:.1f}]" if iv else "")
+    boot, seeds = stat.get("bootstrap_interval"), stat.get("interval")
+    for prefix, iv in ((" ", boot), (" seeds " if boot else " ", seeds)):
+        if iv:
+            txt += f"{prefix}[{iv[0]:.1f}, {iv[1]:.1f}]"
+    return txt
 
 
 def final_table(groups: list[dict[str, Any]], arms: list[dict[str, Any]], task: str) -> Table:
@@ -173,7 +177,9 @@ def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path
     for task in TASKS:
         table = final_table(verdict.get("groups") or [], study["arms"], task)
         if table.rows:
-            sections.append(Section(f"Final {task} AP", ["mean ± seed std [95% interval]"], table=table))
+            sections.append(Section(f"Final {task} AP", [
+                "mean ± seed std [95% interval, bootstrap over images and seeds]; 'seeds [...]' or, without "
+                "per-image data, [...] alone: 95% t-interval of the mean over seeds"], table=table))
     sections.append(Section("Arms: status and cost", table=status_table(study["arms"])))
     return sections
 

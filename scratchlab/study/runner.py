@@ -230,7 +230,7 @@ class Study:
         except NonFiniteLossError as exc:
             record.update(status="diverged", error=str(exc))
             log.warning("arm %s diverged: %s", arm["name"], exc)
-        except Exception as exc:  # noqa: BLE001 - one failing arm must not stop the study
+        except Exception as exc:  # one failing arm must not stop the study
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc())
