@@ -165,7 +165,8 @@ def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path
               f"({boot.get('resamples')} resamples, seed {boot.get('seed')}; seeds resampled too where an "
               f"arm has several), or from the seeds alone where there is no per-image data. A claim is "
               f"decided only when its interval excludes the other outcome; 'caught up' means the interval "
-              f"of scratch minus pre-trained lies above -{boot.get('margin', 1.0):g} AP (the equivalence margin).")
+              f"of scratch minus pre-trained lies above -{boot.get('margin', 1.0):g} AP (the equivalence margin). "
+              f"'No interval': a side has one seed and no per-image data, so that finding cannot decide.")
     sections = [
         Section("Answer", [verdict.get("headline") or ""], css="headline"),
         Section(None, [method]),

@@ -65,7 +65,7 @@ def _delta(f: Finding) -> str:
     """``+2.3 AP [+0.8, +3.9]`` and where the interval comes from."""
     d = f.values["diff"]
     if f.interval is None:
-        return f"{d:+.1f} AP (no interval: one seed per side and no per-image data)"
+        return f"{d:+.1f} AP (no interval)"
     lo, hi = f.interval
     basis = " over seeds" if f.basis == "seeds" else ""
     return f"{d:+.1f} AP [{lo:+.1f}, {hi:+.1f}]{basis}"
@@ -90,8 +90,7 @@ def describe(f: Finding) -> str:
                 f"{b.label()} {v['b']:.1f}: pre-training ahead by {_delta(f)}" + _verdict(f))
     if f.kind == "catch_up":
         return (f"{a.label()} reached {v['a']:.1f} {f.task} AP against {v['b']:.1f} for {b.label()}: "
-                f"{_delta(f)}, judged against a margin of {f.extra['margin']:g} AP (caught up when the "
-                f"whole interval is above -{f.extra['margin']:g})" + _verdict(f))
+                f"{_delta(f)} (margin {f.extra['margin']:g} AP)" + _verdict(f))
     if f.kind == "regime_gap":
         return (f"{a.label()} minus {b.label()}: {_delta(f)} {f.task} "
                 f"({v['a']:.1f} against {v['b']:.1f}).")
@@ -173,8 +172,9 @@ def _headline(ev: Evidence, groups: list[Group], sizes: dict[str, int]) -> str:
     spent = ""
     if total:
         pre = best.cost("pixels_seen", "pretrain") or 0
+        share = f"{100 * pre / total:.0f}% of them in pre-training" if pre else "no pre-training"
         spent = (f", after {fmt_count(best.cost('images_seen'))} images / {fmt_count(total)} pixels seen in "
-                 f"total ({100 * pre / total:.0f}% of them in pre-training)")
+                 f"total ({share})")
     text = (f"With data {data}{n}, {best.label()} reached the best bbox AP, "
             f"{fmt_ap(best.mean('bbox'), _group_interval(ev, best, 'bbox'))}{spent}.")
     other = best_group([g for g in rg if g.init != best.init])

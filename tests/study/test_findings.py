@@ -99,4 +99,4 @@ def test_without_per_image_data_one_seed_cannot_decide(make_arm):
     v = compute_verdict(arms)
     cu = _only(v, "catch_up")
     assert cu["interval"] is None and cu["basis"] == "none" and cu["outcome"] == "inconclusive"
-    assert "no interval" in next(x for x in v["lines"] if "judged against a margin" in x)
+    assert "(no interval)" in next(x for x in v["lines"] if "(margin 1 AP)" in x)

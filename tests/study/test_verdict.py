@@ -38,7 +38,7 @@ def test_findings_grouped_by_question_with_their_numbers(caught_up_arms):
     assert early["a"] == pytest.approx(want_pt, abs=1e-2) and early["b"] == pytest.approx(want_rd, abs=1e-2)
     assert early["arms"] == ["classify_gn_1x", "scratch_gn_3x"]
     line = v["questions"][0]["lines"][0]
-    assert f"pre-training ahead by {want_pt - want_rd:+.1f} AP (no interval" in line and "inconclusive" in line
+    assert f"pre-training ahead by {want_pt - want_rd:+.1f} AP (no interval)" in line and "inconclusive" in line
     cu = _one(v["findings"]["catch_up"], task="bbox")
     assert cu["a_group"]["schedule"] == 3.0 and cu["diff"] == pytest.approx(1.0) and cu["margin"] == 1.0
     assert "random init (GN, 3x) reached 31.0 bbox AP against 30.0" in v["questions"][1]["lines"][0]
