@@ -19,7 +19,7 @@ from typing import Any
 
 from .evidence import Evidence
 from .groups import POORLY_NORMED, WELL_NORMED, Group
-from .stats import direction, percentile_interval, seed_diff_interval, within_margin
+from .stats import INCONCLUSIVE, direction, percentile_interval, seed_diff_interval, within_margin
 
 __all__ = ["Finding", "early", "catch_up", "regime_gap", "localisation", "normalisation", "direct_vs_classify",
            "cost", "best_group", "compare"]
@@ -98,6 +98,12 @@ def compare(kind: str, ev: Evidence, a: Group, b: Group, task: str, metric: str 
     return Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}, interval, basis)
 
 
+def _signal(outcome: str, *values: float | None) -> str:
+    """Inconclusive when every side is at 0 AP: nothing was learned, so a zero-width interval around an
+    exact tie says nothing about the claim."""
+    return INCONCLUSIVE if all(v == 0 for v in values) else outcome
+
+
 def _curve_value(g: Group, task: str, iteration: float) -> float | None:
     vals = [next((p.get(f"{task}_AP") for p in a.get("curve") or [] if p["iteration"] == iteration), None)
             for a in g.finished]
@@ -141,7 +147,8 @@ def early(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding
     va, vb = _curve_value(pt, task, it), _curve_value(rd, task, it)
     interval, basis = _diff(ev, pt, rd, task, iteration=it)
     return Finding("early", pt.data, task, pt, rd, {"a": va, "b": vb, "diff": va - vb}, interval, basis,
-                   direction(interval, +1), {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop})
+                   _signal(direction(interval, +1), va, vb),
+                   {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop})
 
 
 def catch_up(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str, margin: float) -> Finding | None:
@@ -153,7 +160,7 @@ def catch_up(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str, margin:
     longest = max(g.schedule for g in rands)
     rd = best_group([g for g in rands if g.schedule == longest], task)
     f = compare("catch_up", ev, rd, pt, task)
-    f.outcome = within_margin(f.interval, margin)
+    f.outcome = _signal(within_margin(f.interval, margin), f.values["a"], f.values["b"])
     f.extra = {"margin": margin}
     return f
 
@@ -188,7 +195,8 @@ def localisation(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> 
         interval = seed_diff_interval(*per_seed)
         basis = "seeds" if interval is not None else "none"
     values = {"a": gap75, "b": gap50, "diff": gap75 - gap50, **{f"{g}_{m}": x for (g, m), x in v.items()}}
-    return Finding("localisation", pt.data, task, rd, pt, values, interval, basis, direction(interval, +1))
+    outcome = _signal(direction(interval, +1), v["rd", "AP50"], v["pt", "AP50"])
+    return Finding("localisation", pt.data, task, rd, pt, values, interval, basis, outcome)
 
 
 def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
@@ -210,7 +218,7 @@ def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
                                outcome="reproduced", extra=extra))
             continue
         f = compare("normalisation", ev, g, ref, "bbox")
-        f.outcome, f.extra = direction(f.interval, -1), extra
+        f.outcome, f.extra = _signal(direction(f.interval, -1), f.values["a"], f.values["b"]), extra
         out.append(f)
     return out
 
@@ -226,7 +234,7 @@ def direct_vs_classify(ev: Evidence, rg: Sequence[Group]) -> Finding | None:
     ratio = d.cost("pixels_seen") / c.cost("pixels_seen")
     f.extra = {"pixels_ratio": round(ratio, 4), "direct_pixels": d.cost("pixels_seen"),
                "classify_pixels": c.cost("pixels_seen")}
-    ap = direction(f.interval, +1)
+    ap = _signal(direction(f.interval, +1), f.values["a"], f.values["b"])
     f.outcome = "not reproduced" if ratio >= 1 or ap == "not reproduced" else ap
     return f
 

@@ -21,6 +21,12 @@ expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
 direct arms fine-tune with the direct config's ``direct.stage2`` overrides.
 Each arm is a normal run dir under ``DIR/arms/<name>``; a crashing or diverging arm is recorded and the
 others go on; running the study again skips finished arms and resumes unfinished ones.
+
+``DIR/study.json`` holds every arm's record, including the per-image COCO evaluation of its val
+detections (final model: bbox and segm; each curve point: bbox; the detections themselves stay in
+``arms/<name>/inference/``), and the verdict with its 95% intervals (a paired bootstrap over the val
+images, run once all arms are done). ``scratchlab study --report-only DIR`` recomputes the verdict and
+the report from study.json alone.
 """
 
 from __future__ import annotations

@@ -100,3 +100,13 @@ def test_without_per_image_data_one_seed_cannot_decide(make_arm):
     cu = _only(v, "catch_up")
     assert cu["interval"] is None and cu["basis"] == "none" and cu["outcome"] == "inconclusive"
     assert "(no interval)" in next(x for x in v["lines"] if "(margin 1 AP)" in x)
+
+
+def test_nothing_learned_decides_nothing(make_arm, score):
+    """Both arms at 0 AP: the interval is [0, 0], yet neither 'caught up' nor 'not ahead' is shown."""
+    nothing = [{"image_id": 1, "category_id": 1, "bbox": [90.0, 90.0, 5.0, 5.0], "score": 0.5}]
+    v = compute_verdict(_pair(make_arm, score, nothing, nothing), resamples=50)
+    for kind in ("early", "catch_up", "localisation"):
+        f = _only(v, kind)
+        assert f["a"] == f["b"] == 0 or kind == "localisation"
+        assert f["interval"] == [0.0, 0.0] and f["outcome"] == "inconclusive", kind
