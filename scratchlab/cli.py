@@ -12,6 +12,7 @@
     scratchlab pretrain classify CONFIG --out DIR [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
     scratchlab study STUDY.yaml --out DIR
+    scratchlab study --report-only DIR
     scratchlab demo [--quick] --out DIR
 """
 
@@ -133,10 +134,17 @@ def _cmd_pretrain_direct(a: argparse.Namespace) -> int:
 
 
 def _cmd_study(a: argparse.Namespace) -> int:
-    from .study.runner import run_study
+    from .study.runner import rebuild_report, run_study
 
-    study = run_study(a.study, a.out)
-    print("\n".join(study["verdict"].get("lines", [])))
+    if a.report_only:
+        study = rebuild_report(a.report_only)
+    elif a.study and a.out:
+        study = run_study(a.study, a.out)
+    else:
+        raise ValueError("scratchlab study: give STUDY.yaml --out DIR, or --report-only DIR")
+    print(study["verdict"]["headline"])
+    print("\n".join(study["verdict"]["lines"]))
+    print(f"report: {study['report']['html']}")
     return 0
 
 
@@ -239,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     pd.set_defaults(func=_cmd_pretrain_direct)
 
     st = sub.add_parser("study", help="run a pre-training vs scratch study and write its report")
-    st.add_argument("study", help="study YAML file")
-    st.add_argument("--out", required=True)
+    st.add_argument("study", nargs="?", help="study YAML file")
+    st.add_argument("--out", help="the study's directory (arms, study.json, report)")
+    st.add_argument("--report-only", metavar="DIR",
+                    help="rebuild DIR's verdict (intervals included) and report from DIR/study.json; runs no arm")
     st.set_defaults(func=_cmd_study)
 
     dm = sub.add_parser("demo", help="the miniature study on generated data, with a report")

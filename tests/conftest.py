@@ -7,23 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from scratchlab.study.demo import overrides_of
+
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "configs" / "mini" / "mask_rcnn_gn_scratch.yaml"
 RACCOON = ROOT.parent / "shared" / "data" / "raccoon"
 
-# A narrow model and a very short schedule: tests check behaviour, not accuracy.
-TINY = [
-    "model.backbone.depth=18", "model.backbone.width_mult=0.25", "model.gn_groups=4",
-    "model.fpn.channels=16", "model.roi_box_head.conv_dim=16", "model.roi_box_head.fc_dim=32",
-    "model.roi_mask_head.conv_dim=16", "model.roi_box_head.batch_size_per_image=16",
-    "model.rpn.batch_size_per_image=32", "model.rpn.pre_nms_top_n_train=100",
-    "model.rpn.post_nms_top_n_train=50", "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=25",
-    "model.roi_box_head.detections_per_img=10",
-    "input.min_size_train=[56,64]", "input.max_size_train=107", "input.min_size_test=64", "input.max_size_test=107",
-    "solver.ims_per_batch=2", "solver.iters_1x=6", "solver.lr_drops_from_end=[4,2]", "solver.warmup_iters=2",
-    "log.period=2", "eval.period=3", "checkpoint.period=2",
-    "data.synth.num_train=12", "data.synth.num_val=4", "data.synth.image_size=64",
-]
+# A narrow model and a very short schedule (configs/mini/tiny.yaml, as overrides so that configs with their
+# own base shrink the same way): tests check behaviour, not accuracy.
+TINY = overrides_of(ROOT / "configs" / "mini" / "tiny.yaml")
 
 
 @pytest.fixture(autouse=True)

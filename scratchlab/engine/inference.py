@@ -12,11 +12,12 @@ from .dist import get_rank, get_world_size, is_main_process
 __all__ = ["inference_on_dataset", "coco_evaluator"]
 
 
-def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False) -> COCOEvaluator:
-    """Box AP, and mask AP for a Mask R-CNN config, against ``dataset``'s COCO file (``data.val_json``)."""
+def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False, output_file=None) -> COCOEvaluator:
+    """Box AP, and mask AP for a Mask R-CNN config, against ``dataset``'s COCO file (``data.val_json``);
+    with ``output_file``, the detections are written there too."""
     iou_types = ("bbox", "segm") if cfg.model.arch == "mask_rcnn" else ("bbox",)
     return COCOEvaluator(dataset.ann_file, iou_types=iou_types, label_to_category_id=dataset.label_to_cat_id,
-                         per_category=per_class)
+                         per_category=per_class, output_file=output_file)
 
 
 @torch.no_grad()

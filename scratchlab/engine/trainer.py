@@ -30,7 +30,7 @@ from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler
 from .writers import MetricWriters, flatten_metrics
 
-__all__ = ["train", "NonFiniteLossError", "resolve_device", "setup_logging"]
+__all__ = ["train", "NonFiniteLossError", "resolve_device", "setup_logging", "detections_file"]
 
 log = logging.getLogger("scratchlab")
 
@@ -67,8 +67,8 @@ def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
     return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
 
-def _evaluate(model, val_set, cfg: DictConfig, device) -> dict[str, Any]:
-    return inference_on_dataset(model, val_set, coco_evaluator(cfg, val_set), device)
+def _evaluate(model, val_set, cfg: DictConfig, device, output_file: Path | None = None) -> dict[str, Any]:
+    return inference_on_dataset(model, val_set, coco_evaluator(cfg, val_set, output_file=output_file), device)
 
 
 def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
@@ -76,6 +76,11 @@ def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
     config (YAML text), the class names and the COCO category id of each label 1..K."""
     return {"config": to_yaml(cfg), "classes": [c.get("name", str(c["id"])) for c in train_set.categories],
             "category_ids": [int(c["id"]) for c in train_set.categories]}
+
+
+def detections_file(out_dir: Path, iteration: int) -> Path:
+    """Where a run keeps the val detections of its evaluation at ``iteration`` (for bootstraps later)."""
+    return out_dir / "inference" / f"detections_{iteration:07d}.json"
 
 
 def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -181,11 +186,11 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
                                  "lr": optimizer.param_groups[0]["lr"], **extra})
             timing = {"time": 0.0, "data_time": 0.0, "n": 0}
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
-            writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device)))
+            writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device, detections_file(out, done))))
             t_last = time.perf_counter()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0:
             save(done)
-    results = _evaluate(core, val_set, cfg, device) if val_set is not None else {}
+    results = _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
     final = {"iteration": total, **results,
              "cost": cost_block(cost, pretrain_cost(cfg.model.init))}
     save(total)

@@ -191,6 +191,19 @@ def _load_results(gt: Any, results: list[dict[str, Any]], backend: str) -> Any:
     return dt
 
 
+def detections_for(iou_type: str, results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``results`` ready for ``loadRes`` as ``iou_type`` (loadRes writes area/id into each)."""
+    dts = [dict(r) for r in results]
+    if iou_type == "segm":
+        for i, r in enumerate(dts):
+            if "segmentation" not in r:
+                raise ValueError(f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation")
+            # With a bbox present loadRes takes the box area as the instance area; drop it so the
+            # small/medium/large split uses the mask area (as Detectron2 does).
+            r.pop("bbox", None)
+    return dts
+
+
 def _mean_ap(precision: np.ndarray) -> float | None:
     """Mean of the valid (> -1) precision entries in percent; None when nothing had ground truth."""
     valid = precision[precision > -1]
@@ -256,18 +269,7 @@ def evaluate_predictions(
 def _accumulated(gt: Any, results: Sequence[Mapping[str, Any]], iou_type: str, backend: str, max_dets: int,
                  img_ids: Iterable[int] | None) -> Any:
     """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
-    # Copies: loadRes writes area/id (and box polygons) into each record.
-    dts = [dict(r) for r in results]
-    if iou_type == "segm":
-        for i, r in enumerate(dts):
-            if "segmentation" not in r:
-                raise ValueError(
-                    f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation"
-                )
-            # With a bbox present loadRes takes the box area as the instance area; drop it so the
-            # small/medium/large split uses the mask area (as Detectron2 does).
-            r.pop("bbox", None)
-    dt = _load_results(gt, dts, backend)
+    dt = _load_results(gt, detections_for(iou_type, results), backend)
     extra = {"print_function": _log.debug} if backend == "faster_coco_eval" else {}
     coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
     # Sorted and unique, as COCOeval expects (faster-coco-eval sorts them itself).
@@ -312,6 +314,19 @@ def precision_recall_curves(
     return curves
 
 
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
 class COCOEvaluator(DatasetEvaluator):
     """COCO AP for torchvision detectors (boxes; masks too when the outputs carry them).
 
@@ -319,7 +334,9 @@ class COCOEvaluator(DatasetEvaluator):
     (a torchvision eval-mode output at the original image size). ``label_to_category_id`` maps the
     contiguous training labels 1..K to COCO category ids (a dict, or a sequence listing the category
     ids in label order); None means label == category id. Only processed images are evaluated, so a
-    partial pass (e.g. ``eval.max_images``) is not penalised for images it never saw.
+    partial pass (e.g. ``eval.max_images``) is not penalised for images it never saw. ``output_file``:
+    where ``evaluate`` also writes the COCO-format detections (the main process; Detectron2's
+    ``coco_instances_results.json``), e.g. for a bootstrap over the images later.
     """
 
     def __init__(
@@ -330,7 +347,9 @@ class COCOEvaluator(DatasetEvaluator):
         max_dets: int = 100,
         label_to_category_id: Mapping[int, int] | Sequence[int] | None = None,
         per_category: bool = False,
+        output_file: str | Path | None = None,
     ) -> None:
+        self.output_file = None if output_file is None else Path(output_file)
         self.iou_types = tuple(iou_types)
         for t in self.iou_types:
             if t not in IOU_TYPES:
@@ -398,6 +417,8 @@ class COCOEvaluator(DatasetEvaluator):
         if not image_ids:
             _log.warning("COCOEvaluator.evaluate: no images were processed; returning no metrics")
             return {}
+        if self.output_file is not None and _is_main_process():
+            _write_json_atomic(self.output_file, predictions)
         iou_types = [t for t in self.iou_types if t != "segm" or self._has_masks]
         return evaluate_predictions(
             self._gt,

@@ -16,7 +16,7 @@ import yaml
 
 from .runner import run_study
 
-__all__ = ["demo_study", "run_demo"]
+__all__ = ["demo_study", "run_demo", "overrides_of"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "mini"
 
@@ -28,37 +28,46 @@ ARMS = [
     {"name": "scratch_bn_1x", "init": "random", "norm": "BN", "schedule": 1},
 ]
 
-# --quick: the same study with a narrower model, fewer images and a few iterations: a smoke test of
-# the whole pipeline (it checks plumbing, not findings).
-QUICK = [
-    "model.backbone.width_mult=0.25", "model.gn_groups=4", "model.fpn.channels=16",
-    "model.roi_box_head.conv_dim=16", "model.roi_box_head.fc_dim=32", "model.roi_mask_head.conv_dim=16",
-    "model.roi_box_head.batch_size_per_image=16", "model.rpn.pre_nms_top_n_train=100",
-    "model.rpn.post_nms_top_n_train=50", "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=25",
-    "model.roi_box_head.detections_per_img=10",
-    "data.synth.num_train=16", "data.synth.num_val=4", "data.synth.image_size=64",
-    "input.min_size_train=[56,64]", "input.max_size_train=107", "input.min_size_test=64", "input.max_size_test=107",
-    "solver.iters_1x=4", "solver.lr_drops_from_end=[3,1]", "solver.warmup_iters=1", "solver.ims_per_batch=2",
-    "eval.period=2", "log.period=2", "checkpoint.period=4",
-]
+# --quick: the same study on configs/mini/tiny.yaml (narrower model, fewer images, a few iterations): a
+# smoke test of the whole pipeline (it checks plumbing, not findings).
+TINY = CONFIGS / "tiny.yaml"
 QUICK_PRETRAIN = ["classify.epochs=1", "classify.batch_size=8", "classify.synth.classes=4",
                   "classify.synth.per_class=8", "classify.synth.image_size=48", "classify.image_size=40"]
+
+
+def _override_value(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ",".join(_override_value(x) for x in v) + "]"
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def overrides_of(path: str | Path) -> list[str]:
+    """A config file's own keys (its ``_base_`` left out) as ``key=value`` overrides: how the tiny
+    recipe shrinks configs that have their own base (the pre-training configs)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    data.pop("_base_", None)
+
+    def walk(prefix: str, node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [o for k, v in node.items() for o in walk(f"{prefix}{k}.", v)]
+        return [f"{prefix[:-1]}={_override_value(node)}"]
+
+    return walk("", data)
 
 
 def demo_study(quick: bool = False) -> dict[str, Any]:
     """The embedded study definition (written to ``OUT/study.yaml`` so a user can re-run or edit it)."""
     if not (CONFIGS / "mask_rcnn_gn_scratch.yaml").is_file():
         raise FileNotFoundError(f"{CONFIGS}: the mini configs are not there (run the demo from a checkout)")
-    extra = QUICK if quick else []
+    shrink = overrides_of(TINY) if quick else []
     return {
         "name": "scratchlab demo" + (" (quick)" if quick else ""),
-        "base": str(CONFIGS / "mask_rcnn_gn_scratch.yaml"),
-        "overrides": extra,
+        "base": str(TINY if quick else CONFIGS / "mask_rcnn_gn_scratch.yaml"),
         "pretrain": {
             "classify": {"config": str(CONFIGS / "classify_gn.yaml"),
-                         "overrides": [*extra, *(QUICK_PRETRAIN if quick else [])],
+                         "overrides": [*shrink, *(QUICK_PRETRAIN if quick else [])],
                          "finetune": ["model.backbone.freeze_at=2"]},
-            "direct": {"config": str(CONFIGS / "direct_gn.yaml"), "overrides": extra},
+            "direct": {"config": str(CONFIGS / "direct_gn.yaml"), "overrides": shrink},
         },
         "arms": ARMS,
     }
@@ -71,6 +80,7 @@ def run_demo(out: str | Path, quick: bool = False) -> dict[str, Any]:
     study_file = out / "study.yaml"
     study_file.write_text(yaml.safe_dump(demo_study(quick), sort_keys=False))
     study = run_study(study_file, out)
-    print("\n".join(study["verdict"].get("lines", [])))
+    print(study["verdict"]["headline"])
+    print("\n".join(study["verdict"]["lines"]))
     print(f"\nreport: {(out / 'report.html').resolve()}\n        {(out / 'report.md').resolve()}")
     return study

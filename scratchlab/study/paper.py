@@ -1,43 +1,50 @@
-"""Hold a study's findings against the published claims, one line per claim: reproduced, not reproduced,
-or not tested by these arms. Only reads ``compute_verdict``'s findings; never invents a number."""
+"""Hold a study's findings against the published claims: one entry per claim with its result, the 95%
+interval (AP points) of the difference that decides it and the arms it compares. Only reads the
+findings (``Finding.as_dict()`` records); never invents a number.
+
+A claim is judged on bbox AP, with classification pre-training (the paper's ImageNet-style start) where
+such findings exist and direct pre-training otherwise. Several findings (data regimes) give one result:
+``reproduced`` / ``not reproduced`` when all agree, ``inconclusive`` when none decides, else ``mixed``.
+The interval and arms shown are those of the first finding (the regime with the most data).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CLAIMS", "paper_check"]
+__all__ = ["CLAIMS", "RESULTS", "paper_check"]
 
 CLAIMS = {
     "early": "pre-training speeds up early convergence (He et al. 2019)",
     "catch_up": "random init catches up with pre-training given a longer schedule (He et al. 2019)",
-    "localisation": "random init holds up at least as well at AP75 as at AP50 (He et al. 2019)",
+    "localisation": "random init holds up better at AP75 than at AP50 (He et al. 2019)",
     "normalisation": "scratch training needs GN/SyncBN: BN on small batches falls behind (He et al. 2019)",
-    "direct": "direct detection pre-training beats classification pre-training at lower cost (Li et al. 2021)",
+    "direct_vs_classify": "direct detection pre-training beats classification pre-training at lower cost "
+                          "(Li et al. 2021)",
 }
+RESULTS = ("reproduced", "not reproduced", "mixed", "inconclusive", "not tested")
 
 
-def _bbox(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r.get("task", "bbox") == "bbox"]
+def _rows(findings: dict[str, list[dict[str, Any]]], kind: str) -> list[dict[str, Any]]:
+    rows = [r for r in findings.get(kind, []) if r["task"] == "bbox"]
+    classify = [r for r in rows if "classify" in (r["a_group"]["init"], (r["b_group"] or {}).get("init"))]
+    return classify if kind != "normalisation" and classify else rows
 
 
-def _verdict(rows: list[dict[str, Any]], holds) -> str | None:
-    """'reproduced' when every conclusive row holds, 'not reproduced' when none does, else 'mixed'."""
-    rows = [r for r in rows if not r.get("inconclusive")]
-    if not rows:
-        return None
-    ok = [bool(holds(r)) for r in rows]
-    return "reproduced" if all(ok) else "not reproduced" if not any(ok) else "mixed"
+def _result(outcomes: list[str]) -> str:
+    if not outcomes:
+        return "not tested"
+    if len(set(outcomes)) == 1:
+        return outcomes[0]
+    return "mixed" if set(outcomes) - {"inconclusive"} else "inconclusive"
 
 
-def paper_check(findings: dict[str, Any]) -> list[dict[str, str]]:
-    """``[{"claim", "result"}]`` with result in reproduced / not reproduced / mixed / not tested (bbox AP)."""
-    early = [p for r in _bbox(findings.get("early", [])) for p in r.get("points", [])]
-    results = {
-        "early": _verdict(early, lambda p: p["diff"] > 0),
-        "catch_up": _verdict(_bbox(findings.get("catch_up", [])), lambda r: r["caught_up"]),
-        "localisation": _verdict(_bbox(findings.get("localisation", [])), lambda r: r["scratch_better_at_AP75"]),
-        "normalisation": _verdict(findings.get("normalisation", []), lambda r: r["bad"] or r["diff"] < 0),
-        "direct": _verdict(findings.get("direct_vs_classify", []),
-                           lambda r: r["diff"] > 0 and r["pixels_ratio"] < 1),
-    }
-    return [{"claim": CLAIMS[k], "result": v or "not tested"} for k, v in results.items()]
+def paper_check(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``[{"claim", "result", "interval", "arms"}]``, one per claim of ``CLAIMS``, in that order."""
+    out = []
+    for kind, claim in CLAIMS.items():
+        rows = _rows(findings, kind)
+        first = rows[0] if rows else {}
+        out.append({"claim": claim, "result": _result([r["outcome"] for r in rows]),
+                    "interval": first.get("interval"), "arms": first.get("arms", [])})
+    return out

@@ -21,6 +21,12 @@ expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
 direct arms fine-tune with the direct config's ``direct.stage2`` overrides.
 Each arm is a normal run dir under ``DIR/arms/<name>``; a crashing or diverging arm is recorded and the
 others go on; running the study again skips finished arms and resumes unfinished ones.
+
+``DIR/study.json`` holds every arm's record, including the per-image COCO evaluation of its val
+detections (final model: bbox and segm; each curve point: bbox; the detections themselves stay in
+``arms/<name>/inference/``), and the verdict with its 95% intervals (a paired bootstrap over the val
+images, run once all arms are done). ``scratchlab study --report-only DIR`` recomputes the verdict and
+the report from study.json alone.
 """
 
 from __future__ import annotations
@@ -40,14 +46,16 @@ from ..config import apply_overrides, load_config, max_iter, schedule_steps
 from ..data.coco import select_subset
 from ..engine import NonFiniteLossError, train
 from ..engine.data import resolve_data
-from ..engine.trainer import setup_logging
+from ..engine.trainer import detections_file, setup_logging
+from ..evaluation import load_coco_gt
+from ..evaluation.bootstrap import per_image_eval
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage_configs
-from .paper import paper_check
-from .report import write_report
-from .verdict import compute_verdict
+from .groups import sched_label
+from .report import load_study, write_report
+from .verdict import RESAMPLES, compute_verdict
 
-__all__ = ["run_study", "expand_arms", "parse_regime", "arm_config"]
+__all__ = ["run_study", "rebuild_report", "expand_arms", "parse_regime", "arm_config"]
 
 log = logging.getLogger("scratchlab")
 ARM_KEYS = ("name", "init", "norm", "schedule", "data", "seed", "overrides")
@@ -69,10 +77,6 @@ def parse_regime(data: Any) -> float | int | None:
     raise ValueError(f"data regime {data!r}: use a percentage ('10%'), a count (1000) or '1k'")
 
 
-def _sched_label(s: float) -> str:
-    return f"{s:g}x"
-
-
 def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Expand list-valued fields into single arms with unique names."""
     arms, names = [], set()
@@ -90,7 +94,7 @@ def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
             arm = dict(zip(lists, combo, strict=True))
             arm["schedule"] = float(arm["schedule"])
             arm["data"] = str(arm["data"])
-            auto = f"{arm['init']}_{arm['norm']}_{_sched_label(arm['schedule'])}_{arm['data']}_s{arm['seed']}"
+            auto = f"{arm['init']}_{arm['norm']}_{sched_label(arm['schedule'])}_{arm['data']}_s{arm['seed']}"
             auto = auto.replace("%", "pct").lower()
             name = entry.get("name")
             arm["name"] = (name if len(combos) == 1 else f"{name}_{auto}") if name else auto
@@ -142,6 +146,19 @@ def _curve(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _per_image(gt: Any, run_dir: Path, iteration: int, tasks: tuple[str, ...]) -> dict[str, Any] | None:
+    """Per-image evaluation data of the detections a run wrote at ``iteration`` (None if it wrote none):
+    what the verdict's bootstrap resamples, kept in study.json so the report can be rebuilt."""
+    path = detections_file(run_dir, iteration)
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    tasks = tuple(t for t in tasks if t == "bbox" or all("segmentation" in r for r in results))
+    return {t: per_image_eval(gt, results, t) for t in tasks}
+
+
+
+
 class Study:
     """Runs the arms of one study file into ``out`` and keeps ``study.json`` up to date."""
 
@@ -159,6 +176,7 @@ class Study:
         self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
         self.pretrain_spec = spec.get("pretrain") or {}
         self.records: dict[str, dict[str, Any]] = {}
+        self._gt: Any = None  # the val ground truth, loaded when the first arm finishes
         self.train_images = len(json.loads(Path(self.base.data.train_json).read_text()).get("images", []))
 
     # -- shared pre-training ------------------------------------------------------------------------
@@ -218,14 +236,24 @@ class Study:
         except NonFiniteLossError as exc:
             record.update(status="diverged", error=str(exc))
             log.warning("arm %s diverged: %s", arm["name"], exc)
-        except Exception as exc:  # noqa: BLE001 - one failing arm must not stop the study
+        except Exception as exc:  # one failing arm must not stop the study
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc())
             log.warning("arm %s failed: %s", arm["name"], record["error"])
         record["curve"] = _curve(run_dir)
         record["data_images"] = self._regime_size(arm)
+        if record["status"] == "finished":
+            self._add_per_image(record, run_dir)
         return record
+
+    def _add_per_image(self, record: dict[str, Any], run_dir: Path) -> None:
+        """Per-image evaluation data of the final model (bbox, segm) and of each curve point (bbox)."""
+        if self._gt is None:
+            self._gt = load_coco_gt(self.base.data.val_json)
+        record["per_image"] = _per_image(self._gt, run_dir, record["final"]["iteration"], ("bbox", "segm"))
+        for point in record["curve"]:
+            point["per_image"] = _per_image(self._gt, run_dir, point["iteration"], ("bbox",))
 
     def _regime_size(self, arm: dict[str, Any]) -> int | None:
         """How many images the arm's data regime selects (the training set's own rule)."""
@@ -234,28 +262,61 @@ class Study:
         except ValueError:  # a regime larger than the set: the arm itself fails with that message
             return None
 
-    def write(self) -> dict[str, Any]:
+    def write(self, resamples: int = 0) -> dict[str, Any]:
+        """study.json with the verdict so far (``resamples=0`` while arms run: intervals from seeds only;
+        the bootstrap runs once at the end)."""
         arms = [self.records.get(a["name"]) or _record(a, "pending") for a in self.arms]
-        verdict = compute_verdict(arms)
-        verdict["paper"] = paper_check(verdict["findings"])
-        verdict["lines"] += [f"Paper check: {c['claim']}: {c['result']}." for c in verdict["paper"]]
         study = {"name": self.spec.get("name", self.file.stem),
                  "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
-                 "arms": arms, "verdict": verdict}
-        (self.out / "study.json").write_text(json.dumps(study, indent=2, allow_nan=False))
+                 "arms": arms, "verdict": compute_verdict(arms, resamples=resamples)}
+        write_study(self.out / "study.json", study)
         return study
 
     def run(self) -> dict[str, Any]:
-        study = self.write()  # every arm pending: study.json shows the plan from the start
+        self.write()  # every arm pending: study.json shows the plan from the start
         for arm in self.arms:
             self.records[arm["name"]] = self.run_arm(arm)
-            study = self.write()
-        paths = write_report(study, self.out)
+            self.write()
+        study = self.write(RESAMPLES)
+        study["report"] = write_report(study, self.out)
         log.info("study report: %s", self.out / "report.html")
-        study["report"] = paths
         return study
+
+
+def write_study(path: Path, study: dict[str, Any]) -> None:
+    """Write study.json atomically: indented, but each arm's per-image data on one line (it is bulky and
+    only read by the bootstrap)."""
+    blobs: list[str] = []
+
+    def stash(block: Any) -> Any:
+        if block is None:
+            return None
+        blobs.append(json.dumps(block, separators=(",", ":"), allow_nan=False))
+        return f"@per_image_{len(blobs) - 1}@"
+
+    arms = [{**a, "per_image": stash(a.get("per_image")),
+             "curve": [{**p, "per_image": stash(p.get("per_image"))} for p in a.get("curve") or []]}
+            for a in study["arms"]]
+    text = json.dumps({**study, "arms": arms}, indent=2, allow_nan=False)
+    for i, blob in enumerate(blobs):
+        text = text.replace(f'"@per_image_{i}@"', blob, 1)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def run_study(study_file: str | Path, out: str | Path) -> dict[str, Any]:
     """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report."""
     return Study(study_file, out).run()
+
+
+def rebuild_report(out: str | Path, resamples: int = RESAMPLES) -> dict[str, Any]:
+    """``scratchlab study --report-only DIR``: recompute the verdict (bootstrap included) from the arms
+    kept in DIR/study.json, without running any arm, and rewrite study.json and the report."""
+    out = Path(out)
+    study = load_study(out / "study.json")
+    study["verdict"] = compute_verdict(study["arms"], resamples=resamples)
+    study.pop("report", None)
+    write_study(out / "study.json", study)
+    study["report"] = write_report(study, out)
+    return study

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 ITERS_1X = 200
@@ -195,3 +196,66 @@ def study() -> dict[str, Any]:
         m("scratch_gn_6x", "random", None, schedule=6.0, status="pending"),
     ]
     return {"name": "tiny-study", "dataset": {"kind": "synth", "num_train": 10000}, "arms": arms}
+
+
+# ---------------------------------------------------------------------------- arms with per-image data
+
+
+def _gt(n_images: int = 40) -> dict[str, Any]:
+    """A hand-made COCO validation set: two categories, 1-3 boxes per image."""
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i in range(1, n_images + 1):
+        images.append({"id": i, "width": 100, "height": 100})
+        for _ in range(1 + i % 3):
+            x, y, w, h = *rng.uniform(0, 50, 2), *rng.uniform(15, 45, 2)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [x, y, w, h],
+                         "area": w * h, "iscrowd": 0})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+
+
+VAL_GT = _gt()
+
+
+def predictions(jitter: float, miss: float = 0.0, seed: int = 0) -> list[dict[str, Any]]:
+    """Each GT box found with probability ``1 - miss``, moved by ~``jitter`` px, plus one false
+    positive per image: small jitter and no misses make a good detector."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in VAL_GT["annotations"]:
+        if rng.uniform() < miss:
+            continue
+        box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
+        out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box,
+                    "score": float(rng.uniform(0.3, 1.0))})
+    for img in VAL_GT["images"]:
+        out.append({"image_id": img["id"], "category_id": 1, "bbox": [60.0, 60.0, 20.0, 20.0],
+                    "score": float(rng.uniform(0.0, 0.6))})
+    return out
+
+
+def scored(arm: dict[str, Any], final: list[dict[str, Any]],
+           curve: dict[int, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """``arm`` with per-image data and bbox AP measured on ``final`` predictions (and on ``curve``'s, by
+    iteration), so its AP values and its intervals come from the same detections."""
+    from scratchlab.evaluation.bootstrap import ap_on_images, per_image_eval
+
+    def measure(preds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        data = per_image_eval(VAL_GT, preds)
+        return data, ap_on_images(data, range(len(data["image_ids"])))
+
+    data, ap = measure(final)
+    arm = {**arm, "per_image": {"bbox": data}}
+    arm["final"] = {**arm["final"], "bbox": {**arm["final"]["bbox"], **ap}}
+    arm["curve"] = []
+    for it, preds in sorted((curve or {}).items()):
+        d, a = measure(preds)
+        arm["curve"].append({"iteration": it, "bbox_AP": a["AP"], "per_image": {"bbox": d}})
+    return arm
+
+
+@pytest.fixture
+def score() -> Callable[..., dict[str, Any]]:
+    """Attach per-image data to an arm (see :func:`scored`)."""
+    return scored

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from scratchlab.study.groups import METRICS
 from scratchlab.study.report import INIT_COLOURS, TABLE_HEAD_COLOUR, load_study, write_report
-from scratchlab.study.verdict import METRICS
+from scratchlab.study.stats import seed_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -88,9 +89,11 @@ def _expected_final(study: dict, task: str) -> dict[tuple[str, str, str], list[s
         cells = []
         for m in METRICS:
             xs = [f[m] for f in finals]
-            cells.append(
-                f"{statistics.mean(xs):.1f}" + (f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else "")
-            )
+            cell = f"{statistics.mean(xs):.1f}"
+            if len(xs) > 1:  # seeds: their std and the t-interval of their mean
+                lo, hi = seed_summary(xs).interval
+                cell += f" ± {statistics.stdev(xs):.1f} [{lo:.1f}, {hi:.1f}]"
+            cells.append(cell)
         out[key] = cells
     return out
 
@@ -105,7 +108,7 @@ def test_files_written_and_figures_are_png(written):
     res, _ = written
     assert res["markdown"].is_file() and res["html"].is_file()
     names = sorted(p.name for p in res["figures"])
-    assert names == ["compute.png", "curves_bbox.png", "curves_segm.png", "data_regimes.png"]
+    assert names == ["compute.png", "curves_bbox.png", "curves_segm.png", "final_ap.png"]
     assert set(res["paths"]) == {res["markdown"], res["html"], *res["figures"]} and not res["skipped"]
     for p in res["figures"]:
         assert p.read_bytes()[:8] == PNG_MAGIC
@@ -146,8 +149,9 @@ def test_final_tables_match_study(written, task):
         assert header[-len(METRICS) :] == list(METRICS)
         got = {(r[0], r[1], r[2]): r[-len(METRICS) :] for r in body}
         assert got == expected
-    # The two-seed group really is averaged: 29.0 and 30.0 -> 29.5 ± 0.7.
-    assert expected["100%", "2x", "random"][0] == ("29.5 ± 0.7" if task == "bbox" else "27.5 ± 0.7")
+    # The two-seed group really is averaged: 29.0 and 30.0 -> 29.5 ± 0.7, t-interval 29.5 ± 6.4.
+    assert expected["100%", "2x", "random"][0] == ("29.5 ± 0.7 [23.1, 35.9]" if task == "bbox"
+                                                   else "27.5 ± 0.7 [21.1, 33.9]")
 
 
 def test_status_table_md_matches_study(written):
@@ -163,40 +167,56 @@ def test_status_table_md_matches_study(written):
         assert int(r[header.index("Pixels seen (total)")].replace(",", "")) == total
 
 
-def test_verdict_lines_in_both_reports(written):
+def test_report_opens_with_the_answer_then_questions_in_both_formats(written):
     res, study = written
     md, page = res["markdown"].read_text(), res["html"].read_text()
     from html import escape
 
     from scratchlab.study.verdict import compute_verdict
 
-    lines = compute_verdict(study["arms"])["lines"]
+    v = compute_verdict(study["arms"])
+    headings = [line[3:] for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["Answer", "Paper check"]
+    assert headings[2:2 + len(v["questions"])] == [q["title"] for q in v["questions"]]
+    assert md.index(v["headline"]) < md.index("## Paper check")
+    assert escape(v["headline"]) in page and page.index(escape(v["headline"])) < page.index("<h2>Paper check")
+    lines = [x for q in v["questions"] for x in q["lines"]]
     assert len(lines) > 5
     for line in lines:
         assert f"- {line}" in md and escape(line) in page
 
 
+def test_paper_table_same_in_both_formats(written):
+    res, study = written
+    md = _md_tables(res["markdown"].read_text())["Paper check"]
+    html_rows = _html_tables(res["html"].read_text()).tables["paper"]
+    assert md == html_rows
+    assert md[0] == ["Claim", "Result", "95% interval (AP)", "Arms"] and len(md) == 6
+    results = {r[1] for r in md[1:]}
+    assert results <= {"reproduced", "not reproduced", "mixed", "inconclusive", "not tested"}
+
+
 def test_stored_verdict_is_used(never_arms, tmp_path):
-    study = {
-        "name": "s",
-        "arms": never_arms,
-        "verdict": {"lines": ["Stored verdict line <b>."], "findings": {}},
-    }
-    res = write_report(study, tmp_path)
+    from scratchlab.study.verdict import compute_verdict
+
+    verdict = compute_verdict(never_arms)
+    verdict["headline"] = "Stored headline <b>."
+    verdict["questions"] = [{"key": "early", "title": "Q?", "lines": ["Stored verdict line <b>."]}]
+    res = write_report({"name": "s", "arms": never_arms, "verdict": verdict}, tmp_path)
     assert "- Stored verdict line <b>." in res["markdown"].read_text()
-    assert "<li>Stored verdict line &lt;b&gt;.</li>" in res["html"].read_text()
+    page = res["html"].read_text()
+    assert "<li>Stored verdict line &lt;b&gt;.</li>" in page and "Stored headline &lt;b&gt;." in page
 
 
 def test_missing_data_skips_figures_with_reason(make_arm, tmp_path):
-    # Faster R-CNN (no segm), one data regime, and no cost totals: three figures cannot be drawn.
+    # Faster R-CNN (no segm) and no cost totals: two figures cannot be drawn.
     arms = [make_arm("cls", "classify", 30.0), make_arm("rnd", "random", 25.0, schedule=2.0)]
     for a in arms:
         a["cost"]["total"] = None
     res = write_report({"name": "frcnn", "dataset": {}, "arms": arms}, tmp_path)
-    assert [p.name for p in res["figures"]] == ["curves_bbox.png"]
-    assert len(res["skipped"]) == 3
+    assert [p.name for p in res["figures"]] == ["curves_bbox.png", "final_ap.png"]
+    assert len(res["skipped"]) == 2
     assert any("segm" in s and "no arm has a segm AP curve" in s for s in res["skipped"])
-    assert any("Data-regime figure skipped" in s and "(100%)" in s for s in res["skipped"])
     assert any("AP-vs-compute figure skipped" in s for s in res["skipped"])
     md, page = res["markdown"].read_text(), res["html"].read_text()
     assert all(s in md for s in res["skipped"]) and "Final segm AP" not in md

@@ -3,6 +3,7 @@ import json
 import pytest
 import yaml
 
+from scratchlab.cli import main
 from scratchlab.study import runner
 from scratchlab.study.runner import expand_arms, parse_regime, run_study
 from tests.conftest import MINI, TINY
@@ -51,8 +52,21 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
     assert half["data_images"] == 6 and ok["data_images"] == 12
     saved = json.loads((tmp_path / "out" / "study.json").read_text())
     assert [a["status"] for a in saved["arms"]] == ["finished", "finished", "failed"]
-    assert saved["verdict"]["lines"]
+    assert saved["verdict"]["lines"] and saved["verdict"]["headline"]
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "report.md").is_file()
+    # The final val detections were kept, and study.json holds their per-image evaluation and intervals.
+    assert (tmp_path / "out" / "arms" / ok["name"] / "inference" / "detections_0000006.json").is_file()
+    per_image = saved["arms"][0]["per_image"]
+    assert set(per_image) == {"bbox", "segm"} and len(per_image["bbox"]["image_ids"]) == 4
+    assert set(saved["verdict"]["bootstrap"]["arms"][ok["name"]]["bbox"]) == {"AP", "AP50", "AP75"}
+
+    # --report-only rebuilds the same verdict from study.json alone (no arm runs), and the report.
+    (tmp_path / "out" / "report.md").unlink()
+    assert main(["study", "--report-only", str(tmp_path / "out")]) == 0
+    rebuilt = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert rebuilt["verdict"] == saved["verdict"] and rebuilt["arms"] == saved["arms"]
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert main(["study", "--report-only", str(tmp_path / "nothing")]) == 2  # a clear error, no traceback
 
     # Re-running skips finished arms (no training is called for them) and retries the failed one.
     calls = []

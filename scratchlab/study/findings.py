@@ -1,0 +1,253 @@
+"""The study's findings as numbers: which configurations, their values, the deciding difference with its
+95% interval, and the outcome. No English here (``verdict.py`` writes it from these).
+
+The questions are those of He, Girshick & Dollar, "Rethinking ImageNet Pre-training" (ICCV 2019) and of
+direct detection pre-training (Li, Zhang & Zhang 2021). Each finding is only computed when the arms it
+needs exist. Its interval comes from the paired bootstrap over validation images (seeds resampled too),
+or, without per-image data, from the seeds alone; with neither it is None and the finding cannot decide.
+
+* Random-init arms are compared with pre-trained ones using only well-normalised random arms (GN or
+  SyncBN) where any exist: the paper's claim is about GN/SyncBN scratch training; BN/FrozenBN scratch
+  arms are judged in the normalisation finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evidence import Evidence
+from .groups import POORLY_NORMED, WELL_NORMED, Group
+from .stats import INCONCLUSIVE, direction, percentile_interval, seed_diff_interval, within_margin
+
+__all__ = ["Finding", "early", "catch_up", "regime_gap", "localisation", "normalisation", "direct_vs_classify",
+           "cost", "best_group", "compare"]
+
+
+@dataclass
+class Finding:
+    """One comparison. ``values`` holds ``a``, ``b`` and ``diff`` (= a - b, AP points) plus what the
+    kind needs; ``interval`` is the 95% interval of ``diff``; ``outcome`` is reproduced / not reproduced /
+    inconclusive for the claim the kind tests (None for a comparison no claim rests on)."""
+
+    kind: str
+    data: str
+    task: str
+    a: Group
+    b: Group | None
+    values: dict[str, Any]
+    interval: tuple[float, float] | None = None
+    basis: str = "none"  # "images" (paired bootstrap), "seeds", or "none"
+    outcome: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arms(self) -> list[str]:
+        """The arms it compares, ``a`` side first: the finished seeds (every seed of a side that has none
+        finished, e.g. a BN group that diverged)."""
+        sides = [g for g in (self.a, self.b) if g is not None]
+        return [n for g in sides for n in (g.names or [a["name"] for a in g.arms])]
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(v: Any) -> Any:
+            return round(v, 4) if isinstance(v, float) else v
+
+        return {
+            "kind": self.kind, "data": self.data, "task": self.task,
+            "a_group": self.a.key(), "b_group": None if self.b is None else self.b.key(), "arms": self.arms,
+            **{k: r(v) for k, v in self.values.items()},
+            "interval": None if self.interval is None else [round(v, 3) for v in self.interval],
+            "basis": self.basis, "outcome": self.outcome, **self.extra,
+        }
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def best_group(groups: Sequence[Group], task: str = "bbox") -> Group | None:
+    """The configuration with the highest mean final AP on ``task`` (None if none has it)."""
+    cands = [g for g in groups if g.mean(task) is not None]
+    return max(cands, key=lambda g: g.mean(task)) if cands else None
+
+
+def _reference_random(groups: Sequence[Group]) -> list[Group]:
+    """Random-init groups that speak for scratch training: well-normalised ones where any exist."""
+    rand = [g for g in groups if g.init == "random"]
+    good = [g for g in rand if g.norm.lower() in WELL_NORMED]
+    return good or rand
+
+
+def _diff(ev: Evidence, a: Group, b: Group, task: str, metric: str = "AP",
+          iteration: float | None = None) -> tuple[tuple[float, float] | None, str]:
+    """Interval of a - b: paired bootstrap where both have per-image data, else from the seeds."""
+    s = ev.paired([(a, metric), (b, metric)], task, iteration)
+    if s is not None:
+        return percentile_interval(s[0] - s[1]), "images"
+    if iteration is None:
+        seeds = seed_diff_interval(a.values(task, metric), b.values(task, metric))
+        if seeds is not None:
+            return seeds, "seeds"
+    return None, "none"
+
+
+def compare(kind: str, ev: Evidence, a: Group, b: Group, task: str, metric: str = "AP") -> Finding:
+    """a - b on final ``task`` ``metric``, with its interval (no outcome: the caller judges it)."""
+    va, vb = a.mean(task, metric), b.mean(task, metric)
+    interval, basis = _diff(ev, a, b, task, metric)
+    return Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}, interval, basis)
+
+
+def _signal(outcome: str, *values: float | None) -> str:
+    """Inconclusive when every side is at 0 AP: nothing was learned, so a zero-width interval around an
+    exact tie says nothing about the claim."""
+    return INCONCLUSIVE if all(v == 0 for v in values) else outcome
+
+
+def _curve_value(g: Group, task: str, iteration: float) -> float | None:
+    vals = [next((p.get(f"{task}_AP") for p in a.get("curve") or [] if p["iteration"] == iteration), None)
+            for a in g.finished]
+    return None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
+
+
+def _evaluated(g: Group, task: str) -> set[float]:
+    """Iterations at which every finished seed of ``g`` has a ``task`` AP."""
+    sets = [{p["iteration"] for p in a.get("curve") or [] if p.get(f"{task}_AP") is not None}
+            for a in g.finished]
+    return set.intersection(*sets) if sets else set()
+
+
+def _early_window(arms: Sequence[dict[str, Any]]) -> tuple[float, bool]:
+    """End of the 'early' window and whether it is an LR drop (else half the run: the LR never drops)."""
+    drops = [min(a["lr_drops"]) for a in arms if a.get("lr_drops")]
+    if drops:
+        return float(min(drops)), True
+    last = [a.get("max_iter") or max((p["iteration"] for p in a.get("curve") or []), default=0) for a in arms]
+    return float(min(last) // 2), False
+
+
+# ------------------------------------------------------------------------------------------ findings
+
+
+def early(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding | None:
+    """Pre-trained minus random AP at the last iteration both evaluated before the first LR drop.
+    Claim: positive (pre-training is ahead early)."""
+    pts = [g for g in rg if g.init == pt_init and _evaluated(g, task)]
+    rands = [g for g in _reference_random(rg) if _evaluated(g, task)]
+    if not pts or not rands:
+        return None
+    pt = best_group(pts, task) or pts[0]
+    # The longest random schedule has the longest stretch at base LR before its first drop.
+    rd = max(rands, key=lambda g: (g.schedule, g.mean(task) or -1.0))
+    end, is_drop = _early_window(pt.finished + rd.finished)
+    common = sorted(i for i in _evaluated(pt, task) & _evaluated(rd, task) if i <= end)
+    if not common:
+        return None
+    it = common[-1]
+    va, vb = _curve_value(pt, task, it), _curve_value(rd, task, it)
+    interval, basis = _diff(ev, pt, rd, task, iteration=it)
+    return Finding("early", pt.data, task, pt, rd, {"a": va, "b": vb, "diff": va - vb}, interval, basis,
+                   _signal(direction(interval, +1), va, vb),
+                   {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop})
+
+
+def catch_up(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str, margin: float) -> Finding | None:
+    """Random init at its longest schedule minus the best pre-trained AP. Claim: at worst ``-margin``."""
+    pt = best_group([g for g in rg if g.init == pt_init], task)
+    rands = [g for g in _reference_random(rg) if g.mean(task) is not None]
+    if pt is None or not rands:
+        return None
+    longest = max(g.schedule for g in rands)
+    rd = best_group([g for g in rands if g.schedule == longest], task)
+    f = compare("catch_up", ev, rd, pt, task)
+    f.outcome = _signal(within_margin(f.interval, margin), f.values["a"], f.values["b"])
+    f.extra = {"margin": margin}
+    return f
+
+
+def regime_gap(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding | None:
+    """Best pre-trained minus best random final AP at one data regime (no claim on its own)."""
+    pt, rd = best_group([g for g in rg if g.init == pt_init], task), best_group(_reference_random(rg), task)
+    if pt is None or rd is None:
+        return None
+    f = compare("regime_gap", ev, pt, rd, task)
+    f.outcome = None
+    f.extra = {"ahead": direction(f.interval, +1)}
+    return f
+
+
+def localisation(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding | None:
+    """(random - pre-trained at AP75) - (random - pre-trained at AP50). Claim: positive (scratch holds up
+    better at the strict IoU)."""
+    pt, rd = best_group([g for g in rg if g.init == pt_init], task), best_group(_reference_random(rg), task)
+    if pt is None or rd is None:
+        return None
+    v = {(g, m): grp.mean(task, m) for g, grp in (("pt", pt), ("rd", rd)) for m in ("AP50", "AP75")}
+    if any(x is None for x in v.values()):
+        return None
+    gap50, gap75 = v["rd", "AP50"] - v["pt", "AP50"], v["rd", "AP75"] - v["pt", "AP75"]
+    s = ev.paired([(rd, "AP75"), (pt, "AP75"), (rd, "AP50"), (pt, "AP50")], task)
+    if s is not None:
+        interval, basis = percentile_interval((s[0] - s[1]) - (s[2] - s[3])), "images"
+    else:
+        per_seed = [[(a["final"][task].get("AP75") or 0) - (a["final"][task].get("AP50") or 0) for a in g.finished]
+                    for g in (rd, pt)]
+        interval = seed_diff_interval(*per_seed)
+        basis = "seeds" if interval is not None else "none"
+    values = {"a": gap75, "b": gap50, "diff": gap75 - gap50, **{f"{g}_{m}": x for (g, m), x in v.items()}}
+    outcome = _signal(direction(interval, +1), v["rd", "AP50"], v["pt", "AP50"])
+    return Finding("localisation", pt.data, task, rd, pt, values, interval, basis, outcome)
+
+
+def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
+    """Each BN/FrozenBN scratch group minus the GN scratch group at the same (or nearest) schedule, bbox.
+    Claim: negative (poorly normalised scratch trails), or the BN arms failed/diverged outright."""
+    gn = [g for g in rg if g.init == "random" and g.norm.lower() == "gn" and g.mean("bbox") is not None]
+    out = []
+    for g in (g for g in rg if g.init == "random" and g.norm.lower() in POORLY_NORMED):
+        if not gn:
+            break
+        ref = min(gn, key=lambda r: (abs(r.schedule - g.schedule), -r.schedule))
+        bad = [a["status"] for a in g.arms if a["status"] in ("diverged", "failed")]
+        extra = {"n_failed": len(bad), "n_arms": len(g.arms), "failed_as": sorted(set(bad))}
+        if g.mean("bbox") is None:
+            if not bad:
+                continue  # still pending/running: nothing to say yet
+            out.append(Finding("normalisation", g.data, "bbox", g, ref, {"a": None, "b": ref.mean("bbox"),
+                                                                         "diff": None},
+                               outcome="reproduced", extra=extra))
+            continue
+        f = compare("normalisation", ev, g, ref, "bbox")
+        f.outcome, f.extra = _signal(direction(f.interval, -1), f.values["a"], f.values["b"]), extra
+        out.append(f)
+    return out
+
+
+def direct_vs_classify(ev: Evidence, rg: Sequence[Group]) -> Finding | None:
+    """Direct minus classification pre-training bbox AP, with their total pixels (pre-training included).
+    Claim: positive at fewer total pixels (Li et al.)."""
+    d = best_group([g for g in rg if g.init == "direct"])
+    c = best_group([g for g in rg if g.init == "classify"])
+    if d is None or c is None or not d.cost("pixels_seen") or not c.cost("pixels_seen"):
+        return None
+    f = compare("direct_vs_classify", ev, d, c, "bbox")
+    ratio = d.cost("pixels_seen") / c.cost("pixels_seen")
+    f.extra = {"pixels_ratio": round(ratio, 4), "direct_pixels": d.cost("pixels_seen"),
+               "classify_pixels": c.cost("pixels_seen")}
+    ap = _signal(direction(f.interval, +1), f.values["a"], f.values["b"])
+    f.outcome = "not reproduced" if ratio >= 1 or ap == "not reproduced" else ap
+    return f
+
+
+def cost(ev: Evidence, rg: Sequence[Group], pt_init: str, rd: Group | None) -> Finding | None:
+    """Best pre-trained configuration vs scratch (``rd``, else the best reference random): bbox AP against
+    everything seen, pre-training included."""
+    pt = best_group([g for g in rg if g.init == pt_init])
+    rd = rd or best_group(_reference_random(rg))
+    keys = ("images_seen", "pixels_seen")
+    if pt is None or rd is None or any(g.cost(k) is None for g in (pt, rd) for k in keys):
+        return None
+    f = compare("cost", ev, pt, rd, "bbox")
+    f.extra = {f"{who}_{part}_{k}": g.cost(k, part) for who, g in (("a", pt), ("b", rd))
+               for part in ("total", "pretrain") for k in keys}
+    return f

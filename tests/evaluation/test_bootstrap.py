@@ -1,0 +1,93 @@
+"""The per-image evaluation data and AP on resampled images, against COCOeval on whole sets."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from scratchlab.evaluation import evaluate_predictions
+from scratchlab.evaluation.bootstrap import ap_on_images, bootstrap_ap, per_image_eval, resample_indices
+
+
+def _gt(n_images: int = 24) -> dict:
+    """Two categories, 1-3 boxes per image, generated from a fixed seed."""
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i in range(1, n_images + 1):
+        images.append({"id": i, "width": 100, "height": 100})
+        for _ in range(1 + i % 3):
+            x, y, w, h = *rng.uniform(0, 50, 2), *rng.uniform(15, 45, 2)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [x, y, w, h],
+                         "area": w * h, "iscrowd": 0})
+    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+
+
+def _predictions(gt: dict, jitter: float, seed: int = 1) -> list[dict]:
+    """Every GT box moved by ``jitter`` px plus a low-scored false positive per image; distinct scores."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in gt["annotations"]:
+        box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
+        out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box,
+                    "score": float(rng.uniform(0.3, 1.0))})
+    for img in gt["images"]:
+        out.append({"image_id": img["id"], "category_id": 1, "bbox": [60.0, 60.0, 20.0, 20.0],
+                    "score": float(rng.uniform(0.0, 0.5))})
+    return out
+
+
+def test_all_images_give_cocoeval_ap():
+    gt = _gt()
+    preds = _predictions(gt, 4.0)
+    data = per_image_eval(gt, preds)
+    ours = ap_on_images(data, np.arange(len(data["image_ids"])))
+    ref = evaluate_predictions(gt, preds, ["bbox"])["bbox"]
+    assert ours == pytest.approx({k: ref[k] for k in ours}, abs=1e-9)
+    assert 0 < ours["AP"] < 100
+
+
+def test_an_image_drawn_twice_weighs_twice():
+    """Images 1 and 2 drawn twice give the AP of a set that holds two copies of them."""
+    gt = _gt(8)
+    preds = _predictions(gt, 5.0)
+    data = per_image_eval(gt, preds)
+    indices = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7]
+    copied, extra = copy.deepcopy(gt), []
+    for img_id in (1, 2):
+        new_id = 100 + img_id
+        copied["images"].append({"id": new_id, "width": 100, "height": 100})
+        for a in gt["annotations"]:
+            if a["image_id"] == img_id:
+                copied["annotations"].append({**a, "id": len(copied["annotations"]) + 1, "image_id": new_id})
+        extra += [{**p, "image_id": new_id} for p in preds if p["image_id"] == img_id]
+    ref = evaluate_predictions(copied, preds + extra, ["bbox"])["bbox"]
+    ours = ap_on_images(data, indices)
+    assert ours == pytest.approx({k: ref[k] for k in ours}, abs=1e-9)
+    assert ours["AP"] != pytest.approx(ap_on_images(data, list(range(8)))["AP"])
+
+
+def test_same_seed_same_resamples_other_seed_others():
+    data = per_image_eval(_gt(), _predictions(_gt(), 4.0))
+    a = bootstrap_ap(data, resample_indices(24, 50, seed=3))
+    b = bootstrap_ap(data, resample_indices(24, 50, seed=3))
+    c = bootstrap_ap(data, resample_indices(24, 50, seed=4))
+    assert np.array_equal(a["AP"], b["AP"])
+    assert not np.array_equal(a["AP"], c["AP"])
+    assert np.isfinite(a["AP"]).all() and a["AP"].std() > 0
+
+
+def test_crowd_ground_truth_ignores_its_detections():
+    gt = _gt(6)
+    gt["annotations"][0]["iscrowd"] = 1
+    preds = _predictions(gt, 2.0)
+    data = per_image_eval(gt, preds)
+    assert any(len(c) == 6 for c in data["cells"])  # ignore bits kept where a detection hit the crowd box
+    ref = evaluate_predictions(gt, preds, ["bbox"])["bbox"]
+    assert ap_on_images(data, range(6))["AP"] == pytest.approx(ref["AP"], abs=1e-9)
+
+
+def test_unknown_image_named():
+    with pytest.raises(ValueError, match="image_id 999"):
+        per_image_eval(_gt(), [{"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])

@@ -1,0 +1,112 @@
+"""Findings from arms whose AP and intervals come from hand-made detections on a hand-made val set."""
+
+from __future__ import annotations
+
+import pytest
+
+from scratchlab.study.verdict import compute_verdict
+from tests.study.conftest import predictions
+
+GOOD, POOR = predictions(1.0), predictions(8.0, miss=0.5, seed=1)
+
+
+def _only(v: dict, kind: str, **match) -> dict:
+    hits = [f for f in v["findings"][kind] if all(f[k] == x for k, x in match.items())]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def _pair(make_arm, score, pt_preds, rd_preds, pt_early=None, rd_early=None, rd_schedule=3.0):
+    pt = score(make_arm("classify_gn_1x", "classify", 1.0), pt_preds, {50: pt_early or pt_preds})
+    rd = score(make_arm("scratch_gn_3x", "random", 1.0, schedule=rd_schedule), rd_preds,
+               {50: rd_early or rd_preds})
+    return [pt, rd]
+
+
+def test_identical_arms_give_a_zero_interval(make_arm, score):
+    v = compute_verdict(_pair(make_arm, score, GOOD, GOOD), resamples=200)
+    early = _only(v, "early", task="bbox")
+    assert early["interval"] == [0.0, 0.0] and early["basis"] == "images"
+    assert early["outcome"] == "not reproduced"  # no lead at all
+    cu = _only(v, "catch_up", task="bbox")
+    assert cu["interval"] == [0.0, 0.0] and cu["outcome"] == "reproduced"  # level: caught up
+
+
+def test_clearly_better_arm_excludes_zero(make_arm, score):
+    arms = _pair(make_arm, score, GOOD, POOR, pt_early=GOOD, rd_early=POOR)
+    v = compute_verdict(arms, resamples=300)
+    early = _only(v, "early", task="bbox")
+    lo, hi = early["interval"]
+    assert 0 < lo <= early["diff"] <= hi and early["outcome"] == "reproduced"
+    assert early["arms"] == ["classify_gn_1x", "scratch_gn_3x"] and early["iteration"] == 50
+    cu = _only(v, "catch_up", task="bbox")
+    assert cu["interval"][1] < -1.0 and cu["outcome"] == "not reproduced"
+    paper = {c["claim"].split(" (")[0]: c for c in v["paper"]}
+    check = paper["random init catches up with pre-training given a longer schedule"]
+    assert check["result"] == "not reproduced" and check["interval"] == cu["interval"]
+    assert check["arms"] == ["scratch_gn_3x", "classify_gn_1x"]
+
+
+def test_same_seed_same_interval_other_seed_other(make_arm, score):
+    arms = _pair(make_arm, score, GOOD, predictions(1.5, seed=2))
+    a = _only(compute_verdict(arms, resamples=200, seed=0), "catch_up")["interval"]
+    b = _only(compute_verdict(arms, resamples=200, seed=0), "catch_up")["interval"]
+    c = _only(compute_verdict(arms, resamples=200, seed=1), "catch_up")["interval"]
+    assert a == b and a != c
+
+
+def test_close_arms_are_inconclusive(make_arm, score):
+    """Two equally good detectors (different noise): the lead's interval straddles zero."""
+    arms = _pair(make_arm, score, predictions(3.0, seed=3), predictions(3.0, seed=4))
+    early = _only(compute_verdict(arms, resamples=300), "early")
+    assert early["interval"][0] < 0 < early["interval"][1] and early["outcome"] == "inconclusive"
+
+
+def test_equivalence_margin_decides_catch_up(make_arm, score):
+    """Scratch 0.3 AP behind with an interval about +-5 AP wide: caught up only within a wide margin."""
+    arms = _pair(make_arm, score, GOOD, predictions(1.0, seed=5))
+    wide = _only(compute_verdict(arms, resamples=300, margin=5.0), "catch_up")
+    assert -5.0 < wide["interval"][0] < -1.0 and wide["outcome"] == "reproduced" and wide["margin"] == 5.0
+    assert _only(compute_verdict(arms, resamples=300, margin=1.0), "catch_up")["outcome"] == "inconclusive"
+
+
+def test_seeds_are_resampled_and_summarised(make_arm, score):
+    seeds = [score(make_arm(f"scratch_gn_3x_s{i}", "random", 1.0, schedule=3.0, seed=i), predictions(2.0, seed=10 + i))
+             for i in range(3)]
+    pt = score(make_arm("classify_gn_1x", "classify", 1.0), GOOD)
+    v = compute_verdict([pt, *seeds], resamples=200)
+    group = next(g for g in v["groups"] if g["init"] == "random")
+    ap = group["bbox"]["AP"]
+    vals = [a["final"]["bbox"]["AP"] for a in seeds]
+    assert ap["n"] == 3 and ap["mean"] == pytest.approx(sum(vals) / 3, abs=1e-4)
+    assert ap["std"] > 0 and ap["interval"][0] < ap["mean"] < ap["interval"][1]  # t over seeds
+    assert ap["bootstrap_interval"][0] < ap["mean"] < ap["bootstrap_interval"][1]
+    assert _only(v, "catch_up")["arms"] == [a["name"] for a in seeds] + ["classify_gn_1x"]
+
+
+def test_poorly_normalised_scratch(make_arm, score):
+    gn = score(make_arm("scratch_gn_1x", "random", 1.0), GOOD)
+    bn = score(make_arm("scratch_bn_1x", "random", 1.0, norm="BN"), POOR)
+    v = compute_verdict([gn, bn], resamples=200)
+    norm = _only(v, "normalisation")
+    assert norm["interval"][1] < 0 and norm["outcome"] == "reproduced"
+    same = score(make_arm("scratch_bn_1x", "random", 1.0, norm="BN"), GOOD)
+    assert _only(compute_verdict([gn, same], resamples=50), "normalisation")["outcome"] == "not reproduced"
+
+
+def test_without_per_image_data_one_seed_cannot_decide(make_arm):
+    arms = [make_arm("classify_gn_1x", "classify", 30.0), make_arm("scratch_gn_3x", "random", 20.0, schedule=3.0)]
+    v = compute_verdict(arms)
+    cu = _only(v, "catch_up")
+    assert cu["interval"] is None and cu["basis"] == "none" and cu["outcome"] == "inconclusive"
+    assert "(no interval)" in next(x for x in v["lines"] if "(margin 1 AP)" in x)
+
+
+def test_nothing_learned_decides_nothing(make_arm, score):
+    """Both arms at 0 AP: the interval is [0, 0], yet neither 'caught up' nor 'not ahead' is shown."""
+    nothing = [{"image_id": 1, "category_id": 1, "bbox": [90.0, 90.0, 5.0, 5.0], "score": 0.5}]
+    v = compute_verdict(_pair(make_arm, score, nothing, nothing), resamples=50)
+    for kind in ("early", "catch_up", "localisation"):
+        f = _only(v, kind)
+        assert f["a"] == f["b"] == 0 or kind == "localisation"
+        assert f["interval"] == [0.0, 0.0] and f["outcome"] == "inconclusive", kind
