@@ -4,7 +4,6 @@ training, and build the datasets and the resumable training loader."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from datetime import datetime, timedelta, timezone
@@ -19,7 +18,8 @@ from ..data.coco import CocoDetection, collate
 from ..data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
 from ..data.synth import make_synth_detection
 from ..data.transforms import build_transforms
-from .dist import barrier, get_world_size, is_main_process
+from ..utils.dist import barrier, get_world_size, is_main_process
+from ..utils.io import write_json
 
 __all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
            "build_val_set", "aspect_groups", "build_train_loader",
@@ -89,10 +89,7 @@ def _check_key(ann: Path, images: Path) -> str:
 
 def _write_verdict(path: Path, record: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, path)
+        write_json(path, record, indent=2)
     except OSError as err:  # a read-only home must not stop training: the next run checks again
         log.warning("could not cache the data-check verdict in %s: %s", path, err)
 

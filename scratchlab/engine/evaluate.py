@@ -10,10 +10,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..models import build_model
+from ..utils.runtime import resolve_device, setup_logging
 from ..vis.plots import plot_pr_curves
 from .data import build_val_set, require_masks
 from .inference import coco_evaluator, inference_on_dataset
-from .trainer import resolve_device, setup_logging
 
 __all__ = ["evaluate_checkpoint", "format_per_class"]
 

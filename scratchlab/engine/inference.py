@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..evaluation import COCOEvaluator
-from .dist import get_rank, get_world_size, is_main_process
+from ..utils.dist import get_rank, get_world_size, is_main_process
 
 __all__ = ["inference_on_dataset", "coco_evaluator"]
 

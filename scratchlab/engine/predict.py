@@ -7,7 +7,6 @@ run directory (or that one file) is all prediction needs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..config import config_from_yaml
 from ..data.image_io import load_image
 from ..evaluation import instances_to_coco_results
 from ..models import build_model
+from ..utils.io import write_json
 from ..vis.draw import count_phrase, draw_instances, save_image, unique_path
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_predictor", "predict"]
@@ -145,14 +145,7 @@ def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path]
                         "summary": summary})
     if out_dir is not None:
         categories = [{"id": c, "name": n} for c, n in zip(p.category_ids, p.classes, strict=True)]
-        _write_json(out_dir / "images.json", {"images": images_json, "categories": categories,
+        write_json(out_dir / "images.json", {"images": images_json, "categories": categories,
                                               "annotations": []})
-        _write_json(out_dir / "results.json", records)
+        write_json(out_dir / "results.json", records)
     return results
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)

@@ -9,7 +9,6 @@ and ``plots/`` (loss, AP and LR curves drawn from metrics.jsonl).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,46 +20,24 @@ from omegaconf import DictConfig
 
 from ..config import max_iter, to_yaml
 from ..models import build_model
+from ..utils.dist import all_gather_objects, init_distributed, is_main_process
+from ..utils.io import write_json
+from ..utils.runtime import resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from .cost import Cost, cost_block, pretrain_cost
 from .data import build_datasets, build_train_loader, require_masks, resolve_data, validate_data
-from .dist import all_gather_objects, init_distributed, is_main_process
 from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler
 from .writers import MetricWriters, flatten_metrics
 
-__all__ = ["train", "NonFiniteLossError", "resolve_device", "setup_logging", "detections_file"]
+__all__ = ["train", "NonFiniteLossError", "detections_file"]
 
 log = logging.getLogger("scratchlab")
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training stopped on a NaN/inf loss; a checkpoint of the state before that step was saved."""
-
-
-def setup_logging(out_dir: Path | None = None) -> None:
-    """Console (and ``out_dir/log.txt``) logging for the main process; other ranks log warnings only."""
-    log.setLevel(logging.INFO if is_main_process() else logging.WARNING)
-    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-               for h in log.handlers):
-        h = logging.StreamHandler()
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
-        log.removeHandler(h)
-        h.close()
-    if out_dir is not None and is_main_process():
-        fh = logging.FileHandler(Path(out_dir) / "log.txt")
-        fh.setFormatter(fmt)
-        log.addHandler(fh)
-
-
-def resolve_device(cfg: DictConfig, local_rank: int = 0) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
@@ -198,7 +175,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         writers.write(total, flatten_metrics(results))
         atomic_torch_save({"model": core.state_dict(), "iteration": total, **run_meta(cfg, train_set)},
                           out / "model_final.pth")
-        (out / "final_metrics.json").write_text(json.dumps(final, indent=2, allow_nan=False))
+        write_json(out / "final_metrics.json", final, indent=2)
     writers.close()
     if is_main_process():
         plot_run(out / "metrics.jsonl", out / "plots")

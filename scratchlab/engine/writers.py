@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .dist import is_main_process
+from ..utils.dist import is_main_process
 
 __all__ = ["MetricWriters", "flatten_metrics"]
 

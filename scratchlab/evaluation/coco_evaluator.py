@@ -22,7 +22,9 @@ import pycocotools.cocoeval
 import pycocotools.mask as mask_util
 import torch
 
-from scratchlab.evaluation.evaluator import DatasetEvaluator
+from ..utils.dist import all_gather_objects, get_world_size, is_main_process
+from ..utils.io import write_json
+from .evaluator import DatasetEvaluator
 
 __all__ = [
     "COCOEvaluator",
@@ -314,19 +316,6 @@ def precision_recall_curves(
     return curves
 
 
-def _is_main_process() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
 class COCOEvaluator(DatasetEvaluator):
     """COCO AP for torchvision detectors (boxes; masks too when the outputs carry them).
 
@@ -402,12 +391,9 @@ class COCOEvaluator(DatasetEvaluator):
     def _gather(self) -> tuple[list[int], list[dict[str, Any]]]:
         """All processed image ids and COCO records. Under torch.distributed every rank gets the union
         of all ranks' shares (so any rank can report the same metrics); on one process, its own state."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if get_world_size() == 1:
             return self._image_ids, self._predictions
-        parts: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, (self._image_ids, self._predictions, self._has_masks))
+        parts = all_gather_objects((self._image_ids, self._predictions, self._has_masks))
         self._has_masks = any(p[2] for p in parts)
         return [i for p in parts for i in p[0]], [r for p in parts for r in p[1]]
 
@@ -417,8 +403,8 @@ class COCOEvaluator(DatasetEvaluator):
         if not image_ids:
             _log.warning("COCOEvaluator.evaluate: no images were processed; returning no metrics")
             return {}
-        if self.output_file is not None and _is_main_process():
-            _write_json_atomic(self.output_file, predictions)
+        if self.output_file is not None and is_main_process():
+            write_json(self.output_file, predictions)
         iou_types = [t for t in self.iou_types if t != "segm" or self._has_masks]
         return evaluate_predictions(
             self._gt,
@@ -438,7 +424,4 @@ class COCOEvaluator(DatasetEvaluator):
 
     def write_results(self, path: str | Path) -> Path:
         """Dump the COCO-format detections (bbox, and segmentation when present) as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self._gather()[1]))
-        return path
+        return write_json(path, self._gather()[1])

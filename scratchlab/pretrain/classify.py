@@ -12,7 +12,6 @@ cosine schedule, top-1 on the val folder. Writes ``backbone.pth`` (keys exactly 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,8 +30,9 @@ from ..data.image_io import load_image
 from ..data.synth_classify import make_synth_classify
 from ..engine.checkpoint import atomic_torch_save
 from ..engine.schedule import param_groups
-from ..engine.trainer import resolve_device, setup_logging
 from ..models import build_backbone_body
+from ..utils.io import write_json
+from ..utils.runtime import resolve_device, setup_logging
 
 __all__ = ["pretrain_classify", "BackboneClassifier"]
 
@@ -156,6 +156,6 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             "backbone": {"depth": int(cfg.model.backbone.depth), "width_mult": float(cfg.model.backbone.width_mult),
                          "norm": str(cfg.model.norm)},
             "data_root": str(root)}
-    (out / "pretrain_meta.json").write_text(json.dumps(meta, indent=2))
+    write_json(out / "pretrain_meta.json", meta, indent=2)
     log.info("classification pre-training done: top-1 %.1f%% after %d epochs (%.0f s)", top1, c.epochs, wall)
     return meta

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from ..config import apply_overrides
 from ..engine import train
 from ..engine.data import resolve_data
+from ..utils.io import write_json
 
 __all__ = ["pretrain_direct", "stage_configs"]
 
@@ -52,5 +53,5 @@ def pretrain_direct(cfg: DictConfig, out_dir: str | Path, resume: bool = False) 
     log.info("direct pre-training, stage 2: fine-tuning from %s", stage2.model.init)
     final = train(stage2, out / "stage2", resume=resume)
     summary = {**final, "stage1": {k: v for k, v in first.items() if k != "cost"}}
-    (out / "final_metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "final_metrics.json", summary, indent=2)
     return summary

@@ -46,11 +46,13 @@ from ..config import apply_overrides, load_config, max_iter, schedule_steps
 from ..data.coco import select_subset
 from ..engine import NonFiniteLossError, train
 from ..engine.data import resolve_data
-from ..engine.trainer import detections_file, setup_logging
+from ..engine.trainer import detections_file
 from ..evaluation import load_coco_gt
 from ..evaluation.bootstrap import per_image_eval
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage_configs
+from ..utils.io import write_text
+from ..utils.runtime import setup_logging
 from .groups import sched_label
 from .report import load_study, write_report
 from .verdict import RESAMPLES, compute_verdict
@@ -300,9 +302,7 @@ def write_study(path: Path, study: dict[str, Any]) -> None:
     text = json.dumps({**study, "arms": arms}, indent=2, allow_nan=False)
     for i, blob in enumerate(blobs):
         text = text.replace(f'"@per_image_{i}@"', blob, 1)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def run_study(study_file: str | Path, out: str | Path) -> dict[str, Any]:

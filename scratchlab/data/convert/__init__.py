@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._common import ConvertError, Source, build_coco, ensure_outside, split_coco, write_json
+from ...utils.io import write_json
+from ._common import ConvertError, Source, build_coco, ensure_outside, split_coco
 from .labelme import read_labelme
 from .masks import read_masks
 from .via import read_via
@@ -103,11 +104,11 @@ def convert_dataset(fmt: str, src: str | os.PathLike[str], out: str | os.PathLik
                                    "masks_dir": masks_dir, "classes": classes})
     coco = build_coco(source)
     if split is None:
-        files = [write_json(coco, out_path / "annotations.json")]
+        files = [str(write_json(out_path / "annotations.json", coco))]
     else:
         train, val = split_coco(coco, split, seed)
-        files = [write_json(train, out_path / "annotations" / "instances_train.json"),
-                 write_json(val, out_path / "annotations" / "instances_val.json")]
+        files = [str(write_json(out_path / "annotations" / "instances_train.json", train)),
+                 str(write_json(out_path / "annotations" / "instances_val.json", val))]
     without_mask = sum("segmentation" not in a for a in coco["annotations"])
     return {
         "images": len(coco["images"]),

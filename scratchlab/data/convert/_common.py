@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,10 +192,3 @@ def split_coco(coco: dict[str, Any], val_fraction: float, seed: int) -> tuple[di
     return part(set(ids) - val_ids), part(val_ids)
 
 
-def write_json(data: dict[str, Any], path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)  # never leave a half-written annotation file behind
-    return str(path)
