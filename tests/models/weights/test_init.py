@@ -112,16 +112,23 @@ def test_detector_file_into_bare_body(tmp_path: Path):
     )
 
 
-def test_unexpected_and_missing_reported(tmp_path: Path):
+def test_unexpected_keys_reported_and_partial_backbone_refused(tmp_path: Path):
     sd = build_backbone_body(_cfg()).state_dict()
-    sd.pop("layer4.2.conv3.weight")
     sd["fc.weight"] = torch.zeros(10, 512)
     sd["fc.bias"] = torch.zeros(10)
     path = tmp_path / "imagenet_like.pth"
     torch.save({"module." + k: v for k, v in sd.items()}, path)  # as saved from DDP
     report = load_init(_model(0), str(path))
     assert report["unexpected"] == ["fc.weight", "fc.bias"]
-    assert "backbone.body.layer4.2.conv3.weight" in report["missing"]
+    assert not any(k.startswith("backbone.body.") for k in report["missing"])
+
+    sd.pop("layer4.2.conv3.weight")
+    torch.save(sd, path)
+    model = _model(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"imagenet_like.pth: leaves 1 ResNet body key.*layer4.2.conv3.weight"):
+        load_init(model, str(path))
+    assert _same(model.state_dict(), before, before)  # refused before anything was loaded
 
 
 def test_no_matching_key_raises_naming_the_file(tmp_path: Path):
