@@ -2,7 +2,8 @@
 
 Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
 TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth`` and
-``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost"}``.
+``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost",
+"provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..config import max_iter, to_yaml
 from ..evaluation import COCOEvaluator
 from ..models import build_model
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
-from .cost import Cost, cost_block, pretrain_cost
+from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import build_datasets, build_train_loader, resolve_data, validate_data
 from .dist import all_gather_objects, init_distributed, is_main_process
 from .inference import inference_on_dataset
@@ -85,6 +86,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, val_set = build_datasets(cfg)
     core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
+    provenance = run_provenance(cfg, core)
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
         model = torch.nn.parallel.DistributedDataParallel(
@@ -173,7 +175,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             save(done)
     results = _evaluate(core, val_set, cfg, device) if val_set is not None else {}
     final = {"iteration": total, **results,
-             "cost": cost_block(cost, pretrain_cost(cfg.model.init))}
+             "cost": cost_block(cost, pretrain_cost(cfg.model.init)), "provenance": provenance}
     save(total)
     if is_main_process():
         writers.write(total, flatten_metrics(results))

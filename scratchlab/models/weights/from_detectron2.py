@@ -36,7 +36,7 @@ from .read import as_state_dict
 __all__ = ["is_detectron2", "from_detectron2"]
 
 _BODY_KEY = re.compile(r"^(backbone\.bottom_up\.)?(stem\.conv1|res[2-5]\.\d+\.)")
-_RULES = [
+_BODY_RULES = [
     (r"^backbone\.bottom_up\.", "backbone.body."),
     (r"(^|\.)stem\.conv1\.norm\.", r"\1bn1."),
     (r"(^|\.)stem\.conv1\.", r"\1conv1."),
@@ -44,6 +44,8 @@ _RULES = [
     (r"\.conv([123])\.norm\.", r".bn\1."),
     (r"\.shortcut\.norm\.", ".downsample.1."),
     (r"\.shortcut\.", ".downsample.0."),
+]
+_HEAD_RULES = [
     (r"^backbone\.fpn_lateral([2-5])\.norm\.", lambda m: f"backbone.fpn.inner_blocks.{int(m.group(1)) - 2}.1."),
     (r"^backbone\.fpn_lateral([2-5])\.", lambda m: f"backbone.fpn.inner_blocks.{int(m.group(1)) - 2}.0."),
     (r"^backbone\.fpn_output([2-5])\.norm\.", lambda m: f"backbone.fpn.layer_blocks.{int(m.group(1)) - 2}.1."),
@@ -71,7 +73,7 @@ def is_detectron2(obj: Any) -> bool:
 
 
 def _rename(key: str, num_box_convs: int) -> str:
-    for pattern, repl in _RULES:
+    for pattern, repl in _BODY_RULES if _BODY_KEY.match(key) else _HEAD_RULES:
         key = re.sub(pattern, repl, key)
     if m := re.match(r"^roi_heads\.box_head\.fc(\d)\.(\w+)$", key):  # after Flatten, Linear/ReLU pairs
         key = f"roi_heads.box_head.{num_box_convs + 2 * int(m.group(1)) - 1}.{m.group(2)}"

@@ -45,7 +45,7 @@ def _own_data(path: Path, train_json: str | None) -> tuple[str, str] | None:
     if (path.parent / "final_metrics.json").is_file() and config.is_file():
         trained_on = ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("train_json")
         if trained_on and train_json and Path(trained_on).resolve() == Path(train_json).resolve():
-            return f"the target set ({Path(trained_on).name})", f"scratchlab detector {path.parent.name}"
+            return "the target set", f"scratchlab detector {path.parent.name}"
         return f"detection on {trained_on}", f"scratchlab detector {path.parent.name}"
     return None
 

@@ -71,3 +71,38 @@ def write_pickle(obj, path: Path) -> Path:
 def bgr(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The same network fed BGR images: conv1's input channels reversed (what a Caffe2 file holds)."""
     return {**sd, "conv1.weight": sd["conv1.weight"].flip(1).contiguous()}
+
+
+def detector_to_detectron2(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A scratchlab (torchvision) GN Mask R-CNN state dict in Detectron2's names and class layout."""
+    body = {k[len("backbone.body."):]: v for k, v in sd.items() if k.startswith("backbone.body.")}
+    out = to_detectron2(bgr(body))
+    rules = [
+        (r"^backbone\.fpn\.inner_blocks\.(\d)\.0\.", lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 2}."),
+        (r"^backbone\.fpn\.inner_blocks\.(\d)\.1\.", lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 2}.norm."),
+        (r"^backbone\.fpn\.layer_blocks\.(\d)\.0\.", lambda m: f"backbone.fpn_output{int(m.group(1)) + 2}."),
+        (r"^backbone\.fpn\.layer_blocks\.(\d)\.1\.", lambda m: f"backbone.fpn_output{int(m.group(1)) + 2}.norm."),
+        (r"^rpn\.head\.conv\.0\.0\.", "proposal_generator.rpn_head.conv."),
+        (r"^rpn\.head\.cls_logits\.", "proposal_generator.rpn_head.objectness_logits."),
+        (r"^rpn\.head\.bbox_pred\.", "proposal_generator.rpn_head.anchor_deltas."),
+        (r"^roi_heads\.box_head\.([0-3])\.0\.", lambda m: f"roi_heads.box_head.conv{int(m.group(1)) + 1}."),
+        (r"^roi_heads\.box_head\.([0-3])\.1\.", lambda m: f"roi_heads.box_head.conv{int(m.group(1)) + 1}.norm."),
+        (r"^roi_heads\.box_head\.5\.", "roi_heads.box_head.fc1."),
+        (r"^roi_heads\.mask_head\.(\d)\.0\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}."),
+        (r"^roi_heads\.mask_head\.(\d)\.1\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.norm."),
+        (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.deconv."),
+    ]
+    for key, value in sd.items():
+        if key.startswith("backbone.body."):
+            continue
+        if key.startswith("roi_heads.box_predictor.cls_score."):  # background first -> last
+            out[key] = torch.cat([value[1:], value[:1]])
+        elif key.startswith("roi_heads.box_predictor.bbox_pred."):  # no background rows
+            out[key] = value[4:]
+        elif key.startswith("roi_heads.mask_predictor.mask_fcn_logits."):
+            out[key.replace("mask_predictor.mask_fcn_logits", "mask_head.predictor")] = value[1:]
+        else:
+            for pattern, repl in rules:
+                key = re.sub(pattern, repl, key)
+            out[key] = value
+    return out

@@ -13,7 +13,7 @@ import torch
 from scratchlab.config import load_config
 from scratchlab.models import ResNetBody, build_backbone_body, build_model, load_init
 from scratchlab.models.weights.read import read_pickle
-from tests.models.weights.formats import bgr, to_caffe2, to_detectron2, write_pickle
+from tests.models.weights.formats import bgr, detector_to_detectron2, to_caffe2, to_detectron2, write_pickle
 
 NARROW = ["model.backbone.depth=50", "model.backbone.width_mult=0.25", "model.gn_groups=8",
           "model.fpn.channels=32", "model.roi_box_head.conv_dim=32", "model.roi_box_head.fc_dim=64",
@@ -201,3 +201,20 @@ def test_detectron2_partial_backbone_refused(tmp_path: Path):
     torch.save({"model": sd}, path)
     with pytest.raises(ValueError, match=r"partial.pth: leaves 1 ResNet body key.*layer4.2.bn3.weight"):
         load_init(build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3), str(path))
+
+
+def test_detectron2_whole_detector_lands_everywhere(tmp_path: Path):
+    torch.manual_seed(7)
+    src = build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3).state_dict()
+    for key in ("roi_heads.box_predictor.bbox_pred", "roi_heads.mask_predictor.mask_fcn_logits"):
+        rows = 4 if "bbox" in key else 1  # Detectron2 has no background rows: theirs load as zeros
+        src[f"{key}.weight"][:rows] = 0
+        src[f"{key}.bias"][:rows] = 0
+    path = tmp_path / "model_final_d2.pth"
+    torch.save({"model": detector_to_detectron2(src), "iteration": 90000}, path)
+
+    torch.manual_seed(8)
+    model = build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
+    report = load_init(model, str(path))
+    assert report["missing"] == [] and report["unexpected"] == [] and report["skipped_shape"] == []
+    _assert_same(model.state_dict(), src)
