@@ -8,7 +8,7 @@
     scratchlab data check ANN.json --images DIR
     scratchlab pretrain classify CONFIG --out DIR [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
-    scratchlab study STUDY.yaml --out DIR
+    scratchlab study STUDY.yaml --out DIR [key=value ...]
     scratchlab demo [--quick] --out DIR
 """
 
@@ -103,7 +103,7 @@ def _cmd_pretrain_direct(a: argparse.Namespace) -> int:
 def _cmd_study(a: argparse.Namespace) -> int:
     from .study.runner import run_study
 
-    study = run_study(a.study, a.out)
+    study = run_study(a.study, a.out, a.overrides)
     print("\n".join(study["verdict"].get("lines", [])))
     return 0
 
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="run a pre-training vs scratch study and write its report")
     st.add_argument("study", help="study YAML file")
+    st.add_argument("overrides", nargs="*", help="key=value config overrides applied to every arm, e.g. "
+                    "data.train_json=... (point a shipped study at your dataset)")
     st.add_argument("--out", required=True)
     st.set_defaults(func=_cmd_study)
 

@@ -17,11 +17,13 @@ from typing import Any
 
 from matplotlib.figure import Figure  # the OO API renders with Agg and leaves pyplot's global state alone
 
+from ..engine.cost import EXTERNAL
+from .provenance import external_cost, pretraining_label
 from .verdict import INITS, METRICS, TASKS, Group, compute_verdict, group_arms, validate_arms
 
 __all__ = ["write_report", "load_study", "final_table", "status_table", "INIT_COLOURS", "TABLE_HEAD_COLOUR"]
 
-INIT_COLOURS = {"random": "#d62728", "classify": "#1f77b4", "direct": "#2ca02c"}
+INIT_COLOURS = {"random": "#d62728", "classify": "#1f77b4", "direct": "#2ca02c", "weights": "#9467bd"}
 TABLE_HEAD_COLOUR = "#dbe4f0"
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -83,12 +85,13 @@ def final_table(arms: list[dict[str, Any]], task: str) -> tuple[list[str], list[
     order = _regime_order(arms)
     groups = [g for g in group_arms(arms) if g.stat(task) is not None]
     groups.sort(key=lambda g: (order.index(g.data), g.schedule, INITS.index(g.init), g.norm))
-    header = ["Data", "Schedule", "Init", "Norm", "Seeds", *METRICS]
+    header = ["Data", "Schedule", "Init", "Pre-trained on", "Norm", "Seeds", *METRICS]
     rows = [
         [
             g.data,
             f"{g.schedule:g}x",
             g.init,
+            pretraining_label(g.arms[0]),
             g.norm,
             str(len(g.finished)),
             *(_fmt(g.stat(task, m)) for m in METRICS),
@@ -103,6 +106,7 @@ def status_table(arms: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     header = [
         "Arm",
         "Init",
+        "Pre-trained on",
         "Norm",
         "Schedule",
         "Data",
@@ -126,6 +130,7 @@ def status_table(arms: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
             [
                 a["name"],
                 a["init"],
+                pretraining_label(a),
                 a["norm"],
                 f"{float(a['schedule']):g}x",
                 a["data"],
@@ -135,7 +140,7 @@ def status_table(arms: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
                 num(tot, "images_seen"),
                 num(tot, "pixels_seen"),
                 num(tot, "wall_s", "{:.1f}"),
-                num(pre, "images_seen"),
+                EXTERNAL if external_cost(a) else num(pre, "images_seen"),
             ]
         )
     return header, rows
@@ -155,7 +160,7 @@ def _html_table(header: list[str], rows: list[list[str]], table_id: str, text_co
     for r in rows:
         tds = []
         for i, c in enumerate(r):
-            cls = ' class="t"' if i < text_cols or header[i] == "Error" else ""
+            cls = ' class="t"' if i < text_cols or header[i] in ("Error", "Pre-trained on") else ""
             if header[i] == "Status" and c in ("failed", "diverged"):
                 cls = ' class="t bad"'
             tds.append(f"<td{cls}>{html.escape(str(c))}</td>")
@@ -266,7 +271,8 @@ def _compute_figure(arms: list[dict[str, Any]], path: Path) -> Path:
                 color=INIT_COLOURS[a["init"]],
                 s=40,
                 marker=_MARKERS[regimes.index(a["data"]) % len(_MARKERS)],
-                label=None if lab in seen else f"{a['init']}, data {a['data']}",
+                label=None if lab in seen else f"{a['init']}, data {a['data']}"
+                + (f" (+ pre-training {EXTERNAL})" if external_cost(a) else ""),
             )
             seen.add(lab)
             ax.annotate(
@@ -352,8 +358,8 @@ def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     ]
     body += [f'<p class="skip">{h(s)}</p>' for s in skipped]
     for title, tid, header, rows in tables:
-        body += [f"<h2>{h(title)}</h2>", _html_table(header, rows, tid, text_cols=4)]
-    body += ["<h2>Arms: status and cost</h2>", _html_table(*status, "status", text_cols=7)]
+        body += [f"<h2>{h(title)}</h2>", _html_table(header, rows, tid, text_cols=5)]
+    body += ["<h2>Arms: status and cost</h2>", _html_table(*status, "status", text_cols=8)]
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{h(name)}</title>'
         f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"

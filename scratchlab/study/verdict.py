@@ -9,7 +9,7 @@ Everything here is a pure function of the arm records (the ``arms`` list of ``st
 only written when the arms it needs exist, and every number in it is taken from them.
 
 Conventions:
-* Arms with the same (data, init, norm, schedule) but different seeds form one *group*; a group's value
+* Arms with the same (data, init, norm, schedule, weights) but different seeds form one *group*; a group's value
   is the mean over its finished seeds, with the sample std as its spread. A difference between two groups
   is *inconclusive* when it is no larger than the sum of their stds (only possible with several seeds).
 * Random-init arms are compared against pre-trained ones using only well-normalised random arms (GN or
@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.cost import EXTERNAL
+from .provenance import external_cost, pretraining_label
+
 __all__ = [
     "compute_verdict",
     "validate_arms",
@@ -36,7 +39,8 @@ __all__ = [
     "METRICS",
 ]
 
-INITS = ("random", "classify", "direct")
+# "weights": published weights (``weights: NAME_OR_PATH``); each source is compared as its own kind.
+INITS = ("random", "classify", "direct", "weights")
 PRETRAINED = ("classify", "direct")
 STATUSES = ("finished", "failed", "diverged", "pending", "running")
 TASKS = ("bbox", "segm")
@@ -48,6 +52,11 @@ INIT_PHRASE = {
     "classify": "classification pre-training",
     "direct": "direct detection pre-training",
 }
+
+
+def _phrase(kind: str) -> str:
+    """A pre-training kind in a sentence; published weights are named by their provenance label."""
+    return INIT_PHRASE.get(kind, f"pre-training on {kind}")
 _REQUIRED = ("name", "init", "norm", "schedule", "data", "status")
 
 Stat = dict[str, Any]  # {"mean": float, "std": float | None, "n": int}
@@ -90,6 +99,12 @@ class Group:
     norm: str
     schedule: float
     arms: list[dict[str, Any]]
+    weights: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``init``, except that published weights are told apart by what they are (their label)."""
+        return pretraining_label(self.arms[0]) if self.init == "weights" else self.init
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -112,26 +127,32 @@ class Group:
         """Short human label, e.g. ``random init (GN, 2x, 3 seeds)``."""
         n = len(self.finished)
         seeds = f", {n} seeds" if n > 1 else ""
-        return f"{INIT_PHRASE[self.init]} ({self.norm}, {_sched(self.schedule)}{seeds})"
+        return f"{_phrase(self.kind)} ({self.norm}, {_sched(self.schedule)}{seeds})"
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""
         return {
             "data": self.data,
             "init": self.init,
+            "pretrained_on": pretraining_label(self.arms[0]),
             "norm": self.norm,
             "schedule": self.schedule,
             "arms": [a["name"] for a in self.arms],
         }
 
 
+def _pretrained_kinds(groups: Sequence[Group]) -> list[str]:
+    """classify, direct, then each source of published weights in the order the study lists them."""
+    return [*PRETRAINED, *dict.fromkeys(g.kind for g in groups if g.init == "weights")]
+
+
 def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
     """Group arms by (data, init, norm, schedule), keeping first-seen order."""
     groups: dict[tuple[Any, ...], Group] = {}
     for a in arms:
-        k = (a["data"], a["init"], a["norm"], float(a["schedule"]))
+        k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("weights"))
         if k not in groups:
-            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [])
+            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [], a.get("weights"))
         groups[k].arms.append(a)
     return list(groups.values())
 
@@ -182,7 +203,7 @@ def _compare(a: Stat, b: Stat) -> dict[str, Any]:
 
 def _lead(pt_init: str, cmp: dict[str, Any], pt_txt: str, rd_txt: str, what: str) -> str:
     """Sentence fragment for a comparison whose ``diff`` is pre-trained minus random."""
-    p, d = INIT_PHRASE[pt_init], cmp["diff"]
+    p, d = _phrase(pt_init), cmp["diff"]
     if cmp["inconclusive"]:
         return (
             f"{p} and random init differed by {abs(d):.1f} {what} ({pt_txt} vs {rd_txt}), within the "
@@ -251,7 +272,7 @@ def _early(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[d
     def has_curve(g: Group) -> bool:
         return any(_curve(a, task) is not None for a in g.finished)
 
-    pt = _best([g for g in rg if g.init == pt_init and has_curve(g)], task)
+    pt = _best([g for g in rg if g.kind == pt_init and has_curve(g)], task)
     rands = [g for g in _reference_random(rg) if has_curve(g)]
     if pt is None or not rands:
         return None
@@ -312,7 +333,7 @@ def _catch_up(
     rg: Sequence[Group], pt_init: str, task: str, regime: str, tol: float
 ) -> tuple[dict, str, Group] | None:
     """Shortest random schedule whose AP is within ``tol`` of the best pre-trained AP."""
-    pt = _best([g for g in rg if g.init == pt_init], task)
+    pt = _best([g for g in rg if g.kind == pt_init], task)
     series = _random_by_schedule(rg, task)
     if pt is None or not series:
         return None
@@ -321,7 +342,7 @@ def _catch_up(
     rd = hit or series[-1]
     rs = rd.stat(task)
     cmp = _compare(rs, ps)
-    ref = f"the {INIT_PHRASE[pt_init]} {task} AP ({_fmt(ps)} at {_sched(pt.schedule)})"
+    ref = f"the {_phrase(pt_init)} {task} AP ({_fmt(ps)} at {_sched(pt.schedule)})"
     if hit:
         how = "and exceeded it" if cmp["diff"] > 0 else f"within {tol:.1f} AP"
         line = f"{regime}, random init reached {ref} {how} at {_sched(rd.schedule)} ({_fmt(rs)})."
@@ -354,7 +375,7 @@ def _catch_up(
 
 def _gap(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[dict, str] | None:
     """Best pre-trained vs best random final AP at one data regime."""
-    pt, rd = _best([g for g in rg if g.init == pt_init], task), _best(_reference_random(rg), task)
+    pt, rd = _best([g for g in rg if g.kind == pt_init], task), _best(_reference_random(rg), task)
     if pt is None or rd is None:
         return None
     ps, rs = pt.stat(task), rd.stat(task)
@@ -385,7 +406,7 @@ def _gap(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[dic
 
 def _localisation(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> tuple[dict, str] | None:
     """Random-minus-pretrained gap at AP75 vs AP50: does scratch hold up better at strict IoU?"""
-    pt, rd = _best([g for g in rg if g.init == pt_init], task), _best(_reference_random(rg), task)
+    pt, rd = _best([g for g in rg if g.kind == pt_init], task), _best(_reference_random(rg), task)
     if pt is None or rd is None:
         return None
     s = {(who, m): g.stat(task, m) for who, g in (("pt", pt), ("rd", rd)) for m in ("AP50", "AP75")}
@@ -404,7 +425,7 @@ def _localisation(rg: Sequence[Group], pt_init: str, task: str, regime: str) -> 
         verdict = "random init did not hold up better at AP75 than at AP50"
     line = (
         f"Localisation [{regime}, {task}; {rd.label()} vs {pt.label()}]: random init minus "
-        f"{INIT_PHRASE[pt_init]} was {g75['diff']:+.1f} at AP75 ({_fmt(s['rd', 'AP75'])} vs "
+        f"{_phrase(pt_init)} was {g75['diff']:+.1f} at AP75 ({_fmt(s['rd', 'AP75'])} vs "
         f"{_fmt(s['pt', 'AP75'])}) and {g50['diff']:+.1f} at AP50 ({_fmt(s['rd', 'AP50'])} vs "
         f"{_fmt(s['pt', 'AP50'])}), so {verdict}."
     )
@@ -435,12 +456,14 @@ def _cost_clause(g: Group) -> str:
             f" ({fmt_count(g.cost('images_seen', 'pretrain'))} images / "
             f"{fmt_count(g.cost('pixels_seen', 'pretrain'))} pixels of them in pre-training)"
         )
+    if all(external_cost(a) for a in g.finished):
+        txt += f" (plus its pre-training, {EXTERNAL})"
     return txt
 
 
 def _cost(rg: Sequence[Group], pt_init: str, regime: str, rd: Group | None) -> tuple[dict, str] | None:
     """AP against everything seen, pre-training included, for the best pre-trained arm vs scratch."""
-    pt = _best([g for g in rg if g.init == pt_init], "bbox")
+    pt = _best([g for g in rg if g.kind == pt_init], "bbox")
     rd = rd or _best(_reference_random(rg), "bbox")
     if (
         pt is None
@@ -607,7 +630,7 @@ def compute_verdict(arms: list[dict[str, Any]], tol: float = 1.0) -> dict[str, A
     for d in regimes:
         rg = [g for g in groups if g.data == d]
         phrase = _regime_phrase(d, sizes[d] or None)
-        for pt_init in PRETRAINED:
+        for pt_init in _pretrained_kinds(groups):
             catch_rd = None
             for task in TASKS:
                 add("early", _early(rg, pt_init, task, phrase.replace("With ", "", 1)))
@@ -650,7 +673,7 @@ def compute_verdict(arms: list[dict[str, Any]], tol: float = 1.0) -> dict[str, A
 def _trend(gaps: list[dict], regimes: list[str], sizes: dict[str, int]) -> list[dict[str, Any]]:
     """Does pre-training's lead grow as data shrinks? Stated only from the per-regime gaps computed."""
     out = []
-    for pt_init in PRETRAINED:
+    for pt_init in dict.fromkeys(g["init"] for g in gaps):
         for task in TASKS:
             rows = [
                 g
@@ -664,7 +687,7 @@ def _trend(gaps: list[dict], regimes: list[str], sizes: dict[str, int]) -> list[
             largest = max(rows, key=lambda r: r["diff"])
             at_least = largest is rows[-1]
             line = (
-                f"Across data regimes ({task}), {INIT_PHRASE[pt_init]} minus random init was {parts}; "
+                f"Across data regimes ({task}), {_phrase(pt_init)} minus random init was {parts}; "
                 f"the lead was {'largest' if at_least else 'not largest'} with the least data."
             )
             out.append(
