@@ -42,7 +42,10 @@ def weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     timm = tmp_path / "resnet18_gn.pth.tar"
     torch.save({"arch": "resnet18_gn", "state_dict": _body_state("GN", 2), "state_dict_ema": _body_state("GN", 3)},
                timm)
-    d2 = {k: v.numpy() for k, v in to_detectron2(_body_state("BN", 4)).items()}
+    # A Caffe2-convention network sees x * 255 - mean: its conv1 is correspondingly small.
+    d2_body = _body_state("BN", 4)
+    d2_body["conv1.weight"] = d2_body["conv1.weight"] / 255
+    d2 = {k: v.numpy() for k, v in to_detectron2(d2_body).items()}
     d2_file = tmp_path / "R-18-d2.pkl"
     d2_file.write_bytes(pickle.dumps({"model": d2, "__author__": "Detectron2 Model Zoo"}, protocol=2))
     partial = dict(d2)
