@@ -5,7 +5,8 @@
 * a file -- its format is told from its content: Detectron's Caffe2 ``.pkl`` (``blobs``), Detectron2
   (``__author__``, ``stem.conv1``/``res2.0``/``backbone.bottom_up`` names), a timm training checkpoint or
   timm ResNet variant, else torchvision's names (torchvision and plain timm ResNets, scratchlab's own
-  ``backbone.pth`` and ``model_final.pth``, backbone or whole detector).
+  ``backbone.pth`` and ``model_final.pth``, backbone or whole detector); ``.safetensors`` files (timm
+  from the Hugging Face hub) are read like ``.pth``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
-"""Reading weight files safely: torch files with ``weights_only=True`` and pickles through an unpickler
+"""Reading weight files safely: torch files with ``weights_only=True``, pickles through an unpickler
 that only builds numpy arrays, dicts, lists and plain values (Detectron's Caffe2 ``.pkl``, Detectron2's
-model-zoo ``.pkl``). Nothing in a weights file can run code here.
+model-zoo ``.pkl``), and ``.safetensors`` (what timm's Hugging Face hub weights are) read from their JSON
+header and raw buffer. Nothing in a weights file can run code here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_checkpoint", "read_file", "read_pickle", "sha256", "as_state_dict"]
+__all__ = ["read_checkpoint", "read_file", "read_pickle", "read_safetensors", "sha256", "as_state_dict"]
 
 # The only globals a weights pickle may name: what numpy needs to rebuild arrays and scalars (under
 # numpy 1's and numpy 2's module names), OrderedDict, and the codec Python 2 pickles use for bytes.
@@ -58,12 +61,42 @@ def read_pickle(path: str | Path) -> Any:
         raise ValueError(f"{path}: cannot read pickle: {exc}") from exc
 
 
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def read_safetensors(path: str | Path) -> dict[str, Tensor]:
+    """A ``.safetensors`` file: an 8-byte little-endian header length, a JSON header
+    ``{name: {"dtype", "shape", "data_offsets": [begin, end]}}`` and the tensors' bytes."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + n])
+        buffer = bytearray(raw[8 + n :])
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+            flat = torch.frombuffer(buffer, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin) \
+                if end > begin else torch.empty(0, dtype=dtype)
+            out[name] = flat.reshape(info["shape"]).clone()
+        return out
+    except Exception as exc:  # truncated file, bad header, unknown dtype, ...
+        raise ValueError(f"{path}: cannot read safetensors file: {exc!r}") from exc
+
+
 def read_file(path: str | Path) -> Any:
-    """The raw object in a weights file: ``.pkl`` through :func:`read_pickle`, anything else through
-    ``torch.load(weights_only=True)``."""
+    """The raw object in a weights file: ``.pkl`` through :func:`read_pickle`, ``.safetensors`` through
+    :func:`read_safetensors`, anything else through ``torch.load(weights_only=True)``."""
     path = Path(path)
     if path.suffix == ".pkl":
         return read_pickle(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, pickle with non-tensor objects, ...
