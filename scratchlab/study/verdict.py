@@ -127,7 +127,11 @@ class Group:
         """Short human label, e.g. ``random init (GN, 2x, 3 seeds)``."""
         n = len(self.finished)
         seeds = f", {n} seeds" if n > 1 else ""
-        return f"{_phrase(self.kind)} ({self.norm}, {_sched(self.schedule)}{seeds})"
+        name = _phrase(self.kind)
+        data = (self.arms[0].get("provenance") or {}).get("data")
+        if self.init in PRETRAINED and data:  # e.g. "classification pre-training on generated shapes, 8 classes"
+            name += f" on {data}"
+        return f"{name} ({self.norm}, {_sched(self.schedule)}{seeds})"
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""

@@ -35,3 +35,10 @@ def test_each_weights_source_is_its_own_comparison():
     for label in (tv, timm):
         assert any(f"pre-training on {label} bbox AP" in line for line in lines), label
         assert any(label in line and "not counted: external" in line for line in lines if "Compute" in line)
+
+
+def test_classification_pre_training_is_named_with_its_data():
+    arm = _arm("cls", "classify", 31.0, "generated shapes, 8 classes (scratchlab pretrain classify)")
+    arm["provenance"]["data"] = "generated shapes, 8 classes"
+    (group,) = group_arms([arm])
+    assert group.label() == "classification pre-training on generated shapes, 8 classes (GN, 1x)"
