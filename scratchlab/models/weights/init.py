@@ -45,7 +45,8 @@ def convert_file(path: Path) -> Converted:
     state = as_state_dict(obj, source)
     if timm_variant_keys(state):
         return from_timm(state, source)  # raises, naming the variant's keys
-    if is_scratchlab_file(path):  # trained with this project's own settings: no convention to check
+    written_by_train = isinstance(obj, dict) and isinstance(obj.get("config"), str)  # checkpoints/last.pth
+    if written_by_train or is_scratchlab_file(path):  # trained with this run's kind of settings: no convention
         return Converted(state, "scratchlab", norm_kind(state), None)
     fmt = "torchvision" if enum_of_file(path) is not None else "torchvision/timm naming"
     return Converted(state, fmt, norm_kind(state), TORCHVISION)

@@ -194,3 +194,11 @@ def test_torchvision_weights_offline_without_cache_is_a_clear_error(tmp_path, mo
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
     with pytest.raises(RuntimeError, match=r"ResNet18_Weights.IMAGENET1K_V1 from .*resnet18-.*\.pth"):
         load_init(build_backbone_body(_cfg("model.backbone.depth=18")), "ResNet18_Weights.IMAGENET1K_V1")
+
+
+def test_training_checkpoint_is_recognised_as_scratchlab_without_files_beside_it(tmp_path: Path):
+    src = _model(1).state_dict()
+    path = tmp_path / "last.pth"
+    torch.save({"model": src, "iteration": 4, "config": "model: {}\n"}, path)
+    model = _model(0, 3, "input.pixel_mean=[0.5,0.5,0.5]")  # not torchvision's: no convention is checked
+    assert load_init(model, str(path))["format"] == "scratchlab"
