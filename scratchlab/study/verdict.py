@@ -9,9 +9,11 @@ Everything here is a pure function of the arm records (the ``arms`` list of ``st
 only written when the arms it needs exist, and every number in it is taken from them.
 
 Conventions:
-* Arms with the same (data, init, norm, schedule, weights) but different seeds form one *group*; a group's value
-  is the mean over its finished seeds, with the sample std as its spread. A difference between two groups
-  is *inconclusive* when it is no larger than the sum of their stds (only possible with several seeds).
+* Arms with the same (data, init, norm, schedule, weights) but different seeds form one *group*; a
+  group's value is the mean over its finished seeds, with the sample std as its spread. A difference
+  between two groups is *inconclusive* when it is no larger than the sum of their stds (only possible
+  with several seeds). Published weights (init "weights") are compared source by source, each named
+  by its provenance label.
 * Random-init arms are compared against pre-trained ones using only well-normalised random arms (GN or
   SyncBN) where any exist, because the paper's claim is about GN/SyncBN scratch training; BN/FrozenBN
   scratch arms are judged separately in the normalisation finding.
@@ -53,13 +55,14 @@ INIT_PHRASE = {
     "direct": "direct detection pre-training",
 }
 
+_REQUIRED = ("name", "init", "norm", "schedule", "data", "status")
+
+Stat = dict[str, Any]  # {"mean": float, "std": float | None, "n": int}
+
 
 def _phrase(kind: str) -> str:
     """A pre-training kind in a sentence; published weights are named by their provenance label."""
     return INIT_PHRASE.get(kind, f"pre-training on {kind}")
-_REQUIRED = ("name", "init", "norm", "schedule", "data", "status")
-
-Stat = dict[str, Any]  # {"mean": float, "std": float | None, "n": int}
 
 
 def validate_arms(arms: Sequence[dict[str, Any]]) -> None:
@@ -151,7 +154,7 @@ def _pretrained_kinds(groups: Sequence[Group]) -> list[str]:
 
 
 def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
-    """Group arms by (data, init, norm, schedule), keeping first-seen order."""
+    """Group arms by (data, init, norm, schedule, weights), keeping first-seen order."""
     groups: dict[tuple[Any, ...], Group] = {}
     for a in arms:
         k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("weights"))
