@@ -20,7 +20,7 @@ from .convert import TORCHVISION, Converted, norm_kind
 from .from_caffe2 import from_caffe2, is_caffe2
 from .from_detectron2 import from_detectron2, is_detectron2
 from .from_timm import from_timm, is_timm_checkpoint, timm_variant_keys
-from .from_torchvision import WEIGHTS_NAME, enum_of_file, read_enum
+from .from_torchvision import WEIGHTS_NAME, enum_of_file, read_enum, torchvision_names
 from .load import load_state
 from .read import as_state_dict, read_file
 
@@ -49,6 +49,7 @@ def convert_file(path: Path) -> Converted:
     if written_by_train or is_scratchlab_file(path):  # trained with this run's kind of settings: no convention
         return Converted(state, "scratchlab", norm_kind(state), None)
     fmt = "torchvision" if enum_of_file(path) is not None else "torchvision/timm naming"
+    state = torchvision_names(state)
     return Converted(state, fmt, norm_kind(state), TORCHVISION)
 
 

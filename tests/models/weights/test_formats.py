@@ -5,6 +5,7 @@ partial files are refused naming the keys."""
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,28 @@ def test_detectron2_whole_detector_lands_everywhere(tmp_path: Path):
     report = load_init(model, str(path))
     assert report["missing"] == [] and report["unexpected"] == [] and report["skipped_shape"] == []
     _assert_same(model.state_dict(), src)
+
+
+def test_torchvision_v1_detector_file_with_legacy_names_loads_whole(tmp_path: Path):
+    """torchvision's released maskrcnn_resnet50_fpn COCO_V1 file predates the module renames (FPN, RPN and
+    mask-head keys) and uses the TwoMLPHead box head: every tensor must still find its place."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(9)
+    src = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    legacy = {}
+    for key, value in src.items():
+        key = re.sub(r"^(backbone\.fpn\.(inner|layer)_blocks\.\d)\.0\.", r"\1.", key)
+        key = key.replace("rpn.head.conv.0.0.", "rpn.head.conv.")
+        key = re.sub(r"^roi_heads\.mask_head\.(\d)\.0\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.", key)
+        legacy[key] = value
+    assert "roi_heads.mask_head.mask_fcn1.weight" in legacy and "backbone.fpn.inner_blocks.0.weight" in legacy
+    path = tmp_path / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    torch.save(legacy, path)
+    cfg = load_config(None, ["model.norm=FrozenBN", "model.roi_box_head.num_conv=0", "model.roi_box_head.num_fc=2"])
+    model = build_model(cfg, num_classes=90)
+    report = load_init(model, str(path))
+    assert report["missing"] == [] and report["unexpected"] == [] and report["skipped_shape"] == []
+    got = model.state_dict()
+    assert torch.equal(got["roi_heads.box_head.3.weight"], src["roi_heads.box_head.fc7.weight"])
+    _assert_same(got, {k: v for k, v in src.items() if "box_head" not in k})
