@@ -104,6 +104,7 @@ def test_shipped_study_files_parse_and_point_at_real_configs():
         assert (f.parent / spec["base"]).is_file()
         for kind in {a["init"] for a in arms} - {"random", "weights"}:
             assert (f.parent / spec["pretrain"][kind]["config"]).is_file(), kind
+            load_config(f.parent / spec["pretrain"][kind]["config"], spec["pretrain"][kind].get("overrides", []))
         base = load_config(f.parent / spec["base"], spec.get("overrides", []))
         for arm in arms:  # every arm's overrides name real config keys
             runner.arm_config(base, arm, arm["weights"], ["data.num_workers=0"])
