@@ -100,7 +100,11 @@ def read_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, pickle with non-tensor objects, ...
-        raise ValueError(f"{path}: cannot read checkpoint: {exc}") from exc
+        raise ValueError(
+            f"{path}: cannot read checkpoint: {exc} (weights are read with weights_only=True; a training "
+            "checkpoint holding other objects can be reduced to its weights with "
+            "torch.save(torch.load(f, weights_only=False)['model'], out) where you trust the file)"
+        ) from exc
 
 
 def _tensor(value: Any) -> Tensor | None:
