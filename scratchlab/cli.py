@@ -11,7 +11,7 @@
     scratchlab data show ANN.json --images DIR --out DIR [-n 16]
     scratchlab pretrain classify CONFIG --out DIR [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
-    scratchlab study STUDY.yaml --out DIR
+    scratchlab study STUDY.yaml --out DIR [key=value ...]
     scratchlab study --report-only DIR
     scratchlab demo [--quick] --out DIR
 """
@@ -137,9 +137,11 @@ def _cmd_study(a: argparse.Namespace) -> int:
     from .study.runner import rebuild_report, run_study
 
     if a.report_only:
+        if a.study or a.overrides:  # they would be silently ignored: the arms have run already
+            raise ValueError("scratchlab study --report-only DIR runs no arm: give it no STUDY.yaml or key=value")
         study = rebuild_report(a.report_only)
     elif a.study and a.out:
-        study = run_study(a.study, a.out)
+        study = run_study(a.study, a.out, a.overrides)
     else:
         raise ValueError("scratchlab study: give STUDY.yaml --out DIR, or --report-only DIR")
     print(study["verdict"]["headline"])
@@ -248,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="run a pre-training vs scratch study and write its report")
     st.add_argument("study", nargs="?", help="study YAML file")
+    st.add_argument("overrides", nargs="*", help="key=value config overrides applied to every arm, e.g. "
+                    "data.train_json=... (point a shipped study at your dataset)")
     st.add_argument("--out", help="the study's directory (arms, study.json, report)")
     st.add_argument("--report-only", metavar="DIR",
                     help="rebuild DIR's verdict (intervals included) and report from DIR/study.json; runs no arm")

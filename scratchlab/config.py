@@ -44,14 +44,21 @@ DEFAULTS: dict[str, Any] = {
         "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn
         "num_classes": None,  # foreground classes; None = taken from the training set
         # random | a torchvision weights enum name (e.g. ResNet50_Weights.IMAGENET1K_V1)
-        # | a path to a backbone checkpoint (backbone.pth) or a whole-detector checkpoint
+        # | a path to a backbone checkpoint (backbone.pth) or a whole-detector checkpoint: torchvision/timm
+        # .pth, Detectron Caffe2 .pkl, Detectron2 .pkl/.pth or scratchlab's own (scratchlab.models.weights)
         "init": "random",
+        # What model.init was pre-trained on, for the run's provenance record when the file does not say
+        # (timm / Caffe2 / Detectron2 files), e.g. "ImageNet-1k"; None: read from the source or "not stated".
+        "init_data": None,
         "norm": "GN",  # GN | SyncBN | BN | FrozenBN: the backbone, and every part whose own norm is None
         "gn_groups": 32,
         "backbone": {
             "depth": 50,  # ResNet depth: 18, 34, 50, 101
             "width_mult": 1.0,  # scales the four stage widths (mini configs); 1.0 is the real ResNet
             "freeze_at": 0,  # 0 trains everything (scratch); 2 freezes stem + res2 (Detectron2 default)
+            # True: stride in each stage's first 1x1 conv (MSRA ResNets: Detectron's Caffe2 R-50.pkl);
+            # False: in the 3x3 (torchvision, timm, FAIR's R-50-GN.pkl). The weights loader checks it.
+            "stride_in_1x1": False,
         },
         "fpn": {"channels": 256, "norm": None},  # norm None = model.norm ("" = no norm)
         "rpn": {
@@ -173,6 +180,7 @@ _PATH = Optional(Str())
 TYPES: dict[str, ValueType] = {
     "model.arch": Choice("mask_rcnn", "faster_rcnn"),
     "model.num_classes": Optional(Int()),
+    "model.init_data": Optional(Str()),
     "model.norm": Choice(*NORMS),
     "model.backbone.depth": Choice(18, 34, 50, 101),
     "model.fpn.norm": _PART_NORM,

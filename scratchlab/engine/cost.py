@@ -8,9 +8,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cost", "pretrain_cost", "cost_block"]
+from ..models import describe_init
+
+__all__ = ["Cost", "pretrain_cost", "cost_block", "EXTERNAL", "run_provenance"]
 
 _KEYS = ("images_seen", "instances_seen", "pixels_seen", "wall_s")
+# Published weights were paid for elsewhere: the paper's point is that this cost is usually left out.
+EXTERNAL = "not counted: external"
 
 
 @dataclass
@@ -47,3 +51,13 @@ def cost_block(own: Cost, pretrain: dict[str, Any] | None) -> dict[str, Any]:
     block: dict[str, Any] = {**own.as_dict(), "pretrain": pretrain}
     block["total"] = {k: block[k] + ((pretrain or {}).get(k) or 0) for k in _KEYS}
     return block
+
+
+def run_provenance(cfg: Any, model: Any) -> dict[str, Any]:
+    """Where the run's initial weights came from (``scratchlab.models.describe_init``) plus the cost of
+    that pre-training: counted when scratchlab ran it, :data:`EXTERNAL` for published weights."""
+    m = cfg.model
+    prov = describe_init(str(m.init), getattr(model, "init_report", {}) or {}, m.init_data, cfg.data.train_json)
+    pre = pretrain_cost(str(m.init))
+    prov["cost"] = None if prov["init"] == "random" else pre if pre is not None else EXTERNAL
+    return prov

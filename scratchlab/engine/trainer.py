@@ -3,7 +3,8 @@
 Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
 TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth``
 (``{"model", "iteration", "config", "classes", "category_ids"}``: self-contained for ``predict``),
-``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost"}``
+``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost",
+"provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance)
 and ``plots/`` (loss, AP and LR curves drawn from metrics.jsonl).
 """
 
@@ -25,7 +26,7 @@ from ..utils.io import write_json
 from ..utils.runtime import resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
-from .cost import Cost, cost_block, pretrain_cost
+from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import build_datasets, build_train_loader, require_masks, resolve_data, validate_data
 from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler
@@ -81,6 +82,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     train_set, val_set = build_datasets(cfg)
     require_masks(cfg, train_set, val_set)
     core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
+    provenance = run_provenance(cfg, core)
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
         model = torch.nn.parallel.DistributedDataParallel(
@@ -169,7 +171,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             save(done)
     results = _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
     final = {"iteration": total, **results,
-             "cost": cost_block(cost, pretrain_cost(cfg.model.init))}
+             "cost": cost_block(cost, pretrain_cost(cfg.model.init)), "provenance": provenance}
     save(total)
     if is_main_process():
         writers.write(total, flatten_metrics(results))

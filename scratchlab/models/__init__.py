@@ -2,13 +2,13 @@
 
 Public entry points: :func:`build_model` (the detector), :func:`build_backbone_body` (the ResNet body
 alone, for classification pre-training) and :func:`load_init` (``model.init``: random, torchvision
-weights or a checkpoint file).
+weights or a weights file) and :func:`describe_init` (its provenance).
 """
 
 from .detector import ResNetFPN, TrainNoResizeTransform, build_model
-from .init import load_init, load_state, read_checkpoint
 from .norm import NORM_NAMES, freeze_batchnorm, norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
+from .weights import describe_init, load_init, load_state, read_checkpoint
 
 __all__ = [
     "NORM_NAMES",
@@ -17,6 +17,7 @@ __all__ = [
     "TrainNoResizeTransform",
     "build_backbone_body",
     "build_model",
+    "describe_init",
     "freeze_batchnorm",
     "freeze_stages",
     "load_init",

@@ -20,9 +20,9 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from .init import load_init
 from .norm import norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
+from .weights import load_init
 
 __all__ = ["ResNetFPN", "TrainNoResizeTransform", "build_model"]
 

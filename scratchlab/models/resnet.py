@@ -31,7 +31,9 @@ class ResNetBody(ResNet):
     """torchvision ResNet without ``avgpool``/``fc``; ``forward`` returns the res2..res5 feature maps.
 
     ``width_mult`` scales the bottleneck/basic ``planes`` of the four stages (the stem stays at 64
-    channels, as in every ResNet). The output is an ``OrderedDict`` with keys ``"0".."3"`` (res2..res5,
+    channels, as in every ResNet). ``stride_in_1x1`` moves each stage's stride from the 3x3 conv
+    (torchvision's "ResNet v1.5") to the first 1x1 conv of the block (the original MSRA ResNet, which
+    Detectron's Caffe2 R-50.pkl / R-101.pkl were trained as). The output is an ``OrderedDict`` with keys ``"0".."3"`` (res2..res5,
     strides 4..32), the format torchvision's FeaturePyramidNetwork consumes.
 
     Attributes:
@@ -45,6 +47,7 @@ class ResNetBody(ResNet):
         width_mult: float = 1.0,
         norm_layer: NormFactory | None = None,
         zero_init_residual: bool = False,
+        stride_in_1x1: bool = False,
     ) -> None:
         if depth not in DEPTHS:
             raise ValueError(f"model.backbone.depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -60,6 +63,15 @@ class ResNetBody(ResNet):
         self.depth = depth
         self.stage_channels = [self._scaled(p) * block.expansion for p in (64, 128, 256, 512)]
         self.out_channels = self.stage_channels[-1]
+        if stride_in_1x1:
+            self._move_stride_to_1x1()
+
+    def _move_stride_to_1x1(self) -> None:
+        for layer in (self.layer2, self.layer3, self.layer4):
+            first = layer[0]
+            if not isinstance(first, Bottleneck):
+                raise ValueError("model.backbone.stride_in_1x1 applies to bottleneck ResNets (depth 50, 101)")
+            first.conv1.stride, first.conv2.stride = first.conv2.stride, (1, 1)
 
     def _scaled(self, planes: int) -> int:
         return max(1, int(round(planes * self._width_mult)))
@@ -89,7 +101,8 @@ def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> Re
     norm = norm_factory(str(m.norm), int(m.gn_groups), where="backbone (model.norm)")
     if norm is None:
         raise ValueError("model.norm must name a norm for the backbone (GN, SyncBN, BN, FrozenBN), got ''")
-    return ResNetBody(int(m.backbone.depth), float(m.backbone.width_mult), norm, zero_init_residual)
+    return ResNetBody(int(m.backbone.depth), float(m.backbone.width_mult), norm, zero_init_residual,
+                      stride_in_1x1=bool(m.backbone.stride_in_1x1))
 
 
 def freeze_stages(body: ResNetBody, freeze_at: int) -> ResNetBody:

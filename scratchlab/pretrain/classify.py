@@ -150,7 +150,10 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     top1 = _top1(model, val_loader, device)
     atomic_torch_save(model.body.state_dict(), out / "backbone.pth")
-    meta = {"images": len(train_set), "classes": len(train_set.classes), "epochs": int(c.epochs),
+    # What the backbone was pre-trained on, as run provenance records name it.
+    data = (f"{root} ({len(train_set.classes)} classes)" if cfg.data.root
+            else f"generated shapes, {len(train_set.classes)} classes")
+    meta = {"data": data, "images": len(train_set), "classes": len(train_set.classes), "epochs": int(c.epochs),
             "images_seen": seen, "instances_seen": seen, "pixels_seen": int(pixels), "wall_s": round(wall, 3),
             "top1": round(top1, 2), "epoch_losses": epoch_losses,
             "backbone": {"depth": int(cfg.model.backbone.depth), "width_mult": float(cfg.model.backbone.width_mult),

@@ -3,8 +3,9 @@ marked and seed bands (Fig. 1/4), final AP per configuration with 95% intervals 
 against everything seen with the pre-training share of it (Fig. 2).
 
 Every configuration (a group of seeds) has its own colour and line style, the same in every figure:
-colour families by init (scratch red, classification blue, direct green), shades and line styles by
-configuration. A figure whose data is missing raises ``Skip`` with the reason.
+colour families by init (scratch red, classification blue, direct green, published weights purple),
+shades and line styles by configuration. Arms whose pre-training was paid for elsewhere (published
+weights) are marked in the compute figure: none of their pre-training is in its pixel counts. A figure whose data is missing raises ``Skip`` with the reason.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure  # the OO API renders with Agg and leaves pyplot's global state alone
 
+from ..engine.cost import EXTERNAL
 from .groups import TASKS, Group, fmt_count, group_arms, regime_order, sched_label
 
 __all__ = ["Skip", "INIT_COLOURS", "styles", "curves_figure", "final_ap_figure", "compute_figure"]
 
-INIT_COLOURS = {"random": "#d62728", "classify": "#1f77b4", "direct": "#2ca02c"}
+INIT_COLOURS = {"random": "#d62728", "classify": "#1f77b4", "direct": "#2ca02c", "weights": "#9467bd"}
 _SHADES = {
     "random": ("#d62728", "#ff7f0e", "#8c1c13", "#e377c2", "#bc6c25"),
-    "classify": ("#1f77b4", "#17becf", "#17456b", "#9467bd", "#7f7fff"),
+    "classify": ("#1f77b4", "#17becf", "#17456b", "#6baed6", "#7f7fff"),
     "direct": ("#2ca02c", "#bcbd22", "#1a5e1a", "#6b8e23", "#00a087"),
+    "weights": ("#9467bd", "#5e3c99", "#c5b0d5", "#7b4173", "#a55194"),
 }
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -47,7 +50,8 @@ def styles(groups: list[Group]) -> dict[int, dict[str, Any]]:
 def _label(g: Group, many_regimes: bool) -> str:
     regime = f", data {g.data}" if many_regimes else ""
     n = len(g.finished)
-    return f"{g.init} {g.norm} {sched_label(g.schedule)}{regime}" + (f" ({n} seeds)" if n > 1 else "")
+    start = g.kind if g.init == "weights" else g.init  # published weights: which ones
+    return f"{start} {g.norm} {sched_label(g.schedule)}{regime}" + (f" ({n} seeds)" if n > 1 else "")
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -145,12 +149,15 @@ def compute_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pat
         ap, total, s = rec["bbox"]["AP"], rec["total"]["pixels_seen"], style[id(g)]
         iv = ap.get("bootstrap_interval") or ap.get("interval")
         err = None if iv is None else [[ap["mean"] - iv[0]], [iv[1] - ap["mean"]]]
+        external = g.external_pretraining
         left.errorbar(total, ap["mean"], yerr=err, fmt=s["marker"], color=s["color"], capsize=3, ms=7,
-                      label=_label(g, many))
+                      mfc="none" if external else s["color"], label=_label(g, many) + (" *" if external else ""))
         share = (g.cost("pixels_seen", "pretrain") or 0.0) / total
         right.barh(y, share, color=s["color"], alpha=0.4, hatch="//", edgecolor="black", lw=0.5)
         right.barh(y, 1 - share, left=share, color=s["color"], edgecolor="black", lw=0.5)
-        right.text(1, y, f" {fmt_count(total)} px, {100 * share:.0f}% pre-training", va="center", fontsize=7)
+        right.text(1, y, f" {fmt_count(total)} px" + (" + pre-training *" if external
+                                                       else f", {100 * share:.0f}% pre-training"),
+                   va="center", fontsize=7)
     left.set_xscale("log")
     left.set_xlabel("total pixels seen (pre-training included)")
     left.set_ylabel("final bbox AP")
@@ -160,4 +167,6 @@ def compute_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pat
     right.set_xlabel("share of the total pixels seen (hatched: pre-training)")
     right.set_xlim(0, 1.7)
     fig.suptitle("AP vs total compute, and the pre-training share of it")
+    if any(g.external_pretraining for _, g in rows):
+        fig.text(0.01, 0.01, f"* hollow marker: published weights, their pre-training {EXTERNAL}", fontsize=7)
     return _save(fig, path)

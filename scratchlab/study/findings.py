@@ -6,6 +6,8 @@ direct detection pre-training (Li, Zhang & Zhang 2021). Each finding is only com
 needs exist. Its interval comes from the paired bootstrap over validation images (seeds resampled too),
 or, without per-image data, from the seeds alone; with neither it is None and the finding cannot decide.
 
+* Pre-trained starts are chosen by ``Group.kind`` (``pt_kind``): classify, direct, or one source of
+  published weights, named by its provenance label.
 * Random-init arms are compared with pre-trained ones using only well-normalised random arms (GN or
   SyncBN) where any exist: the paper's claim is about GN/SyncBN scratch training; BN/FrozenBN scratch
   arms are judged in the normalisation finding.
@@ -129,10 +131,10 @@ def _early_window(arms: Sequence[dict[str, Any]]) -> tuple[float, bool]:
 # ------------------------------------------------------------------------------------------ findings
 
 
-def early(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding | None:
+def early(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
     """Pre-trained minus random AP at the last iteration both evaluated before the first LR drop.
     Claim: positive (pre-training is ahead early)."""
-    pts = [g for g in rg if g.init == pt_init and _evaluated(g, task)]
+    pts = [g for g in rg if g.kind == pt_kind and _evaluated(g, task)]
     rands = [g for g in _reference_random(rg) if _evaluated(g, task)]
     if not pts or not rands:
         return None
@@ -151,9 +153,9 @@ def early(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding
                    {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop})
 
 
-def catch_up(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str, margin: float) -> Finding | None:
+def catch_up(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str, margin: float) -> Finding | None:
     """Random init at its longest schedule minus the best pre-trained AP. Claim: at worst ``-margin``."""
-    pt = best_group([g for g in rg if g.init == pt_init], task)
+    pt = best_group([g for g in rg if g.kind == pt_kind], task)
     rands = [g for g in _reference_random(rg) if g.mean(task) is not None]
     if pt is None or not rands:
         return None
@@ -165,9 +167,9 @@ def catch_up(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str, margin:
     return f
 
 
-def regime_gap(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding | None:
+def regime_gap(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
     """Best pre-trained minus best random final AP at one data regime (no claim on its own)."""
-    pt, rd = best_group([g for g in rg if g.init == pt_init], task), best_group(_reference_random(rg), task)
+    pt, rd = best_group([g for g in rg if g.kind == pt_kind], task), best_group(_reference_random(rg), task)
     if pt is None or rd is None:
         return None
     f = compare("regime_gap", ev, pt, rd, task)
@@ -176,10 +178,10 @@ def regime_gap(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Fi
     return f
 
 
-def localisation(ev: Evidence, rg: Sequence[Group], pt_init: str, task: str) -> Finding | None:
+def localisation(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
     """(random - pre-trained at AP75) - (random - pre-trained at AP50). Claim: positive (scratch holds up
     better at the strict IoU)."""
-    pt, rd = best_group([g for g in rg if g.init == pt_init], task), best_group(_reference_random(rg), task)
+    pt, rd = best_group([g for g in rg if g.kind == pt_kind], task), best_group(_reference_random(rg), task)
     if pt is None or rd is None:
         return None
     v = {(g, m): grp.mean(task, m) for g, grp in (("pt", pt), ("rd", rd)) for m in ("AP50", "AP75")}
@@ -239,10 +241,10 @@ def direct_vs_classify(ev: Evidence, rg: Sequence[Group]) -> Finding | None:
     return f
 
 
-def cost(ev: Evidence, rg: Sequence[Group], pt_init: str, rd: Group | None) -> Finding | None:
+def cost(ev: Evidence, rg: Sequence[Group], pt_kind: str, rd: Group | None) -> Finding | None:
     """Best pre-trained configuration vs scratch (``rd``, else the best reference random): bbox AP against
     everything seen, pre-training included."""
-    pt = best_group([g for g in rg if g.init == pt_init])
+    pt = best_group([g for g in rg if g.kind == pt_kind])
     rd = rd or best_group(_reference_random(rg))
     keys = ("images_seen", "pixels_seen")
     if pt is None or rd is None or any(g.cost(k) is None for g in (pt, rd) for k in keys):
@@ -250,4 +252,6 @@ def cost(ev: Evidence, rg: Sequence[Group], pt_init: str, rd: Group | None) -> F
     f = compare("cost", ev, pt, rd, "bbox")
     f.extra = {f"{who}_{part}_{k}": g.cost(k, part) for who, g in (("a", pt), ("b", rd))
                for part in ("total", "pretrain") for k in keys}
+    # Published weights: their pre-training is in no figure here (not counted: external).
+    f.extra |= {f"{who}_pretrain_external": g.external_pretraining for who, g in (("a", pt), ("b", rd))}
     return f

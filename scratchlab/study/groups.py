@@ -1,7 +1,8 @@
 """What the verdict and the report share: arm validation, groups of seeds, data regimes, labels, formats.
 
-Arms with the same (data, init, norm, schedule) but different seeds form one *group*; a group's value is
-the mean over its finished seeds, with the sample std as its spread.
+Arms with the same (data, init, norm, schedule, weights) but different seeds form one *group*; a group's
+value is the mean over its finished seeds, with the sample std as its spread. Published weights (init
+"weights") are told apart source by source: a group's ``kind`` is its provenance label for them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from .provenance import external_cost, pretraining_label
+
 __all__ = [
     "INITS", "PRETRAINED", "TASKS", "METRICS", "WELL_NORMED", "POORLY_NORMED", "INIT_PHRASE",
     "Group", "group_arms", "validate_arms", "regime_sizes", "regime_order", "sched_label", "fmt_count",
-    "fmt_ap", "finished",
+    "fmt_ap", "finished", "phrase", "pretrained_kinds",
 ]
 
-INITS = ("random", "classify", "direct")
+# "weights": published weights (``weights: NAME_OR_PATH``); each source is compared as its own kind.
+INITS = ("random", "classify", "direct", "weights")
 PRETRAINED = ("classify", "direct")
 STATUSES = ("finished", "failed", "diverged", "pending", "running")
 TASKS = ("bbox", "segm")
@@ -31,6 +35,11 @@ INIT_PHRASE = {
     "direct": "direct detection pre-training",
 }
 _REQUIRED = ("name", "init", "norm", "schedule", "data", "status")
+
+
+def phrase(kind: str) -> str:
+    """A start (a group's ``kind``) in a sentence; published weights are named by their provenance label."""
+    return INIT_PHRASE.get(kind, f"pre-training on {kind}")
 
 
 def validate_arms(arms: Sequence[dict[str, Any]]) -> None:
@@ -78,13 +87,24 @@ def sched_label(schedule: float) -> str:
 
 @dataclass
 class Group:
-    """Arms sharing (data, init, norm, schedule): the seeds of one configuration."""
+    """Arms sharing (data, init, norm, schedule, weights): the seeds of one configuration."""
 
     data: str
     init: str
     norm: str
     schedule: float
     arms: list[dict[str, Any]]
+    weights: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``init``, except that published weights are told apart by what they are (their label)."""
+        return pretraining_label(self.arms[0]) if self.init == "weights" else self.init
+
+    @property
+    def external_pretraining(self) -> bool:
+        """Its pre-training was paid for elsewhere and is in none of its cost figures."""
+        return bool(self.finished) and all(external_cost(a) for a in self.finished)
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -115,23 +135,32 @@ class Group:
         """Short human label, e.g. ``random init (GN, 2x, 3 seeds)``."""
         n = len(self.finished)
         seeds = f", {n} seeds" if n > 1 else ""
-        return f"{INIT_PHRASE[self.init]} ({self.norm}, {sched_label(self.schedule)}{seeds})"
+        name = phrase(self.kind)
+        data = (self.arms[0].get("provenance") or {}).get("data")
+        if self.init in PRETRAINED and data:  # e.g. "classification pre-training on generated shapes, 8 classes"
+            name += f" on {data}"
+        return f"{name} ({self.norm}, {sched_label(self.schedule)}{seeds})"
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""
-        return {"data": self.data, "init": self.init, "norm": self.norm, "schedule": self.schedule,
-                "arms": [a["name"] for a in self.arms]}
+        return {"data": self.data, "init": self.init, "pretrained_on": pretraining_label(self.arms[0]),
+                "norm": self.norm, "schedule": self.schedule, "arms": [a["name"] for a in self.arms]}
 
 
 def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
-    """Group arms by (data, init, norm, schedule), keeping first-seen order."""
+    """Group arms by (data, init, norm, schedule, weights), keeping first-seen order."""
     groups: dict[tuple[Any, ...], Group] = {}
     for a in arms:
-        k = (a["data"], a["init"], a["norm"], float(a["schedule"]))
+        k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("weights"))
         if k not in groups:
-            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [])
+            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [], a.get("weights"))
         groups[k].arms.append(a)
     return list(groups.values())
+
+
+def pretrained_kinds(groups: Sequence[Group]) -> list[str]:
+    """classify, direct, then each source of published weights in the order the study lists them."""
+    return [*PRETRAINED, *dict.fromkeys(g.kind for g in groups if g.init == "weights")]
 
 
 def regime_sizes(arms: Iterable[dict[str, Any]]) -> dict[str, int]:

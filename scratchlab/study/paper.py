@@ -2,8 +2,8 @@
 interval (AP points) of the difference that decides it and the arms it compares. Only reads the
 findings (``Finding.as_dict()`` records); never invents a number.
 
-A claim is judged on bbox AP, with classification pre-training (the paper's ImageNet-style start) where
-such findings exist and direct pre-training otherwise. Several findings (data regimes) give one result:
+A claim is judged on bbox AP, with the paper's ImageNet-style start where such findings exist
+(classification pre-training, or published weights: ``init: weights``) and direct pre-training otherwise. Several findings (data regimes) give one result:
 ``reproduced`` / ``not reproduced`` when all agree, ``inconclusive`` when none decides, else ``mixed``.
 The interval and arms shown are those of the first finding (the regime with the most data).
 """
@@ -27,7 +27,7 @@ RESULTS = ("reproduced", "not reproduced", "mixed", "inconclusive", "not tested"
 
 def _rows(findings: dict[str, list[dict[str, Any]]], kind: str) -> list[dict[str, Any]]:
     rows = [r for r in findings.get(kind, []) if r["task"] == "bbox"]
-    classify = [r for r in rows if "classify" in (r["a_group"]["init"], (r["b_group"] or {}).get("init"))]
+    classify = [r for r in rows if {"classify", "weights"} & {r["a_group"]["init"], (r["b_group"] or {}).get("init")}]
     return classify if kind != "normalisation" and classify else rows
 
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.cost import EXTERNAL
 from .figures import INIT_COLOURS, Skip, compute_figure, curves_figure, final_ap_figure
 from .groups import INITS, METRICS, TASKS, regime_order, sched_label, validate_arms
+from .provenance import external_cost, pretraining_label
 from .verdict import compute_verdict
 
 __all__ = ["write_report", "load_study", "build_sections", "to_markdown", "to_html", "Section", "Table",
@@ -100,10 +102,10 @@ def final_table(groups: list[dict[str, Any]], arms: list[dict[str, Any]], task: 
     order = regime_order(arms)
     rows = sorted((g for g in groups if g.get(task)),
                   key=lambda g: (order.index(g["data"]), g["schedule"], INITS.index(g["init"]), g["norm"]))
-    header = ["Data", "Schedule", "Init", "Norm", "Seeds", *METRICS]
-    body = [[g["data"], sched_label(g["schedule"]), g["init"], g["norm"], str(g["n_finished"]),
-             *(_cell(g[task].get(m)) for m in METRICS)] for g in rows]
-    return Table(header, body, f"final-{task}", text_cols=4)
+    header = ["Data", "Schedule", "Init", "Pre-trained on", "Norm", "Seeds", *METRICS]
+    body = [[g["data"], sched_label(g["schedule"]), g["init"], g.get("pretrained_on", ""), g["norm"],
+             str(g["n_finished"]), *(_cell(g[task].get(m)) for m in METRICS)] for g in rows]
+    return Table(header, body, f"final-{task}", text_cols=5)
 
 
 def _num(d: dict[str, Any] | None, k: str, fmt: str = "{:,}") -> str:
@@ -114,6 +116,7 @@ def _num(d: dict[str, Any] | None, k: str, fmt: str = "{:,}") -> str:
 ARM_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("Arm", lambda a: a["name"]),
     ("Init", lambda a: a["init"]),
+    ("Pre-trained on", pretraining_label),
     ("Norm", lambda a: a["norm"]),
     ("Schedule", lambda a: sched_label(a["schedule"])),
     ("Data", lambda a: a["data"]),
@@ -123,14 +126,16 @@ ARM_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("Images seen (total)", lambda a: _num((a.get("cost") or {}).get("total"), "images_seen")),
     ("Pixels seen (total)", lambda a: _num((a.get("cost") or {}).get("total"), "pixels_seen")),
     ("Wall s (total)", lambda a: _num((a.get("cost") or {}).get("total"), "wall_s", "{:.1f}")),
-    ("Pre-training images", lambda a: _num((a.get("cost") or {}).get("pretrain"), "images_seen")),
+    ("Pre-training images", lambda a: EXTERNAL if external_cost(a)
+     else _num((a.get("cost") or {}).get("pretrain"), "images_seen")),
 ]
 
 
 def status_table(arms: list[dict[str, Any]]) -> Table:
     """Every arm's status, error text and cost (totals include pre-training)."""
-    return Table([h for h, _ in ARM_COLUMNS], [[get(a) for _, get in ARM_COLUMNS] for a in arms], "status",
-                 text_cols=8)
+    header = [h for h, _ in ARM_COLUMNS]
+    return Table(header, [[get(a) for _, get in ARM_COLUMNS] for a in arms], "status",
+                 text_cols=header.index("Error") + 1)
 
 
 def _paper_table(paper: list[dict[str, Any]]) -> Table:

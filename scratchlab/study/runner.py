@@ -14,18 +14,26 @@ expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
       - {init: classify, norm: GN, schedule: 1}
       - {init: direct, norm: GN, schedule: 1, name: direct_gn}
 
+      - {init: weights, weights: ResNet50_Weights.IMAGENET1K_V2, norm: FrozenBN, schedule: 1}
+      - {init: weights, weights: pretrained/R-50-GN.pkl, weights_data: ImageNet-1k, norm: GN}
+
 ``init``: random | classify (the backbone from ``scratchlab pretrain classify``, one per norm family)
-| direct (stage 1 of direct pre-training on the arm's own data regime, then the arm fine-tunes).
+| direct (stage 1 of direct pre-training on the arm's own data regime, then the arm fine-tunes)
+| weights (published weights: ``weights`` is a torchvision enum name or a file, read by
+``scratchlab.models.weights``; ``weights_data`` says what they were pre-trained on when the file cannot).
+Every arm records the provenance of its initial weights (source, sha256, data, pre-training cost or
+"not counted: external"). ``scratchlab study STUDY.yaml --out DIR key=value ...``: the command line's
+overrides apply to every arm and to the shared pre-training, after the study's own.
 ``data``: "100%", "10%", a count such as 1000 or "1k": a seeded subset, the same images for every arm.
 ``pretrain.classify.finetune``: overrides for the arms that fine-tune the classification backbone; the
 direct arms fine-tune with the direct config's ``direct.stage2`` overrides.
 Each arm is a normal run dir under ``DIR/arms/<name>``; a crashing or diverging arm is recorded and the
 others go on; running the study again skips finished arms and resumes unfinished ones.
 
-``DIR/study.json`` holds every arm's record, including the per-image COCO evaluation of its val
-detections (final model: bbox and segm; each curve point: bbox; the detections themselves stay in
-``arms/<name>/inference/``), and the verdict with its 95% intervals (a paired bootstrap over the val
-images, run once all arms are done). ``scratchlab study --report-only DIR`` recomputes the verdict and
+``DIR/study.json`` holds the command line's ``overrides``, every arm's record (its ``provenance`` and the
+per-image COCO evaluation of its val detections: final model bbox and segm, each curve point bbox; the
+detections themselves stay in ``arms/<name>/inference/``), and the verdict with its 95% intervals (a
+paired bootstrap over the val images, run once all arms are done). ``scratchlab study --report-only DIR`` recomputes the verdict and
 the report from study.json alone.
 """
 
@@ -45,22 +53,26 @@ from omegaconf import DictConfig
 from ..config import apply_overrides, load_config, max_iter, schedule_steps
 from ..data.coco import select_subset
 from ..engine import NonFiniteLossError, train
+from ..engine.cost import EXTERNAL
 from ..engine.data import resolve_data
 from ..engine.trainer import detections_file
 from ..evaluation import load_coco_gt
 from ..evaluation.bootstrap import per_image_eval
+from ..models import describe_init
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage_configs
 from ..utils.io import write_text
 from ..utils.runtime import setup_logging
 from .groups import sched_label
+from .provenance import arm_provenance
 from .report import load_study, write_report
 from .verdict import RESAMPLES, compute_verdict
 
 __all__ = ["run_study", "rebuild_report", "expand_arms", "parse_regime", "arm_config"]
 
 log = logging.getLogger("scratchlab")
-ARM_KEYS = ("name", "init", "norm", "schedule", "data", "seed", "overrides")
+ARM_KEYS = ("name", "init", "norm", "schedule", "data", "seed", "overrides", "weights", "weights_data")
+INITS = ("random", "classify", "direct", "weights")
 
 
 def parse_regime(data: Any) -> float | int | None:
@@ -86,18 +98,24 @@ def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
         unknown = set(entry) - set(ARM_KEYS)
         if unknown:
             raise ValueError(f"arms[{i}]: unknown field(s) {sorted(unknown)}; allowed: {list(ARM_KEYS)}")
-        if entry.get("init", "random") not in ("random", "classify", "direct"):
-            raise ValueError(f"arms[{i}]: init must be random, classify or direct, got {entry['init']!r}")
+        init = entry.get("init", "random")
+        if init not in INITS:
+            raise ValueError(f"arms[{i}]: init must be one of {', '.join(INITS)}, got {init!r}")
+        if (init == "weights") != ("weights" in entry):
+            raise ValueError(f"arms[{i}]: 'weights: NAME_OR_PATH' goes with init: weights (and only with it)")
         fields = {k: entry.get(k, d) for k, d in
-                  (("init", "random"), ("norm", "GN"), ("schedule", 1), ("data", "100%"), ("seed", 0))}
+                  (("init", "random"), ("norm", "GN"), ("schedule", 1), ("data", "100%"), ("seed", 0),
+                   ("weights", None))}
         lists = {k: v if isinstance(v, list) else [v] for k, v in fields.items()}
         combos = list(itertools.product(*lists.values()))
         for combo in combos:
             arm = dict(zip(lists, combo, strict=True))
             arm["schedule"] = float(arm["schedule"])
             arm["data"] = str(arm["data"])
-            auto = f"{arm['init']}_{arm['norm']}_{sched_label(arm['schedule'])}_{arm['data']}_s{arm['seed']}"
+            init = f"weights-{_slug(arm['weights'])}" if arm["weights"] else arm["init"]
+            auto = f"{init}_{arm['norm']}_{sched_label(arm['schedule'])}_{arm['data']}_s{arm['seed']}"
             auto = auto.replace("%", "pct").lower()
+            arm["weights_data"] = entry.get("weights_data")
             name = entry.get("name")
             arm["name"] = (name if len(combos) == 1 else f"{name}_{auto}") if name else auto
             arm["overrides"] = list(entry.get("overrides", []))
@@ -108,6 +126,13 @@ def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return arms
 
 
+def _slug(weights: Any) -> str:
+    """A short name part for a weights source: the enum member or the file's stem."""
+    text = str(weights)
+    text = text.split(".", 1)[1] if re.fullmatch(r"\w+_Weights\.\w+", text) else Path(text).name.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
 def _yaml(value: Any) -> str:
     """An override's value: ``None`` must be written ``null`` (``str(None)`` would be the string 'None')."""
     return "null" if value is None else str(value)
@@ -116,7 +141,9 @@ def _yaml(value: Any) -> str:
 def _record(arm: dict[str, Any], status: str) -> dict[str, Any]:
     """The study.json entry of an arm before any result is known."""
     return {**{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}, "status": status,
-            "error": None, "final": None, "curve": [], "cost": None}
+            "error": None, "final": None, "curve": [], "cost": None,
+            **({"weights": arm["weights"], "weights_data": arm["weights_data"]} if arm["weights"] else {}),
+            "provenance": arm.get("provenance")}
 
 
 def _norm_overrides(norm: str) -> list[str]:
@@ -125,15 +152,19 @@ def _norm_overrides(norm: str) -> list[str]:
             "model.roi_mask_head.norm=null"]
 
 
-def arm_config(base: DictConfig, arm: dict[str, Any], init_path: str | None) -> DictConfig:
-    """The detector config of one arm: base + norm, schedule, data regime, seed, init, own overrides."""
+def arm_config(base: DictConfig, arm: dict[str, Any], init_path: str | None,
+               extra: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The detector config of one arm: base + norm, schedule, data regime, seed, init, own overrides,
+    then ``extra`` (the command line's, which apply to every arm)."""
     regime = parse_regime(arm["data"])
     overrides = [*_norm_overrides(arm["norm"]), f"solver.schedule={arm['schedule']}",
                  f"data.subset={_yaml(regime)}", f"seed={arm['seed']}",
                  f"model.init={init_path or 'random'}"]
     if arm["init"] == "random":
         overrides.append("model.backbone.freeze_at=0")
-    return apply_overrides(base, [*overrides, *arm["overrides"]])
+    if arm.get("weights_data"):
+        overrides.append(f"model.init_data={json.dumps(str(arm['weights_data']))}")
+    return apply_overrides(base, [*overrides, *arm["overrides"], *extra])
 
 
 def _curve(run_dir: Path) -> list[dict[str, Any]]:
@@ -159,20 +190,18 @@ def _per_image(gt: Any, run_dir: Path, iteration: int, tasks: tuple[str, ...]) -
     return {t: per_image_eval(gt, results, t) for t in tasks}
 
 
-
-
 class Study:
     """Runs the arms of one study file into ``out`` and keeps ``study.json`` up to date."""
 
-    def __init__(self, study_file: str | Path, out: str | Path) -> None:
-        self.file, self.out = Path(study_file), Path(out)
+    def __init__(self, study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> None:
+        self.file, self.out, self.overrides = Path(study_file), Path(out), list(overrides)
         spec = yaml.safe_load(self.file.read_text()) or {}
         if not isinstance(spec, dict) or "arms" not in spec or "base" not in spec:
             raise ValueError(f"{self.file}: a study needs 'base' (a detector config) and 'arms'")
         self.spec = spec
         self.arms = expand_arms(spec["arms"])
         here = self.file.parent
-        base = load_config(here / spec["base"], spec.get("overrides", []))
+        base = load_config(here / spec["base"], [*spec.get("overrides", []), *self.overrides])
         self.out.mkdir(parents=True, exist_ok=True)
         setup_logging(self.out)
         self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
@@ -180,6 +209,25 @@ class Study:
         self.records: dict[str, dict[str, Any]] = {}
         self._gt: Any = None  # the val ground truth, loaded when the first arm finishes
         self.train_images = len(json.loads(Path(self.base.data.train_json).read_text()).get("images", []))
+        for arm in self.arms:
+            if arm["weights"]:
+                arm["weights"] = self._weights_path(arm["weights"])
+                arm["provenance"] = self._planned_provenance(arm)
+
+    # -- published weights --------------------------------------------------------------------------
+    def _weights_path(self, weights: str) -> str:
+        """A relative weights path is read relative to the study file when it exists there."""
+        near = self.file.parent / str(weights)
+        return str(near.resolve()) if not Path(str(weights)).is_absolute() and near.is_file() else str(weights)
+
+    def _planned_provenance(self, arm: dict[str, Any]) -> dict[str, Any] | None:
+        """What the arm's provenance will say (the same function as the run's), so that its label is known
+        while it is pending; None when the source cannot be described yet (the arm will fail, saying why)."""
+        try:
+            prov = describe_init(arm["weights"], {}, arm["weights_data"], self.base.data.train_json)
+        except (OSError, ValueError):
+            return None
+        return {k: prov.get(k) for k in ("label", "source", "sha256", "data", "format")} | {"cost": EXTERNAL}
 
     # -- shared pre-training ------------------------------------------------------------------------
     def _pretrain_cfg(self, kind: str, extra: list[str]) -> DictConfig:
@@ -188,7 +236,7 @@ class Study:
             raise ValueError(f"{self.file}: arms use init={kind} but pretrain.{kind}.config is not given")
         data = [f"data.{k}={_yaml(self.base.data[k])}" for k in ("train_json", "train_images", "val_json",
                                                                    "val_images")]
-        return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *extra])
+        return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *self.overrides, *extra])
 
     def classify_backbone(self, norm: str) -> str:
         """One classification pre-training per norm family (GN, or BN for BN/SyncBN/FrozenBN arms)."""
@@ -225,7 +273,9 @@ class Study:
             elif arm["init"] == "direct":
                 init_path, stage2 = self.direct_stage1(arm)
                 base = apply_overrides(base, list(stage2.direct.stage2))
-            cfg = arm_config(base, arm, init_path)
+            elif arm["init"] == "weights":
+                init_path = arm["weights"]
+            cfg = arm_config(base, arm, init_path, self.overrides)
             record.update(max_iter=max_iter(cfg), lr_drops=schedule_steps(cfg))
             if final_path.is_file():
                 log.info("arm %s already finished: skipping", arm["name"])
@@ -233,8 +283,9 @@ class Study:
                 log.info("arm %s: training", arm["name"])
                 train(cfg, run_dir, resume=True)
             final = json.loads(final_path.read_text())
-            record.update(status="finished", final={k: v for k, v in final.items() if k != "cost"},
-                          cost=final.get("cost"))
+            record.update(status="finished",
+                          final={k: v for k, v in final.items() if k not in ("cost", "provenance")},
+                          cost=final.get("cost"), provenance=arm_provenance(final) or record["provenance"])
         except NonFiniteLossError as exc:
             record.update(status="diverged", error=str(exc))
             log.warning("arm %s diverged: %s", arm["name"], exc)
@@ -268,7 +319,7 @@ class Study:
         """study.json with the verdict so far (``resamples=0`` while arms run: intervals from seeds only;
         the bootstrap runs once at the end)."""
         arms = [self.records.get(a["name"]) or _record(a, "pending") for a in self.arms]
-        study = {"name": self.spec.get("name", self.file.stem),
+        study = {"name": self.spec.get("name", self.file.stem), "overrides": self.overrides,
                  "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
                  "arms": arms, "verdict": compute_verdict(arms, resamples=resamples)}
         write_study(self.out / "study.json", study)
@@ -305,9 +356,10 @@ def write_study(path: Path, study: dict[str, Any]) -> None:
     write_text(path, text)
 
 
-def run_study(study_file: str | Path, out: str | Path) -> dict[str, Any]:
-    """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report."""
-    return Study(study_file, out).run()
+def run_study(study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report.
+    ``overrides`` (``key=value``) apply to every arm and to the shared pre-training, after the study's own."""
+    return Study(study_file, out, overrides).run()
 
 
 def rebuild_report(out: str | Path, resamples: int = RESAMPLES) -> dict[str, Any]:

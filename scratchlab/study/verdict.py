@@ -2,6 +2,11 @@
 and only here, grouped by the question each answers, under a headline that says which start reached
 the best AP, at what total cost, and how sure that is.
 
+Every pre-trained start is held against scratch: classification pre-training, direct pre-training, then
+each source of published weights (``init: weights``), named by its provenance label ("pre-training on
+ImageNet-1k (torchvision IMAGENET1K_V1)"); their pre-training was paid for elsewhere, so their cost
+sentences say it is not counted.
+
 Everything is a pure function of the arm records (the ``arms`` list of ``study.json``, per-image
 evaluation data included), so ``scratchlab study --report-only`` rebuilds the same verdict.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..engine.cost import EXTERNAL
 from ..evaluation.bootstrap import BOOTSTRAP_METRICS
 from .evidence import Evidence
 from .findings import (
@@ -26,21 +32,22 @@ from .findings import (
     regime_gap,
 )
 from .groups import (
-    INIT_PHRASE,
     METRICS,
-    PRETRAINED,
     TASKS,
     Group,
     finished,
     fmt_ap,
     fmt_count,
     group_arms,
+    phrase,
+    pretrained_kinds,
     regime_order,
     regime_sizes,
     sched_label,
     validate_arms,
 )
 from .paper import paper_check
+from .provenance import pretraining_label
 from .stats import LEVEL, percentile_interval, seed_summary
 
 __all__ = ["compute_verdict", "QUESTIONS", "MARGIN", "RESAMPLES"]
@@ -122,12 +129,15 @@ def _spent(g: Group, ap: float, extra: dict[str, Any], side: str) -> str:
     if pre:
         share = 100 * pre / extra[f"{side}_total_pixels_seen"]
         txt += f" ({share:.0f}% of the pixels in pre-training)"
+    if extra.get(f"{side}_pretrain_external"):
+        txt += f" (plus its pre-training, {EXTERNAL})"
     return txt
 
 
 def _problem(a: dict[str, Any]) -> str:
     status = a["status"] if a["status"] != "finished" else "finished without final metrics"
-    desc = f"{a['init']}, {a['norm']}, {sched_label(a['schedule'])}, data {a['data']}, seed {a.get('seed', '?')}"
+    init = f"weights {pretraining_label(a)}" if a["init"] == "weights" else a["init"]
+    desc = f"{init}, {a['norm']}, {sched_label(a['schedule'])}, data {a['data']}, seed {a.get('seed', '?')}"
     err = f": {a['error']}" if a.get("error") else ""
     tail = " (not included in the comparisons)" if a["status"] in ("pending", "running") else ""
     return f"Arm '{a['name']}' ({desc}) {status}{err}{tail}."
@@ -136,14 +146,14 @@ def _problem(a: dict[str, Any]) -> str:
 def _trend(gaps: list[Finding], sizes: dict[str, int]) -> list[str]:
     """Does pre-training's lead grow as data shrinks? Stated from the per-regime gaps, point values."""
     out = []
-    for pt_init in PRETRAINED:
+    for pt_kind in dict.fromkeys(f.a.kind for f in gaps):
         for task in TASKS:
-            rows = [f for f in gaps if f.a.init == pt_init and f.task == task]
+            rows = [f for f in gaps if f.a.kind == pt_kind and f.task == task]
             if len(rows) < 2:
                 continue
             parts = "; ".join(f"{f.data} ({sizes[f.data]} images): {_delta(f)}" for f in rows)
             largest = max(rows, key=lambda f: f.values["diff"]) is rows[-1]
-            out.append(f"Across data regimes ({task}), {INIT_PHRASE[pt_init]} minus random init was {parts}; "
+            out.append(f"Across data regimes ({task}), {phrase(pt_kind)} minus random init was {parts}; "
                        f"the lead was {'largest' if largest else 'not largest'} with the least data "
                        "(point values).")
     return out
@@ -172,12 +182,13 @@ def _headline(ev: Evidence, groups: list[Group], sizes: dict[str, int]) -> str:
     spent = ""
     if total:
         pre = best.cost("pixels_seen", "pretrain") or 0
-        share = f"{100 * pre / total:.0f}% of them in pre-training" if pre else "no pre-training"
+        share = (f"{100 * pre / total:.0f}% of them in pre-training" if pre
+                 else f"plus its pre-training, {EXTERNAL}" if best.external_pretraining else "no pre-training")
         spent = (f", after {fmt_count(best.cost('images_seen'))} images / {fmt_count(total)} pixels seen in "
                  f"total ({share})")
     text = (f"With data {data}{n}, {best.label()} reached the best bbox AP, "
             f"{fmt_ap(best.mean('bbox'), _group_interval(ev, best, 'bbox'))}{spent}.")
-    other = best_group([g for g in rg if g.init != best.init])
+    other = best_group([g for g in rg if g.kind != best.kind])
     if other is not None:
         f = compare("headline", ev, best, other, "bbox")
         sure = ("its lead is beyond the noise of these images" if f.interval and f.interval[0] > 0
@@ -212,18 +223,18 @@ def _findings(ev: Evidence, groups: list[Group], regimes: Sequence[str], margin:
     out: list[Finding | None] = []
     for d in regimes:
         rg = [g for g in groups if g.data == d]
-        for pt_init in PRETRAINED:
+        for pt_kind in pretrained_kinds(groups):
             scratch = None
             for task in TASKS:
-                out.append(early(ev, rg, pt_init, task))
-                cu = catch_up(ev, rg, pt_init, task, margin)
+                out.append(early(ev, rg, pt_kind, task))
+                cu = catch_up(ev, rg, pt_kind, task, margin)
                 out.append(cu)
                 if cu is not None and task == "bbox":
                     scratch = cu.a
                 if len(regimes) > 1:
-                    out.append(regime_gap(ev, rg, pt_init, task))
-                out.append(localisation(ev, rg, pt_init, task))
-            out.append(cost(ev, rg, pt_init, scratch))
+                    out.append(regime_gap(ev, rg, pt_kind, task))
+                out.append(localisation(ev, rg, pt_kind, task))
+            out.append(cost(ev, rg, pt_kind, scratch))
         out.append(direct_vs_classify(ev, rg))
         out.extend(normalisation(ev, rg))
     return [f for f in out if f is not None]

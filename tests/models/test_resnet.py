@@ -134,3 +134,14 @@ def test_zero_init_residual_zeroes_each_blocks_last_gn_gamma(depth, last):
     assert torch.all(body.bn1.weight == 1)  # only the last norm of each block
     default = build_backbone_body(cfg)
     assert all(torch.all(getattr(b, last).weight == 1) for layer in (default.layer1,) for b in layer)
+
+
+def test_stride_in_1x1_moves_each_stage_stride_and_keeps_the_output_size():
+    body = build_backbone_body(_cfg("model.norm=BN", "model.backbone.width_mult=0.25",
+                                    "model.backbone.stride_in_1x1=true"))
+    for layer in (body.layer2, body.layer3, body.layer4):
+        assert layer[0].conv1.stride == (2, 2) and layer[0].conv2.stride == (1, 1)
+    out = body.eval()(torch.rand(1, 3, 64, 64))
+    assert [tuple(v.shape[-2:]) for v in out.values()] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    with pytest.raises(ValueError, match="bottleneck"):
+        build_backbone_body(_cfg("model.backbone.depth=18", "model.backbone.stride_in_1x1=true"))

@@ -38,8 +38,10 @@ def _arm(
     segm: bool = False,
     eval_every: int = 25,
     curve: list[dict[str, Any]] | None = None,
+    weights: str | None = None,
 ) -> dict[str, Any]:
-    """One arm record. ``ap50``/``ap75`` are offsets from AP; segm AP is bbox AP minus 2."""
+    """One arm record. ``ap50``/``ap75`` are offsets from AP; segm AP is bbox AP minus 2. An ``init:
+    weights`` arm names its ``weights`` file; its provenance label is "ImageNet-1k (file WEIGHTS)"."""
     max_iter = int(round(schedule * ITERS_1X))
     drops = [max_iter - d for d in DROPS_FROM_END]
     if tau is None:
@@ -90,6 +92,9 @@ def _arm(
             "kind": "direct",
         }
     total = {k: own[k] + (pre[k] if pre else 0) for k in own}
+    published = {"weights": weights, "weights_data": "ImageNet-1k",
+                 "provenance": {"label": f"ImageNet-1k (file {weights})", "data": "ImageNet-1k",
+                                "cost": "not counted: external"}} if init == "weights" else {}
     return {
         "name": name,
         "init": init,
@@ -106,6 +111,7 @@ def _arm(
         "max_iter": max_iter,
         "lr_drops": drops,
         "cost": {**own, "pretrain": pre, "total": total},
+        **published,
     }
 
 

@@ -13,3 +13,15 @@ def test_every_configuration_has_its_own_colour_and_line_style(make_arm):
     first = [g for g in groups if g.init == "random"][:5]
     assert len({st[id(g)]["color"] for g in first}) == 5
     assert colours[0] == INIT_COLOURS["random"]  # the init's family colour leads its shades
+
+
+def test_published_weights_have_their_own_colours_one_per_source(make_arm):
+    arms = [make_arm("rnd", "random", 25.0), make_arm("cls", "classify", 30.0),
+            *(make_arm(f"w{i}", "weights", 30.0, weights=f"w{i}.pkl") for i in range(3))]
+    groups = group_arms(arms)
+    st = styles(groups)
+    published = [st[id(g)]["color"] for g in groups if g.init == "weights"]
+    assert len(groups) == 5 and published[0] == INIT_COLOURS["weights"] and len(set(published)) == 3
+    others = {st[id(g)]["color"] for g in groups if g.init != "weights"}
+    assert not others & set(published)
+    assert len({(st[id(g)]["color"], st[id(g)]["ls"]) for g in groups}) == 5

@@ -19,7 +19,14 @@ import pytest
 from PIL import Image
 
 from scratchlab.study.groups import METRICS
-from scratchlab.study.report import INIT_COLOURS, TABLE_HEAD_COLOUR, load_study, write_report
+from scratchlab.study.report import (
+    INIT_COLOURS,
+    TABLE_HEAD_COLOUR,
+    final_table,
+    load_study,
+    status_table,
+    write_report,
+)
 from scratchlab.study.stats import seed_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -165,6 +172,24 @@ def test_status_table_md_matches_study(written):
         assert r[header.index("Error")] == (a["error"] or "")
         total = a["cost"]["total"]["pixels_seen"]
         assert int(r[header.index("Pixels seen (total)")].replace(",", "")) == total
+
+
+def test_tables_name_what_each_arm_was_pre_trained_on(make_arm):
+    from scratchlab.study.verdict import compute_verdict
+
+    arms = [make_arm("rnd", "random", 25.0), make_arm("cls", "classify", 30.0),
+            make_arm("tv", "weights", 33.0, weights="R-50.pkl"), make_arm("timm", "weights", 31.0, weights="r50.pth")]
+    final = final_table(compute_verdict(arms, resamples=0)["groups"], arms, "bbox")
+    assert final.header[2:4] == ["Init", "Pre-trained on"]
+    assert [r[2:4] for r in final.rows] == [
+        ["random", "none (random init)"], ["classify", "classification pre-training"],
+        ["weights", "ImageNet-1k (file R-50.pkl)"], ["weights", "ImageNet-1k (file r50.pth)"]]
+    status = status_table(arms)
+    rows = {r[0]: dict(zip(status.header, r, strict=True)) for r in status.rows}
+    assert status.header[1:3] == ["Init", "Pre-trained on"] and status.text_cols == status.header.index("Error") + 1
+    assert rows["tv"]["Pre-trained on"] == "ImageNet-1k (file R-50.pkl)"
+    assert rows["tv"]["Pre-training images"] == "not counted: external"
+    assert rows["cls"]["Pre-training images"] == "100,000" and rows["rnd"]["Pre-training images"] == "n/a"
 
 
 def test_report_opens_with_the_answer_then_questions_in_both_formats(written):

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from scratchlab.cli import main
+from scratchlab.config import load_config
 from scratchlab.study import runner
 from scratchlab.study.runner import expand_arms, parse_regime, run_study
 from tests.conftest import MINI, TINY
@@ -67,6 +68,7 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
     assert rebuilt["verdict"] == saved["verdict"] and rebuilt["arms"] == saved["arms"]
     assert (tmp_path / "out" / "report.md").is_file()
     assert main(["study", "--report-only", str(tmp_path / "nothing")]) == 2  # a clear error, no traceback
+    assert main(["study", "--report-only", str(tmp_path / "out"), "solver.base_lr=0.1"]) == 2  # runs no arm
 
     # Re-running skips finished arms (no training is called for them) and retries the failed one.
     calls = []
@@ -115,5 +117,23 @@ def test_shipped_study_files_parse_and_point_at_real_configs():
         arms = expand_arms(spec["arms"])
         assert len({a["name"] for a in arms}) == len(arms) > 0
         assert (f.parent / spec["base"]).is_file()
-        for kind in {a["init"] for a in arms} - {"random"}:
+        for kind in {a["init"] for a in arms} - {"random", "weights"}:
             assert (f.parent / spec["pretrain"][kind]["config"]).is_file(), kind
+            load_config(f.parent / spec["pretrain"][kind]["config"], spec["pretrain"][kind].get("overrides", []))
+        base = load_config(f.parent / spec["base"], spec.get("overrides", []))
+        for arm in arms:  # every arm's overrides name real config keys
+            runner.arm_config(base, arm, arm["weights"], ["data.num_workers=0"])
+
+
+def test_weights_arms_expand_named_by_their_source():
+    arms = expand_arms([{"init": "weights", "weights": ["ResNet50_Weights.IMAGENET1K_V2", "pre/R-50-GN.pkl"],
+                         "weights_data": "ImageNet-1k", "norm": "FrozenBN"}])
+    assert [a["name"] for a in arms] == ["weights-imagenet1k-v2_frozenbn_1x_100pct_s0",
+                                         "weights-r-50-gn_frozenbn_1x_100pct_s0"]
+    cfg = runner.arm_config(load_config(MINI), arms[1], arms[1]["weights"], ["solver.base_lr=0.01"])
+    assert cfg.model.init == "pre/R-50-GN.pkl" and cfg.model.init_data == "ImageNet-1k"
+    assert cfg.solver.base_lr == 0.01 and cfg.model.norm == "FrozenBN"
+    with pytest.raises(ValueError, match="init: weights"):
+        expand_arms([{"init": "weights", "norm": "GN"}])
+    with pytest.raises(ValueError, match="init: weights"):
+        expand_arms([{"init": "random", "weights": "x.pth"}])

@@ -112,16 +112,23 @@ def test_detector_file_into_bare_body(tmp_path: Path):
     )
 
 
-def test_unexpected_and_missing_reported(tmp_path: Path):
+def test_unexpected_keys_reported_and_partial_backbone_refused(tmp_path: Path):
     sd = build_backbone_body(_cfg()).state_dict()
-    sd.pop("layer4.2.conv3.weight")
     sd["fc.weight"] = torch.zeros(10, 512)
     sd["fc.bias"] = torch.zeros(10)
     path = tmp_path / "imagenet_like.pth"
     torch.save({"module." + k: v for k, v in sd.items()}, path)  # as saved from DDP
     report = load_init(_model(0), str(path))
     assert report["unexpected"] == ["fc.weight", "fc.bias"]
-    assert "backbone.body.layer4.2.conv3.weight" in report["missing"]
+    assert not any(k.startswith("backbone.body.") for k in report["missing"])
+
+    sd.pop("layer4.2.conv3.weight")
+    torch.save(sd, path)
+    model = _model(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"imagenet_like.pth: leaves 1 ResNet body key.*layer4.2.conv3.weight"):
+        load_init(model, str(path))
+    assert _same(model.state_dict(), before, before)  # refused before anything was loaded
 
 
 def test_no_matching_key_raises_naming_the_file(tmp_path: Path):
@@ -187,3 +194,11 @@ def test_torchvision_weights_offline_without_cache_is_a_clear_error(tmp_path, mo
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
     with pytest.raises(RuntimeError, match=r"ResNet18_Weights.IMAGENET1K_V1 from .*resnet18-.*\.pth"):
         load_init(build_backbone_body(_cfg("model.backbone.depth=18")), "ResNet18_Weights.IMAGENET1K_V1")
+
+
+def test_training_checkpoint_is_recognised_as_scratchlab_without_files_beside_it(tmp_path: Path):
+    src = _model(1).state_dict()
+    path = tmp_path / "last.pth"
+    torch.save({"model": src, "iteration": 4, "config": "model: {}\n"}, path)
+    model = _model(0, 3, "input.pixel_mean=[0.5,0.5,0.5]")  # not torchvision's: no convention is checked
+    assert load_init(model, str(path))["format"] == "scratchlab"
