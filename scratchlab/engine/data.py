@@ -10,6 +10,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -208,5 +209,9 @@ def build_train_loader(cfg: DictConfig, dataset: CocoDetection, start_iter: int,
         sampler = GroupedTrainingBatchSampler(aspect_groups(dataset), batch, seed, start_iter, rank, world)
     else:
         sampler = TrainingBatchSampler(len(dataset), batch, seed, start_iter, rank, world)
+    # The loader's own generator: without one, starting an iterator draws its workers' base seed from the
+    # global torch RNG, so a resumed run (whose loader starts after the RNG restore) would be one draw
+    # ahead of the uninterrupted run from the first step on. Augmentation is seeded per sample anyway.
+    generator = torch.Generator().manual_seed(seed + rank)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers),
-                      collate_fn=collate, persistent_workers=False)
+                      collate_fn=collate, persistent_workers=False, generator=generator)
