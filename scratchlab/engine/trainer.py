@@ -25,7 +25,7 @@ from ..vis.plots import plot_run
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from .cost import Cost, cost_block, pretrain_cost
 from .data import build_datasets, build_train_loader, require_masks, resolve_data, validate_data
-from .dist import all_gather_objects, init_distributed, is_main_process
+from .dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
 from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler
 from .writers import MetricWriters, flatten_metrics
@@ -152,14 +152,12 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             loss_dict = model(images, targets)
         loss = sum(loss_dict.values())
-        if not math.isfinite(loss.item()):
-            # Not collective (the other ranks may not have seen a bad loss): this rank saves its own state
-            # from before the step, enough to inspect the failure.
-            ckpt_dir = out / "checkpoints" if rank == 0 else out / "checkpoints" / f"rank{rank}"
-            save_checkpoint(state(it, [capture_rng()]), ckpt_dir)
-            values = {k: round(v.item(), 4) for k, v in loss_dict.items()}
-            raise NonFiniteLossError(f"non-finite loss at iteration {it + 1}: {values}; the state before this "
-                                     f"step is saved in {ckpt_dir / 'last.pth'}")
+        if not all_ranks_agree(math.isfinite(loss.item()), device):  # every rank stops at the same step
+            values = all_gather_objects({k: round(v.item(), 4) for k, v in loss_dict.items()})
+            bad = [r for r, v in enumerate(values) if not all(map(math.isfinite, v.values()))]
+            save(it)  # the state before this step, enough to inspect the failure
+            raise NonFiniteLossError(f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {values[bad[0]]}; "
+                                     f"the state before this step is saved in {out / 'checkpoints' / 'last.pth'}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.solver.clip_grad_norm:
