@@ -11,8 +11,10 @@
     scratchlab data show ANN.json --images DIR --out DIR [-n 16]
     scratchlab pretrain classify CONFIG --out DIR [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
-    scratchlab study STUDY.yaml --out DIR
+    scratchlab study STUDY.yaml --out DIR [--launcher {inline,local,slurm}] [--gpus-per-node N] [--nodes N]
+        [--partition P] [--timeout MIN] [--max-parallel N]
     scratchlab study --report-only DIR
+    scratchlab study --status DIR
     scratchlab demo [--quick] --out DIR
 """
 
@@ -136,12 +138,22 @@ def _cmd_pretrain_direct(a: argparse.Namespace) -> int:
 def _cmd_study(a: argparse.Namespace) -> int:
     from .study.runner import rebuild_report, run_study
 
+    if a.status:
+        from .study.status import format_status
+
+        print(format_status(a.status))
+        return 0
     if a.report_only:
         study = rebuild_report(a.report_only)
-    elif a.study and a.out:
+    elif a.study and a.out and a.launcher == "inline":
         study = run_study(a.study, a.out)
+    elif a.study and a.out:
+        from .study.launcher import launch_study
+
+        study = launch_study(a.study, a.out, a.launcher, gpus_per_node=a.gpus_per_node, nodes=a.nodes,
+                             partition=a.partition, timeout=a.timeout, max_parallel=a.max_parallel)
     else:
-        raise ValueError("scratchlab study: give STUDY.yaml --out DIR, or --report-only DIR")
+        raise ValueError("scratchlab study: give STUDY.yaml --out DIR, --report-only DIR or --status DIR")
     print(study["verdict"]["headline"])
     print("\n".join(study["verdict"]["lines"]))
     print(f"report: {study['report']['html']}")
@@ -251,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", help="the study's directory (arms, study.json, report)")
     st.add_argument("--report-only", metavar="DIR",
                     help="rebuild DIR's verdict (intervals included) and report from DIR/study.json; runs no arm")
+    st.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
+                    help="inline: arms one after another in this process; local/slurm: each arm a submitit job")
+    st.add_argument("--gpus-per-node", type=int, help="GPUs (= tasks) per node of each job (launcher: block)")
+    st.add_argument("--nodes", type=int, help="nodes per job")
+    st.add_argument("--partition", help="Slurm partition")
+    st.add_argument("--timeout", type=int, help="each job's time limit in minutes (it then requeues and resumes)")
+    st.add_argument("--max-parallel", type=int, help="at most this many jobs queued or running at once")
+    st.add_argument("--status", metavar="DIR", help="print a table of DIR's arms: status, iteration, last AP, job id")
     st.set_defaults(func=_cmd_study)
 
     dm = sub.add_parser("demo", help="the miniature study on generated data, with a report")
