@@ -9,7 +9,7 @@
         [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
     scratchlab data check ANN.json --images DIR
     scratchlab data show ANN.json --images DIR --out DIR [-n 16]
-    scratchlab pretrain classify CONFIG --out DIR [key=value ...]
+    scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
     scratchlab study STUDY.yaml --out DIR [--launcher {inline,local,slurm}] [--gpus-per-node N] [--nodes N]
         [--partition P] [--timeout MIN] [--max-parallel N]
@@ -122,7 +122,7 @@ def _cmd_pretrain_classify(a: argparse.Namespace) -> int:
     from .config import load_config
     from .pretrain.classify import pretrain_classify
 
-    print(json.dumps(pretrain_classify(load_config(a.config, a.overrides), a.out), indent=2))
+    print(json.dumps(pretrain_classify(load_config(a.config, a.overrides), a.out, resume=a.resume), indent=2))
     return 0
 
 
@@ -251,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc = pt.add_parser("classify", help="ImageNet-style classification pre-training of the backbone")
     with_overrides(pc)
     pc.add_argument("--out", required=True)
+    pc.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pth")
     pc.set_defaults(func=_cmd_pretrain_classify)
     pd = pt.add_parser("direct", help="direct detection pre-training: low-res stage 1, full-res stage 2")
     with_overrides(pd)
