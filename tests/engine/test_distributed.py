@@ -77,3 +77,27 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank(tmp_path, synth_data):
     assert res.stderr.count("NonFiniteLossError: non-finite loss at iteration 2 on rank(s) [1]") == 2, res.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=True)
     assert ckpt["iteration"] == 1 and len(ckpt["rng"]) == 2  # the state before the bad step, both ranks' RNG
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed beside this Python")
+def test_two_nodes_meet_through_the_c10d_rendezvous(tmp_path, synth_data):
+    """The README's multi-node command, with two local torchrun agents as the two nodes."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
+    train_only = [f"data.train_json={synth_data['train_json']}", f"data.train_images={synth_data['train_images']}"]
+    cmd = [torchrun, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+           f"localhost:{port}", "--rdzv-id", "scratchlab-test", "-m", "scratchlab", "train", str(MINI),
+           "--out", str(tmp_path / "run"), *TINY, *train_only, "solver.max_iter=2", "eval.period=0"]
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    nodes = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [n.communicate(timeout=240)[1] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=True)
+    assert len(ckpt["rng"]) == 2  # one process on each "node"
+    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["cost"]["images_seen"] == 2 * 2
