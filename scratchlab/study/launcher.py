@@ -15,7 +15,7 @@ Preemption and time limits: a job that submitit requeues or that times out calls
 (``train(resume=True)``). A re-submitted study skips finished arms and resumes unfinished ones.
 
 Resources come from the study file's ``launcher:`` block (``gpus_per_node``, ``nodes``, ``partition``,
-``timeout`` in minutes, ``max_parallel``), and command-line flags override them.
+``timeout`` in minutes, ``max_parallel``, ``cpus_per_task``), and command-line flags override them.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class ClusterOptions:
     partition: str | None = None
     timeout: int = 24 * 60  # minutes
     max_parallel: int = 4
+    cpus_per_task: int = 10  # Slurm: data-loading CPUs of each task (DETR's and ConvNeXt's submitit default)
     poll_s: float = 2.0  # how often this process looks at its jobs
 
     @classmethod
@@ -106,7 +107,8 @@ def _executor(launcher: str, folder: Path, opts: ClusterOptions) -> Any:
     params: dict[str, Any] = {"timeout_min": opts.timeout, "nodes": opts.nodes, "tasks_per_node": tasks,
                               "gpus_per_node": opts.gpus_per_node, "name": "scratchlab"}
     if launcher == "slurm":
-        params.update(cpus_per_task=max(1, (os.cpu_count() or 8) // tasks), slurm_signal_delay_s=120)
+        # USR2 two minutes before the time limit: submitit then calls StudyJob.checkpoint and requeues.
+        params.update(cpus_per_task=opts.cpus_per_task, slurm_signal_delay_s=120)
         if opts.partition:
             params["slurm_partition"] = opts.partition
     executor.update_parameters(**params)
@@ -125,8 +127,10 @@ class _Scheduler:
 
     def _submit(self, kind: str, arm: dict[str, Any], key: str, after: Any = None) -> Any:
         executor = self.executor
-        if after is not None:  # Slurm only: the arm waits for its pre-training in the queue
-            executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{after.job_id}"})
+        if after is not None:  # Slurm only: the arm waits for its pre-training in the queue (and is
+            # cancelled, hence recorded failed, if that pre-training fails)
+            executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{after.job_id}",
+                                                                    "kill-on-invalid-dep": "yes"})
         job = executor.submit(StudyJob(self.study.file, self.study.out, arm["name"], kind))
         if after is not None:
             executor.update_parameters(slurm_additional_parameters={})

@@ -120,3 +120,20 @@ def test_launcher_options_come_from_the_study_file_then_flags():
     assert (opts.gpus_per_node, opts.nodes, opts.partition, opts.max_parallel) == (8, 2, "learn", 3)
     with pytest.raises(ValueError, match="unknown field"):
         ClusterOptions.from_study({"launcher": {"gpu": 8}})
+
+
+def test_slurm_jobs_ask_for_the_options_and_wait_for_their_pretraining(tmp_path, monkeypatch):
+    """The sbatch file submitit writes for an arm (a stand-in srun on PATH: no cluster here)."""
+    from scratchlab.study.launcher import _executor
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    opts = ClusterOptions(gpus_per_node=8, nodes=2, partition="learn", timeout=4320)
+    executor = _executor("slurm", tmp_path / "jobs", opts)
+    executor.update_parameters(slurm_additional_parameters={"dependency": "afterok:123", "kill-on-invalid-dep": "yes"})
+    sbatch = executor._executor._make_submission_file_text("python -m job", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=learn", "--time=4320",
+                 "--signal=USR2@120", "--dependency=afterok:123", "--cpus-per-task=10"):
+        assert f"#SBATCH {line}" in sbatch, line
