@@ -9,10 +9,12 @@
         [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
     scratchlab data check ANN.json --images DIR
     scratchlab data show ANN.json --images DIR --out DIR [-n 16]
-    scratchlab pretrain classify CONFIG --out DIR [key=value ...]
+    scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
     scratchlab pretrain direct CONFIG --out DIR [key=value ...]
-    scratchlab study STUDY.yaml --out DIR [key=value ...]
+    scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,slurm}] [--gpus-per-node N]
+        [--nodes N] [--partition P] [--timeout MIN] [--max-parallel N]
     scratchlab study --report-only DIR
+    scratchlab study --status DIR
     scratchlab demo [--quick] --out DIR
 """
 
@@ -120,7 +122,7 @@ def _cmd_pretrain_classify(a: argparse.Namespace) -> int:
     from .config import load_config
     from .pretrain.classify import pretrain_classify
 
-    print(json.dumps(pretrain_classify(load_config(a.config, a.overrides), a.out), indent=2))
+    print(json.dumps(pretrain_classify(load_config(a.config, a.overrides), a.out, resume=a.resume), indent=2))
     return 0
 
 
@@ -136,14 +138,24 @@ def _cmd_pretrain_direct(a: argparse.Namespace) -> int:
 def _cmd_study(a: argparse.Namespace) -> int:
     from .study.runner import rebuild_report, run_study
 
+    if a.status:
+        from .study.status import format_status
+
+        print(format_status(a.status))
+        return 0
     if a.report_only:
         if a.study or a.overrides:  # they would be silently ignored: the arms have run already
             raise ValueError("scratchlab study --report-only DIR runs no arm: give it no STUDY.yaml or key=value")
         study = rebuild_report(a.report_only)
-    elif a.study and a.out:
+    elif a.study and a.out and a.launcher == "inline":
         study = run_study(a.study, a.out, a.overrides)
+    elif a.study and a.out:
+        from .study.launcher import launch_study
+
+        study = launch_study(a.study, a.out, a.launcher, overrides=a.overrides, gpus_per_node=a.gpus_per_node, nodes=a.nodes,
+                             partition=a.partition, timeout=a.timeout, max_parallel=a.max_parallel)
     else:
-        raise ValueError("scratchlab study: give STUDY.yaml --out DIR, or --report-only DIR")
+        raise ValueError("scratchlab study: give STUDY.yaml --out DIR, --report-only DIR or --status DIR")
     print(study["verdict"]["headline"])
     print("\n".join(study["verdict"]["lines"]))
     print(f"report: {study['report']['html']}")
@@ -241,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc = pt.add_parser("classify", help="ImageNet-style classification pre-training of the backbone")
     with_overrides(pc)
     pc.add_argument("--out", required=True)
+    pc.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pth")
     pc.set_defaults(func=_cmd_pretrain_classify)
     pd = pt.add_parser("direct", help="direct detection pre-training: low-res stage 1, full-res stage 2")
     with_overrides(pd)
@@ -255,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", help="the study's directory (arms, study.json, report)")
     st.add_argument("--report-only", metavar="DIR",
                     help="rebuild DIR's verdict (intervals included) and report from DIR/study.json; runs no arm")
+    st.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
+                    help="inline: arms one after another in this process; local/slurm: each arm a submitit job")
+    st.add_argument("--gpus-per-node", type=int, help="GPUs (= tasks) per node of each job (launcher: block)")
+    st.add_argument("--nodes", type=int, help="nodes per job")
+    st.add_argument("--partition", help="Slurm partition")
+    st.add_argument("--timeout", type=int, help="each job's time limit in minutes (it then requeues and resumes)")
+    st.add_argument("--max-parallel", type=int, help="at most this many jobs queued or running at once")
+    st.add_argument("--status", metavar="DIR", help="print a table of DIR's arms: status, iteration, last AP, job id")
     st.set_defaults(func=_cmd_study)
 
     dm = sub.add_parser("demo", help="the miniature study on generated data, with a report")

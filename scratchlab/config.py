@@ -141,6 +141,14 @@ DEFAULTS: dict[str, Any] = {
         "clip_grad_norm": None,
         "amp": False,  # autocast + GradScaler on CUDA
         "amp_dtype": "float16",  # float16 | bfloat16 (bfloat16 needs no loss scaling)
+        # Gradient accumulation: each iteration (one optimizer step over ims_per_batch images) runs this many
+        # forward/backward micro-steps of ims_per_batch / (world size x accumulate) images per device.
+        "accumulate": 1,
+        # The number of devices the recipe was written for (Detectron2's REFERENCE_WORLD_SIZE); 0 = off:
+        # ims_per_batch is the global batch whatever the world size. When set, the recipe's images per
+        # device (ims_per_batch / reference_world_size) are kept and the batch, LR and iteration counts
+        # follow the linear scaling rule for world size x accumulate devices (engine/schedule.py).
+        "reference_world_size": 0,
     },
     "eval": {"period": 0},  # evaluate every `period` iterations (AP-vs-iteration curves); 0: only at the end
     "log": {"period": 20},

@@ -3,7 +3,9 @@
 The data order is a pure function of ``(seed, global sample position)``: epoch ``e`` is the permutation
 ``randperm(n, seed + e)``, and the sample at position ``p`` also gets its own augmentation seed. So a
 checkpoint only needs the iteration to resume the exact same order, whatever the number of workers,
-and each rank of a distributed run takes its own slice of every global batch.
+and each rank of a distributed run takes its own slice of every global batch. With gradient accumulation
+(``accumulate`` micro-steps per iteration) the global batch is cut into ``accumulate`` consecutive
+micro-batches first, then each micro-batch into ranks: the same images per iteration, whatever the split.
 :class:`GroupedTrainingBatchSampler` keeps these guarantees with batches of one aspect group each.
 """
 
@@ -20,20 +22,23 @@ _MIX = 0x9E3779B1  # golden-ratio constant: spreads (seed, position) into distin
 
 
 class TrainingBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields, for each iteration from ``start_iter``, this rank's list of ``(index, sample_seed)``.
+    """Yields, for each iteration from ``start_iter`` and each of its ``accumulate`` micro-steps, this
+    rank's list of ``(index, sample_seed)``.
 
-    ``global_batch`` is the batch over all ranks (``solver.ims_per_batch``); rank ``r`` of ``world``
-    takes positions ``[r*b, (r+1)*b)`` of each global batch, ``b = global_batch // world``.
+    ``global_batch`` is the batch of one optimizer step over all ranks (``solver.ims_per_batch``); in
+    micro-step ``k`` rank ``r`` of ``world`` takes positions ``[k*m + r*b, k*m + (r+1)*b)`` of each
+    global batch, ``m = global_batch // accumulate``, ``b = m // world``.
     """
 
     def __init__(self, size: int, global_batch: int, seed: int, start_iter: int = 0,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, accumulate: int = 1) -> None:
         if size <= 0:
             raise ValueError("the training set is empty: nothing to sample")
-        if global_batch % world:
-            raise ValueError(f"batch {global_batch} is not divisible by world size {world}")
+        if accumulate < 1 or global_batch % (world * accumulate):
+            raise ValueError(f"batch {global_batch} is not divisible by world size {world} x accumulate "
+                             f"{accumulate} (solver.ims_per_batch, solver.accumulate)")
         self.size, self.global_batch, self.seed = size, global_batch, seed
-        self.start_iter, self.rank, self.world = start_iter, rank, world
+        self.start_iter, self.rank, self.world, self.accumulate = start_iter, rank, world, accumulate
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def _index(self, position: int) -> int:
@@ -46,16 +51,23 @@ class TrainingBatchSampler(Sampler[list[tuple[int, int]]]):
     def sample_seed(self, position: int) -> int:
         return (self.seed * _MIX + position * 2654435761 + 12345) % (2**31 - 1)
 
-    def batch(self, iteration: int) -> list[tuple[int, int]]:
-        """This rank's samples for ``iteration`` (pure function of the constructor arguments)."""
-        local = self.global_batch // self.world
-        first = iteration * self.global_batch + self.rank * local
-        return [(self._index(p), self.sample_seed(p)) for p in range(first, first + local)]
+    def global_batch_at(self, iteration: int) -> list[tuple[int, int]]:
+        """Every rank's samples of ``iteration``, in order."""
+        first = iteration * self.global_batch
+        return [(self._index(p), self.sample_seed(p)) for p in range(first, first + self.global_batch)]
+
+    def batch(self, iteration: int, micro: int = 0) -> list[tuple[int, int]]:
+        """This rank's samples for micro-step ``micro`` of ``iteration`` (pure function of the constructor
+        arguments)."""
+        local = self.global_batch // (self.world * self.accumulate)
+        first = micro * local * self.world + self.rank * local
+        return self.global_batch_at(iteration)[first:first + local]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         it = self.start_iter
         while True:
-            yield self.batch(it)
+            for micro in range(self.accumulate):
+                yield self.batch(it, micro)
             it += 1
 
     def state_dict(self) -> dict[str, int]:
@@ -77,8 +89,8 @@ class GroupedTrainingBatchSampler(TrainingBatchSampler):
     """
 
     def __init__(self, groups: list[int], global_batch: int, seed: int, start_iter: int = 0,
-                 rank: int = 0, world: int = 1) -> None:
-        super().__init__(len(groups), global_batch, seed, start_iter, rank, world)
+                 rank: int = 0, world: int = 1, accumulate: int = 1) -> None:
+        super().__init__(len(groups), global_batch, seed, start_iter, rank, world, accumulate)
         self.groups = [int(g) for g in groups]
         counts = [self.groups.count(g) for g in sorted(set(self.groups))]
         whole = sum(c // global_batch for c in counts)
@@ -103,9 +115,7 @@ class GroupedTrainingBatchSampler(TrainingBatchSampler):
             self._epoch_batches = (epoch, [batches[k] for k in shuffle])
         return self._epoch_batches[1]
 
-    def batch(self, iteration: int) -> list[tuple[int, int]]:
+    def global_batch_at(self, iteration: int) -> list[tuple[int, int]]:
         epoch, k = divmod(iteration, self.batches_per_epoch)
-        local = self.global_batch // self.world
-        first = self.rank * local
-        members = self._batches(epoch)[k][first:first + local]
-        return [(i, self.sample_seed(iteration * self.global_batch + first + j)) for j, i in enumerate(members)]
+        members = self._batches(epoch)[k]
+        return [(i, self.sample_seed(iteration * self.global_batch + j)) for j, i in enumerate(members)]

@@ -9,6 +9,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -199,11 +200,17 @@ def aspect_groups(dataset: CocoDetection) -> list[int]:
 
 def build_train_loader(cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int,
                        world: int) -> DataLoader:
-    """The resumable training loader: batches of one aspect group when ``data.aspect_ratio_grouping``."""
-    batch, seed = int(cfg.solver.ims_per_batch), int(cfg.seed)
+    """The resumable training loader, ``solver.accumulate`` micro-batches per iteration: batches of one aspect
+    group when ``data.aspect_ratio_grouping``."""
+    batch, seed, accumulate = int(cfg.solver.ims_per_batch), int(cfg.seed), int(cfg.solver.accumulate)
     if cfg.data.aspect_ratio_grouping:
-        sampler = GroupedTrainingBatchSampler(aspect_groups(dataset), batch, seed, start_iter, rank, world)
+        sampler = GroupedTrainingBatchSampler(aspect_groups(dataset), batch, seed, start_iter, rank, world,
+                                              accumulate)
     else:
-        sampler = TrainingBatchSampler(len(dataset), batch, seed, start_iter, rank, world)
+        sampler = TrainingBatchSampler(len(dataset), batch, seed, start_iter, rank, world, accumulate)
+    # The loader's own generator: without one, starting an iterator draws its workers' base seed from the
+    # global torch RNG, so a resumed run (whose loader starts after the RNG restore) would be one draw
+    # ahead of the uninterrupted run from the first step on. Augmentation is seeded per sample anyway.
+    generator = torch.Generator().manual_seed(seed + rank)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers),
-                      collate_fn=collate, persistent_workers=False)
+                      collate_fn=collate, persistent_workers=False, generator=generator)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import bisect
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ..config import schedule_steps
+from ..config import max_iter, schedule_steps
 
-__all__ = ["NORM_TYPES", "lr_factor", "lr_at", "param_groups", "build_optimizer", "build_scheduler"]
+__all__ = ["NORM_TYPES", "lr_factor", "lr_at", "param_groups", "build_optimizer", "build_scheduler",
+           "scale_to_world"]
 
 # Modules whose parameters are normalisation gamma/beta (SyncBatchNorm is a _BatchNorm too);
 # FrozenBatchNorm2d has none. Detectron2's get_default_optimizer_params uses the same list.
@@ -63,3 +64,48 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.
     s, steps = cfg.solver, schedule_steps(cfg)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(it, steps, s.gamma, s.warmup_iters, s.warmup_factor))
+
+
+def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:
+    """``cfg`` for ``world`` devices, and the line that says what batch, LR and length it trains with.
+
+    Without ``solver.reference_world_size`` the config is kept: ``ims_per_batch`` is the global batch,
+    each device runs ``ims_per_batch / (world x accumulate)`` images per micro-step. With it, Detectron2's
+    REFERENCE_WORLD_SIZE rule: the recipe's images per device (``ims_per_batch / reference_world_size``)
+    are kept over ``world x accumulate`` devices, and with ``scale = world x accumulate / reference`` the
+    batch and base LR are multiplied by ``scale`` (linear scaling, Goyal et al. 2017) while the iteration
+    counts (schedule, LR drops, warm-up, checkpoint and eval periods) are divided by it. The returned config
+    names ``world x accumulate`` as its reference, so applying the rule again changes nothing (a resume).
+    """
+    s = cfg.solver
+    accumulate, reference, batch = int(s.accumulate), int(s.reference_world_size), int(s.ims_per_batch)
+    if accumulate < 1 or reference < 0:
+        raise ValueError(f"solver.accumulate must be >= 1 and solver.reference_world_size >= 0, got "
+                         f"{accumulate} and {reference}")
+    devices, note = world * accumulate, ""
+    if reference and devices != reference:
+        if batch % reference:
+            raise ValueError(f"solver.ims_per_batch={batch} is not divisible by solver.reference_world_size="
+                             f"{reference}")
+        scale = devices / reference
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+        s = cfg.solver
+        s.ims_per_batch, s.base_lr = batch // reference * devices, float(s.base_lr) * scale
+        s.iters_1x = _shorter(s.iters_1x, scale)
+        s.max_iter = None if s.max_iter is None else _shorter(s.max_iter, scale)
+        s.lr_drops_from_end = [_shorter(d, scale) for d in s.lr_drops_from_end]
+        s.warmup_iters = _shorter(s.warmup_iters, scale) if s.warmup_iters else 0
+        cfg.checkpoint.period = _shorter(cfg.checkpoint.period, scale)
+        cfg.eval.period = _shorter(cfg.eval.period, scale) if cfg.eval.period else 0
+        s.reference_world_size = devices
+        OmegaConf.set_struct(cfg, True)
+        note = (f" (linear scaling from solver.reference_world_size={reference}: batch and LR x{scale:g}, "
+                f"iterations /{scale:g})")
+    line = (f"batch: {world} device(s) x {int(s.ims_per_batch) // devices} image(s) x {accumulate} micro-step(s) "
+            f"= {s.ims_per_batch} images per iteration; base LR {float(s.base_lr):g}, {max_iter(cfg)} iterations, "
+            f"LR drops at {schedule_steps(cfg)}{note}")
+    return cfg, line
+
+
+def _shorter(iterations: int, scale: float) -> int:
+    return max(1, int(round(int(iterations) / scale)))

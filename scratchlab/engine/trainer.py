@@ -10,6 +10,7 @@ and ``plots/`` (loss, AP and LR curves drawn from metrics.jsonl).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 
 from ..config import max_iter, to_yaml
 from ..models import build_model
-from ..utils.dist import all_gather_objects, init_distributed, is_main_process
+from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
 from ..utils.io import write_json
 from ..utils.runtime import resolve_device, setup_logging
 from ..vis.plots import plot_run
@@ -29,7 +30,7 @@ from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import build_datasets, build_train_loader, require_masks, resolve_data, validate_data
 from .inference import coco_evaluator, inference_on_dataset
-from .schedule import build_optimizer, build_scheduler
+from .schedule import build_optimizer, build_scheduler, scale_to_world
 from .writers import MetricWriters, flatten_metrics
 
 __all__ = ["train", "NonFiniteLossError", "detections_file"]
@@ -75,6 +76,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     rank, world, local_rank = init_distributed()
     setup_logging(out)
     cfg = resolve_data(cfg, out)
+    cfg, batch_line = scale_to_world(cfg, world)
+    log.info(batch_line)
     if cfg.data.check:
         validate_data(cfg)
     device = resolve_device(cfg, local_rank)
@@ -125,32 +128,41 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     model.train()
     t_last = time.perf_counter()
     timing = {"time": 0.0, "data_time": 0.0, "n": 0}  # averaged over each log period
-    for it, (images, targets) in zip(range(start, total), loader, strict=False):
-        timing["data_time"] += time.perf_counter() - t_last
-        images, targets = [i.to(device, non_blocking=True) for i in images], _to_device(targets, device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            loss_dict = model(images, targets)
-        loss = sum(loss_dict.values())
-        if not math.isfinite(loss.item()):
-            # Not collective (the other ranks may not have seen a bad loss): this rank saves its own state
-            # from before the step, enough to inspect the failure.
-            ckpt_dir = out / "checkpoints" if rank == 0 else out / "checkpoints" / f"rank{rank}"
-            save_checkpoint(state(it, [capture_rng()]), ckpt_dir)
-            values = {k: round(v.item(), 4) for k, v in loss_dict.items()}
-            raise NonFiniteLossError(f"non-finite loss at iteration {it + 1}: {values}; the state before this "
-                                     f"step is saved in {ckpt_dir / 'last.pth'}")
+    batches, accumulate = iter(loader), int(cfg.solver.accumulate)
+    for it in range(start, total):
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        micro_losses = []
+        for micro in range(accumulate):
+            t_data = time.perf_counter()
+            images, targets = next(batches)
+            timing["data_time"] += time.perf_counter() - t_data
+            images, targets = [i.to(device, non_blocking=True) for i in images], _to_device(targets, device)
+            # DDP all-reduces gradients at the last micro-step only.
+            sync = micro == accumulate - 1 or world == 1
+            with contextlib.nullcontext() if sync else model.no_sync():
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    loss_dict = model(images, targets)
+                loss = sum(loss_dict.values())
+                if not all_ranks_agree(math.isfinite(loss.item()), device):  # every rank stops at this step
+                    values = all_gather_objects({k: round(v.item(), 4) for k, v in loss_dict.items()})
+                    bad = [r for r, v in enumerate(values) if not all(map(math.isfinite, v.values()))]
+                    save(it)  # the state before this step, enough to inspect the failure
+                    raise NonFiniteLossError(
+                        f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {values[bad[0]]}; the state "
+                        f"before this step is saved in {out / 'checkpoints' / 'last.pth'}")
+                # The mean over micro-steps: the gradient of the whole batch's (per-image mean) loss.
+                scaler.scale(loss / accumulate).backward()
+            micro_losses.append({k: v.item() for k, v in loss_dict.items()})
+            # Cost of this micro-step over all ranks (each rank sees its own share of the global batch).
+            cost.images_seen += len(images) * world
+            cost.instances_seen += sum(len(t["boxes"]) for t in targets) * world
+            cost.pixels_seen += sum(int(i.shape[-1] * i.shape[-2]) for i in images) * world
         if cfg.solver.clip_grad_norm:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(core.parameters(), float(cfg.solver.clip_grad_norm))
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        # Cost of this step over all ranks (each rank sees its own share of the global batch).
-        cost.images_seen += len(images) * world
-        cost.instances_seen += sum(len(t["boxes"]) for t in targets) * world
-        cost.pixels_seen += sum(int(i.shape[-1] * i.shape[-2]) for i in images) * world
         now = time.perf_counter()
         cost.wall_s += now - t_last
         timing["time"] += now - t_last
@@ -161,8 +173,9 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             extra = {k: timing[k] / timing["n"] for k in ("time", "data_time")}
             if device.type == "cuda":
                 extra["max_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-            writers.write(done, {"loss": loss.item(), **{k: v.item() for k, v in loss_dict.items()},
-                                 "lr": optimizer.param_groups[0]["lr"], **extra})
+            losses = {k: sum(m[k] for m in micro_losses) / accumulate for k in micro_losses[0]}
+            writers.write(done, {"loss": sum(losses.values()), **losses, "lr": optimizer.param_groups[0]["lr"],
+                                 **extra})
             timing = {"time": 0.0, "data_time": 0.0, "n": 0}
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
             writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device, detections_file(out, done))))

@@ -7,13 +7,14 @@ import datetime
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ..utils.dist import is_main_process
 
-__all__ = ["MetricWriters", "flatten_metrics"]
+__all__ = ["MetricWriters", "flatten_metrics", "drop_rows_after"]
 
 log = logging.getLogger("scratchlab")
 
@@ -27,6 +28,24 @@ def _json_safe(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+def drop_rows_after(path: Path, iteration: int) -> None:
+    """Rewrite ``path`` (metrics.jsonl) without the rows past ``iteration`` and without torn lines: a run
+    killed after its last checkpoint logged iterations the resumed run logs again."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the line a kill tore in half
+            continue
+        if isinstance(row, dict) and int(row.get("iteration", 0)) <= iteration:
+            keep.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
 class MetricWriters:
     """``metrics.jsonl`` + TensorBoard events in ``out_dir`` and a console line with progress and ETA."""
 
@@ -37,11 +56,14 @@ class MetricWriters:
         self._jsonl = self._tb = None
         if self.enabled:
             out_dir = Path(out_dir)
+            if start_iter > 0:
+                drop_rows_after(out_dir / "metrics.jsonl", start_iter)
             self._jsonl = open(out_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(out_dir))
+                # purge_step hides the events a killed run wrote after its last checkpoint.
+                self._tb = SummaryWriter(str(out_dir), purge_step=start_iter + 1 if start_iter > 0 else None)
             except ImportError:  # tensorboard is a dependency; degrade rather than fail a run over it
                 log.warning("tensorboard is not installed: no event files will be written")
 

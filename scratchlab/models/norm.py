@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+import torch.distributed as dist
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-__all__ = ["NORM_NAMES", "NormFactory", "resolve_part_norm", "norm_factory", "freeze_batchnorm"]
+__all__ = ["NORM_NAMES", "NormFactory", "resolve_part_norm", "norm_factory", "freeze_batchnorm", "SyncBatchNorm"]
 
 NORM_NAMES = ("GN", "SyncBN", "BN", "FrozenBN")
 
@@ -60,10 +62,63 @@ def norm_factory(name: str, gn_groups: int = 32, where: str = "model") -> NormFa
     if name == "SyncBN":
         # Outside an initialised process group SyncBatchNorm computes plain batch statistics, so a
         # SyncBN config also runs on one CPU/GPU.
-        return nn.SyncBatchNorm
+        return SyncBatchNorm
     if name == "FrozenBN":
         return FrozenBatchNorm2d
     raise ValueError(f"{where}: unknown norm {name!r}; expected one of {', '.join(NORM_NAMES)} or '' (none)")
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """A sum over ranks whose gradient is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class SyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose training statistics are those of the whole batch over every rank: per-channel sums,
+    squared sums and element counts all-reduced in one differentiable collective (Detectron2's
+    NaiveSyncBatchNorm with stats_mode "N"; any backend, so gloo CPU ranks too, which torch's own
+    SyncBatchNorm and DDP refuse). Statistics are weighted by each rank's element count: a rank whose
+    input is empty (no positive RoI for the mask head) contributes nothing and still joins the collective,
+    instead of hanging the other ranks or dividing by zero. Outside a process group, or in eval, it is
+    plain BatchNorm."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
+            return super().forward(input)
+        channels = input.shape[1]
+        dims = [d for d in range(input.dim()) if d != 1]
+        count = torch.full((1,), input.numel() // channels, dtype=input.dtype, device=input.device)
+        stats = torch.cat([input.sum(dims), (input * input).sum(dims), count])
+        stats = _AllReduceSum.apply(stats)
+        total = stats[-1].clamp(min=1)
+        mean = stats[:channels] / total
+        var = (stats[channels:2 * channels] / total - mean * mean).clamp(min=0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                n = stats[-1].item()
+                unbiased = var * (n / (n - 1)) if n > 1 else var
+                self.num_batches_tracked += 1
+                # momentum None: a cumulative average, as nn.BatchNorm does
+                momentum = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(unbiased.detach(), momentum)
+        scale = torch.rsqrt(var + self.eps)
+        shift = -mean * scale
+        if self.affine:
+            scale, shift = self.weight * scale, self.bias + self.weight * shift
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        return input * scale.view(shape) + shift.view(shape)
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:

@@ -2,16 +2,20 @@
 
 A user without ImageNet weights (as on these machines) makes them: the same ResNet body the detector
 uses (same depth, width and normalisation), a global-pool + linear classifier, SGD with a step or
-cosine schedule, top-1 on the val folder. Writes ``backbone.pth`` (keys exactly as
-``detector.backbone.body`` expects) and ``pretrain_meta.json`` (what it cost).
+cosine schedule, top-1 and top-5 on the val folder. Under ``torchrun`` each rank trains on its shard
+(DDP; SyncBN where ``model.norm=SyncBN``; AMP with ``solver.amp``), with an atomic checkpoint after every
+epoch and ``--resume``. Writes ``backbone.pth`` (keys exactly as ``detector.backbone.body`` expects) and
+``pretrain_meta.json`` (what it cost, and how long the ranks waited for data: ``data_wait_s``).
 
     scratchlab pretrain classify configs/mini/classify_gn.yaml --out runs/mini_cls
     scratchlab pretrain classify configs/imagenet/classify_R50_gn.yaml --out pretrained/R50_gn \
-        data.root=/datasets/imagenet      (single process; DDP for this command is still to come)
+        data.root=/datasets/imagenet
+    torchrun --nproc_per_node 8 -m scratchlab pretrain classify CONFIG --out DIR [--resume] data.num_workers=8
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -19,18 +23,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from ..config import to_yaml
 from ..data.image_io import load_image
 from ..data.synth_classify import make_synth_classify
-from ..engine.checkpoint import atomic_torch_save
+from ..engine.checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from ..engine.schedule import param_groups
 from ..models import build_backbone_body
+from ..utils.dist import (
+    all_gather_objects,
+    all_ranks_agree,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+)
 from ..utils.io import write_json
 from ..utils.runtime import resolve_device, setup_logging
 
@@ -77,15 +90,22 @@ def _lr_factor(cfg: DictConfig, epoch_float: float) -> float:
 
 
 @torch.no_grad()
-def _top1(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
+def _accuracy(model: nn.Module, val_set: ImageFolder, batch: int, workers: int, device: torch.device) -> dict:
+    """Top-1 and top-5 (%) on ``val_set``, each rank a strided share, the counts summed over ranks."""
     model.eval()
-    correct = total = 0
-    for images, labels in loader:
-        pred = model(images.to(device)).argmax(1).cpu()
-        correct += int((pred == labels).sum())
-        total += len(labels)
+    share = Subset(val_set, range(get_rank(), len(val_set), get_world_size()))
+    k = min(5, len(val_set.classes))
+    counts = torch.zeros(3, dtype=torch.float64, device=device)  # top-1 hits, top-k hits, images
+    for images, labels in DataLoader(share, batch_size=batch, num_workers=workers):
+        top = model(images.to(device)).topk(k, dim=1).indices
+        hits = top == labels.to(device)[:, None]
+        counts += torch.tensor([hits[:, 0].sum().item(), hits.any(1).sum().item(), len(labels)],
+                               dtype=torch.float64, device=device)
+    if get_world_size() > 1:
+        dist.all_reduce(counts)
     model.train()
-    return 100.0 * correct / max(total, 1)
+    total = max(counts[2].item(), 1.0)
+    return {"top1": 100.0 * counts[0].item() / total, "top5": 100.0 * counts[1].item() / total}
 
 
 def _resolve_root(cfg: DictConfig, out: Path) -> Path:
@@ -98,67 +118,115 @@ def _resolve_root(cfg: DictConfig, out: Path) -> Path:
     return root
 
 
-def pretrain_classify(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+def _train_loader(train_set: ImageFolder, cfg: DictConfig, epoch: int, rank: int, world: int) -> DataLoader:
+    """This rank's shard of epoch ``epoch``: the order a function of ``(seed, epoch)`` (DistributedSampler),
+    the workers' seeds of ``(seed, epoch, rank)``, so a run resumed at an epoch boundary sees what the
+    uninterrupted one saw. Pinned memory on CUDA, persistent-free workers rebuilt each epoch."""
+    c = cfg.classify
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=int(cfg.seed),
+                                 drop_last=True)
+    sampler.set_epoch(epoch)
+    g = torch.Generator().manual_seed(int(cfg.seed) * 100003 + epoch * 1009 + rank)
+    return DataLoader(train_set, batch_size=int(c.batch_size) // world, sampler=sampler, drop_last=True,
+                      generator=g, num_workers=int(cfg.data.num_workers), pin_memory=torch.cuda.is_available())
+
+
+def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Pre-train ``build_backbone_body(cfg)`` on the ImageFolder at ``data.root`` (``train/``, ``val/``);
-    write ``backbone.pth`` and ``pretrain_meta.json`` into ``out_dir`` and return the meta dict."""
+    write ``backbone.pth`` and ``pretrain_meta.json`` into ``out_dir`` and return the meta dict.
+
+    Under ``torchrun`` every rank trains on its shard of each epoch (DDP; ``classify.batch_size`` is the
+    global batch). An atomic checkpoint is written after every epoch; ``resume`` continues from it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rank, world, local_rank = init_distributed()
     setup_logging(out)
-    root = _resolve_root(cfg, out)
+    root = _resolve_root(cfg, out) if is_main_process() else None
+    root = Path(all_gather_objects(str(root))[0])
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise FileNotFoundError(f"{root / split}: data.root must hold train/ and val/ class folders")
-    torch.manual_seed(cfg.seed)
-    c, device = cfg.classify, resolve_device(cfg)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    c, device = cfg.classify, resolve_device(cfg, local_rank)
+    if int(c.batch_size) % world:
+        raise ValueError(f"classify.batch_size={c.batch_size} is not divisible by the world size {world}")
     train_set = ImageFolder(str(root / "train"), transform=_transforms(cfg, True), loader=load_image)
     val_set = ImageFolder(str(root / "val"), transform=_transforms(cfg, False), loader=load_image)
     if train_set.classes != val_set.classes:
         raise ValueError(f"{root}: train/ and val/ have different class folders")
     body = build_backbone_body(cfg, zero_init_residual=bool(c.zero_init_residual))
-    model = BackboneClassifier(body, body.out_channels, len(train_set.classes)).to(device)
-    g = torch.Generator().manual_seed(cfg.seed)
-    workers = int(cfg.data.num_workers)
-    train_loader = DataLoader(train_set, batch_size=int(c.batch_size), shuffle=True, drop_last=True,
-                              generator=g, num_workers=workers)
-    val_loader = DataLoader(val_set, batch_size=int(c.batch_size), num_workers=workers)
-    if len(train_loader) == 0:
+    core = model = BackboneClassifier(body, body.out_channels, len(train_set.classes)).to(device)
+    if world > 1:
+        torch.manual_seed(cfg.seed + rank)  # each rank its own augmentation stream
+        model = nn.parallel.DistributedDataParallel(core, device_ids=[local_rank] if device.type == "cuda" else None)
+    steps_per_epoch = len(train_set) // world // (int(c.batch_size) // world)
+    if steps_per_epoch == 0:
         raise ValueError(f"{root / 'train'}: fewer images ({len(train_set)}) than one batch ({c.batch_size})")
-    optimizer = torch.optim.SGD(param_groups(model, c.weight_decay, c.weight_decay_norm), lr=c.base_lr,
+    optimizer = torch.optim.SGD(param_groups(core, c.weight_decay, c.weight_decay_norm), lr=c.base_lr,
                                 momentum=c.momentum, weight_decay=c.weight_decay)
-    (out / "config.yaml").write_text(to_yaml(cfg))
-    seen = pixels = 0
-    losses: list[float] = []
-    epoch_losses: list[float] = []
-    t0 = time.perf_counter()
-    steps_per_epoch = len(train_loader)
-    for epoch in range(int(c.epochs)):
-        for i, (images, labels) in enumerate(train_loader):
+    amp = bool(cfg.solver.amp) and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if cfg.solver.amp_dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+    progress = {"epoch": 0, "images_seen": 0, "pixels_seen": 0, "wall_s": 0.0, "data_s": 0.0, "epoch_losses": []}
+    if resume and (found := load_latest(out / "checkpoints")) is not None:
+        ckpt, path = found
+        core.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
+        progress = json.loads(ckpt["progress"])
+        log.info("resumed from %s after epoch %d", path, progress["epoch"])
+    if is_main_process():
+        (out / "config.yaml").write_text(to_yaml(cfg))
+    for epoch in range(progress["epoch"], int(c.epochs)):
+        t0, data_s, loss_sum = time.perf_counter(), 0.0, torch.zeros((), dtype=torch.float64, device=device)
+        t_data = time.perf_counter()
+        for i, (images, labels) in enumerate(_train_loader(train_set, cfg, epoch, rank, world)):
+            data_s += time.perf_counter() - t_data
             for group in optimizer.param_groups:
                 group["lr"] = c.base_lr * _lr_factor(cfg, epoch + i / steps_per_epoch)
-            loss = nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
-            if not math.isfinite(loss.item()):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                loss = nn.functional.cross_entropy(model(images.to(device, non_blocking=True)),
+                                                   labels.to(device, non_blocking=True))
+            if not all_ranks_agree(math.isfinite(loss.item()), device):
                 raise FloatingPointError(f"non-finite classification loss at epoch {epoch + 1}, step {i + 1}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            seen += len(images)
-            pixels += len(images) * images.shape[-1] * images.shape[-2]
-        epoch_losses.append(round(sum(losses[-steps_per_epoch:]) / steps_per_epoch, 5))
-        log.info("classify epoch %d/%d  loss %.4f  lr %.4g", epoch + 1, c.epochs, epoch_losses[-1],
-                 optimizer.param_groups[0]["lr"])
-    wall = time.perf_counter() - t0
-    top1 = _top1(model, val_loader, device)
-    atomic_torch_save(model.body.state_dict(), out / "backbone.pth")
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach().double()
+            progress["images_seen"] += len(images) * world
+            progress["pixels_seen"] += len(images) * images.shape[-1] * images.shape[-2] * world
+            t_data = time.perf_counter()
+        if world > 1:
+            dist.all_reduce(loss_sum)
+        progress["epoch_losses"].append(round(loss_sum.item() / (steps_per_epoch * world), 5))
+        progress["wall_s"] += time.perf_counter() - t0
+        progress["data_s"] += data_s
+        progress["epoch"] = epoch + 1
+        log.info("classify epoch %d/%d  loss %.4f  lr %.4g  data wait %.0f%%", epoch + 1, c.epochs,
+                 progress["epoch_losses"][-1], optimizer.param_groups[0]["lr"],
+                 100 * data_s / max(time.perf_counter() - t0, 1e-9))
+        rngs = all_gather_objects(capture_rng())
+        if is_main_process():
+            save_checkpoint({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict(), "rng": rngs, "progress": json.dumps(progress),
+                             "config": to_yaml(cfg)}, out / "checkpoints")
+    acc = _accuracy(core, val_set, int(c.batch_size) // world, int(cfg.data.num_workers), device)
     # What the backbone was pre-trained on, as run provenance records name it.
     data = (f"{root} ({len(train_set.classes)} classes)" if cfg.data.root
             else f"generated shapes, {len(train_set.classes)} classes")
     meta = {"data": data, "images": len(train_set), "classes": len(train_set.classes), "epochs": int(c.epochs),
-            "images_seen": seen, "instances_seen": seen, "pixels_seen": int(pixels), "wall_s": round(wall, 3),
-            "top1": round(top1, 2), "epoch_losses": epoch_losses,
+            "images_seen": progress["images_seen"], "instances_seen": progress["images_seen"],
+            "pixels_seen": int(progress["pixels_seen"]), "wall_s": round(progress["wall_s"], 3),
+            "data_wait_s": round(progress["data_s"], 3), "world_size": world,
+            "top1": round(acc["top1"], 2), "top5": round(acc["top5"], 2), "epoch_losses": progress["epoch_losses"],
             "backbone": {"depth": int(cfg.model.backbone.depth), "width_mult": float(cfg.model.backbone.width_mult),
                          "norm": str(cfg.model.norm)},
             "data_root": str(root)}
-    write_json(out / "pretrain_meta.json", meta, indent=2)
-    log.info("classification pre-training done: top-1 %.1f%% after %d epochs (%.0f s)", top1, c.epochs, wall)
+    if is_main_process():
+        atomic_torch_save(core.body.state_dict(), out / "backbone.pth")
+        write_json(out / "pretrain_meta.json", meta, indent=2)
+    log.info("classification pre-training done: top-1 %.1f%%, top-5 %.1f%% after %d epochs (%.0f s)",
+             meta["top1"], meta["top5"], c.epochs, meta["wall_s"])
     return meta

@@ -238,6 +238,30 @@ class Study:
                                                                    "val_images")]
         return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *self.overrides, *extra])
 
+    def pretraining(self, arm: dict[str, Any]) -> tuple[str, Path] | None:
+        """The shared pre-training ``arm`` starts from: its name and the file it leaves once done (None for
+        a random init). Arms with the same name share one pre-training (a cluster launcher's dependency)."""
+        if arm["init"] == "classify":
+            name = f"classify_{'gn' if arm['norm'] == 'GN' else 'bn'}"
+            return name, self.out / "pretrain" / name / "backbone.pth"
+        if arm["init"] == "direct":
+            name = f"direct_{arm['norm'].lower()}_{str(arm['data']).replace('%', 'pct').lower()}"
+            return name, self.out / "pretrain" / name / "stage1" / "model_final.pth"
+        return None
+
+    def run_pretraining(self, arm: dict[str, Any]) -> None:
+        """Do (or find done) the shared pre-training ``arm`` starts from."""
+        if arm["init"] == "classify":
+            self.classify_backbone(arm["norm"])
+        elif arm["init"] == "direct":
+            self.direct_stage1(arm)
+
+    def arm(self, name: str) -> dict[str, Any]:
+        for arm in self.arms:
+            if arm["name"] == name:
+                return arm
+        raise KeyError(f"{self.file}: no arm named {name!r}")
+
     def classify_backbone(self, norm: str) -> str:
         """One classification pre-training per norm family (GN, or BN for BN/SyncBN/FrozenBN arms)."""
         family = "GN" if norm == "GN" else "BN"
@@ -330,6 +354,10 @@ class Study:
         for arm in self.arms:
             self.records[arm["name"]] = self.run_arm(arm)
             self.write()
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Once every arm has a record: the verdict with its bootstrap intervals, and the report."""
         study = self.write(RESAMPLES)
         study["report"] = write_report(study, self.out)
         log.info("study report: %s", self.out / "report.html")

@@ -8,7 +8,8 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "barrier", "all_gather_objects"]
+__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "barrier", "all_gather_objects",
+           "all_ranks_agree"]
 
 
 def init_distributed() -> tuple[int, int, int]:
@@ -48,3 +49,14 @@ def all_gather_objects(obj):
     out = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def all_ranks_agree(flag: bool, device: torch.device) -> bool:
+    """``flag`` and-ed over every rank (a collective: each rank must call it). A condition one rank sees
+    alone (a non-finite loss) then stops every rank at the same step instead of leaving the others
+    waiting in the next collective."""
+    if get_world_size() == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())

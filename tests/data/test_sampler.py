@@ -70,3 +70,21 @@ def test_grouped_ranks_split_the_global_batch_and_seeds_are_unique():
 def test_grouping_needs_one_full_batch():
     with pytest.raises(ValueError, match="fewer than one batch"):
         GroupedTrainingBatchSampler([0, 1, 0], 4, seed=0)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_accumulation_cuts_each_global_batch_into_micro_batches(grouped):
+    make = (lambda **kw: GroupedTrainingBatchSampler(GROUPS, 4, seed=2, **kw)) if grouped else (
+        lambda **kw: TrainingBatchSampler(13, 4, seed=2, **kw))
+    whole = [b for _, b in zip(range(3), make(), strict=False)]
+    for world in (1, 2):
+        streams = [iter(make(world=world, rank=r, accumulate=2, start_iter=1)) for r in range(world)]
+        for it in (1, 2):  # two micro-steps per iteration; within each, rank 0's share then rank 1's
+            micro = [next(s) for _ in range(2) for s in streams]
+            assert [x for b in micro for x in b] == whole[it]
+            assert all(len(b) == 4 // (2 * world) for b in micro)
+
+
+def test_accumulation_must_divide_the_batch():
+    with pytest.raises(ValueError, match="solver.accumulate"):
+        TrainingBatchSampler(10, 4, seed=0, world=2, accumulate=4)

@@ -122,3 +122,29 @@ def test_box_only_data_suits_faster_rcnn(synth_data, tmp_path):
     ds = CocoDetection(_box_only(synth_data, tmp_path), synth_data["train_images"])
     assert len(ds.annotations_without_masks()) == sum(ds.num_instances(i) for i in ds.ids)
     require_masks(load_config(None, ["model.arch=faster_rcnn"]), ds)  # no error
+
+
+def test_accumulating_two_batches_of_one_equals_a_batch_of_two(tmp_path, synth_data):
+    """GN makes each image's loss independent of its batch mates. One training image, not flipped, at one
+    size: both images of a batch are the same, so the RPN and RoI samplers (told to keep every candidate)
+    see the same counts in either split, and only the gradient arithmetic can differ."""
+    from scratchlab.config import load_config
+    from tests.conftest import ROOT, TINY
+
+    frcnn = ROOT / "configs" / "mini" / "faster_rcnn_gn_scratch.yaml"
+    same_images = [f"data.train_json={synth_data['train_json']}", f"data.train_images={synth_data['train_images']}",
+                   "data.subset=1", "input.hflip_prob=0", "input.min_size_train=[64]",
+                   "model.rpn.batch_size_per_image=100000", "model.roi_box_head.batch_size_per_image=100000",
+                   "solver.max_iter=2", "solver.warmup_iters=0", "solver.ims_per_batch=2", "log.period=1"]
+    runs = {}
+    for accumulate in (1, 2):
+        out = tmp_path / f"accumulate{accumulate}"
+        final = train(load_config(frcnn, [*TINY, *same_images, f"solver.accumulate={accumulate}"]), out)
+        weights = torch.load(out / "model_final.pth", weights_only=True)["model"]
+        losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()[:2]]
+        runs[accumulate] = weights, losses, final["cost"]["images_seen"]
+    (w1, l1, n1), (w2, l2, n2) = runs[1], runs[2]
+    assert n1 == n2 == 4
+    assert l1 == pytest.approx(l2, rel=1e-5)
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6, msg=k)

@@ -11,6 +11,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from scratchlab.config import load_config
 from scratchlab.models import build_model
+from scratchlab.models.norm import SyncBatchNorm
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 TINY = [
@@ -88,13 +89,13 @@ def test_r101_body_has_torchvision_resnet101_keys():
     [
         ("FrozenBN", FrozenBatchNorm2d, None),  # FPN/heads inherit "no norm" (see resolve_part_norm)
         ("BN", nn.BatchNorm2d, nn.BatchNorm2d),
-        ("SyncBN", nn.SyncBatchNorm, nn.SyncBatchNorm),
+        ("SyncBN", SyncBatchNorm, SyncBatchNorm),
         ("GN", nn.GroupNorm, nn.GroupNorm),
     ],
 )
 def test_norm_choice_reaches_each_part(norm, backbone_type, head_type):
     model = build_model(_tiny(f"model.norm={norm}"), num_classes=3)
-    norm_types = {nn.GroupNorm, nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d}
+    norm_types = {nn.GroupNorm, nn.BatchNorm2d, SyncBatchNorm, FrozenBatchNorm2d}
     assert _types(model.backbone.body) & norm_types == {backbone_type}
     heads = model.roi_heads
     for part in (model.backbone.fpn, heads.box_head, heads.mask_head):

@@ -12,6 +12,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from scratchlab.config import load_config
 from scratchlab.models import ResNetBody, build_backbone_body, freeze_stages, norm_factory, resolve_part_norm
+from scratchlab.models.norm import SyncBatchNorm
 
 
 def _cfg(*overrides: str):
@@ -86,7 +87,7 @@ def test_norm_factory_names():
     assert norm_factory("") is None
     assert isinstance(norm_factory("GN", 4)(8), nn.GroupNorm)
     assert type(norm_factory("BN")(8)) is nn.BatchNorm2d
-    assert type(norm_factory("SyncBN")(8)) is nn.SyncBatchNorm
+    assert type(norm_factory("SyncBN")(8)) is SyncBatchNorm
     assert type(norm_factory("FrozenBN")(8)) is FrozenBatchNorm2d
     with pytest.raises(ValueError, match=r"fpn: unknown norm 'LN'"):
         norm_factory("LN", where="fpn")

@@ -58,3 +58,67 @@ def test_finetuned_run_adds_the_pretraining_cost(pretrained, tmp_path, synth_dat
     for key in ("images_seen", "instances_seen", "pixels_seen"):
         assert cost["total"][key] == cost[key] + meta[key]
     assert cost["total"]["wall_s"] == pytest.approx(cost["wall_s"] + meta["wall_s"])
+
+
+def test_meta_has_top5_and_a_checkpoint_per_epoch(pretrained):
+    out, meta = pretrained
+    assert 0 <= meta["top1"] <= meta["top5"] <= 100 and meta["world_size"] == 1
+    ckpt = torch.load(out / "checkpoints" / "last.pth", weights_only=True)
+    assert json.loads(ckpt["progress"])["epoch"] == 3
+
+
+
+def _torchrun(out, *extra):
+    import socket
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    return [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "scratchlab", "pretrain",
+            "classify", str(CLASSIFY), "--out", str(out), *TINY, *SMALL, *extra]
+
+
+def test_ddp_two_ranks_shard_checkpoint_and_resume_exactly(tmp_path):
+    """2 gloo ranks, each its half of every epoch; killed (SIGKILL, every rank) after its first epoch's
+    checkpoint and resumed with --resume, the backbone is bit-identical to the uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not Path(_torchrun(tmp_path)[0]).exists():
+        pytest.skip("torchrun not installed beside this Python")
+    data = [f"data.root={tmp_path / 'data'}"]
+    from scratchlab.data.synth_classify import make_synth_classify
+
+    make_synth_classify(tmp_path / "data", 4, 12, 40, 0)
+    res = subprocess.run(_torchrun(tmp_path / "ref", *data), env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((tmp_path / "ref" / "pretrain_meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["images_seen"] == 3 * (48 // 8) * 8  # 2 ranks x 4 images per step
+    assert 0 <= meta["top1"] <= meta["top5"] <= 100
+    assert len(torch.load(tmp_path / "ref" / "checkpoints" / "last.pth", weights_only=True)["rng"]) == 2
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_torchrun(killed, *data), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoints" / "last.pth").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "backbone.pth").exists()
+    res = subprocess.run([*_torchrun(killed, *data), "--resume"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed from" in (killed / "log.txt").read_text()
+    got = torch.load(killed / "backbone.pth", weights_only=True)
+    want = torch.load(tmp_path / "ref" / "backbone.pth", weights_only=True)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert json.loads((killed / "pretrain_meta.json").read_text())["epoch_losses"] == meta["epoch_losses"]

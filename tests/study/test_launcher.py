@@ -1,0 +1,139 @@
+"""``--launcher local``: each arm a submitit job (real subprocesses), two at once; the same final metrics as
+``inline`` for the same seeds; a job killed mid-arm is resumed by re-submitting the study and ends with
+the same weights; ``--status`` prints the arms' table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from scratchlab.study.launcher import ClusterOptions
+from scratchlab.study.runner import run_study
+from tests.conftest import MINI, ROOT, TINY
+
+pytest.importorskip("submitit")
+
+
+def _study_file(tmp_path: Path, synth_data: dict[str, str]) -> Path:
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    spec = {"name": "t", "base": str(MINI), "overrides": [*TINY, *data, "eval.period=0"],
+            "arms": [{"init": "random", "seed": [0, 1, 2]}], "launcher": {"max_parallel": 2, "poll_s": 0.2}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _study_json(out: Path) -> dict:
+    try:
+        return json.loads((out / "study.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"arms": []}
+
+
+def _launch(study: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "scratchlab", "study", str(study), "--out", str(out), "--launcher", "local"]
+    with open(out.parent / "launcher.log", "a") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _kill_an_arm_when_two_run(proc: subprocess.Popen, out: Path) -> str:
+    """Wait until two arms run at once (and the third waits), then SIGKILL the first arm's job tasks once
+    it has checkpointed; return that arm's name."""
+    deadline = time.monotonic() + 400
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "the study ended before two arms ran"
+        arms = _study_json(out)["arms"]
+        running = [a for a in arms if a["status"] == "running"]
+        assert len(running) <= 2  # --max-parallel
+        logged = [a for a in running if (out / "arms" / a["name"] / "checkpoints" / "last.pth").exists()]
+        if len(running) == 2 and logged and [a["status"] for a in arms].count("pending") == 1:
+            victim = logged[0]
+            tasks = _children(int(victim["job_id"]))
+            assert tasks, "no task process under the job's controller"
+            for pid in tasks:
+                os.kill(pid, signal.SIGKILL)
+            return victim["name"]
+        time.sleep(0.05)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "model_final.pth", weights_only=True)["model"]
+
+
+def test_local_launcher_matches_inline_and_resumes_a_killed_arm(tmp_path, synth_data):
+    study = _study_file(tmp_path, synth_data)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    local = tmp_path / "local"
+    local.mkdir()
+    proc = _launch(study, local, env)
+    killed = _kill_an_arm_when_two_run(proc, local)
+    assert proc.wait(timeout=400) == 0, (tmp_path / "launcher.log").read_text()[-3000:]
+    first = {a["name"]: a for a in _study_json(local)["arms"]}
+    assert first[killed]["status"] == "failed" and "without a result" in first[killed]["error"]
+    assert sorted(a["status"] for a in first.values()) == ["failed", "finished", "finished"]
+    assert all(a["job_id"] for a in first.values())
+
+    # Re-submitting skips the finished arms and resumes the killed one from its checkpoint.
+    assert _launch(study, local, env).wait(timeout=400) == 0, (tmp_path / "launcher.log").read_text()[-3000:]
+    second = {a["name"]: a for a in _study_json(local)["arms"]}
+    assert all(a["status"] == "finished" for a in second.values())
+    assert "resumed from" in (local / "arms" / killed / "log.txt").read_text()
+    for name, arm in first.items():
+        if name != killed:  # not run again
+            assert second[name]["final"] == arm["final"]
+
+    inline = run_study(study, tmp_path / "inline")
+    for arm in inline["arms"]:
+        assert second[arm["name"]]["final"] == arm["final"], arm["name"]
+    got, want = _weights(local / "arms" / killed), _weights(tmp_path / "inline" / "arms" / killed)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+    status = subprocess.run([sys.executable, "-m", "scratchlab", "study", "--status", str(local)], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    assert "3 finished" in status and killed in status and "6/6" in status
+
+
+def test_launcher_options_come_from_the_study_file_then_flags():
+    opts = ClusterOptions.from_study({"launcher": {"gpus_per_node": 8, "partition": "learn"}}, nodes=2,
+                                     partition=None, max_parallel=3)
+    assert (opts.gpus_per_node, opts.nodes, opts.partition, opts.max_parallel) == (8, 2, "learn", 3)
+    with pytest.raises(ValueError, match="unknown field"):
+        ClusterOptions.from_study({"launcher": {"gpu": 8}})
+
+
+def test_slurm_jobs_ask_for_the_options_and_wait_for_their_pretraining(tmp_path, monkeypatch):
+    """The sbatch file submitit writes for an arm (a stand-in srun on PATH: no cluster here)."""
+    from scratchlab.study.launcher import _executor
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    opts = ClusterOptions(gpus_per_node=8, nodes=2, partition="learn", timeout=4320)
+    executor = _executor("slurm", tmp_path / "jobs", opts)
+    executor.update_parameters(slurm_additional_parameters={"dependency": "afterok:123", "kill-on-invalid-dep": "yes"})
+    sbatch = executor._executor._make_submission_file_text("python -m job", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=learn", "--time=4320",
+                 "--signal=USR2@120", "--dependency=afterok:123", "--cpus-per-task=10"):
+        assert f"#SBATCH {line}" in sbatch, line
