@@ -41,7 +41,7 @@ __all__ = ["DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml"
 # files under configs/ state the recipe explicitly anyway, so a user can diff two of them.
 DEFAULTS: dict[str, Any] = {
     "model": {
-        "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn
+        "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn | keypoint_rcnn
         "num_classes": None,  # foreground classes; None = taken from the training set
         # random | a torchvision weights enum name (e.g. ResNet50_Weights.IMAGENET1K_V1)
         # | a path to a backbone checkpoint (backbone.pth) or a whole-detector checkpoint
@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
             "detections_per_img": 100,
         },
         "roi_mask_head": {"num_conv": 4, "conv_dim": 256, "norm": None},
+        # keypoint_rcnn: Detectron's 8 x conv3x3 512 head on 14x14 RoIAlign, deconv + 2x up to 56x56
+        # heatmaps; num_keypoints None = the training set's (its categories' "keypoints" list)
+        "roi_keypoint_head": {"num_conv": 8, "conv_dim": 512, "norm": None, "num_keypoints": None},
     },
     "input": {
         # Train short side is chosen from this list (Detectron2's ResizeShortestEdge "choice").
@@ -110,7 +113,8 @@ DEFAULTS: dict[str, Any] = {
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
-                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None},
+                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None,
+                  "keypoints": False},  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
     },
     "solver": {
         "base_lr": 0.02,
@@ -135,7 +139,12 @@ DEFAULTS: dict[str, Any] = {
         "amp": False,  # autocast + GradScaler on CUDA
         "amp_dtype": "float16",  # float16 | bfloat16 (bfloat16 needs no loss scaling)
     },
-    "eval": {"period": 0},  # evaluate every `period` iterations (AP-vs-iteration curves); 0: only at the end
+    "eval": {
+        "period": 0,  # evaluate every `period` iterations (AP-vs-iteration curves); 0: only at the end
+        # OKS sigma per keypoint for keypoint AP; None = COCO person's 17 (a set with other keypoints must
+        # give its own, as Detectron2's TEST.KEYPOINT_OKS_SIGMAS)
+        "keypoint_oks_sigmas": None,
+    },
     "log": {"period": 20},
     "checkpoint": {"period": 5000, "keep": 2},
     # Classification pre-training of the backbone (`scratchlab pretrain classify`), ImageNet-style.
@@ -171,13 +180,16 @@ _PATH = Optional(Str())
 # Types the defaults above do not imply: keys whose default is None or [], and enumerations. Every other
 # key has its default's type (an int default makes an int key, [0.5, 1.0] a list[float] key).
 TYPES: dict[str, ValueType] = {
-    "model.arch": Choice("mask_rcnn", "faster_rcnn"),
+    "model.arch": Choice("mask_rcnn", "faster_rcnn", "keypoint_rcnn"),
     "model.num_classes": Optional(Int()),
     "model.norm": Choice(*NORMS),
     "model.backbone.depth": Choice(18, 34, 50, 101),
     "model.fpn.norm": _PART_NORM,
     "model.roi_box_head.norm": _PART_NORM,
     "model.roi_mask_head.norm": _PART_NORM,
+    "model.roi_keypoint_head.norm": _PART_NORM,
+    "model.roi_keypoint_head.num_keypoints": Optional(Int()),
+    "eval.keypoint_oks_sigmas": Optional(ListOf(Float())),
     "input.min_size_train": AnyOf(Int(), ListOf(Int())),
     "input.crop_size": Optional(Int()),
     "input.scale_jitter": Optional(ListOf(Float(), length=2)),

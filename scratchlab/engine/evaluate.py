@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from ..models import build_model
 from ..vis.plots import plot_pr_curves
-from .data import build_val_set, require_masks
+from .data import build_val_set, require_masks, with_keypoint_count
 from .inference import coco_evaluator, inference_on_dataset
 from .trainer import resolve_device, setup_logging
 
@@ -37,7 +37,7 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
     device = resolve_device(cfg)
     val_set = build_val_set(cfg)
     require_masks(cfg, val_set)
-    cfg = copy.deepcopy(cfg)  # the caller's config keeps its model.init
+    cfg = copy.deepcopy(with_keypoint_count(cfg, val_set))  # the caller's config keeps its model.init
     cfg.model.init = str(weights)
     model = build_model(cfg, num_classes=val_set.num_classes).to(device)
     report = getattr(model, "init_report", {}) or {}
@@ -57,7 +57,7 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
 
 def format_per_class(results: dict[str, Any]) -> str:
     """The ``AP-<class>`` entries of :func:`evaluate_checkpoint`'s results as a table, a class per row."""
-    tasks = [t for t in ("bbox", "segm") if isinstance(results.get(t), dict)]
+    tasks = [t for t in ("bbox", "segm", "keypoints") if isinstance(results.get(t), dict)]
     names = [k[3:] for k in results[tasks[0]] if k.startswith("AP-")] if tasks else []
     width = max([len("class"), *map(len, names)])
     lines = [f"{'class':<{width}}" + "".join(f"  {t + ' AP':>8}" for t in tasks)]

@@ -1,7 +1,9 @@
-"""Mask R-CNN / Faster R-CNN on a ResNet-FPN backbone, built from ``cfg.model`` and ``cfg.input``.
+"""Mask R-CNN / Faster R-CNN / Keypoint R-CNN on a ResNet-FPN backbone, built from ``cfg.model`` and
+``cfg.input``.
 
 Everything is torchvision's detection code; this module only wires the parts the config chooses:
-the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head and 4conv mask head), widths,
+the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head, 4conv mask head and the 8conv
+keypoint head), widths,
 anchors, sampling and NMS settings, and the initialisation (``model.init``).
 """
 
@@ -11,9 +13,10 @@ import logging
 
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -21,15 +24,17 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from .init import load_init
+from .keypoint_head import keypoint_head
 from .norm import norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
 
-__all__ = ["ResNetFPN", "TrainNoResizeTransform", "build_model"]
+__all__ = ["ARCHS", "ResNetFPN", "TrainNoResizeTransform", "build_model"]
 
 log = logging.getLogger(__name__)
 
 FEATURE_NAMES = ["0", "1", "2", "3"]  # res2..res5 -> P2..P5; LastLevelMaxPool adds P6 ("pool")
 NUM_LEVELS = len(FEATURE_NAMES) + 1
+ARCHS = ("mask_rcnn", "faster_rcnn", "keypoint_rcnn")
 
 
 class ResNetFPN(nn.Module):
@@ -114,17 +119,33 @@ def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module
         nn.init.zeros_(logits.bias)
 
 
+def _keypoint_parts(cfg: DictConfig, channels: int, norm) -> dict:
+    """Keypoint R-CNN's RoIAlign 14x14, 8conv head and deconv + 2x upsampling predictor (56x56 heatmaps):
+    Detectron's keypoint_rcnn_R-50-FPN (add_roi_pose_head_v1convX, USE_DECONV_OUTPUT, UP_SCALE 2)."""
+    kh = cfg.model.roi_keypoint_head
+    if kh.num_keypoints is None:
+        raise ValueError("model.roi_keypoint_head.num_keypoints is unset: the training set's keypoint count "
+                         "fills it (scratchlab train), or set it")
+    conv_dim = int(kh.conv_dim)
+    head = keypoint_head(channels, [conv_dim] * int(kh.num_conv), norm)
+    return dict(
+        keypoint_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=14, sampling_ratio=2),
+        keypoint_head=head,
+        keypoint_predictor=KeypointRCNNPredictor(conv_dim if int(kh.num_conv) else channels, int(kh.num_keypoints)),
+    )
+
+
 def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
-    """Build the detector that ``cfg.model.arch`` names (``mask_rcnn`` | ``faster_rcnn``), then apply
-    ``cfg.model.init`` and ``cfg.model.backbone.freeze_at``.
+    """Build the detector that ``cfg.model.arch`` names (``mask_rcnn`` | ``faster_rcnn`` |
+    ``keypoint_rcnn``), then apply ``cfg.model.init`` and ``cfg.model.backbone.freeze_at``.
 
     ``num_classes`` (foreground classes) overrides ``cfg.model.num_classes``; the model predicts that
     plus one background class. The load report of ``model.init`` is kept as ``model.init_report``.
     """
     m, inp = cfg.model, cfg.input
     arch = str(m.arch)
-    if arch not in ("mask_rcnn", "faster_rcnn"):
-        raise ValueError(f"model.arch must be 'mask_rcnn' or 'faster_rcnn', got {arch!r}")
+    if arch not in ARCHS:
+        raise ValueError(f"model.arch must be one of {ARCHS}, got {arch!r}")
     n_cls = _num_classes(cfg, num_classes) + 1
     model_norm, groups = str(m.norm), int(m.gn_groups)
 
@@ -185,6 +206,10 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
             mask_predictor=mask_predictor,
         )
         model: nn.Module = MaskRCNN(backbone, num_classes=None, **kwargs)
+    elif arch == "keypoint_rcnn":
+        kh = m.roi_keypoint_head
+        kwargs.update(_keypoint_parts(cfg, channels, part_norm("model.roi_keypoint_head", kh)))
+        model = KeypointRCNN(backbone, num_classes=None, **kwargs)
     else:
         model = FasterRCNN(backbone, num_classes=None, **kwargs)
     _init_box_head_fcs(box_head)
