@@ -34,14 +34,18 @@ from .config_types import (
     infer_type,
 )
 
-__all__ = ["DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml", "apply_overrides", "to_yaml",
+__all__ = ["ARCHS", "MASK_ARCHS", "DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml", "apply_overrides", "to_yaml",
            "schedule_steps"]
+
+# Detectors model.arch may name; those with a mask head need instance masks in the data.
+ARCHS = ("mask_rcnn", "faster_rcnn", "keypoint_rcnn", "cascade_mask_rcnn", "cascade_rcnn")
+MASK_ARCHS = ("mask_rcnn", "cascade_mask_rcnn")
 
 # The schema and the default values. Full-size defaults follow Detectron2 / the paper's GN-all recipe;
 # files under configs/ state the recipe explicitly anyway, so a user can diff two of them.
 DEFAULTS: dict[str, Any] = {
     "model": {
-        "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn | keypoint_rcnn
+        "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn | keypoint_rcnn | cascade_mask_rcnn | cascade_rcnn
         "num_classes": None,  # foreground classes; None = taken from the training set
         # random | a torchvision weights enum name (e.g. ResNet50_Weights.IMAGENET1K_V1)
         # | a path to a backbone checkpoint (backbone.pth) or a whole-detector checkpoint
@@ -49,7 +53,10 @@ DEFAULTS: dict[str, Any] = {
         "norm": "GN",  # GN | SyncBN | BN | FrozenBN: the backbone, and every part whose own norm is None
         "gn_groups": 32,
         "backbone": {
-            "depth": 50,  # ResNet depth: 18, 34, 50, 101
+            "depth": 50,  # ResNet depth: 18, 34, 50, 101, 152
+            # ResNeXt: grouped 3x3 convs, groups x width_per_group (X101-32x8d: 32, 8); 1, 64 = ResNet
+            "groups": 1,
+            "width_per_group": 64,
             "width_mult": 1.0,  # scales the four stage widths (mini configs); 1.0 is the real ResNet
             "freeze_at": 0,  # 0 trains everything (scratch); 2 freezes stem + res2 (Detectron2 default)
         },
@@ -81,6 +88,13 @@ DEFAULTS: dict[str, Any] = {
         # keypoint_rcnn: Detectron's 8 x conv3x3 512 head on 14x14 RoIAlign, deconv + 2x up to 56x56
         # heatmaps; num_keypoints None = the training set's (its categories' "keypoints" list)
         "roi_keypoint_head": {"num_conv": 8, "conv_dim": 512, "norm": None, "num_keypoints": None},
+        # cascade_*: one box stage per IoU (each its own roi_box_head-shaped head, class-agnostic boxes),
+        # its box-coder weights and loss weight (Cai & Vasconcelos; MMDetection cascade_rcnn_r50_fpn)
+        "cascade": {
+            "ious": [0.5, 0.6, 0.7],
+            "bbox_reg_weights": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
+            "stage_loss_weights": [1.0, 0.5, 0.25],
+        },
     },
     "input": {
         # Train short side is chosen from this list (Detectron2's ResizeShortestEdge "choice").
@@ -180,10 +194,11 @@ _PATH = Optional(Str())
 # Types the defaults above do not imply: keys whose default is None or [], and enumerations. Every other
 # key has its default's type (an int default makes an int key, [0.5, 1.0] a list[float] key).
 TYPES: dict[str, ValueType] = {
-    "model.arch": Choice("mask_rcnn", "faster_rcnn", "keypoint_rcnn"),
+    "model.arch": Choice(*ARCHS),
+    "model.cascade.bbox_reg_weights": ListOf(ListOf(Float(), length=4)),
     "model.num_classes": Optional(Int()),
     "model.norm": Choice(*NORMS),
-    "model.backbone.depth": Choice(18, 34, 50, 101),
+    "model.backbone.depth": Choice(18, 34, 50, 101, 152),
     "model.fpn.norm": _PART_NORM,
     "model.roi_box_head.norm": _PART_NORM,
     "model.roi_mask_head.norm": _PART_NORM,

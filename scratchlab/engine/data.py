@@ -14,6 +14,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from ..config import MASK_ARCHS
 from ..data.check import Problem, check_dataset, format_report
 from ..data.coco import CocoDetection, collate
 from ..data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
@@ -160,7 +161,7 @@ def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None
     validation set (original size, no masks needed: the evaluator reads ground truth from the JSON)."""
     d = cfg.data
     keypoints = cfg.model.arch == "keypoint_rcnn"
-    train = CocoDetection(d.train_json, d.train_images, None, with_masks=cfg.model.arch == "mask_rcnn",
+    train = CocoDetection(d.train_json, d.train_images, None, with_masks=cfg.model.arch in MASK_ARCHS,
                           subset=d.subset, subset_seed=d.subset_seed, filter_empty=True, with_keypoints=keypoints)
     flip = list(train.keypoints.flip) if keypoints and train.keypoints else None
     train.transforms = build_transforms(cfg.input, train=True, keypoint_flip=flip)
@@ -197,13 +198,13 @@ def build_val_set(cfg: DictConfig) -> CocoDetection:
 def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
     """Refuse box-only data for a Mask R-CNN config before any training: its mask head would learn empty
     masks and mask AP would fail at the first evaluation."""
-    if cfg.model.arch != "mask_rcnn":
+    if cfg.model.arch not in MASK_ARCHS:
         return
     for ds in (d for d in datasets if d is not None):
         if missing := ds.annotations_without_masks():
             raise DatasetError(
                 f"{ds.ann_file}: {len(missing)} annotation(s) have no segmentation (e.g. id {missing[0]}): "
-                "box-only data cannot train Mask R-CNN (model.arch=mask_rcnn). Train a box detector: a "
+                f"box-only data cannot train Mask R-CNN (model.arch={cfg.model.arch}). Train a box detector: a "
                 "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn")
 
 

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ..config import MASK_ARCHS
 from ..evaluation import COCOEvaluator
 from .dist import get_rank, get_world_size, is_main_process
 
@@ -15,7 +16,8 @@ __all__ = ["inference_on_dataset", "coco_evaluator"]
 def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False, output_file=None) -> COCOEvaluator:
     """Box AP, mask AP for a Mask R-CNN config and keypoint AP for a Keypoint R-CNN config, against
     ``dataset``'s COCO file (``data.val_json``); with ``output_file``, the detections are written there too."""
-    extra = {"mask_rcnn": ("segm",), "keypoint_rcnn": ("keypoints",)}.get(str(cfg.model.arch), ())
+    arch = str(cfg.model.arch)
+    extra = ("segm",) if arch in MASK_ARCHS else ("keypoints",) if arch == "keypoint_rcnn" else ()
     sigmas = cfg.eval.keypoint_oks_sigmas
     return COCOEvaluator(dataset.ann_file, iou_types=("bbox", *extra), label_to_category_id=dataset.label_to_cat_id,
                          per_category=per_class, output_file=output_file,

@@ -1,5 +1,5 @@
-"""Mask R-CNN / Faster R-CNN / Keypoint R-CNN on a ResNet-FPN backbone, built from ``cfg.model`` and
-``cfg.input``.
+"""Mask R-CNN / Faster R-CNN / Keypoint R-CNN / Cascade (Mask) R-CNN on a ResNet-FPN backbone, built
+from ``cfg.model`` and ``cfg.input``.
 
 Everything is torchvision's detection code; this module only wires the parts the config chooses:
 the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head, 4conv mask head and the 8conv
@@ -18,11 +18,14 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from ..config import ARCHS, MASK_ARCHS
+from .cascade import AgnosticBoxPredictor, CascadeRoIHeads
 from .init import load_init
 from .keypoint_head import keypoint_head
 from .norm import norm_factory, resolve_part_norm
@@ -34,7 +37,6 @@ log = logging.getLogger(__name__)
 
 FEATURE_NAMES = ["0", "1", "2", "3"]  # res2..res5 -> P2..P5; LastLevelMaxPool adds P6 ("pool")
 NUM_LEVELS = len(FEATURE_NAMES) + 1
-ARCHS = ("mask_rcnn", "faster_rcnn", "keypoint_rcnn")
 
 
 class ResNetFPN(nn.Module):
@@ -103,7 +105,7 @@ def _init_box_head_fcs(box_head: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module | None) -> None:
+def _init_predictors(box_predictor: nn.Module, mask_predictor: nn.Module | None) -> None:
     # Detectron2's initialisation of the output layers: small Gaussians, so that the initial class scores
     # are near uniform and the box deltas near zero -- this matters most when everything else is random.
     nn.init.normal_(box_predictor.cls_score.weight, std=0.01)
@@ -135,9 +137,28 @@ def _keypoint_parts(cfg: DictConfig, channels: int, norm) -> dict:
     )
 
 
+def _cascade(cfg: DictConfig, heads: RoIHeads, channels: int, norm, n_cls: int) -> CascadeRoIHeads:
+    """``heads`` (built with stage 1's head and predictor) turned into Cascade R-CNN RoI heads: one more
+    roi_box_head-shaped head and class-agnostic predictor per further stage of ``model.cascade``."""
+    c = cfg.model.cascade
+    stages = [(heads.box_head, heads.box_predictor)]
+    for _ in range(len(c.ious) - 1):
+        head, dim = _box_head(cfg, channels, norm)
+        predictor = AgnosticBoxPredictor(dim, n_cls)
+        _init_box_head_fcs(head)
+        _init_predictors(predictor, None)
+        stages.append((head, predictor))
+    return CascadeRoIHeads(
+        heads.box_roi_pool, [h for h, _ in stages], [p for _, p in stages], list(c.ious),
+        [list(w) for w in c.bbox_reg_weights], list(c.stage_loss_weights),
+        heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction, heads.score_thresh,
+        heads.nms_thresh, heads.detections_per_img, heads.mask_roi_pool, heads.mask_head, heads.mask_predictor)
+
+
 def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
     """Build the detector that ``cfg.model.arch`` names (``mask_rcnn`` | ``faster_rcnn`` |
-    ``keypoint_rcnn``), then apply ``cfg.model.init`` and ``cfg.model.backbone.freeze_at``.
+    ``keypoint_rcnn`` | ``cascade_mask_rcnn`` | ``cascade_rcnn``), then apply ``cfg.model.init`` and
+    ``cfg.model.backbone.freeze_at``.
 
     ``num_classes`` (foreground classes) overrides ``cfg.model.num_classes``; the model predicts that
     plus one background class. The load report of ``model.init`` is kept as ``model.init_report``.
@@ -171,7 +192,8 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
 
     bh = m.roi_box_head
     box_head, box_dim = _box_head(cfg, channels, part_norm("model.roi_box_head", bh))
-    box_predictor = FastRCNNPredictor(box_dim, n_cls)
+    cascade = arch.startswith("cascade")
+    box_predictor = AgnosticBoxPredictor(box_dim, n_cls) if cascade else FastRCNNPredictor(box_dim, n_cls)
     kwargs = dict(
         rpn_anchor_generator=anchors,
         rpn_head=rpn_head,
@@ -192,7 +214,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         box_positive_fraction=float(bh.positive_fraction),
     )
     mask_predictor = None
-    if arch == "mask_rcnn":
+    if arch in MASK_ARCHS:
         mh = m.roi_mask_head
         conv_dim = int(mh.conv_dim)
         mask_head = MaskRCNNHeads(
@@ -214,6 +236,8 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         model = FasterRCNN(backbone, num_classes=None, **kwargs)
     _init_box_head_fcs(box_head)
     _init_predictors(box_predictor, mask_predictor)
+    if cascade:
+        model.roi_heads = _cascade(cfg, model.roi_heads, channels, part_norm("model.roi_box_head", bh), n_cls)
 
     model.transform = TrainNoResizeTransform(
         int(inp.min_size_test),
