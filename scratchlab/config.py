@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "norm": "GN",  # GN | SyncBN | BN | FrozenBN: the backbone, and every part whose own norm is None
         "gn_groups": 32,
         "backbone": {
+            "name": "resnet",  # resnet (ResNet / ResNeXt: depth, groups, width_per_group) | swin_t
             "depth": 50,  # ResNet depth: 18, 34, 50, 101, 152
             # ResNeXt: grouped 3x3 convs, groups x width_per_group (X101-32x8d: 32, 8); 1, 64 = ResNet
             "groups": 1,
@@ -131,6 +132,8 @@ DEFAULTS: dict[str, Any] = {
                   "keypoints": False},  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
     },
     "solver": {
+        "optimizer": "sgd",  # sgd (momentum) | adamw (betas; the Swin recipes)
+        "betas": [0.9, 0.999],
         "base_lr": 0.02,
         "ims_per_batch": 16,
         "momentum": 0.9,
@@ -198,6 +201,7 @@ TYPES: dict[str, ValueType] = {
     "model.cascade.bbox_reg_weights": ListOf(ListOf(Float(), length=4)),
     "model.num_classes": Optional(Int()),
     "model.norm": Choice(*NORMS),
+    "model.backbone.name": Choice("resnet", "swin_t"),
     "model.backbone.depth": Choice(18, 34, 50, 101, 152),
     "model.fpn.norm": _PART_NORM,
     "model.roi_box_head.norm": _PART_NORM,
@@ -218,6 +222,8 @@ TYPES: dict[str, ValueType] = {
     "data.subset": Optional(Number()),
     "data.synth.object_textures": Optional(ListOf(Str())),
     "data.synth.shapes": Optional(ListOf(Str())),
+    "solver.optimizer": Choice("sgd", "adamw"),
+    "solver.betas": ListOf(Float(), length=2),
     "solver.max_iter": Optional(Int()),
     "solver.clip_grad_norm": Optional(Float()),
     "solver.amp_dtype": Choice("float16", "bfloat16"),

@@ -176,6 +176,7 @@ MINI_STEPS = {  # every shipped mini recipe (and direct stage): the 90k rule sca
     "mask_rcnn_gn_scratch.yaml": [100, 133], "mask_rcnn_bn_scratch.yaml": [100, 133],
     "mask_rcnn_gn_pretrained.yaml": [100, 133], "faster_rcnn_gn_scratch.yaml": [100, 133],
     "keypoint_rcnn_gn_scratch.yaml": [100, 133], "cascade_mask_rcnn_gn_scratch.yaml": [100, 133],
+    "mask_rcnn_swin_t.yaml": [100, 133],
     "classify_gn.yaml": [100, 133], "direct_gn.yaml stage 1": [], "direct_gn.yaml stage 2": [100, 133],
     "direct_bn.yaml stage 1": [], "direct_bn.yaml stage 2": [100, 133],
     "tiny.yaml": [4, 5],  # the tests' and demo --quick's 6-iteration 1x

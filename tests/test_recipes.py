@@ -69,6 +69,8 @@ def _norms(cfg: DictConfig) -> str:
     m = cfg.model
     parts = [str(m.norm)] + [resolve_part_norm(p.norm, str(m.norm)) for p in (m.fpn, m.roi_box_head)]
     parts = [p or "none" for p in parts]
+    if str(m.backbone.get("name", "resnet")) == "swin_t":
+        parts[0] = "LN"  # Swin's own LayerNorms
     if m.arch in ("mask_rcnn", "cascade_mask_rcnn"):
         parts.append(resolve_part_norm(m.roi_mask_head.norm, str(m.norm)) or "none")
     elif m.arch == "keypoint_rcnn":
@@ -109,7 +111,8 @@ def render(cfg: DictConfig) -> dict[str, str]:
         "batch": str(s.ims_per_batch),
         "LR": f"{s.base_lr:g}",
         "warm-up": f"{s.warmup_iters} from {s.warmup_factor:.3g}",
-        "weight decay": f"{s.weight_decay:g} (norm {s.weight_decay_norm:g})",
+        "weight decay": f"{s.weight_decay:g} (norm {s.weight_decay_norm:g})"
+        + (" AdamW" if str(s.get("optimizer", "sgd")) == "adamw" else ""),
         "train size": _train_size(cfg),
         "test size": _sizes(cfg.input.min_size_test, cfg.input.max_size_test),
         "norm (backbone/FPN/box/mask)": _norms(cfg),
@@ -194,7 +197,7 @@ def test_every_recipe_builds_its_full_size_model_and_optimizer():
     data (model.num_classes 80), and the optimizer puts every trainable norm parameter in a group without
     weight decay and every other trainable parameter in the recipe's weight-decay group."""
     from scratchlab.config import apply_overrides
-    from scratchlab.engine.schedule import NORM_TYPES, build_optimizer
+    from scratchlab.engine.schedule import NO_DECAY_PARAMS, NORM_TYPES, build_optimizer
     from scratchlab.models import build_model
 
     built = set()
@@ -214,11 +217,11 @@ def test_every_recipe_builds_its_full_size_model_and_optimizer():
         trainable = [p for p in model.parameters() if p.requires_grad]
         assert len(decay) == len(trainable), name
         for module in model.modules():
-            for p in module.parameters(recurse=False):
+            for pname, p in module.named_parameters(recurse=False):
                 if p.requires_grad:
                     want = (
                         cfg.solver.weight_decay_norm
-                        if isinstance(module, NORM_TYPES)
+                        if isinstance(module, NORM_TYPES) or pname in NO_DECAY_PARAMS
                         else cfg.solver.weight_decay
                     )
                     assert decay[id(p)] == want, (name, type(module).__name__)

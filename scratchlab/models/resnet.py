@@ -17,6 +17,7 @@ from torch import Tensor
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .norm import NormFactory, freeze_batchnorm, norm_factory
+from .swin import SwinBody
 
 __all__ = ["DEPTHS", "ResNetBody", "build_backbone_body", "freeze_stages", "STAGE_NAMES"]
 
@@ -90,15 +91,20 @@ class ResNetBody(ResNet):
         return out
 
 
-def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> ResNetBody:
+def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> ResNetBody | SwinBody:
     """The ResNet body configured by ``cfg.model`` (depth, width_mult, norm, gn_groups), MSRA-initialised;
     ``zero_init_residual`` starts each residual block's last gamma at 0 (classification pre-training).
+
+    ``model.backbone.name: swin_t`` gives a :class:`~scratchlab.models.swin.SwinBody` instead (its own
+    LayerNorms; ``zero_init_residual`` does not apply).
 
     This is the very module :func:`scratchlab.models.build_model` uses as ``backbone.body``, so its
     ``state_dict()`` loads into a detector's body with no missing key. It is *not* frozen: ``freeze_at`` is
     a detector fine-tuning setting (see :func:`freeze_stages`). ``body.out_channels`` is the res5 width.
     """
     m = cfg.model
+    if str(m.backbone.name) == "swin_t":  # LayerNorm inside, whatever model.norm says for the other parts
+        return SwinBody(float(m.backbone.width_mult))
     norm = norm_factory(str(m.norm), int(m.gn_groups), where="backbone (model.norm)")
     if norm is None:
         raise ValueError("model.norm must name a norm for the backbone (GN, SyncBN, BN, FrozenBN), got ''")
@@ -107,18 +113,19 @@ def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> Re
                       int(b.width_per_group))
 
 
-def freeze_stages(body: ResNetBody, freeze_at: int) -> ResNetBody:
+def freeze_stages(body: ResNetBody | SwinBody, freeze_at: int) -> ResNetBody | SwinBody:
     """Freeze the first ``freeze_at`` stages (Detectron2 semantics: 0 none, 1 stem, 2 stem + res2, ...).
 
     Frozen parameters get ``requires_grad=False`` and BatchNorm/SyncBN layers inside frozen stages become
     FrozenBatchNorm2d, so their statistics stop moving too. Returns ``body``.
     """
-    if not 0 <= int(freeze_at) <= len(STAGE_NAMES):
-        raise ValueError(f"model.backbone.freeze_at must be in 0..{len(STAGE_NAMES)}, got {freeze_at}")
-    for names in STAGE_NAMES[: int(freeze_at)]:
+    stages = getattr(body, "stage_names", STAGE_NAMES)
+    if not 0 <= int(freeze_at) <= len(stages):
+        raise ValueError(f"model.backbone.freeze_at must be in 0..{len(stages)}, got {freeze_at}")
+    for names in stages[: int(freeze_at)]:
         for name in names:
-            module = freeze_batchnorm(getattr(body, name))
-            setattr(body, name, module)
+            module = freeze_batchnorm(body.get_submodule(name))
+            body.set_submodule(name, module)
             for p in module.parameters():
                 p.requires_grad_(False)
     return body

@@ -27,7 +27,7 @@ def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
     assert load_config(tmp_path / "config.yaml").model.roi_keypoint_head.num_keypoints == 3
 
 
-@pytest.mark.parametrize("name", ["cascade_mask_rcnn_gn_scratch.yaml"])
+@pytest.mark.parametrize("name", ["cascade_mask_rcnn_gn_scratch.yaml", "mask_rcnn_swin_t.yaml"])
 def test_mask_config_trains_and_writes_box_and_mask_ap(tmp_path, name):
     final = train(load_config(MINI / name, [*TINY, *SHORT]), tmp_path)
     assert {"bbox", "segm"} <= set(final) and "AP" in final["segm"]
