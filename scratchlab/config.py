@@ -161,6 +161,11 @@ DEFAULTS: dict[str, Any] = {
         # OKS sigma per keypoint for keypoint AP; None = COCO person's 17 (a set with other keypoints must
         # give its own, as Detectron2's TEST.KEYPOINT_OKS_SIGMAS)
         "keypoint_oks_sigmas": None,
+        # Test-time augmentation for `scratchlab eval` (scratchlab/engine/tta.py): the test size plus these
+        # short sides (capped at max_size), each also flipped when `flip`, merged before NMS. Defaults:
+        # Detectron's configs/test_time_aug (BBOX_AUG / MASK_AUG SCALES, MAX_SIZE, H_FLIP, SCALE_H_FLIP).
+        "tta": {"enabled": False, "min_sizes": [400, 500, 600, 700, 900, 1000, 1100, 1200], "max_size": 2000,
+                "flip": True},
     },
     "log": {"period": 20},
     "checkpoint": {"period": 5000, "keep": 2},
@@ -209,6 +214,7 @@ TYPES: dict[str, ValueType] = {
     "model.roi_keypoint_head.norm": _PART_NORM,
     "model.roi_keypoint_head.num_keypoints": Optional(Int()),
     "eval.keypoint_oks_sigmas": Optional(ListOf(Float())),
+    "eval.tta.min_sizes": ListOf(Int()),
     "input.min_size_train": AnyOf(Int(), ListOf(Int())),
     "input.crop_size": Optional(Int()),
     "input.scale_jitter": Optional(ListOf(Float(), length=2)),

@@ -14,6 +14,7 @@ from ..vis.plots import plot_pr_curves
 from .data import build_val_set, require_masks, with_keypoint_count
 from .inference import coco_evaluator, inference_on_dataset
 from .trainer import resolve_device, setup_logging
+from .tta import TTADetector
 
 __all__ = ["evaluate_checkpoint", "format_per_class"]
 
@@ -26,7 +27,8 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
     Returns ``{"weights", "bbox": {AP, ...}, "segm": {...}}`` (percent); with ``per_class`` each task
     also holds ``AP-<class name>`` (COCOeval's per-category precision). ``detections``: a path to write
     the COCO-format detections to (JSON that ``COCO.loadRes`` reads). ``figures``: a folder for
-    per-class precision-recall curves at IoU 0.5 (``pr_bbox.png``, ``pr_segm.png``).
+    per-class precision-recall curves at IoU 0.5 (``pr_bbox.png``, ``pr_segm.png``). With
+    ``eval.tta.enabled`` the detector runs with test-time augmentation (:mod:`scratchlab.engine.tta`).
 
     Example::
 
@@ -45,6 +47,9 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
         raise ValueError(f"{weights}: not a whole-detector checkpoint for this config; missing keys "
                          f"{report['missing'][:5]}...")
     evaluator = coco_evaluator(cfg, val_set, per_class=per_class)
+    tta = cfg.eval.tta
+    if tta.enabled:
+        model = TTADetector(model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip))
     results = inference_on_dataset(model, val_set, evaluator, device)
     if detections is not None:
         evaluator.write_results(detections)
