@@ -31,7 +31,7 @@ from .keypoint_head import keypoint_head
 from .norm import norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
 
-__all__ = ["ARCHS", "ResNetFPN", "TrainNoResizeTransform", "build_model"]
+__all__ = ["ARCHS", "ResNetFPN", "TrainNoResizeTransform", "build_model", "model_label"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,24 @@ class TrainNoResizeTransform(GeneralizedRCNNTransform):
         if self.training:
             return image, target
         return super().resize(image, target)
+
+
+ARCH_LABELS = {"mask_rcnn": "Mask R-CNN", "faster_rcnn": "Faster R-CNN", "keypoint_rcnn": "Keypoint R-CNN",
+               "cascade_mask_rcnn": "Cascade Mask R-CNN", "cascade_rcnn": "Cascade R-CNN"}
+
+
+def model_label(cfg: DictConfig) -> str:
+    """``Mask R-CNN R50-FPN``, ``Cascade Mask R-CNN X152-32x8d-FPN``, ``Mask R-CNN Swin-T-FPN``: what a study
+    report calls an arm's detector."""
+    m = cfg.model
+    b = m.backbone
+    if str(b.name) == "swin_t":
+        backbone = "Swin-T"
+    elif int(b.groups) > 1:
+        backbone = f"X{b.depth}-{b.groups}x{b.width_per_group}d"
+    else:
+        backbone = f"R{b.depth}"
+    return f"{ARCH_LABELS[str(m.arch)]} {backbone}-FPN"
 
 
 def _num_classes(cfg: DictConfig, num_classes: int | None) -> int:

@@ -1,6 +1,6 @@
 """What the verdict and the report share: arm validation, groups of seeds, data regimes, labels, formats.
 
-Arms with the same (data, init, norm, schedule) but different seeds form one *group*; a group's value is
+Arms with the same (data, init, norm, schedule, model) but different seeds form one *group*; a group's value is
 the mean over its finished seeds, with the sample std as its spread.
 """
 
@@ -85,6 +85,8 @@ class Group:
     norm: str
     schedule: float
     arms: list[dict[str, Any]]
+    model: str = ""  # the detector (arm record "model"); "" for records written before it was kept
+    show_model: bool = False  # the study has arms of several models: labels name it
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -115,22 +117,27 @@ class Group:
         """Short human label, e.g. ``random init (GN, 2x, 3 seeds)``."""
         n = len(self.finished)
         seeds = f", {n} seeds" if n > 1 else ""
-        return f"{INIT_PHRASE[self.init]} ({self.norm}, {sched_label(self.schedule)}{seeds})"
+        model = f"{self.model}, " if self.show_model else ""
+        return f"{INIT_PHRASE[self.init]} ({model}{self.norm}, {sched_label(self.schedule)}{seeds})"
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""
-        return {"data": self.data, "init": self.init, "norm": self.norm, "schedule": self.schedule,
-                "arms": [a["name"] for a in self.arms]}
+        key = {"data": self.data, "init": self.init, "norm": self.norm, "schedule": self.schedule,
+               "arms": [a["name"] for a in self.arms]}
+        return {**key, "model": self.model} if self.model else key
 
 
 def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
-    """Group arms by (data, init, norm, schedule), keeping first-seen order."""
+    """Group arms by (data, init, norm, schedule, model), keeping first-seen order."""
     groups: dict[tuple[Any, ...], Group] = {}
     for a in arms:
-        k = (a["data"], a["init"], a["norm"], float(a["schedule"]))
+        k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("model", ""))
         if k not in groups:
-            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [])
+            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [], k[-1])
         groups[k].arms.append(a)
+    several = len({g.model for g in groups.values()}) > 1
+    for g in groups.values():
+        g.show_model = several
     return list(groups.values())
 
 
