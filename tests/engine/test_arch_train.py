@@ -9,6 +9,7 @@ import pytest
 
 from scratchlab.config import load_config
 from scratchlab.engine import train
+from scratchlab.engine.predict import predict
 from tests.conftest import ROOT, TINY
 
 MINI = ROOT / "configs" / "mini"
@@ -25,6 +26,10 @@ def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
     saved = json.loads((tmp_path / "final_metrics.json").read_text())
     assert saved["keypoints"] == final["keypoints"]
     assert load_config(tmp_path / "config.yaml").model.roi_keypoint_head.num_keypoints == 3
+    shown = predict(tmp_path, [tmp_path / "data" / "val"], tmp_path / "shown", score_thresh=0.0)
+    assert shown[0]["keypoints"].shape[1:] == (3, 3) and shown[0]["drawn"] is not None
+    records = json.loads((tmp_path / "shown" / "results.json").read_text())
+    assert records and all(len(r["keypoints"]) == 9 for r in records)
 
 
 @pytest.mark.parametrize("name", ["cascade_mask_rcnn_gn_scratch.yaml", "mask_rcnn_swin_t.yaml"])
