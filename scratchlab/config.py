@@ -34,14 +34,18 @@ from .config_types import (
     infer_type,
 )
 
-__all__ = ["DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml", "apply_overrides", "to_yaml",
+__all__ = ["ARCHS", "MASK_ARCHS", "DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml", "apply_overrides", "to_yaml",
            "schedule_steps"]
+
+# Detectors model.arch may name; those with a mask head need instance masks in the data.
+ARCHS = ("mask_rcnn", "faster_rcnn", "keypoint_rcnn", "cascade_mask_rcnn", "cascade_rcnn")
+MASK_ARCHS = ("mask_rcnn", "cascade_mask_rcnn")
 
 # The schema and the default values. Full-size defaults follow Detectron2 / the paper's GN-all recipe;
 # files under configs/ state the recipe explicitly anyway, so a user can diff two of them.
 DEFAULTS: dict[str, Any] = {
     "model": {
-        "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn
+        "arch": "mask_rcnn",  # mask_rcnn | faster_rcnn | keypoint_rcnn | cascade_mask_rcnn | cascade_rcnn
         "num_classes": None,  # foreground classes; None = taken from the training set
         # random | a torchvision weights enum name (e.g. ResNet50_Weights.IMAGENET1K_V1)
         # | a path to a backbone checkpoint (backbone.pth) or a whole-detector checkpoint: torchvision/timm
@@ -53,7 +57,11 @@ DEFAULTS: dict[str, Any] = {
         "norm": "GN",  # GN | SyncBN | BN | FrozenBN: the backbone, and every part whose own norm is None
         "gn_groups": 32,
         "backbone": {
-            "depth": 50,  # ResNet depth: 18, 34, 50, 101
+            "name": "resnet",  # resnet (ResNet / ResNeXt: depth, groups, width_per_group) | swin_t
+            "depth": 50,  # ResNet depth: 18, 34, 50, 101, 152
+            # ResNeXt: grouped 3x3 convs, groups x width_per_group (X101-32x8d: 32, 8); 1, 64 = ResNet
+            "groups": 1,
+            "width_per_group": 64,
             "width_mult": 1.0,  # scales the four stage widths (mini configs); 1.0 is the real ResNet
             "freeze_at": 0,  # 0 trains everything (scratch); 2 freezes stem + res2 (Detectron2 default)
             # True: stride in each stage's first 1x1 conv (MSRA ResNets: Detectron's Caffe2 R-50.pkl);
@@ -85,6 +93,16 @@ DEFAULTS: dict[str, Any] = {
             "detections_per_img": 100,
         },
         "roi_mask_head": {"num_conv": 4, "conv_dim": 256, "norm": None},
+        # keypoint_rcnn: Detectron's 8 x conv3x3 512 head on 14x14 RoIAlign, deconv + 2x up to 56x56
+        # heatmaps; num_keypoints None = the training set's (its categories' "keypoints" list)
+        "roi_keypoint_head": {"num_conv": 8, "conv_dim": 512, "norm": None, "num_keypoints": None},
+        # cascade_*: one box stage per IoU (each its own roi_box_head-shaped head, class-agnostic boxes),
+        # its box-coder weights and loss weight (Cai & Vasconcelos; MMDetection cascade_rcnn_r50_fpn)
+        "cascade": {
+            "ious": [0.5, 0.6, 0.7],
+            "bbox_reg_weights": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
+            "stage_loss_weights": [1.0, 0.5, 0.25],
+        },
     },
     "input": {
         # Train short side is chosen from this list (Detectron2's ResizeShortestEdge "choice").
@@ -117,9 +135,12 @@ DEFAULTS: dict[str, Any] = {
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
-                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None},
+                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None,
+                  "keypoints": False},  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
     },
     "solver": {
+        "optimizer": "sgd",  # sgd (momentum) | adamw (betas; the Swin recipes)
+        "betas": [0.9, 0.999],
         "base_lr": 0.02,
         "ims_per_batch": 16,
         "momentum": 0.9,
@@ -150,7 +171,17 @@ DEFAULTS: dict[str, Any] = {
         # follow the linear scaling rule for world size x accumulate devices (engine/schedule.py).
         "reference_world_size": 0,
     },
-    "eval": {"period": 0},  # evaluate every `period` iterations (AP-vs-iteration curves); 0: only at the end
+    "eval": {
+        "period": 0,  # evaluate every `period` iterations (AP-vs-iteration curves); 0: only at the end
+        # OKS sigma per keypoint for keypoint AP; None = COCO person's 17 (a set with other keypoints must
+        # give its own, as Detectron2's TEST.KEYPOINT_OKS_SIGMAS)
+        "keypoint_oks_sigmas": None,
+        # Test-time augmentation for `scratchlab eval` (scratchlab/engine/tta.py): the test size plus these
+        # short sides (capped at max_size), each also flipped when `flip`, merged before NMS. Defaults:
+        # Detectron's configs/test_time_aug (BBOX_AUG / MASK_AUG SCALES, MAX_SIZE, H_FLIP, SCALE_H_FLIP).
+        "tta": {"enabled": False, "min_sizes": [400, 500, 600, 700, 900, 1000, 1100, 1200], "max_size": 2000,
+                "flip": True},
+    },
     "log": {"period": 20},
     "checkpoint": {"period": 5000, "keep": 2},
     # Classification pre-training of the backbone (`scratchlab pretrain classify`), ImageNet-style.
@@ -186,14 +217,20 @@ _PATH = Optional(Str())
 # Types the defaults above do not imply: keys whose default is None or [], and enumerations. Every other
 # key has its default's type (an int default makes an int key, [0.5, 1.0] a list[float] key).
 TYPES: dict[str, ValueType] = {
-    "model.arch": Choice("mask_rcnn", "faster_rcnn"),
+    "model.arch": Choice(*ARCHS),
+    "model.cascade.bbox_reg_weights": ListOf(ListOf(Float(), length=4)),
     "model.num_classes": Optional(Int()),
     "model.init_data": Optional(Str()),
     "model.norm": Choice(*NORMS),
-    "model.backbone.depth": Choice(18, 34, 50, 101),
+    "model.backbone.name": Choice("resnet", "swin_t"),
+    "model.backbone.depth": Choice(18, 34, 50, 101, 152),
     "model.fpn.norm": _PART_NORM,
     "model.roi_box_head.norm": _PART_NORM,
     "model.roi_mask_head.norm": _PART_NORM,
+    "model.roi_keypoint_head.norm": _PART_NORM,
+    "model.roi_keypoint_head.num_keypoints": Optional(Int()),
+    "eval.keypoint_oks_sigmas": Optional(ListOf(Float())),
+    "eval.tta.min_sizes": ListOf(Int()),
     "input.min_size_train": AnyOf(Int(), ListOf(Int())),
     "input.crop_size": Optional(Int()),
     "input.scale_jitter": Optional(ListOf(Float(), length=2)),
@@ -207,6 +244,8 @@ TYPES: dict[str, ValueType] = {
     "data.subset": Optional(Number()),
     "data.synth.object_textures": Optional(ListOf(Str())),
     "data.synth.shapes": Optional(ListOf(Str())),
+    "solver.optimizer": Choice("sgd", "adamw"),
+    "solver.betas": ListOf(Float(), length=2),
     "solver.max_iter": Optional(Int()),
     "solver.clip_grad_norm": Optional(Float()),
     "solver.amp_dtype": Choice("float16", "bfloat16"),

@@ -130,7 +130,7 @@ def test_float_written_1e_3_is_a_float_in_override_and_yaml(tmp_path):
     ("model.arch=retinanet", "model.arch='retinanet': expected one of 'mask_rcnn' | 'faster_rcnn'"),
     ("model.norm=gn", "model.norm='gn': expected one of 'GN'"),
     ("model.fpn.norm=LN", "model.fpn.norm='LN': expected one of"),
-    ("model.backbone.depth=152", "model.backbone.depth=152: expected one of 18 | 34 | 50 | 101"),
+    ("model.backbone.depth=200", "model.backbone.depth=200: expected one of 18 | 34 | 50 | 101 | 152"),
     ("solver.amp_dtype=fp16", "solver.amp_dtype='fp16': expected one of 'float16' | 'bfloat16'"),
     ("classify.lr_schedule=poly", "classify.lr_schedule='poly': expected one of 'step' | 'cosine'"),
     ("device=gpu", "device='gpu': expected auto | cpu | cuda"),
@@ -175,6 +175,8 @@ def test_checkpoint_config_text_is_typed_like_a_file():
 MINI_STEPS = {  # every shipped mini recipe (and direct stage): the 90k rule scaled to a 150-iteration 1x
     "mask_rcnn_gn_scratch.yaml": [100, 133], "mask_rcnn_bn_scratch.yaml": [100, 133],
     "mask_rcnn_gn_pretrained.yaml": [100, 133], "faster_rcnn_gn_scratch.yaml": [100, 133],
+    "keypoint_rcnn_gn_scratch.yaml": [100, 133], "cascade_mask_rcnn_gn_scratch.yaml": [100, 133],
+    "mask_rcnn_swin_t.yaml": [100, 133],
     "classify_gn.yaml": [100, 133], "direct_gn.yaml stage 1": [], "direct_gn.yaml stage 2": [100, 133],
     "direct_bn.yaml stage 1": [], "direct_bn.yaml stage 2": [100, 133],
     "tiny.yaml": [4, 5],  # the tests' and demo --quick's 6-iteration 1x

@@ -60,32 +60,59 @@ def _train_size(cfg: DictConfig) -> str:
     return _sizes(i.min_size_train, i.max_size_train)
 
 
+ARCH_NAMES = {"mask_rcnn": "Mask R-CNN", "faster_rcnn": "Faster R-CNN", "keypoint_rcnn": "Keypoint R-CNN",
+              "cascade_mask_rcnn": "Cascade Mask R-CNN", "cascade_rcnn": "Cascade R-CNN"}
+
+
 def _norms(cfg: DictConfig) -> str:
+    """backbone/FPN/box/mask; a keypoint model's last part is its keypoint head, written "kp NORM"."""
     m = cfg.model
     parts = [str(m.norm)] + [resolve_part_norm(p.norm, str(m.norm)) for p in (m.fpn, m.roi_box_head)]
-    parts.append(resolve_part_norm(m.roi_mask_head.norm, str(m.norm)) if m.arch == "mask_rcnn" else "-")
-    return "/".join(p or "none" for p in parts)
+    parts = [p or "none" for p in parts]
+    if str(m.backbone.get("name", "resnet")) == "swin_t":
+        parts[0] = "LN"  # Swin's own LayerNorms
+    if m.arch in ("mask_rcnn", "cascade_mask_rcnn"):
+        parts.append(resolve_part_norm(m.roi_mask_head.norm, str(m.norm)) or "none")
+    elif m.arch == "keypoint_rcnn":
+        parts.append("kp " + (resolve_part_norm(m.roi_keypoint_head.norm, str(m.norm)) or "none"))
+    else:
+        parts.append("-")
+    return "/".join(parts)
+
+
+def _backbone(m: DictConfig) -> str:
+    """R50, X101-32x8d (ResNeXt: groups x width per group), Swin-T."""
+    b = m.backbone
+    if str(b.get("name", "resnet")) == "swin_t":
+        return "Swin-T"
+    if int(b.get("groups", 1)) > 1:
+        return f"X{b.depth}-{b.groups}x{b.width_per_group}d"
+    return f"R{b.depth}"
+
+
+def _data(d: DictConfig) -> str:
+    split = "train2017 person keypoints" if "person_keypoints" in str(d.train_json) else "train2017"
+    return split if d.subset is None else f"{_k(int(d.subset))} of {split} (seed {d.subset_seed})"
 
 
 def render(cfg: DictConfig) -> dict[str, str]:
     """The checked cells of ``cfg``'s row, as RECIPES.md writes them."""
     m, s, d = cfg.model, cfg.solver, cfg.data
-    arch = {"mask_rcnn": "Mask R-CNN", "faster_rcnn": "Faster R-CNN"}[str(m.arch)]
+    arch = ARCH_NAMES[str(m.arch)]
     head = f"{m.roi_box_head.num_conv}conv{m.roi_box_head.num_fc}fc"
     steps = schedule_steps(cfg)
     total = max_iter(cfg)
     return {
-        "model": f"{arch} R{m.backbone.depth}-FPN {head}",
-        "data": "train2017"
-        if d.subset is None
-        else f"{_k(int(d.subset))} of train2017 (seed {d.subset_seed})",
+        "model": f"{arch} {_backbone(m)}-FPN {head}",
+        "data": _data(d),
         "schedule": f"{total / int(s.iters_1x):.3g}x",
         "iterations": _k(total),
         "LR drops": "none (constant)" if not steps else ", ".join(_k(x) for x in steps) + f" (x{s.gamma:g})",
         "batch": str(s.ims_per_batch),
         "LR": f"{s.base_lr:g}",
         "warm-up": f"{s.warmup_iters} from {s.warmup_factor:.3g}",
-        "weight decay": f"{s.weight_decay:g} (norm {s.weight_decay_norm:g})",
+        "weight decay": f"{s.weight_decay:g} (norm {s.weight_decay_norm:g})"
+        + (" AdamW" if str(s.get("optimizer", "sgd")) == "adamw" else ""),
         "train size": _train_size(cfg),
         "test size": _sizes(cfg.input.min_size_test, cfg.input.max_size_test),
         "norm (backbone/FPN/box/mask)": _norms(cfg),
@@ -170,7 +197,7 @@ def test_every_recipe_builds_its_full_size_model_and_optimizer():
     data (model.num_classes 80), and the optimizer puts every trainable norm parameter in a group without
     weight decay and every other trainable parameter in the recipe's weight-decay group."""
     from scratchlab.config import apply_overrides
-    from scratchlab.engine.schedule import NORM_TYPES, build_optimizer
+    from scratchlab.engine.schedule import NO_DECAY_PARAMS, NORM_TYPES, build_optimizer
     from scratchlab.models import build_model
 
     built = set()
@@ -183,18 +210,18 @@ def test_every_recipe_builds_its_full_size_model_and_optimizer():
             continue
         built.add(key)
         model = build_model(cfg)
-        assert model.roi_heads.box_predictor.cls_score.out_features == 81, name
+        assert model.roi_heads.box_predictor.cls_score.out_features == cfg.model.num_classes + 1, name
         decay = {
             id(p): g["weight_decay"] for g in build_optimizer(cfg, model).param_groups for p in g["params"]
         }
         trainable = [p for p in model.parameters() if p.requires_grad]
         assert len(decay) == len(trainable), name
         for module in model.modules():
-            for p in module.parameters(recurse=False):
+            for pname, p in module.named_parameters(recurse=False):
                 if p.requires_grad:
                     want = (
                         cfg.solver.weight_decay_norm
-                        if isinstance(module, NORM_TYPES)
+                        if isinstance(module, NORM_TYPES) or pname in NO_DECAY_PARAMS
                         else cfg.solver.weight_decay
                     )
                     assert decay[id(p)] == want, (name, type(module).__name__)

@@ -20,7 +20,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .check_keypoints import annotation_keypoint_problems, category_keypoint_problems
 from .image_io import ImageLoadError, image_info
+from .keypoints import keypoint_schema
 
 __all__ = ["Problem", "check_dataset", "format_report", "has_errors"]
 
@@ -156,6 +158,12 @@ class _Checker:
                 self.add(f"categories[{i}]", f"name {name!r} repeats categories[{seen[name]}]", "category")
             else:
                 seen[name] = i
+            for message in category_keypoint_problems(c):
+                self.add(f"categories[{i}]", message, "keypoints")
+        try:
+            keypoint_schema([c for _, c in entries if isinstance(c.get("keypoints"), list)], "categories")
+        except ValueError as err:
+            self.add("categories", str(err), "keypoints")
         return cats
 
     def image(self, rec: str, img: dict[str, Any], names: dict[str, str], on_disk: bool) -> bool:
@@ -284,6 +292,9 @@ class _Checker:
             self.bbox(rec, a["bbox"], size)
         if "segmentation" in a:
             self.segmentation(rec, a["segmentation"], size)
+        category = cats.get(_key(cat)) or {}
+        for message in annotation_keypoint_problems(a, category.get("keypoints"), size, BOX_TOLERANCE):
+            self.add(rec, message, "keypoints")
         area = a.get("area")
         if area is None:
             self.add(rec, "missing 'area' (COCO evaluation needs it)", "area")

@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
 
 from .image_io import load_image
+from .keypoints import KeypointSchema, keypoint_schema
 
 __all__ = ["CocoDetection", "select_subset", "collate"]
 
@@ -42,7 +43,11 @@ class CocoDetection(torch.utils.data.Dataset):
 
     Items are ``(image, target)``: ``image`` a float tv_tensors.Image in [0, 1]; ``target`` holds
     ``boxes`` (XYXY BoundingBoxes), ``labels`` (contiguous 1..K), ``masks`` (when ``with_masks``),
-    ``image_id`` and ``orig_size`` (h, w). Crowd annotations are left out of training targets.
+    ``image_id`` and ``orig_size`` (h, w). Crowd annotations are left out of training targets. With
+``with_keypoints``, ``keypoints`` is [N, K, 3] (x, y, visibility) in pixel coordinates, torchvision's
+Keypoint R-CNN format; an annotation without keypoints (another category) gets K unlabelled points, and a
+point a crop or resize moved off the image becomes unlabelled. :attr:`keypoints` is the dataset's
+:class:`~scratchlab.data.keypoints.KeypointSchema` (names and flip pairs), ``None`` without keypoints.
 
     An index may be an ``(index, sample_seed)`` pair (what :class:`TrainingBatchSampler` yields):
     the random transforms then run under that seed, so augmentation is reproducible across resumes
@@ -51,7 +56,7 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def __init__(self, ann_file: str | Path, image_root: str | Path, transforms: Any = None,
                  with_masks: bool = True, subset: float | int | None = None, subset_seed: int = 0,
-                 filter_empty: bool = False) -> None:
+                 filter_empty: bool = False, with_keypoints: bool = False) -> None:
         self.ann_file, self.image_root = Path(ann_file), Path(image_root)
         with open(self.ann_file) as f:
             data = json.load(f)
@@ -67,6 +72,16 @@ class CocoDetection(torch.utils.data.Dataset):
             ids = [i for i in ids if any(not a.get("iscrowd", 0) for a in self.anns[i])]
         self.ids = select_subset(ids, subset, subset_seed)
         self.transforms, self.with_masks = transforms, with_masks
+        self.keypoints: KeypointSchema | None = keypoint_schema(self.categories, str(self.ann_file))
+        if with_keypoints and self.keypoints is None:
+            raise ValueError(f"{self.ann_file}: no category defines 'keypoints'; a keypoint model needs them")
+        self.with_keypoints = with_keypoints
+
+    def annotations_without_keypoints(self) -> list[int]:
+        """Ids of the selected (non-crowd) annotations of keypoint categories that carry no keypoints."""
+        cats = {c["id"] for c in self.categories if c.get("keypoints")}
+        return [a.get("id") for i in self.ids for a in self.anns[i]
+                if not a.get("iscrowd", 0) and a["category_id"] in cats and not a.get("keypoints")]
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +113,10 @@ class CocoDetection(torch.utils.data.Dataset):
         }
         if self.with_masks:
             target["masks"] = tv_tensors.Mask(self._masks(anns, h, w))
+        if self.with_keypoints:
+            xy, visibility = self._keypoints(anns)
+            target["keypoints"] = tv_tensors.KeyPoints(xy, canvas_size=(h, w))
+            target["keypoints_visibility"] = visibility
         image = tv_tensors.Image(torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1))
         if self.transforms is not None:
             if seed is None:
@@ -106,9 +125,21 @@ class CocoDetection(torch.utils.data.Dataset):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
                     image, target = self.transforms(image, target)
+        if self.with_keypoints:
+            target["keypoints"] = _merge_visibility(target.pop("keypoints"), target.pop("keypoints_visibility"),
+                                                    tuple(image.shape[-2:]))
         target["image_id"] = int(info["id"])
         target["orig_size"] = (h, w)
         return image, target
+
+    def _keypoints(self, anns: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N, K, 2] coordinates and [N, K] visibility (0 where an annotation has no keypoints)."""
+        k = len(self.keypoints)
+        values = torch.zeros(len(anns), k, 3)
+        for i, a in enumerate(anns):
+            if a.get("keypoints"):
+                values[i] = torch.tensor(a["keypoints"], dtype=torch.float32).reshape(k, 3)
+        return values[..., :2].contiguous(), values[..., 2].contiguous()
 
     @staticmethod
     def _masks(anns: list[dict], h: int, w: int) -> torch.Tensor:
@@ -125,6 +156,13 @@ class CocoDetection(torch.utils.data.Dataset):
                 rle = seg
             masks[i] = mask_utils.decode(rle)
         return torch.from_numpy(masks)
+
+
+def _merge_visibility(xy: torch.Tensor, visibility: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[N, K, 3] (x, y, v); a point outside the (transformed) ``size`` image is unlabelled (v = 0)."""
+    xy, (h, w) = xy.as_subclass(torch.Tensor).float(), size
+    inside = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] < w) & (xy[..., 1] < h)
+    return torch.cat([xy, torch.where(inside, visibility, 0.0)[..., None]], dim=-1)
 
 
 def collate(batch: list) -> tuple[list, list]:

@@ -29,6 +29,7 @@ from scratchlab.data.shapes import (
     rasterize,
     unit_outline,
 )
+from scratchlab.data.synth_keypoints import KEYPOINT_FAMILY, crescent_keypoints, keypoint_category
 
 __all__ = [
     "CATEGORIES",
@@ -142,8 +143,11 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: fl
 def render_scene(
     rng: np.random.Generator, height: int, width: int, min_size: float = 0.08, max_objects: int = 6,
     textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES,
+    outlines: list[np.ndarray] | None = None,
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
-    """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance."""
+    """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance.
+    ``outlines``, when given, receives each kept instance's placed outline (image coordinates); the scene
+    drawn is the same either way (no random draw depends on it)."""
     canvas = background(rng, height, width)
     short = min(height, width)
     sizes = _sample_sizes(rng, int(rng.integers(1, max_objects + 1)), short, min_size)
@@ -158,7 +162,8 @@ def render_scene(
         margin = 0.35 if size > 0.7 * short else 0.08
         for _ in range(8):  # re-place a shape that would hide too much of what is already there
             cx, cy = rng.uniform(margin, 1 - margin) * width, rng.uniform(margin, 1 - margin) * height
-            m = rasterize(place_outline(outline, cx, cy, size, rng.uniform(0, 2 * math.pi)), height, width)
+            angle = rng.uniform(0, 2 * math.pi)
+            m = rasterize(place_outline(outline, cx, cy, size, angle), height, width)
             ok = m.sum() >= MIN_PIXELS and all(
                 (v & ~m).sum() >= max(MIN_PIXELS, MIN_VISIBLE_FRACTION * f.sum())
                 for v, f in zip(visible, full, strict=True)
@@ -170,6 +175,8 @@ def render_scene(
         paint(canvas, m, rng, textures[int(rng.integers(len(textures)))], size)
         visible = [v & ~m for v in visible]
         cats.append(shape + 1)
+        if outlines is not None:
+            outlines.append(place_outline(outline, cx, cy, size, angle))
         full.append(m)
         visible.append(m.copy())
     return finish(canvas, rng), list(zip(cats, visible, strict=True))
@@ -208,13 +215,15 @@ def _check_args(**kwargs: int) -> None:
 def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
                          min_object_size: float = 0.08, max_objects: int = 6,
                          object_textures: Sequence[str] | None = None,
-                         shapes: Sequence[str] | None = None) -> dict:
+                         shapes: Sequence[str] | None = None, keypoints: bool = False) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
     (``file_name`` is relative to the split's folder). Images are ``image_size`` on the long side,
     half of them square, the rest of mildly varied aspect. Each image is drawn from its own stream
-    seeded by ``(seed, split, index)``, so the train set does not depend on ``num_val``.
+    seeded by ``(seed, split, index)``, so the train set does not depend on ``num_val``. ``keypoints``
+    adds COCO keypoints to the crescent family (:mod:`scratchlab.data.synth_keypoints`); the images and
+    every other field are the same bytes as without.
     """
     _check_args(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     if not 0.03 <= float(min_object_size) <= 0.5:
@@ -226,6 +235,12 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
     if unknown := set(shapes) - set(SHAPES):
         raise ValueError(f"make_synth_detection: unknown shapes {sorted(unknown)}; choose from {list(SHAPES)}")
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(shapes)]
+    if keypoints:
+        if KEYPOINT_FAMILY not in shapes:
+            raise ValueError(f"make_synth_detection: keypoints are drawn on {KEYPOINT_FAMILY!r} shapes, which "
+                             f"the shapes {list(shapes)} leave out")
+        categories = [keypoint_category(c) for c in categories]
+    keypoint_cat = shapes.index(KEYPOINT_FAMILY) + 1 if keypoints else None
     if unknown := set(textures) - set(OBJECT_TEXTURES):
         raise ValueError(f"make_synth_detection: unknown object textures {sorted(unknown)}; "
                          f"choose from {list(OBJECT_TEXTURES)}")
@@ -249,14 +264,17 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
             if rng.random() < 0.5:  # mild aspect variation; catches height/width mix-ups downstream
                 short = round(image_size * rng.uniform(0.75, 0.95))
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
+            outlines: list[np.ndarray] | None = [] if keypoints else None
             image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures,
-                                            shapes)
+                                            shapes, outlines)
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway
             images.append({"id": image_id, "file_name": name, "height": height, "width": width})
-            for cat, mask in instances:
+            for k, (cat, mask) in enumerate(instances):
                 ann = _annotation(mask, len(anns) + 1, image_id, cat)
+                if ann is not None and cat == keypoint_cat:
+                    ann["keypoints"], ann["num_keypoints"] = crescent_keypoints(outlines[k], mask)
                 if ann is not None:
                     anns.append(ann)
         json_path = out / "annotations" / f"instances_{split}.json"

@@ -15,7 +15,11 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["build_transforms", "RandomLongSideResize", "RandomCropUpTo", "PadTo"]
+__all__ = ["build_transforms", "RandomLongSideResize", "RandomCropUpTo", "PadTo", "RandomHorizontalFlipKeypoints"]
+
+# Per-instance target fields that are not tv_tensors the v2 ops know to filter: SanitizeBoundingBoxes
+# drops their rows together with the boxes it drops.
+_INSTANCE_FIELDS = ("labels", "keypoints", "keypoints_visibility")
 
 
 class RandomLongSideResize(v2.Transform):
@@ -72,14 +76,48 @@ class PadTo(v2.Transform):
         return self._call_kernel(F.pad, inpt, padding=params["padding"], fill=fill)
 
 
-def build_transforms(input_cfg, train: bool) -> v2.Compose:
+class RandomHorizontalFlipKeypoints(v2.Transform):
+    """Horizontal flip with probability ``p`` that also swaps mirrored keypoints (left <-> right).
+
+    The image, boxes, masks and keypoint coordinates flip as in ``v2.RandomHorizontalFlip`` (the same one
+    ``torch.rand(1)`` draw decides); then the keypoints and their ``keypoints_visibility`` are reordered by
+    ``flip`` (index of each keypoint's mirror, :func:`scratchlab.data.keypoints.flip_index`): after a flip
+    the left eye is where a right eye would be, so it must be labelled right eye.
+    """
+
+    def __init__(self, p: float, flip: list[int]) -> None:
+        super().__init__()
+        self.p, self.flip = float(p), list(flip)
+        self._always = v2.RandomHorizontalFlip(1.0)
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        if torch.rand(1) >= self.p:
+            return sample
+        image, target = self._always(sample)
+        target = dict(target)
+        if "keypoints" in target:
+            kp = target["keypoints"]
+            target["keypoints"] = tv_tensors.wrap(kp[:, self.flip], like=kp)
+            target["keypoints_visibility"] = target["keypoints_visibility"][:, self.flip]
+        return image, target
+
+
+def _instance_fields(sample: Any) -> tuple[torch.Tensor, ...]:
+    """The per-instance fields of ``(image, target)`` that SanitizeBoundingBoxes must filter with the boxes."""
+    target = sample[1]
+    return tuple(target[k] for k in _INSTANCE_FIELDS if k in target)
+
+
+def build_transforms(input_cfg, train: bool, keypoint_flip: list[int] | None = None) -> v2.Compose:
     """Return the v2 pipeline for ``train`` or test, configured by the ``input`` config node.
 
     Train, normal recipe: short side chosen from ``min_size_train`` (capped by ``max_size_train``),
     horizontal flip. Train with ``crop_size`` (direct detection pre-training stage 1, as
     wxzs5/direct-pretraining's coco_instance_direct_size448.py): long side resized to
     ``crop_size * U(scale_jitter)``, a crop of at most ``crop_size`` square, flip, and after conversion to
-    float a pad to ``crop_size`` square with the pixel mean.
+    float a pad to ``crop_size`` square with the pixel mean. ``keypoint_flip`` (a keypoint dataset's flip
+    index) makes the flip swap left and right keypoints.
     """
     ops: list = [v2.ToImage()]
     crop = int(input_cfg.crop_size) if train and input_cfg.crop_size else None
@@ -91,10 +129,14 @@ def build_transforms(input_cfg, train: bool) -> v2.Compose:
             sizes = input_cfg.min_size_train
             sizes = [int(sizes)] if isinstance(sizes, int | float) else [int(s) for s in sizes]
             ops.append(v2.RandomShortestSize(sizes, max_size=int(input_cfg.max_size_train)))
-        if input_cfg.hflip_prob > 0:
+        if input_cfg.hflip_prob > 0 and keypoint_flip is not None:
+            ops.append(RandomHorizontalFlipKeypoints(float(input_cfg.hflip_prob), keypoint_flip))
+        elif input_cfg.hflip_prob > 0:
             ops.append(v2.RandomHorizontalFlip(float(input_cfg.hflip_prob)))
-        # Crops and resizes can leave empty or sub-pixel boxes; drop them (and their masks, labels).
-        ops.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+        # Crops and resizes can leave empty or sub-pixel boxes; drop them (and their masks, labels,
+        # keypoints).
+        getter = _instance_fields if keypoint_flip is not None else "default"
+        ops.append(v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=getter))
     ops.append(v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True))
     if crop:
         ops.append(PadTo(crop, list(input_cfg.pixel_mean)))

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from ..config import MASK_ARCHS
 from ..data.check import Problem, check_dataset, format_report
 from ..data.coco import CocoDetection, collate
 from ..data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
@@ -24,11 +25,11 @@ from ..utils.io import write_json
 
 __all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
            "build_val_set", "aspect_groups", "build_train_loader",
-           "require_masks"]
+           "require_masks", "with_keypoint_count"]
 
 # Part of every cache key: bump it when data/check.py learns a new check, so that verdicts reached
 # without that check are not trusted any more.
-CHECK_CACHE_VERSION = 1
+CHECK_CACHE_VERSION = 2
 # How long the other ranks wait for rank 0's first check: decoding COCO's 123k images takes minutes,
 # longer than NCCL's default collective timeout (10 minutes).
 VERDICT_WAIT = timedelta(hours=6)
@@ -53,7 +54,7 @@ def resolve_data(cfg: DictConfig, out_dir: str | Path) -> DictConfig:
     if is_main_process() and not (root / "annotations" / "instances_val.json").exists():
         log.info("no data keys given: generating a synthetic set under %s", root)
         make_synth_detection(root, s.num_train, s.num_val, s.image_size, s.seed, s.min_object_size,
-                             s.max_objects, s.object_textures, s.shapes)
+                             s.max_objects, s.object_textures, s.shapes, keypoints=s.keypoints)
     barrier()
     cfg = OmegaConf.create(OmegaConf.to_container(cfg))
     cfg.data.train_json = str(root / "annotations" / "instances_train.json")
@@ -157,10 +158,30 @@ def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None
     """The training set (transforms, data regime subset, images without instances dropped) and the
     validation set (original size, no masks needed: the evaluator reads ground truth from the JSON)."""
     d = cfg.data
-    train = CocoDetection(d.train_json, d.train_images, build_transforms(cfg.input, train=True),
-                          with_masks=cfg.model.arch == "mask_rcnn", subset=d.subset,
-                          subset_seed=d.subset_seed, filter_empty=True)
+    keypoints = cfg.model.arch == "keypoint_rcnn"
+    train = CocoDetection(d.train_json, d.train_images, None, with_masks=cfg.model.arch in MASK_ARCHS,
+                          subset=d.subset, subset_seed=d.subset_seed, filter_empty=True, with_keypoints=keypoints)
+    flip = list(train.keypoints.flip) if keypoints and train.keypoints else None
+    train.transforms = build_transforms(cfg.input, train=True, keypoint_flip=flip)
     return train, build_val_set(cfg) if d.val_json else None
+
+
+def with_keypoint_count(cfg: DictConfig, dataset: CocoDetection) -> DictConfig:
+    """``cfg`` with ``model.roi_keypoint_head.num_keypoints`` taken from ``dataset`` when unset (a
+    keypoint_rcnn config); a set value that disagrees with the dataset is refused."""
+    if cfg.model.arch != "keypoint_rcnn":
+        return cfg
+    if dataset.keypoints is None:
+        raise DatasetError(f"{dataset.ann_file}: no category defines 'keypoints', which model.arch=keypoint_rcnn "
+                           "needs (COCO person_keypoints_*.json, or data.synth.keypoints=true)")
+    count, set_count = len(dataset.keypoints), cfg.model.roi_keypoint_head.num_keypoints
+    if set_count is not None and int(set_count) != count:
+        raise DatasetError(f"model.roi_keypoint_head.num_keypoints={set_count}, but {dataset.ann_file} defines "
+                           f"{count} keypoints ({', '.join(dataset.keypoints.names)})")
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+    cfg.model.roi_keypoint_head.num_keypoints = count
+    OmegaConf.set_struct(cfg, True)
+    return cfg
 
 
 def build_val_set(cfg: DictConfig) -> CocoDetection:
@@ -175,13 +196,13 @@ def build_val_set(cfg: DictConfig) -> CocoDetection:
 def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
     """Refuse box-only data for a Mask R-CNN config before any training: its mask head would learn empty
     masks and mask AP would fail at the first evaluation."""
-    if cfg.model.arch != "mask_rcnn":
+    if cfg.model.arch not in MASK_ARCHS:
         return
     for ds in (d for d in datasets if d is not None):
         if missing := ds.annotations_without_masks():
             raise DatasetError(
                 f"{ds.ann_file}: {len(missing)} annotation(s) have no segmentation (e.g. id {missing[0]}): "
-                "box-only data cannot train Mask R-CNN (model.arch=mask_rcnn). Train a box detector: a "
+                f"box-only data cannot train Mask R-CNN (model.arch={cfg.model.arch}). Train a box detector: a "
                 "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn")
 
 

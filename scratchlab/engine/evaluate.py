@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 from ..models import build_model
 from ..utils.runtime import resolve_device, setup_logging
 from ..vis.plots import plot_pr_curves
-from .data import build_val_set, require_masks
+from .data import build_val_set, require_masks, with_keypoint_count
 from .inference import coco_evaluator, inference_on_dataset
+from .tta import TTADetector
 
 __all__ = ["evaluate_checkpoint", "format_per_class"]
 
@@ -26,7 +27,8 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
     Returns ``{"weights", "bbox": {AP, ...}, "segm": {...}}`` (percent); with ``per_class`` each task
     also holds ``AP-<class name>`` (COCOeval's per-category precision). ``detections``: a path to write
     the COCO-format detections to (JSON that ``COCO.loadRes`` reads). ``figures``: a folder for
-    per-class precision-recall curves at IoU 0.5 (``pr_bbox.png``, ``pr_segm.png``).
+    per-class precision-recall curves at IoU 0.5 (``pr_bbox.png``, ``pr_segm.png``). With
+    ``eval.tta.enabled`` the detector runs with test-time augmentation (:mod:`scratchlab.engine.tta`).
 
     Example::
 
@@ -37,7 +39,7 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
     device = resolve_device(cfg)
     val_set = build_val_set(cfg)
     require_masks(cfg, val_set)
-    cfg = copy.deepcopy(cfg)  # the caller's config keeps its model.init
+    cfg = copy.deepcopy(with_keypoint_count(cfg, val_set))  # the caller's config keeps its model.init
     cfg.model.init = str(weights)
     model = build_model(cfg, num_classes=val_set.num_classes).to(device)
     report = getattr(model, "init_report", {}) or {}
@@ -45,6 +47,9 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
         raise ValueError(f"{weights}: not a whole-detector checkpoint for this config; missing keys "
                          f"{report['missing'][:5]}...")
     evaluator = coco_evaluator(cfg, val_set, per_class=per_class)
+    tta = cfg.eval.tta
+    if tta.enabled:
+        model = TTADetector(model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip))
     results = inference_on_dataset(model, val_set, evaluator, device)
     if detections is not None:
         evaluator.write_results(detections)
@@ -57,7 +62,7 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
 
 def format_per_class(results: dict[str, Any]) -> str:
     """The ``AP-<class>`` entries of :func:`evaluate_checkpoint`'s results as a table, a class per row."""
-    tasks = [t for t in ("bbox", "segm") if isinstance(results.get(t), dict)]
+    tasks = [t for t in ("bbox", "segm", "keypoints") if isinstance(results.get(t), dict)]
     names = [k[3:] for k in results[tasks[0]] if k.startswith("AP-")] if tasks else []
     width = max([len("class"), *map(len, names)])
     lines = [f"{'class':<{width}}" + "".join(f"  {t + ' AP':>8}" for t in tasks)]

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ..config import MASK_ARCHS
 from ..evaluation import COCOEvaluator
 from ..utils.dist import get_rank, get_world_size, is_main_process
 
@@ -13,11 +14,14 @@ __all__ = ["inference_on_dataset", "coco_evaluator"]
 
 
 def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False, output_file=None) -> COCOEvaluator:
-    """Box AP, and mask AP for a Mask R-CNN config, against ``dataset``'s COCO file (``data.val_json``);
-    with ``output_file``, the detections are written there too."""
-    iou_types = ("bbox", "segm") if cfg.model.arch == "mask_rcnn" else ("bbox",)
-    return COCOEvaluator(dataset.ann_file, iou_types=iou_types, label_to_category_id=dataset.label_to_cat_id,
-                         per_category=per_class, output_file=output_file)
+    """Box AP, mask AP for a Mask R-CNN config and keypoint AP for a Keypoint R-CNN config, against
+    ``dataset``'s COCO file (``data.val_json``); with ``output_file``, the detections are written there too."""
+    arch = str(cfg.model.arch)
+    extra = ("segm",) if arch in MASK_ARCHS else ("keypoints",) if arch == "keypoint_rcnn" else ()
+    sigmas = cfg.eval.keypoint_oks_sigmas
+    return COCOEvaluator(dataset.ann_file, iou_types=("bbox", *extra), label_to_category_id=dataset.label_to_cat_id,
+                         per_category=per_class, output_file=output_file,
+                         oks_sigmas=None if sigmas is None else list(sigmas))
 
 
 @torch.no_grad()

@@ -111,7 +111,8 @@ def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path]
     and ``images.json`` (the COCO ``images`` and ``categories`` those ids refer to, so
     ``COCO("images.json").loadRes("results.json")`` works). ``on_image`` receives a one-line summary per
     image. Returns, per image, ``file``, ``image_id``, ``boxes`` (XYXY), ``scores``, ``labels``,
-    ``classes`` (names), ``masks`` ([N, H, W] bool, Mask R-CNN only), ``drawn`` (path or None), ``summary``.
+    ``classes`` (names), ``masks`` ([N, H, W] bool, Mask R-CNN only), ``keypoints`` ([N, K, 3], Keypoint
+    R-CNN only), ``drawn`` (path or None), ``summary``.
 
     Example::
 
@@ -132,7 +133,8 @@ def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path]
         drawn = None
         if out_dir is not None:
             captions = [f"{n} {s:.2f}" for n, s in zip(names, det["scores"].tolist(), strict=True)]
-            drawn = save_image(draw_instances(pil, det["boxes"], labels, captions, masks),
+            drawn = save_image(draw_instances(pil, det["boxes"], labels, captions, masks,
+                                              keypoints=det.get("keypoints")),
                                unique_path(out_dir, file.name, taken))
         records += instances_to_coco_results(image_id, det, p.category_ids)
         images_json.append({"id": image_id, "file_name": str(file), "width": pil.width, "height": pil.height})
@@ -142,7 +144,7 @@ def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path]
             on_image(summary)
         results.append({"file": str(file), "image_id": image_id, "boxes": det["boxes"], "scores": det["scores"],
                         "labels": det["labels"], "classes": names, "masks": masks, "drawn": drawn,
-                        "summary": summary})
+                        "keypoints": det.get("keypoints"), "summary": summary})
     if out_dir is not None:
         categories = [{"id": c, "name": n} for c, n in zip(p.category_ids, p.classes, strict=True)]
         write_json(out_dir / "images.json", {"images": images_json, "categories": categories,

@@ -17,6 +17,9 @@ __all__ = ["NORM_TYPES", "lr_factor", "lr_at", "param_groups", "build_optimizer"
 # FrozenBatchNorm2d has none. Detectron2's get_default_optimizer_params uses the same list.
 NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm,
               torch.nn.modules.instancenorm._InstanceNorm, torch.nn.LocalResponseNorm)
+# Parameters that decay like norm parameters (none in every anchor): Swin's position tables, as the
+# Swin / direct-pretraining MMDetection configs' paramwise custom_keys (decay_mult 0).
+NO_DECAY_PARAMS = ("relative_position_bias_table", "absolute_pos_embed")
 
 
 def lr_factor(it: int, steps: list[int], gamma: float, warmup_iters: int, warmup_factor: float) -> float:
@@ -40,23 +43,28 @@ def param_groups(model: torch.nn.Module, weight_decay: float, weight_decay_norm:
     """The trainable parameters in two groups: normalisation gamma/beta (``weight_decay_norm``, 0 in every
     anchor: Detectron WEIGHT_DECAY_GN, Detectron2 WEIGHT_DECAY_NORM, MMDetection norm_decay_mult) and the
     rest (``weight_decay``). Biases decay like weights, as in Detectron2 (Detectron 1's 2x bias LR and no
-    bias decay were dropped there as not useful). An empty group is left out."""
+    bias decay were dropped there as not useful). Swin's position tables (:data:`NO_DECAY_PARAMS`) go with
+    the norm parameters. An empty group is left out."""
     norm, other, seen = [], [], set()
     for module in model.modules():
-        for p in module.parameters(recurse=False):
+        for name, p in module.named_parameters(recurse=False):
             if p.requires_grad and id(p) not in seen:  # a shared parameter goes in one group only
                 seen.add(id(p))
-                (norm if isinstance(module, NORM_TYPES) else other).append(p)
+                no_decay = isinstance(module, NORM_TYPES) or name in NO_DECAY_PARAMS
+                (norm if no_decay else other).append(p)
     groups = [{"params": other, "weight_decay": float(weight_decay)},
               {"params": norm, "weight_decay": float(weight_decay_norm)}]
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.SGD:
-    """SGD with momentum over the trainable parameters; ``solver.weight_decay`` on weights and biases,
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (``solver.optimizer: sgd``, every R-CNN anchor) or AdamW (``adamw``: the Swin
+    anchors, ``solver.betas``) over the trainable parameters; ``solver.weight_decay`` on weights and biases,
     ``solver.weight_decay_norm`` on normalisation parameters."""
     s = cfg.solver
     groups = param_groups(model, s.weight_decay, s.weight_decay_norm)
+    if str(s.optimizer) == "adamw":
+        return torch.optim.AdamW(groups, lr=s.base_lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
     return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum, weight_decay=s.weight_decay)
 
 

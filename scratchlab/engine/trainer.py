@@ -4,7 +4,8 @@ Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), `
 TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth``
 (``{"model", "iteration", "config", "classes", "category_ids"}``: self-contained for ``predict``),
 ``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost",
-"provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance)
+"provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance;
+``"keypoints": {AP, AP50, AP75, APm, APl}`` instead of ``segm`` for a keypoint_rcnn config)
 and ``plots/`` (loss, AP and LR curves drawn from metrics.jsonl).
 """
 
@@ -28,7 +29,14 @@ from ..utils.runtime import resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
-from .data import build_datasets, build_train_loader, require_masks, resolve_data, validate_data
+from .data import (
+    build_datasets,
+    build_train_loader,
+    require_masks,
+    resolve_data,
+    validate_data,
+    with_keypoint_count,
+)
 from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler, scale_to_world
 from .writers import MetricWriters, flatten_metrics
@@ -84,6 +92,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, val_set = build_datasets(cfg)
     require_masks(cfg, train_set, val_set)
+    cfg = with_keypoint_count(cfg, train_set)
     core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
     provenance = run_provenance(cfg, core)
     if world > 1:

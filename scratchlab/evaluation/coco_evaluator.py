@@ -1,4 +1,9 @@
-"""COCO box and mask AP for torchvision detection outputs, through faster-coco-eval or pycocotools.
+"""COCO box, mask and keypoint AP for torchvision detection outputs, through faster-coco-eval or
+pycocotools.
+
+Keypoint AP is COCOeval's ``keypoints`` iouType (OKS matching, 20 detections per image, areas all /
+medium / large) over the categories that define ``keypoints``; its per-keypoint OKS sigmas are COCO
+person's for a 17-keypoint set, else the caller's (``eval.keypoint_oks_sigmas``).
 
 Metrics are in percent (0-100, like Detectron2). A metric with no ground truth to measure (e.g. APl
 when no object is large: COCOeval's -1) is ``None`` rather than NaN, so the returned dict is valid JSON.
@@ -37,7 +42,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 BACKENDS = ("faster_coco_eval", "pycocotools")
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = ("bbox", "segm", "keypoints")
+DEFAULT_IOU_TYPES = ("bbox", "segm")  # keypoints only when asked for (a keypoint model's evaluation)
+KEYPOINT_MAX_DETS = 20  # COCO's keypoint benchmark (Params.setKpParams)
 # Summary key -> (IoU threshold or None for 0.50:0.95, area range label), as in COCOeval.summarize().
 _SUMMARY = {
     "AP": (None, "all"),
@@ -137,8 +144,10 @@ def instances_to_coco_results(
     """Convert one image's torchvision detection output to COCO result records.
 
     ``output`` has ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N] (contiguous 1..K) and optionally
-    ``masks`` [N,1,H,W] (or [N,H,W]) probabilities, all at the original image size. Each record gets
-    ``bbox`` (xywh floats) and, with masks, ``segmentation`` (RLE of ``mask > 0.5``, counts as str).
+    ``masks`` [N,1,H,W] (or [N,H,W]) probabilities and ``keypoints`` [N,K,3], all at the original image
+    size. Each record gets ``bbox`` (xywh floats), with masks ``segmentation`` (RLE of ``mask > 0.5``,
+    counts as str) and with keypoints ``keypoints`` ([x, y, 1] per keypoint; the record's score is the
+    box score, Detectron's KEYPOINT_CONFIDENCE ``bbox``).
     """
     lookup = _category_lookup(label_to_category_id)
     boxes = output["boxes"].detach().cpu().to(torch.float64).reshape(-1, 4)
@@ -162,6 +171,13 @@ def instances_to_coco_results(
         rles = mask_util.encode(binary) if len(masks) else []
         for rle in rles:
             rle["counts"] = rle["counts"].decode("utf-8")  # bytes are not JSON
+    keypoints = None
+    if "keypoints" in output:
+        kp = output["keypoints"].detach().cpu().to(torch.float64)
+        if kp.dim() != 3 or kp.shape[-1] != 3 or len(kp) != len(boxes):
+            raise ValueError(f"image {image_id}: keypoints must be [N,K,3] with N={len(boxes)}, got {tuple(kp.shape)}")
+        kp[..., 2] = 1.0
+        keypoints = kp.reshape(len(kp), -1).tolist()
     results = []
     for i, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels, strict=True)):
         if lookup is None:
@@ -173,6 +189,8 @@ def instances_to_coco_results(
         rec = {"image_id": int(image_id), "category_id": category_id, "bbox": box, "score": float(score)}
         if rles is not None:
             rec["segmentation"] = rles[i]
+        if keypoints is not None:
+            rec["keypoints"] = keypoints[i]
         results.append(rec)
     return results
 
@@ -193,9 +211,23 @@ def _load_results(gt: Any, results: list[dict[str, Any]], backend: str) -> Any:
     return dt
 
 
-def detections_for(iou_type: str, results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of ``results`` ready for ``loadRes`` as ``iou_type`` (loadRes writes area/id into each)."""
+def keypoint_category_ids(gt: Any) -> list[int]:
+    """The ground truth's categories that define keypoints (the only ones keypoint AP is measured on)."""
+    return sorted(c for c, cat in gt.cats.items() if cat.get("keypoints"))
+
+
+def detections_for(iou_type: str, results: Sequence[Mapping[str, Any]], keypoint_cats: Iterable[int] = ()
+                   ) -> list[dict[str, Any]]:
+    """Copies of ``results`` ready for ``loadRes`` as ``iou_type`` (loadRes writes area/id into each);
+    for ``keypoints`` only those of ``keypoint_cats``, each with its box (as Detectron2: the box area
+    places a detection in an area range)."""
     dts = [dict(r) for r in results]
+    if iou_type == "keypoints":
+        cats = set(keypoint_cats)
+        dts = [r for r in dts if r["category_id"] in cats]
+        for i, r in enumerate(dts):
+            if "keypoints" not in r:
+                raise ValueError(f"keypoints evaluation: result #{i} (image {r.get('image_id')}) has no keypoints")
     if iou_type == "segm":
         for i, r in enumerate(dts):
             if "segmentation" not in r:
@@ -223,6 +255,8 @@ def _summarize(coco_eval: Any, gt: Any, max_dets: int, per_category: bool) -> di
     precision = np.asarray(coco_eval.eval["precision"])[..., list(p.maxDets).index(max_dets)]
     out: dict[str, float | None] = {}
     for key, (iou, area) in _SUMMARY.items():
+        if area not in p.areaRngLbl:  # keypoints have no "small" range
+            continue
         s = precision[..., list(p.areaRngLbl).index(area)]
         if iou is not None:
             s = s[np.isclose(p.iouThrs, iou)]
@@ -237,18 +271,21 @@ def _summarize(coco_eval: Any, gt: Any, max_dets: int, per_category: bool) -> di
 def evaluate_predictions(
     coco_gt: str | Path | Mapping[str, Any] | Any,
     results: Sequence[Mapping[str, Any]],
-    iou_types: Iterable[str] = IOU_TYPES,
+    iou_types: Iterable[str] = DEFAULT_IOU_TYPES,
     *,
     backend: str = "faster_coco_eval",
     max_dets: int = 100,
     img_ids: Iterable[int] | None = None,
     per_category: bool = False,
+    oks_sigmas: Sequence[float] | None = None,
 ) -> Metrics:
     """Run COCOeval for each IoU type on COCO-format ``results``; returns ``{iou_type: {AP, AP50, ...}}``.
 
     ``coco_gt`` is a JSON path, a dict, or an already loaded COCO object of ``backend``. ``img_ids``
     restricts evaluation to those images (default: every GT image). Values are percent, None where
-    COCOeval has no ground truth to measure. ``segm`` needs ``segmentation`` in every result.
+    COCOeval has no ground truth to measure. ``segm`` needs ``segmentation`` in every result;
+    ``keypoints`` needs ``keypoints`` in the results of keypoint categories and uses ``oks_sigmas`` (one
+    per keypoint; None = COCO person's, for 17 keypoints).
     """
     iou_types = list(iou_types)
     if isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets < 1:
@@ -263,19 +300,43 @@ def evaluate_predictions(
             raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
     metrics: Metrics = {}
     for iou_type in iou_types:
-        coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids)
-        metrics[iou_type] = _summarize(coco_eval, gt, max_dets, per_category)
+        coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids, oks_sigmas)
+        dets = KEYPOINT_MAX_DETS if iou_type == "keypoints" else max_dets
+        metrics[iou_type] = _summarize(coco_eval, gt, dets, per_category)
     return metrics
 
 
+def _oks_sigmas(gt: Any, cats: list[int], sigmas: Sequence[float] | None) -> np.ndarray:
+    """Per-keypoint OKS sigmas for the keypoint categories ``cats`` of ``gt``."""
+    if not cats:
+        raise ValueError("keypoints evaluation: no category of the ground truth defines 'keypoints'")
+    names = gt.cats[cats[0]]["keypoints"]
+    if sigmas is None:
+        if len(names) != 17:
+            raise ValueError(f"keypoints evaluation: the ground truth has {len(names)} keypoints ({names}); COCO's "
+                             "OKS sigmas are for 17. Give one sigma per keypoint (eval.keypoint_oks_sigmas)")
+        return np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
+    if len(sigmas) != len(names) or min(sigmas) <= 0:
+        raise ValueError(f"eval.keypoint_oks_sigmas: {len(names)} positive values needed (one per keypoint: "
+                         f"{names}), got {list(sigmas)}")
+    return np.array([float(v) for v in sigmas])
+
+
 def _accumulated(gt: Any, results: Sequence[Mapping[str, Any]], iou_type: str, backend: str, max_dets: int,
-                 img_ids: Iterable[int] | None) -> Any:
+                 img_ids: Iterable[int] | None, oks_sigmas: Sequence[float] | None = None) -> Any:
     """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
-    dt = _load_results(gt, detections_for(iou_type, results), backend)
+    keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
+    sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
+    dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
     extra = {"print_function": _log.debug} if backend == "faster_coco_eval" else {}
     coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
-    # Sorted and unique, as COCOeval expects (faster-coco-eval sorts them itself).
-    coco_eval.params.maxDets = sorted({1, 10, max_dets})
+    if iou_type == "keypoints":
+        coco_eval.params.kpt_oks_sigmas = sigmas
+        coco_eval.params.catIds = keypoint_cats
+        coco_eval.params.maxDets = [KEYPOINT_MAX_DETS]
+    else:
+        # Sorted and unique, as COCOeval expects (faster-coco-eval sorts them itself).
+        coco_eval.params.maxDets = sorted({1, 10, max_dets})
     if img_ids is not None:
         coco_eval.params.imgIds = sorted({int(i) for i in img_ids})
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -331,13 +392,15 @@ class COCOEvaluator(DatasetEvaluator):
     def __init__(
         self,
         coco_gt: str | Path | Mapping[str, Any],
-        iou_types: Iterable[str] = IOU_TYPES,
+        iou_types: Iterable[str] = DEFAULT_IOU_TYPES,
         backend: str = "faster_coco_eval",
         max_dets: int = 100,
         label_to_category_id: Mapping[int, int] | Sequence[int] | None = None,
         per_category: bool = False,
         output_file: str | Path | None = None,
+        oks_sigmas: Sequence[float] | None = None,
     ) -> None:
+        self.oks_sigmas = None if oks_sigmas is None else [float(v) for v in oks_sigmas]
         self.output_file = None if output_file is None else Path(output_file)
         self.iou_types = tuple(iou_types)
         for t in self.iou_types:
@@ -414,6 +477,7 @@ class COCOEvaluator(DatasetEvaluator):
             max_dets=self.max_dets,
             img_ids=image_ids,
             per_category=self.per_category,
+            oks_sigmas=self.oks_sigmas,
         )
 
     def precision_recall_curves(self, iou_type: str = "bbox", iou: float = 0.5) -> dict[str, dict[str, list[float]]]:

@@ -1,7 +1,9 @@
-"""Mask R-CNN / Faster R-CNN on a ResNet-FPN backbone, built from ``cfg.model`` and ``cfg.input``.
+"""Mask R-CNN / Faster R-CNN / Keypoint R-CNN / Cascade (Mask) R-CNN on a ResNet-FPN backbone, built
+from ``cfg.model`` and ``cfg.input``.
 
 Everything is torchvision's detection code; this module only wires the parts the config chooses:
-the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head and 4conv mask head), widths,
+the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head, 4conv mask head and the 8conv
+keypoint head), widths,
 anchors, sampling and NMS settings, and the initialisation (``model.init``).
 """
 
@@ -11,20 +13,25 @@ import logging
 
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from ..config import ARCHS, MASK_ARCHS
+from .cascade import AgnosticBoxPredictor, CascadeRoIHeads
+from .keypoint_head import keypoint_head
 from .norm import norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
 from .weights import load_init
 
-__all__ = ["ResNetFPN", "TrainNoResizeTransform", "build_model"]
+__all__ = ["ARCHS", "ResNetFPN", "TrainNoResizeTransform", "build_model", "model_label"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,24 @@ class TrainNoResizeTransform(GeneralizedRCNNTransform):
         return super().resize(image, target)
 
 
+ARCH_LABELS = {"mask_rcnn": "Mask R-CNN", "faster_rcnn": "Faster R-CNN", "keypoint_rcnn": "Keypoint R-CNN",
+               "cascade_mask_rcnn": "Cascade Mask R-CNN", "cascade_rcnn": "Cascade R-CNN"}
+
+
+def model_label(cfg: DictConfig) -> str:
+    """``Mask R-CNN R50-FPN``, ``Cascade Mask R-CNN X152-32x8d-FPN``, ``Mask R-CNN Swin-T-FPN``: what a study
+    report calls an arm's detector."""
+    m = cfg.model
+    b = m.backbone
+    if str(b.name) == "swin_t":
+        backbone = "Swin-T"
+    elif int(b.groups) > 1:
+        backbone = f"X{b.depth}-{b.groups}x{b.width_per_group}d"
+    else:
+        backbone = f"R{b.depth}"
+    return f"{ARCH_LABELS[str(m.arch)]} {backbone}-FPN"
+
+
 def _num_classes(cfg: DictConfig, num_classes: int | None) -> int:
     n = num_classes if num_classes is not None else cfg.model.num_classes
     if n is None:
@@ -98,7 +123,7 @@ def _init_box_head_fcs(box_head: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module | None) -> None:
+def _init_predictors(box_predictor: nn.Module, mask_predictor: nn.Module | None) -> None:
     # Detectron2's initialisation of the output layers: small Gaussians, so that the initial class scores
     # are near uniform and the box deltas near zero -- this matters most when everything else is random.
     nn.init.normal_(box_predictor.cls_score.weight, std=0.01)
@@ -114,17 +139,52 @@ def _init_predictors(box_predictor: FastRCNNPredictor, mask_predictor: nn.Module
         nn.init.zeros_(logits.bias)
 
 
+def _keypoint_parts(cfg: DictConfig, channels: int, norm) -> dict:
+    """Keypoint R-CNN's RoIAlign 14x14, 8conv head and deconv + 2x upsampling predictor (56x56 heatmaps):
+    Detectron's keypoint_rcnn_R-50-FPN (add_roi_pose_head_v1convX, USE_DECONV_OUTPUT, UP_SCALE 2)."""
+    kh = cfg.model.roi_keypoint_head
+    if kh.num_keypoints is None:
+        raise ValueError("model.roi_keypoint_head.num_keypoints is unset: the training set's keypoint count "
+                         "fills it (scratchlab train), or set it")
+    conv_dim = int(kh.conv_dim)
+    head = keypoint_head(channels, [conv_dim] * int(kh.num_conv), norm)
+    return dict(
+        keypoint_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=14, sampling_ratio=2),
+        keypoint_head=head,
+        keypoint_predictor=KeypointRCNNPredictor(conv_dim if int(kh.num_conv) else channels, int(kh.num_keypoints)),
+    )
+
+
+def _cascade(cfg: DictConfig, heads: RoIHeads, channels: int, norm, n_cls: int) -> CascadeRoIHeads:
+    """``heads`` (built with stage 1's head and predictor) turned into Cascade R-CNN RoI heads: one more
+    roi_box_head-shaped head and class-agnostic predictor per further stage of ``model.cascade``."""
+    c = cfg.model.cascade
+    stages = [(heads.box_head, heads.box_predictor)]
+    for _ in range(len(c.ious) - 1):
+        head, dim = _box_head(cfg, channels, norm)
+        predictor = AgnosticBoxPredictor(dim, n_cls)
+        _init_box_head_fcs(head)
+        _init_predictors(predictor, None)
+        stages.append((head, predictor))
+    return CascadeRoIHeads(
+        heads.box_roi_pool, [h for h, _ in stages], [p for _, p in stages], list(c.ious),
+        [list(w) for w in c.bbox_reg_weights], list(c.stage_loss_weights),
+        heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction, heads.score_thresh,
+        heads.nms_thresh, heads.detections_per_img, heads.mask_roi_pool, heads.mask_head, heads.mask_predictor)
+
+
 def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
-    """Build the detector that ``cfg.model.arch`` names (``mask_rcnn`` | ``faster_rcnn``), then apply
-    ``cfg.model.init`` and ``cfg.model.backbone.freeze_at``.
+    """Build the detector that ``cfg.model.arch`` names (``mask_rcnn`` | ``faster_rcnn`` |
+    ``keypoint_rcnn`` | ``cascade_mask_rcnn`` | ``cascade_rcnn``), then apply ``cfg.model.init`` and
+    ``cfg.model.backbone.freeze_at``.
 
     ``num_classes`` (foreground classes) overrides ``cfg.model.num_classes``; the model predicts that
     plus one background class. The load report of ``model.init`` is kept as ``model.init_report``.
     """
     m, inp = cfg.model, cfg.input
     arch = str(m.arch)
-    if arch not in ("mask_rcnn", "faster_rcnn"):
-        raise ValueError(f"model.arch must be 'mask_rcnn' or 'faster_rcnn', got {arch!r}")
+    if arch not in ARCHS:
+        raise ValueError(f"model.arch must be one of {ARCHS}, got {arch!r}")
     n_cls = _num_classes(cfg, num_classes) + 1
     model_norm, groups = str(m.norm), int(m.gn_groups)
 
@@ -150,7 +210,8 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
 
     bh = m.roi_box_head
     box_head, box_dim = _box_head(cfg, channels, part_norm("model.roi_box_head", bh))
-    box_predictor = FastRCNNPredictor(box_dim, n_cls)
+    cascade = arch.startswith("cascade")
+    box_predictor = AgnosticBoxPredictor(box_dim, n_cls) if cascade else FastRCNNPredictor(box_dim, n_cls)
     kwargs = dict(
         rpn_anchor_generator=anchors,
         rpn_head=rpn_head,
@@ -171,7 +232,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         box_positive_fraction=float(bh.positive_fraction),
     )
     mask_predictor = None
-    if arch == "mask_rcnn":
+    if arch in MASK_ARCHS:
         mh = m.roi_mask_head
         conv_dim = int(mh.conv_dim)
         mask_head = MaskRCNNHeads(
@@ -185,10 +246,16 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
             mask_predictor=mask_predictor,
         )
         model: nn.Module = MaskRCNN(backbone, num_classes=None, **kwargs)
+    elif arch == "keypoint_rcnn":
+        kh = m.roi_keypoint_head
+        kwargs.update(_keypoint_parts(cfg, channels, part_norm("model.roi_keypoint_head", kh)))
+        model = KeypointRCNN(backbone, num_classes=None, **kwargs)
     else:
         model = FasterRCNN(backbone, num_classes=None, **kwargs)
     _init_box_head_fcs(box_head)
     _init_predictors(box_predictor, mask_predictor)
+    if cascade:
+        model.roi_heads = _cascade(cfg, model.roi_heads, channels, part_norm("model.roi_box_head", bh), n_cls)
 
     model.transform = TrainNoResizeTransform(
         int(inp.min_size_test),

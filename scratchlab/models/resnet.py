@@ -1,7 +1,11 @@
-"""The ResNet body (stem + res2..res5, no classifier) that the detector and the pre-training share.
+"""The ResNet / ResNeXt body (stem + res2..res5, no classifier) that the detector and the pre-training
+share.
 
 Built from torchvision's ResNet so that at ``width_mult=1.0`` its state-dict keys and shapes are those of
 ``torchvision.models.resnet50`` (minus ``fc``), and an ImageNet checkpoint loads into it unchanged.
+ResNeXt is the same Bottleneck with grouped 3x3 convs (``groups`` x ``width_per_group``: X101-32x8d is
+depth 101, 32 groups of 8 channels, ``torchvision.models.resnext101_32x8d``); the paper's X152 is depth
+152 ([3, 8, 36, 3] blocks) with 32x8d.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from torch import Tensor
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .norm import NormFactory, freeze_batchnorm, norm_factory
+from .swin import SwinBody
 
 __all__ = ["DEPTHS", "ResNetBody", "build_backbone_body", "freeze_stages", "STAGE_NAMES"]
 
@@ -21,6 +26,7 @@ DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     34: (BasicBlock, [3, 4, 6, 3]),
     50: (Bottleneck, [3, 4, 6, 3]),
     101: (Bottleneck, [3, 4, 23, 3]),
+    152: (Bottleneck, [3, 8, 36, 3]),
 }
 
 # Detectron2 stage order: freeze_at=k freezes the first k entries (1 = stem, 2 = stem + res2, ...).
@@ -48,17 +54,25 @@ class ResNetBody(ResNet):
         norm_layer: NormFactory | None = None,
         zero_init_residual: bool = False,
         stride_in_1x1: bool = False,
+        groups: int = 1,
+        width_per_group: int = 64,
     ) -> None:
         if depth not in DEPTHS:
             raise ValueError(f"model.backbone.depth must be one of {sorted(DEPTHS)}, got {depth}")
         if not width_mult > 0:
             raise ValueError(f"model.backbone.width_mult must be > 0, got {width_mult}")
         block, layers = DEPTHS[depth]
+        if block is BasicBlock and (groups, width_per_group) != (1, 64):
+            raise ValueError(f"ResNeXt (model.backbone.groups={groups}, width_per_group={width_per_group}) needs "
+                             f"a Bottleneck depth (50, 101, 152), not {depth}")
+        if groups < 1 or width_per_group < 1:
+            raise ValueError(f"model.backbone.groups and width_per_group must be >= 1, got {groups}, {width_per_group}")
         # Read by _make_layer, which ResNet.__init__ calls; so it must be set before super().__init__.
         self._width_mult = float(width_mult)
         # zero_init_residual: gamma of each block's last norm (bn2/bn3, GN or BN) starts at 0, so every
         # residual block starts as the identity (Goyal et al. 2017; the GN paper's ImageNet recipe).
-        super().__init__(block, layers, norm_layer=norm_layer, zero_init_residual=zero_init_residual)
+        super().__init__(block, layers, norm_layer=norm_layer, zero_init_residual=zero_init_residual,
+                         groups=groups, width_per_group=width_per_group)
         del self.avgpool, self.fc  # the detector and the pre-training head pool/classify themselves
         self.depth = depth
         self.stage_channels = [self._scaled(p) * block.expansion for p in (64, 128, 256, 512)]
@@ -89,34 +103,42 @@ class ResNetBody(ResNet):
         return out
 
 
-def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> ResNetBody:
+def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> ResNetBody | SwinBody:
     """The ResNet body configured by ``cfg.model`` (depth, width_mult, norm, gn_groups), MSRA-initialised;
     ``zero_init_residual`` starts each residual block's last gamma at 0 (classification pre-training).
+
+    ``model.backbone.name: swin_t`` gives a :class:`~scratchlab.models.swin.SwinBody` instead (its own
+    LayerNorms; ``zero_init_residual`` does not apply).
 
     This is the very module :func:`scratchlab.models.build_model` uses as ``backbone.body``, so its
     ``state_dict()`` loads into a detector's body with no missing key. It is *not* frozen: ``freeze_at`` is
     a detector fine-tuning setting (see :func:`freeze_stages`). ``body.out_channels`` is the res5 width.
     """
     m = cfg.model
+    if str(m.backbone.name) == "swin_t":  # LayerNorm inside, whatever model.norm says for the other parts
+        return SwinBody(float(m.backbone.width_mult))
     norm = norm_factory(str(m.norm), int(m.gn_groups), where="backbone (model.norm)")
     if norm is None:
         raise ValueError("model.norm must name a norm for the backbone (GN, SyncBN, BN, FrozenBN), got ''")
-    return ResNetBody(int(m.backbone.depth), float(m.backbone.width_mult), norm, zero_init_residual,
-                      stride_in_1x1=bool(m.backbone.stride_in_1x1))
+    b = m.backbone
+    return ResNetBody(int(b.depth), float(b.width_mult), norm, zero_init_residual,
+                      stride_in_1x1=bool(b.stride_in_1x1), groups=int(b.groups),
+                      width_per_group=int(b.width_per_group))
 
 
-def freeze_stages(body: ResNetBody, freeze_at: int) -> ResNetBody:
+def freeze_stages(body: ResNetBody | SwinBody, freeze_at: int) -> ResNetBody | SwinBody:
     """Freeze the first ``freeze_at`` stages (Detectron2 semantics: 0 none, 1 stem, 2 stem + res2, ...).
 
     Frozen parameters get ``requires_grad=False`` and BatchNorm/SyncBN layers inside frozen stages become
     FrozenBatchNorm2d, so their statistics stop moving too. Returns ``body``.
     """
-    if not 0 <= int(freeze_at) <= len(STAGE_NAMES):
-        raise ValueError(f"model.backbone.freeze_at must be in 0..{len(STAGE_NAMES)}, got {freeze_at}")
-    for names in STAGE_NAMES[: int(freeze_at)]:
+    stages = getattr(body, "stage_names", STAGE_NAMES)
+    if not 0 <= int(freeze_at) <= len(stages):
+        raise ValueError(f"model.backbone.freeze_at must be in 0..{len(stages)}, got {freeze_at}")
+    for names in stages[: int(freeze_at)]:
         for name in names:
-            module = freeze_batchnorm(getattr(body, name))
-            setattr(body, name, module)
+            module = freeze_batchnorm(body.get_submodule(name))
+            body.set_submodule(name, module)
             for p in module.parameters():
                 p.requires_grad_(False)
     return body

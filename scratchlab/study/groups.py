@@ -1,7 +1,7 @@
 """What the verdict and the report share: arm validation, groups of seeds, data regimes, labels, formats.
 
-Arms with the same (data, init, norm, schedule, weights) but different seeds form one *group*; a group's
-value is the mean over its finished seeds, with the sample std as its spread. Published weights (init
+Arms with the same (data, init, norm, schedule, weights, model) but different seeds form one *group*; a
+group's value is the mean over its finished seeds, with the sample std as its spread. Published weights (init
 "weights") are told apart source by source: a group's ``kind`` is its provenance label for them.
 """
 
@@ -105,6 +105,8 @@ class Group:
     def external_pretraining(self) -> bool:
         """Its pre-training was paid for elsewhere and is in none of its cost figures."""
         return bool(self.finished) and all(external_cost(a) for a in self.finished)
+    model: str = ""  # the detector (arm record "model"); "" for records written before it was kept
+    show_model: bool = False  # the study has arms of several models: labels name it
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -139,22 +141,28 @@ class Group:
         data = (self.arms[0].get("provenance") or {}).get("data")
         if self.init in PRETRAINED and data:  # e.g. "classification pre-training on generated shapes, 8 classes"
             name += f" on {data}"
-        return f"{name} ({self.norm}, {sched_label(self.schedule)}{seeds})"
+        model = f"{self.model}, " if self.show_model else ""
+        return f"{name} ({model}{self.norm}, {sched_label(self.schedule)}{seeds})"
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""
-        return {"data": self.data, "init": self.init, "pretrained_on": pretraining_label(self.arms[0]),
-                "norm": self.norm, "schedule": self.schedule, "arms": [a["name"] for a in self.arms]}
+        key = {"data": self.data, "init": self.init, "pretrained_on": pretraining_label(self.arms[0]),
+               "norm": self.norm, "schedule": self.schedule, "arms": [a["name"] for a in self.arms]}
+        return {**key, "model": self.model} if self.model else key
 
 
 def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
-    """Group arms by (data, init, norm, schedule, weights), keeping first-seen order."""
+    """Group arms by (data, init, norm, schedule, weights, model), keeping first-seen order."""
     groups: dict[tuple[Any, ...], Group] = {}
     for a in arms:
-        k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("weights"))
+        k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("weights"), a.get("model", ""))
         if k not in groups:
-            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [], a.get("weights"))
+            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [], weights=k[-2],
+                              model=k[-1])
         groups[k].arms.append(a)
+    several = len({g.model for g in groups.values()}) > 1
+    for g in groups.values():
+        g.show_model = several
     return list(groups.values())
 
 

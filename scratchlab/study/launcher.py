@@ -172,7 +172,7 @@ class _Scheduler:
                     log.warning("pre-training %s failed: %s", name, error)
                 continue
             record = result if result is not None else {
-                **_record(arm, "failed"), "error": error, "run_dir": f"arms/{arm['name']}"}
+                **_record(arm, "failed", self.study._model(arm)), "error": error, "run_dir": f"arms/{arm['name']}"}
             self.study.records[arm["name"]] = {**record, "job_id": str(job.job_id)}
             self.study.write()
 
@@ -186,7 +186,7 @@ class _Scheduler:
                 if ready and len(self.running) < self.opts.max_parallel:
                     job = self._submit("arm", arm, arm["name"], after)
                     pending.remove(arm)
-                    self.study.records[arm["name"]] = {**_record(arm, "running"), "job_id": str(job.job_id),
+                    self.study.records[arm["name"]] = {**_record(arm, "running", self.study._model(arm)), "job_id": str(job.job_id),
                                                        "run_dir": f"arms/{arm['name']}"}
                     self.study.write()
             if pending or self.running:

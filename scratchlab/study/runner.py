@@ -13,9 +13,12 @@ expanded into the product (e.g. ``schedule: [1, 3]`` gives two arms)::
       - {init: random, norm: GN, schedule: [1, 3], data: ["100%", "1k"], seed: [0, 1]}
       - {init: classify, norm: GN, schedule: 1}
       - {init: direct, norm: GN, schedule: 1, name: direct_gn}
-
       - {init: weights, weights: ResNet50_Weights.IMAGENET1K_V2, norm: FrozenBN, schedule: 1}
       - {init: weights, weights: pretrained/R-50-GN.pkl, weights_data: ImageNet-1k, norm: GN}
+
+An arm's ``overrides`` may change the detector (``model.arch=cascade_mask_rcnn``, ``model.backbone.name=
+swin_t``, ``model.backbone.depth=152``, ...): its record names the model, and arms of different models are
+never averaged as seeds of one group.
 
 ``init``: random | classify (the backbone from ``scratchlab pretrain classify``, one per norm family)
 | direct (stage 1 of direct pre-training on the arm's own data regime, then the arm fine-tunes)
@@ -58,7 +61,7 @@ from ..engine.data import resolve_data
 from ..engine.trainer import detections_file
 from ..evaluation import load_coco_gt
 from ..evaluation.bootstrap import per_image_eval
-from ..models import describe_init
+from ..models import describe_init, model_label
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage_configs
 from ..utils.io import write_text
@@ -138,10 +141,10 @@ def _yaml(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def _record(arm: dict[str, Any], status: str) -> dict[str, Any]:
-    """The study.json entry of an arm before any result is known."""
-    return {**{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}, "status": status,
-            "error": None, "final": None, "curve": [], "cost": None,
+def _record(arm: dict[str, Any], status: str, model: str) -> dict[str, Any]:
+    """The study.json entry of an arm before any result is known; ``model`` names its detector."""
+    return {**{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}, "model": model,
+            "status": status, "error": None, "final": None, "curve": [], "cost": None,
             **({"weights": arm["weights"], "weights_data": arm["weights_data"]} if arm["weights"] else {}),
             "provenance": arm.get("provenance")}
 
@@ -149,7 +152,7 @@ def _record(arm: dict[str, Any], status: str) -> dict[str, Any]:
 def _norm_overrides(norm: str) -> list[str]:
     # The arm's norm goes everywhere; the parts inherit it (FrozenBN leaves random FPN/heads without norm).
     return [f"model.norm={norm}", "model.fpn.norm=null", "model.roi_box_head.norm=null",
-            "model.roi_mask_head.norm=null"]
+            "model.roi_mask_head.norm=null", "model.roi_keypoint_head.norm=null"]
 
 
 def arm_config(base: DictConfig, arm: dict[str, Any], init_path: str | None,
@@ -271,12 +274,16 @@ class Study:
         return str(out / "backbone.pth")
 
     def direct_stage1(self, arm: dict[str, Any]) -> tuple[str, DictConfig]:
-        """Stage 1 of direct pre-training on the arm's data regime (shared by arms with the same regime
-        and norm); returns its weights and the stage-2 config to fine-tune with."""
+        """Stage 1 of direct pre-training on the arm's data regime (shared by arms with the same regime,
+        norm and detector); returns its weights and the stage-2 config to fine-tune with."""
         regime = parse_regime(arm["data"])
+        # The arm's detector (model.arch, model.backbone.*, ...) is pre-trained too, under its own key.
+        model = [o for o in arm["overrides"] if o.startswith("model.") and not o.startswith("model.init=")]
         cfg = self._pretrain_cfg("direct", [*_norm_overrides(arm["norm"]),
-                                            f"data.subset={_yaml(regime)}"])
+                                            f"data.subset={_yaml(regime)}", *model])
         key = f"direct_{arm['norm'].lower()}_{str(arm['data']).replace('%', 'pct').lower()}"
+        if model:
+            key += "_" + re.sub(r"[^a-z0-9]+", "_", model_label(cfg).lower()).strip("_")
         out = self.out / "pretrain" / key
         stage1, stage2 = stage_configs(cfg, out)
         if not (out / "stage1" / "model_final.pth").is_file():
@@ -286,7 +293,7 @@ class Study:
     # -- arms ---------------------------------------------------------------------------------------
     def run_arm(self, arm: dict[str, Any]) -> dict[str, Any]:
         run_dir = self.out / "arms" / arm["name"]
-        record = {**_record(arm, "running"), "run_dir": str(run_dir.relative_to(self.out))}
+        record = {**_record(arm, "running", self._model(arm)), "run_dir": str(run_dir.relative_to(self.out))}
         final_path = run_dir / "final_metrics.json"
         try:
             base = self.base
@@ -332,6 +339,14 @@ class Study:
         for point in record["curve"]:
             point["per_image"] = _per_image(self._gt, run_dir, point["iteration"], ("bbox",))
 
+    def _model(self, arm: dict[str, Any]) -> str:
+        """The detector an arm trains: the base config's, unless its overrides set model.arch or a backbone
+        key (``model.arch=cascade_mask_rcnn``, ``model.backbone.name=swin_t``, ...)."""
+        try:
+            return model_label(apply_overrides(self.base, arm["overrides"]))
+        except ValueError as exc:  # a bad override: the arm itself fails with that message when it runs
+            return f"? ({exc})"
+
     def _regime_size(self, arm: dict[str, Any]) -> int | None:
         """How many images the arm's data regime selects (the training set's own rule)."""
         try:
@@ -342,7 +357,7 @@ class Study:
     def write(self, resamples: int = 0) -> dict[str, Any]:
         """study.json with the verdict so far (``resamples=0`` while arms run: intervals from seeds only;
         the bootstrap runs once at the end)."""
-        arms = [self.records.get(a["name"]) or _record(a, "pending") for a in self.arms]
+        arms = [self.records.get(a["name"]) or _record(a, "pending", self._model(a)) for a in self.arms]
         study = {"name": self.spec.get("name", self.file.stem), "overrides": self.overrides,
                  "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
                  "arms": arms, "verdict": compute_verdict(arms, resamples=resamples)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 
 __all__ = ["PALETTE", "class_color", "count_phrase", "draw_instances", "save_image", "to_uint8", "unique_path"]
 
@@ -40,11 +40,12 @@ def to_uint8(image: torch.Tensor | Image.Image) -> torch.Tensor:
 
 def draw_instances(image: torch.Tensor | Image.Image, boxes: torch.Tensor, labels: Sequence[int],
                    captions: Sequence[str], masks: torch.Tensor | None = None,
-                   mask_alpha: float = 0.45) -> torch.Tensor:
+                   mask_alpha: float = 0.45, keypoints: torch.Tensor | None = None) -> torch.Tensor:
     """Return ``image`` with each instance's mask (if given), box and caption drawn in its class colour.
 
     ``boxes``: [N, 4] XYXY pixels; ``labels``: N contiguous class labels (they pick colours);
-    ``captions``: N texts (class name, and score for detections); ``masks``: [N, H, W] bool or None.
+    ``captions``: N texts (class name, and score for detections); ``masks``: [N, H, W] bool or None;
+    ``keypoints``: [N, K, 2 or 3] pixel coordinates (a Keypoint R-CNN's), drawn as dots, or None.
     """
     canvas = to_uint8(image)
     colors = [class_color(label) for label in labels]
@@ -53,6 +54,9 @@ def draw_instances(image: torch.Tensor | Image.Image, boxes: torch.Tensor, label
     if masks is not None and len(masks):
         canvas = draw_segmentation_masks(canvas, masks.as_subclass(torch.Tensor).bool(), alpha=mask_alpha, colors=colors)
     width = max(1, round(min(canvas.shape[-2:]) / 250))
+    if keypoints is not None and len(keypoints):
+        points = keypoints.as_subclass(torch.Tensor)[..., :2].float()
+        canvas = draw_keypoints(canvas, points, colors="white", radius=max(1, width + 1))
     return draw_bounding_boxes(canvas, boxes.as_subclass(torch.Tensor).float(), labels=list(captions), colors=colors, width=width,
                                label_colors="white", label_background_colors=colors, fill_labels=True)
 

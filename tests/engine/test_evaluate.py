@@ -45,3 +45,11 @@ def test_dump_detections_needs_out(tiny_run, synth_data, capsys):
     assert main(["eval", str(MINI), *_val_only(synth_data), "--weights", str(run / "model_final.pth"),
                  "--dump-detections"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_eval_with_tta_gives_box_and_mask_ap(tiny_run, synth_data):
+    run, _ = tiny_run
+    cfg = load_config(MINI, [*TINY, *_val_only(synth_data), "eval.tta.enabled=true", "eval.tta.min_sizes=[48]",
+                             "eval.tta.max_size=107"])
+    res = evaluate_checkpoint(cfg, run / "model_final.pth")
+    assert set(res["bbox"]) >= {"AP", "AP50"} and "AP" in res["segm"]

@@ -209,3 +209,16 @@ def test_box_head_fcs_are_xavier_and_mask_deconv_bias_zero(head):
         assert float(w.std()) == pytest.approx(bound / 3**0.5, rel=0.05)  # uniform: std = bound / sqrt(3)
         assert torch.count_nonzero(fc.bias) == 0
     assert torch.count_nonzero(model.roi_heads.mask_predictor.conv5_mask.bias) == 0
+
+
+@pytest.mark.parametrize("overrides, label", [
+    ([], "Mask R-CNN R50-FPN"),
+    (["model.arch=cascade_mask_rcnn", "model.backbone.depth=152", "model.backbone.groups=32",
+      "model.backbone.width_per_group=8"], "Cascade Mask R-CNN X152-32x8d-FPN"),
+    (["model.arch=keypoint_rcnn", "model.backbone.depth=101"], "Keypoint R-CNN R101-FPN"),
+    (["model.backbone.name=swin_t"], "Mask R-CNN Swin-T-FPN"),
+])
+def test_model_label_names_arch_and_backbone(overrides, label):
+    from scratchlab.models import model_label
+
+    assert model_label(load_config(None, overrides)) == label

@@ -146,3 +146,30 @@ def test_stride_in_1x1_moves_each_stage_stride_and_keeps_the_output_size():
     assert [tuple(v.shape[-2:]) for v in out.values()] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     with pytest.raises(ValueError, match="bottleneck"):
         build_backbone_body(_cfg("model.backbone.depth=18", "model.backbone.stride_in_1x1=true"))
+
+
+def test_resnext101_32x8d_body_matches_torchvision_keys_and_shapes():
+    from torchvision.models import resnext101_32x8d
+
+    cfg = load_config(None, ["model.backbone.depth=101", "model.backbone.groups=32",
+                             "model.backbone.width_per_group=8", "model.norm=BN"])
+    ours = {k: v.shape for k, v in build_backbone_body(cfg).state_dict().items()}
+    ref = {k: v.shape for k, v in resnext101_32x8d().state_dict().items() if not k.startswith("fc.")}
+    assert ours == ref
+
+
+def test_x152_32x8d_gn_body_has_the_papers_block_counts_and_grouped_convs():
+    cfg = load_config(None, ["model.backbone.depth=152", "model.backbone.groups=32",
+                             "model.backbone.width_per_group=8"])
+    body = build_backbone_body(cfg)
+    assert [len(s) for s in (body.layer1, body.layer2, body.layer3, body.layer4)] == [3, 8, 36, 3]
+    conv2 = body.layer1[0].conv2
+    assert (conv2.groups, conv2.in_channels) == (32, 256)  # 32 groups x 8 channels at res2
+    assert body.stage_channels == [256, 512, 1024, 2048]
+    assert not [m for m in body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def test_resnext_needs_a_bottleneck_depth():
+    with pytest.raises(ValueError, match="Bottleneck"):
+        build_backbone_body(load_config(None, ["model.backbone.depth=18", "model.backbone.groups=32",
+                                               "model.backbone.width_per_group=8"]))

@@ -22,3 +22,11 @@ def test_helpers(tmp_path):
     assert count_phrase(["dog", "cat", "dog"]) == "2 dog, 1 cat"
     taken: set[str] = set()
     assert [unique_path(tmp_path, "a.jpg", taken).name for _ in range(3)] == ["a.jpg", "a_1.jpg", "a_2.jpg"]
+
+
+def test_keypoints_are_drawn_where_they_are():
+    image = torch.full((3, 40, 50), 100, dtype=torch.uint8)
+    keypoints = torch.tensor([[[5.0, 35.0, 1.0], [45.0, 35.0, 1.0]]])  # outside the box
+    drawn = draw_instances(image, torch.tensor([[18.0, 5.0, 32.0, 20.0]]), [1], ["a"], keypoints=keypoints)
+    changed = (drawn != image).any(0)
+    assert changed[35, 5] and changed[35, 45] and not changed[35, 25]
