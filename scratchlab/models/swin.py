@@ -32,6 +32,10 @@ class SwinBody(SwinTransformer):
 
     stage_names = (("features.0",), ("features.1",), ("features.2", "features.3"), ("features.4", "features.5"),
                    ("features.6", "features.7"))
+    # The per-stage output norms the detector adds (as Swin's detection code does): no ImageNet
+    # checkpoint holds them, so a weights load leaves them at their initialisation without calling the
+    # backbone partial.
+    detection_only_keys = ("out_norms.",)
 
     def __init__(self, width_mult: float = 1.0) -> None:
         if not width_mult > 0:

@@ -118,8 +118,10 @@ def _check_convention(model: nn.Module, conv: Converted, source: str) -> None:
         )
 
 
-def _partial(key: str, body_prefix: str) -> bool:
-    return key.startswith(body_prefix) and not key.endswith(_COUNTER)
+def _partial(key: str, body_prefix: str, fresh: tuple[str, ...] = ()) -> bool:
+    """A body key that a pre-trained file must supply (``fresh``: prefixes of layers only the detector
+    has, such as Swin's per-stage output norms, which no classification checkpoint holds)."""
+    return key.startswith(body_prefix) and not key.endswith(_COUNTER) and not key[len(body_prefix):].startswith(fresh)
 
 
 def load_state(model: nn.Module, conv: Converted | Mapping[str, Tensor], source: str) -> dict[str, Any]:
@@ -155,9 +157,10 @@ def load_state(model: nn.Module, conv: Converted | Mapping[str, Tensor], source:
     if mismatched:
         raise ValueError(f"{source}: {len(mismatched)} tensor(s) have another shape than the model's: "
                          f"{mismatched[:8]}{' ...' if len(mismatched) > 8 else ''}")
-    body_prefix = _body(model)[1]
+    body, body_prefix = _body(model)
+    fresh = tuple(getattr(body, "detection_only_keys", ()))
     missing = [k for k in target if k not in loaded and k not in skipped and not k.endswith(_COUNTER)]
-    partial = [k for k in missing if _partial(k, body_prefix)]
+    partial = [k for k in missing if _partial(k, body_prefix, fresh)]
     if partial:
         raise ValueError(
             f"{source}: leaves {len(partial)} ResNet body key(s) of the model missing, e.g. {partial[:8]} "
