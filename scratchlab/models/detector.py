@@ -1,10 +1,10 @@
-"""Mask R-CNN / Faster R-CNN / Keypoint R-CNN / Cascade (Mask) R-CNN on a ResNet-FPN backbone, built
-from ``cfg.model`` and ``cfg.input``.
+"""Mask R-CNN / Faster R-CNN / Keypoint R-CNN / Cascade (Mask) R-CNN on a ResNet, ResNeXt or Swin-T FPN
+backbone, built from ``cfg.model`` and ``cfg.input``.
 
-Everything is torchvision's detection code; this module only wires the parts the config chooses:
-the norm of each part (GN-all = GN in backbone, FPN, 4conv1fc box head, 4conv mask head and the 8conv
-keypoint head), widths,
-anchors, sampling and NMS settings, and the initialisation (``model.init``).
+Everything is torchvision's detection code (the cascade stages: :mod:`scratchlab.models.cascade` on its
+RoIHeads); this module only wires the parts the config chooses: the norm of each part (GN-all = GN in
+backbone, FPN, 4conv1fc box head, 4conv mask head and 8conv keypoint head), widths, anchors, sampling and
+NMS settings, and the initialisation (``model.init``).
 """
 
 from __future__ import annotations
