@@ -57,3 +57,19 @@ def tiny_run(tmp_path_factory, synth_data):
                              "model.roi_box_head.score_thresh=0.0", "eval.period=0"])
     out = tmp_path_factory.mktemp("tiny_run")
     return out, train(cfg, out)
+
+
+def hand_made_coco(n_images: int) -> dict:
+    """A hand-made COCO validation set: two categories, 1-3 boxes per image, from a fixed seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i in range(1, n_images + 1):
+        images.append({"id": i, "width": 100, "height": 100})
+        for _ in range(1 + i % 3):
+            x, y, w, h = *rng.uniform(0, 50, 2), *rng.uniform(15, 45, 2)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [x, y, w, h],
+                         "area": w * h, "iscrowd": 0})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}

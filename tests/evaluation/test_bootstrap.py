@@ -9,19 +9,11 @@ import pytest
 
 from scratchlab.evaluation import evaluate_predictions
 from scratchlab.evaluation.bootstrap import ap_on_images, bootstrap_ap, per_image_eval, resample_indices
+from tests.conftest import hand_made_coco
 
 
 def _gt(n_images: int = 24) -> dict:
-    """Two categories, 1-3 boxes per image, generated from a fixed seed."""
-    rng = np.random.default_rng(0)
-    images, anns = [], []
-    for i in range(1, n_images + 1):
-        images.append({"id": i, "width": 100, "height": 100})
-        for _ in range(1 + i % 3):
-            x, y, w, h = *rng.uniform(0, 50, 2), *rng.uniform(15, 45, 2)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": 0})
-    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    return hand_made_coco(n_images)
 
 
 def _predictions(gt: dict, jitter: float, seed: int = 1) -> list[dict]:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import hand_made_coco
+
 ITERS_1X = 200
 DROPS_FROM_END = (133, 44)  # the paper's "last 60k and last 20k of 90k", scaled to a 200-iteration 1x
 IMS_PER_BATCH = 2
@@ -207,18 +209,8 @@ def study() -> dict[str, Any]:
 # ---------------------------------------------------------------------------- arms with per-image data
 
 
-def _gt(n_images: int = 40) -> dict[str, Any]:
-    """A hand-made COCO validation set: two categories, 1-3 boxes per image."""
-    rng = np.random.default_rng(0)
-    images, anns = [], []
-    for i in range(1, n_images + 1):
-        images.append({"id": i, "width": 100, "height": 100})
-        for _ in range(1 + i % 3):
-            x, y, w, h = *rng.uniform(0, 50, 2), *rng.uniform(15, 45, 2)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": 0})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+def _gt(n_images: int = 40) -> dict:
+    return hand_made_coco(n_images)
 
 
 VAL_GT = _gt()
