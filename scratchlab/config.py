@@ -110,7 +110,8 @@ DEFAULTS: dict[str, Any] = {
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
-                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None},
+                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None,
+                  "class_colours": False},  # True: each shape family keeps its own colour
     },
     "solver": {
         "base_lr": 0.02,
@@ -154,7 +155,7 @@ DEFAULTS: dict[str, Any] = {
         "image_size": 224,  # RandomResizedCrop size; val: resize to image_size / 0.875, centre crop
         "min_crop_scale": 0.08,
         # Used when data.root is not given: a generated ImageFolder set, made once under <out>/data.
-        "synth": {"classes": 16, "per_class": 60, "image_size": 64, "seed": 0},
+        "synth": {"classes": 16, "per_class": 60, "image_size": 64, "seed": 0, "class_colours": False},
     },
     # Direct detection pre-training (`scratchlab pretrain direct`): key=value overrides applied on top of
     # this config for stage 1 (low-res whole-detector pre-training) and stage 2 (full-res fine-tuning).

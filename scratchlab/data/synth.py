@@ -23,6 +23,7 @@ from scratchlab.data.shapes import (
     OBJECT_TEXTURES,
     SHAPES,
     background,
+    class_colour,
     finish,
     paint,
     place_outline,
@@ -141,9 +142,10 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: fl
 
 def render_scene(
     rng: np.random.Generator, height: int, width: int, min_size: float = 0.08, max_objects: int = 6,
-    textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES,
+    textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES, class_colours: bool = False,
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
-    """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance."""
+    """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance
+    (``class_colours``: each shape family in its own base colour, see ``shapes.CLASS_COLOURS``)."""
     canvas = background(rng, height, width)
     short = min(height, width)
     sizes = _sample_sizes(rng, int(rng.integers(1, max_objects + 1)), short, min_size)
@@ -167,7 +169,8 @@ def render_scene(
                 break
         else:
             continue
-        paint(canvas, m, rng, textures[int(rng.integers(len(textures)))], size)
+        colour = class_colour(shapes[shape]) if class_colours else None
+        paint(canvas, m, rng, textures[int(rng.integers(len(textures)))], size, colour=colour)
         visible = [v & ~m for v in visible]
         cats.append(shape + 1)
         full.append(m)
@@ -208,13 +211,14 @@ def _check_args(**kwargs: int) -> None:
 def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
                          min_object_size: float = 0.08, max_objects: int = 6,
                          object_textures: Sequence[str] | None = None,
-                         shapes: Sequence[str] | None = None) -> dict:
+                         shapes: Sequence[str] | None = None, class_colours: bool = False) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
     (``file_name`` is relative to the split's folder). Images are ``image_size`` on the long side,
     half of them square, the rest of mildly varied aspect. Each image is drawn from its own stream
     seeded by ``(seed, split, index)``, so the train set does not depend on ``num_val``.
+    ``class_colours`` paints each shape family in its own base colour (jittered) instead of a random one.
     """
     _check_args(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     if not 0.03 <= float(min_object_size) <= 0.5:
@@ -238,6 +242,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
         "seed": seed,
         "image_size": image_size,
         "categories": [c["name"] for c in categories],
+        "class_colours": bool(class_colours),
     }
     for split_id, (split, count) in enumerate((("train", num_train), ("val", num_val))):
         img_dir = out / split
@@ -250,7 +255,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
                 short = round(image_size * rng.uniform(0.75, 0.95))
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
             image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures,
-                                            shapes)
+                                            shapes, bool(class_colours))
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway
