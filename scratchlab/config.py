@@ -111,7 +111,8 @@ DEFAULTS: dict[str, Any] = {
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
                   "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None,
-                  "class_colours": False},  # True: each shape family keeps its own colour
+                  "class_colours": False,  # True: each shape family keeps its own colour
+                  "max_object_size": None},  # a fraction of the side: uniform sizes up to it
     },
     "solver": {
         "base_lr": 0.02,
@@ -192,6 +193,7 @@ TYPES: dict[str, ValueType] = {
     "data.subset": Optional(Number()),
     "data.synth.object_textures": Optional(ListOf(Str())),
     "data.synth.shapes": Optional(ListOf(Str())),
+    "data.synth.max_object_size": Optional(Float()),
     "solver.max_iter": Optional(Int()),
     "solver.clip_grad_norm": Optional(Float()),
     "solver.amp_dtype": Choice("float16", "bfloat16"),
