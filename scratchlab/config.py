@@ -136,7 +136,9 @@ DEFAULTS: dict[str, Any] = {
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
                   "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None,
-                  "keypoints": False},  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
+                  "keypoints": False,  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
+                  "class_colours": False,  # True: each shape family keeps its own colour
+                  "max_object_size": None},  # a fraction of the side: uniform sizes up to it
     },
     "solver": {
         "optimizer": "sgd",  # sgd (momentum) | adamw (betas; the Swin recipes)
@@ -200,7 +202,7 @@ DEFAULTS: dict[str, Any] = {
         "image_size": 224,  # RandomResizedCrop size; val: resize to image_size / 0.875, centre crop
         "min_crop_scale": 0.08,
         # Used when data.root is not given: a generated ImageFolder set, made once under <out>/data.
-        "synth": {"classes": 16, "per_class": 60, "image_size": 64, "seed": 0},
+        "synth": {"classes": 16, "per_class": 60, "image_size": 64, "seed": 0, "class_colours": False},
     },
     # Direct detection pre-training (`scratchlab pretrain direct`): key=value overrides applied on top of
     # this config for stage 1 (low-res whole-detector pre-training) and stage 2 (full-res fine-tuning).
@@ -244,6 +246,7 @@ TYPES: dict[str, ValueType] = {
     "data.subset": Optional(Number()),
     "data.synth.object_textures": Optional(ListOf(Str())),
     "data.synth.shapes": Optional(ListOf(Str())),
+    "data.synth.max_object_size": Optional(Float()),
     "solver.optimizer": Choice("sgd", "adamw"),
     "solver.betas": ListOf(Float(), length=2),
     "solver.max_iter": Optional(Int()),

@@ -16,6 +16,8 @@ from PIL import Image, ImageDraw, ImageFilter
 __all__ = [
     "SHAPES",
     "OBJECT_TEXTURES",
+    "CLASS_COLOURS",
+    "class_colour",
     "unit_outline",
     "place_outline",
     "rasterize",
@@ -31,6 +33,13 @@ __all__ = [
 SHAPES: tuple[str, ...] = ("circle", "ellipse", "square", "triangle", "star", "hexagon", "cross", "crescent")
 # Fill patterns an object may carry; they are also used (at other scales) for backgrounds.
 OBJECT_TEXTURES: tuple[str, ...] = ("solid", "stripes", "checker", "dots", "noise", "gradient")
+# One base colour per shape family (same order as SHAPES), for sets whose classes keep their colour as
+# many real categories do (``class_colours``): a cue a small network picks up within minutes, where
+# shape alone under random colours takes thousands of steps.
+CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (225, 45, 45), (45, 175, 65), (55, 85, 225), (235, 210, 45),
+    (200, 60, 205), (45, 200, 210), (245, 135, 35), (235, 235, 235),
+)
 
 
 def _crescent(rng: np.random.Generator) -> np.ndarray:
@@ -92,6 +101,11 @@ def rasterize(poly: np.ndarray, height: int, width: int) -> np.ndarray:
     canvas = Image.new("L", (width, height), 0)
     ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in poly], fill=1)
     return np.asarray(canvas, dtype=bool)
+
+
+def class_colour(shape: str) -> np.ndarray:
+    """The base colour of shape family ``shape`` (float32 RGB)."""
+    return np.asarray(CLASS_COLOURS[SHAPES.index(shape)], dtype=np.float32)
 
 
 def random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -187,11 +201,14 @@ def paint(
     texture: str,
     size: float,
     min_contrast: float = 45.0,
+    colour: np.ndarray | None = None,
 ) -> None:
-    """Fill ``mask`` on ``canvas`` (H, W, 3 float32, in place) with a random-coloured ``texture``.
+    """Fill ``mask`` on ``canvas`` (H, W, 3 float32, in place) with a ``texture``.
 
-    Colours are random per instance so colour never identifies the class; they are re-drawn a few
-    times when the fill's mean would match what lies beneath it, so objects stay visible.
+    Without ``colour``, colours are random per instance so colour never identifies the class; with it
+    (a class's base colour), the fill is that colour jittered, patterned with a darker shade of it.
+    Colours are re-drawn a few times when the fill's mean would match what lies beneath it, so objects
+    stay visible.
     """
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
@@ -200,8 +217,12 @@ def paint(
     sub = mask[y0:y1, x0:x1]
     under = canvas[y0:y1, x0:x1][sub].mean(0)
     for _ in range(6):
-        c1 = random_colour(rng)
-        c2 = distinct_colour(rng, c1)
+        if colour is None:
+            c1 = random_colour(rng)
+            c2 = distinct_colour(rng, c1)
+        else:
+            c1 = np.clip(colour + rng.normal(0, 18, 3), 0, 255).astype(np.float32)
+            c2 = (c1 * rng.uniform(0.45, 0.7)).astype(np.float32)
         patch = texture_patch(texture, rng, y1 - y0, x1 - x0, c1, c2, size * rng.uniform(0.12, 0.22))
         if np.linalg.norm(patch[sub].mean(0) - under) >= min_contrast:
             break

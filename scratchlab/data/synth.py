@@ -23,6 +23,7 @@ from scratchlab.data.shapes import (
     OBJECT_TEXTURES,
     SHAPES,
     background,
+    class_colour,
     finish,
     paint,
     place_outline,
@@ -123,10 +124,14 @@ def _ring_area(ring: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) / 2
 
 
-def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: float = 0.08) -> list[float]:
+def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: float = 0.08,
+                  max_size: float | None = None) -> list[float]:
     """Object diameters: small, medium and (at most one) large, so APs/APm/APl all have targets.
     ``min_size`` (a fraction of the short side) is the smallest object; raising it to 0.2 or more
-    removes the small bucket (an easier set for very short CPU schedules)."""
+    removes the small bucket (an easier set for very short CPU schedules). With ``max_size``, every
+    diameter is uniform in [min_size, max_size] instead (no large objects cut by the border)."""
+    if max_size is not None:
+        return [max(float(rng.uniform(min_size, max_size)) * short, 7.0) for _ in range(count)]
     sizes, has_large = [], False
     for _ in range(count):
         r = rng.random()
@@ -142,15 +147,16 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: fl
 
 def render_scene(
     rng: np.random.Generator, height: int, width: int, min_size: float = 0.08, max_objects: int = 6,
-    textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES,
-    outlines: list[np.ndarray] | None = None,
+    textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES, class_colours: bool = False,
+    max_size: float | None = None, outlines: list[np.ndarray] | None = None,
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
-    """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance.
-    ``outlines``, when given, receives each kept instance's placed outline (image coordinates); the scene
-    drawn is the same either way (no random draw depends on it)."""
+    """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance
+    (``class_colours``: each shape family in its own base colour, see ``shapes.CLASS_COLOURS``;
+    ``max_size``: see ``_sample_sizes``). ``outlines``, when given, receives each kept instance's placed
+    outline (image coordinates); the scene drawn is the same either way (no random draw depends on it)."""
     canvas = background(rng, height, width)
     short = min(height, width)
-    sizes = _sample_sizes(rng, int(rng.integers(1, max_objects + 1)), short, min_size)
+    sizes = _sample_sizes(rng, int(rng.integers(1, max_objects + 1)), short, min_size, max_size)
     # Mostly big-to-small (big shapes behind small ones), jittered so similar sizes overlap either way.
     sizes.sort(key=lambda s: -s * rng.uniform(0.7, 1.3))
     cats: list[int] = []
@@ -172,7 +178,8 @@ def render_scene(
                 break
         else:
             continue
-        paint(canvas, m, rng, textures[int(rng.integers(len(textures)))], size)
+        colour = class_colour(shapes[shape]) if class_colours else None
+        paint(canvas, m, rng, textures[int(rng.integers(len(textures)))], size, colour=colour)
         visible = [v & ~m for v in visible]
         cats.append(shape + 1)
         if outlines is not None:
@@ -215,19 +222,26 @@ def _check_args(**kwargs: int) -> None:
 def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
                          min_object_size: float = 0.08, max_objects: int = 6,
                          object_textures: Sequence[str] | None = None,
-                         shapes: Sequence[str] | None = None, keypoints: bool = False) -> dict:
+                         shapes: Sequence[str] | None = None, class_colours: bool = False,
+                         max_object_size: float | None = None, keypoints: bool = False) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
     (``file_name`` is relative to the split's folder). Images are ``image_size`` on the long side,
     half of them square, the rest of mildly varied aspect. Each image is drawn from its own stream
-    seeded by ``(seed, split, index)``, so the train set does not depend on ``num_val``. ``keypoints``
-    adds COCO keypoints to the crescent family (:mod:`scratchlab.data.synth_keypoints`); the images and
-    every other field are the same bytes as without.
+    seeded by ``(seed, split, index)``, so the train set does not depend on ``num_val``.
+    ``class_colours`` paints each shape family in its own base colour (jittered) instead of a random one;
+    ``max_object_size`` (a fraction of the short side) draws every diameter uniformly between
+    ``min_object_size`` and it, instead of the small/medium/large buckets. ``keypoints`` adds COCO
+    keypoints to the crescent family (:mod:`scratchlab.data.synth_keypoints`); the images and every other
+    field are the same bytes as without.
     """
     _check_args(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     if not 0.03 <= float(min_object_size) <= 0.5:
         raise ValueError(f"make_synth_detection: min_object_size must be in [0.03, 0.5], got {min_object_size!r}")
+    if max_object_size is not None and not float(min_object_size) < float(max_object_size) <= 1.6:
+        raise ValueError(f"make_synth_detection: max_object_size must be in (min_object_size, 1.6], "
+                         f"got {max_object_size!r}")
     if not 1 <= int(max_objects) <= 12:
         raise ValueError(f"make_synth_detection: max_objects must be in [1, 12], got {max_objects!r}")
     textures = tuple(object_textures) if object_textures else OBJECT_TEXTURES
@@ -253,6 +267,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
         "seed": seed,
         "image_size": image_size,
         "categories": [c["name"] for c in categories],
+        "class_colours": bool(class_colours),
     }
     for split_id, (split, count) in enumerate((("train", num_train), ("val", num_val))):
         img_dir = out / split
@@ -266,7 +281,9 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
             outlines: list[np.ndarray] | None = [] if keypoints else None
             image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures,
-                                            shapes, outlines)
+                                            shapes, bool(class_colours),
+                                            None if max_object_size is None else float(max_object_size),
+                                            outlines=outlines)
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway

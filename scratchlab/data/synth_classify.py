@@ -17,6 +17,7 @@ from scratchlab.data.shapes import (
     OBJECT_TEXTURES,
     SHAPES,
     background,
+    class_colour,
     finish,
     paint,
     place_outline,
@@ -62,23 +63,28 @@ def class_list(classes: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def _render(rng: np.random.Generator, size: int, shape: str, texture: str) -> Any:
-    """One image: textured background, small clutter, one large object of the class, maybe more clutter."""
+def _render(rng: np.random.Generator, size: int, shape: str, texture: str, class_colours: bool = False) -> Any:
+    """One image: textured background, small clutter, one large object of the class, maybe more clutter
+    (``class_colours``: every shape in its family's base colour, as the detection set's option)."""
     canvas = background(rng, size, size)
+
+    def colour(name: str) -> np.ndarray | None:
+        return class_colour(name) if class_colours else None
 
     def clutter() -> None:
         d = rng.uniform(0.1, 0.25) * size
-        outline = unit_outline(SHAPES[int(rng.integers(len(SHAPES)))], rng)
+        name = SHAPES[int(rng.integers(len(SHAPES)))]
+        outline = unit_outline(name, rng)
         cx, cy = rng.uniform(0.05, 0.95, 2) * size
         m = rasterize(place_outline(outline, cx, cy, d, rng.uniform(0, 2 * math.pi)), size, size)
-        paint(canvas, m, rng, OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))], d)
+        paint(canvas, m, rng, OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))], d, colour=colour(name))
 
     for _ in range(int(rng.integers(0, 3))):
         clutter()
     d = rng.uniform(0.5, 0.9) * size
     cx, cy = (0.5 + rng.uniform(-0.15, 0.15, 2)) * size
     m = rasterize(place_outline(unit_outline(shape, rng), cx, cy, d, rng.uniform(0, 2 * math.pi)), size, size)
-    paint(canvas, m, rng, texture, d)
+    paint(canvas, m, rng, texture, d, colour=colour(shape))
     if rng.random() < 0.3:  # a small thing in front, partly hiding the object
         clutter()
     return finish(canvas, rng)
@@ -96,11 +102,13 @@ def make_synth_classify(
     image_size: int,
     seed: int,
     val_per_class: int | None = None,
+    class_colours: bool = False,
 ) -> dict:
     """Write ``out/{train,val}/<class_name>/NNNNNN.png`` and return a summary.
 
     ``val_per_class`` defaults to ``max(2, per_class // 5)``. Each image is drawn from its own stream
     seeded by ``(seed, split, class, index)``, so adding classes or images leaves the others unchanged.
+    ``class_colours`` paints every shape in its family's base colour (see ``shapes.CLASS_COLOURS``).
     Raises ``ValueError`` for more than :data:`MAX_CLASSES` classes.
     """
     spec = class_list(classes)
@@ -118,6 +126,7 @@ def make_synth_classify(
         "seed": seed,
         "image_size": image_size,
         "classes": [name for name, _, _ in spec],
+        "class_colours": bool(class_colours),
     }
     for split_id, (split, count) in enumerate((("train", per_class), ("val", val_per_class))):
         for cls_id, (name, shape, texture) in enumerate(spec):
@@ -125,7 +134,7 @@ def make_synth_classify(
             cls_dir.mkdir(parents=True)
             for index in range(count):
                 rng = np.random.default_rng([seed, 10 + split_id, cls_id, index])  # 10+: apart from detection
-                _render(rng, image_size, shape, texture).save(
+                _render(rng, image_size, shape, texture, bool(class_colours)).save(
                     cls_dir / f"{index + 1:06d}.png", format="PNG", compress_level=1
                 )
         summary[split] = {"dir": str(out / split), "per_class": count, "images": count * len(spec)}

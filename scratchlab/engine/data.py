@@ -54,7 +54,8 @@ def resolve_data(cfg: DictConfig, out_dir: str | Path) -> DictConfig:
     if is_main_process() and not (root / "annotations" / "instances_val.json").exists():
         log.info("no data keys given: generating a synthetic set under %s", root)
         make_synth_detection(root, s.num_train, s.num_val, s.image_size, s.seed, s.min_object_size,
-                             s.max_objects, s.object_textures, s.shapes, keypoints=s.keypoints)
+                             s.max_objects, s.object_textures, s.shapes, s.class_colours, s.max_object_size,
+                             keypoints=s.keypoints)
     barrier()
     cfg = OmegaConf.create(OmegaConf.to_container(cfg))
     cfg.data.train_json = str(root / "annotations" / "instances_train.json")

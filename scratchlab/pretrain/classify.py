@@ -114,7 +114,7 @@ def _resolve_root(cfg: DictConfig, out: Path) -> Path:
     root, s = out / "data", cfg.classify.synth
     if not (root / "val").is_dir():
         log.info("no data.root given: generating a classification set under %s", root)
-        make_synth_classify(root, s.classes, s.per_class, s.image_size, s.seed)
+        make_synth_classify(root, s.classes, s.per_class, s.image_size, s.seed, class_colours=s.class_colours)
     return root
 
 

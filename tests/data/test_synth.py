@@ -147,3 +147,38 @@ def test_rerun_replaces_and_foreign_folder_is_refused(tmp_path: Path) -> None:
 def test_bad_arguments_raise(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         make_synth_detection(tmp_path, **{**ARGS, **bad})
+
+
+def test_class_colours_paint_each_family_in_its_own_colour(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from scratchlab.data.shapes import CLASS_COLOURS, SHAPES
+
+    make_synth_detection(tmp_path, num_train=6, num_val=0, image_size=64, seed=0, min_object_size=0.3,
+                         max_objects=2, object_textures=["solid"], class_colours=True)
+    data = json.loads(_json(tmp_path, "train"))
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    images = {img["id"]: img for img in data["images"]}
+    checked = 0
+    for ann in data["annotations"]:
+        img = images[ann["image_id"]]
+        rle = mask_utils.frPyObjects(ann["segmentation"], img["height"], img["width"])
+        mask = mask_utils.decode(mask_utils.merge(rle)).astype(bool)
+        pixels = np.asarray(Image.open(tmp_path / "train" / img["file_name"]).convert("RGB"))[mask]
+        base = np.asarray(CLASS_COLOURS[SHAPES.index(cats[ann["category_id"]])], dtype=float)
+        assert np.abs(np.median(pixels, axis=0) - base).max() < 70  # jitter, noise and blur only
+        checked += 1
+    assert checked >= 6
+
+
+def test_max_object_size_bounds_every_object_and_is_validated(tmp_path: Path) -> None:
+    make_synth_detection(tmp_path, num_train=8, num_val=0, image_size=64, seed=0, min_object_size=0.3,
+                         max_objects=3, max_object_size=0.5)
+    data = json.loads(_json(tmp_path, "train"))
+    shorts = {img["id"]: min(img["height"], img["width"]) for img in data["images"]}
+    assert data["annotations"]
+    for ann in data["annotations"]:  # diameter <= 0.5 x short side, so the box fits in it (+1 px raster)
+        assert max(ann["bbox"][2:]) <= 0.5 * shorts[ann["image_id"]] + 1
+    with pytest.raises(ValueError, match="max_object_size"):
+        make_synth_detection(tmp_path / "bad", num_train=1, num_val=0, image_size=64, seed=0,
+                             min_object_size=0.3, max_object_size=0.2)
