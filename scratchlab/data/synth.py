@@ -31,6 +31,7 @@ from scratchlab.data.shapes import (
     unit_outline,
 )
 from scratchlab.data.synth_keypoints import KEYPOINT_FAMILY, crescent_keypoints, keypoint_category
+from scratchlab.utils.io import write_json
 
 __all__ = [
     "CATEGORIES",
@@ -38,7 +39,7 @@ __all__ = [
     "render_scene",
     "mask_to_polygons",
     "prepare_output",
-    "write_json",
+    "write_canonical_json",
 ]
 
 CATEGORIES: list[dict[str, Any]] = [
@@ -49,9 +50,10 @@ MIN_VISIBLE_FRACTION = 0.35  # an instance hidden beyond this is not placed (or,
 MIN_PIXELS = 12  # smaller visible regions are too few pixels to be a fair target
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON with sorted keys and fixed separators, so equal data gives equal bytes."""
-    path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
+def write_canonical_json(path: Path, data: Any) -> None:
+    """Write ``data`` atomically as JSON with sorted keys and fixed separators, so equal data gives equal
+    bytes."""
+    write_json(path, data, sort_keys=True, separators=(",", ":"))
 
 
 def prepare_output(out: Path, kind: str, managed: list[str]) -> None:
@@ -295,7 +297,7 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
                 if ann is not None:
                     anns.append(ann)
         json_path = out / "annotations" / f"instances_{split}.json"
-        write_json(
+        write_canonical_json(
             json_path,
             {
                 "info": {"description": "scratchlab generated shapes", "seed": seed, "split": split},
@@ -311,5 +313,5 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
             "images": count,
             "annotations": len(anns),
         }
-    write_json(out / MARKER, summary)
+    write_canonical_json(out / MARKER, summary)
     return summary

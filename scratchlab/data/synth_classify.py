@@ -24,7 +24,7 @@ from scratchlab.data.shapes import (
     rasterize,
     unit_outline,
 )
-from scratchlab.data.synth import MARKER, prepare_output, write_json
+from scratchlab.data.synth import MARKER, prepare_output, write_canonical_json
 
 __all__ = ["CLASS_TEXTURES", "MAX_CLASSES", "class_list", "make_synth_classify"]
 
@@ -138,5 +138,5 @@ def make_synth_classify(
                     cls_dir / f"{index + 1:06d}.png", format="PNG", compress_level=1
                 )
         summary[split] = {"dir": str(out / split), "per_class": count, "images": count * len(spec)}
-    write_json(out / MARKER, summary)
+    write_canonical_json(out / MARKER, summary)
     return summary
