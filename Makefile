@@ -30,10 +30,12 @@ demo: setup
 
 test: setup browser
 	$(VENV)/bin/ruff check scratchlab tests
+	$(VENV)/bin/ruff format --check scratchlab tests
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check scratchlab tests
+	$(VENV)/bin/ruff format --check scratchlab tests
 
 clean:
 	rm -rf runs .pytest_cache

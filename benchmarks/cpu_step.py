@@ -53,8 +53,10 @@ def main() -> None:
     if prof:
         prof.__exit__(None, None, None)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
-    print(f"{a.config} {' '.join(a.overrides)}: batch {bs}, threads {torch.get_num_threads()}, "
-          f"median {statistics.median(times):.3f} s/step (min {min(times):.3f}, max {max(times):.3f})")
+    print(
+        f"{a.config} {' '.join(a.overrides)}: batch {bs}, threads {torch.get_num_threads()}, "
+        f"median {statistics.median(times):.3f} s/step (min {min(times):.3f}, max {max(times):.3f})"
+    )
 
 
 if __name__ == "__main__":

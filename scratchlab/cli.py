@@ -1,21 +1,21 @@
 """The ``scratchlab`` command. It only parses arguments and calls into the package.
 
-    scratchlab train CONFIG --out DIR [--resume] [key=value ...]
-    scratchlab eval CONFIG --weights FILE [--out DIR] [--per-class] [--dump-detections] [key=value ...]
-    scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [--device auto]
-    scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
-    scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
-    scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
-        [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
-    scratchlab data check ANN.json --images DIR
-    scratchlab data show ANN.json --images DIR --out DIR [-n 16]
-    scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
-    scratchlab pretrain direct CONFIG --out DIR [key=value ...]
-    scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,slurm}] [--gpus-per-node N]
-        [--nodes N] [--partition P] [--timeout MIN] [--max-parallel N]
-    scratchlab study --report-only DIR
-    scratchlab study --status DIR
-    scratchlab demo [--quick] --out DIR
+scratchlab train CONFIG --out DIR [--resume] [key=value ...]
+scratchlab eval CONFIG --weights FILE [--out DIR] [--per-class] [--dump-detections] [key=value ...]
+scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [--device auto]
+scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
+scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
+scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
+    [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
+scratchlab data check ANN.json --images DIR
+scratchlab data show ANN.json --images DIR --out DIR [-n 16]
+scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
+scratchlab pretrain direct CONFIG --out DIR [key=value ...]
+scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,slurm}] [--gpus-per-node N]
+    [--nodes N] [--partition P] [--timeout MIN] [--max-parallel N]
+scratchlab study --report-only DIR
+scratchlab study --status DIR
+scratchlab demo [--quick] --out DIR
 """
 
 from __future__ import annotations
@@ -47,8 +47,13 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         raise ValueError("--dump-detections writes OUT/detections.json: give --out DIR")
     detections = Path(a.out) / "detections.json" if a.dump_detections else None
     figures = a.out if a.per_class and a.out else None
-    results = evaluate_checkpoint(load_config(a.config, a.overrides), a.weights, per_class=a.per_class,
-                                  detections=detections, figures=figures)
+    results = evaluate_checkpoint(
+        load_config(a.config, a.overrides),
+        a.weights,
+        per_class=a.per_class,
+        detections=detections,
+        figures=figures,
+    )
     text = json.dumps(results, indent=2)
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -64,10 +69,18 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .engine.predict import predict
 
-    results = predict(a.weights, a.images, out=a.out, score_thresh=a.score_thresh, device=a.device,
-                      on_image=lambda line: print(line, flush=True))
-    print(f"{len(results)} image(s) drawn in {a.out}; detections in {a.out}/results.json "
-          f"(image ids: {a.out}/images.json)")
+    results = predict(
+        a.weights,
+        a.images,
+        out=a.out,
+        score_thresh=a.score_thresh,
+        device=a.device,
+        on_image=lambda line: print(line, flush=True),
+    )
+    print(
+        f"{len(results)} image(s) drawn in {a.out}; detections in {a.out}/results.json "
+        f"(image ids: {a.out}/images.json)"
+    )
     return 0
 
 
@@ -82,8 +95,9 @@ def _cmd_show(a: argparse.Namespace) -> int:
 def _cmd_synth(a: argparse.Namespace) -> int:
     from .data.synth import make_synth_detection
 
-    summary = make_synth_detection(a.out, a.num_train, a.num_val, a.image_size, a.seed,
-                                   min_object_size=a.min_object_size)
+    summary = make_synth_detection(
+        a.out, a.num_train, a.num_val, a.image_size, a.seed, min_object_size=a.min_object_size
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -91,8 +105,9 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 def _cmd_synth_classify(a: argparse.Namespace) -> int:
     from .data.synth_classify import make_synth_classify
 
-    summary = make_synth_classify(a.out, a.classes, a.per_class, a.image_size, a.seed,
-                                  val_per_class=a.val_per_class)
+    summary = make_synth_classify(
+        a.out, a.classes, a.per_class, a.image_size, a.seed, val_per_class=a.val_per_class
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -100,9 +115,22 @@ def _cmd_synth_classify(a: argparse.Namespace) -> int:
 def _cmd_convert(a: argparse.Namespace) -> int:
     from .data.convert import convert_dataset, format_summary
 
-    print(format_summary(convert_dataset(a.fmt, a.src, a.out, split=a.split, seed=a.seed, attribute=a.attribute,
-                                         class_name=a.class_name, images_dir=a.images_dir,
-                                         masks_dir=a.masks_dir, classes=a.classes)))
+    print(
+        format_summary(
+            convert_dataset(
+                a.fmt,
+                a.src,
+                a.out,
+                split=a.split,
+                seed=a.seed,
+                attribute=a.attribute,
+                class_name=a.class_name,
+                images_dir=a.images_dir,
+                masks_dir=a.masks_dir,
+                classes=a.classes,
+            )
+        )
+    )
     return 0
 
 
@@ -113,8 +141,10 @@ def _cmd_check(a: argparse.Namespace) -> int:
     if problems:
         print(format_report(problems))
     errors = [p for p in problems if p.severity == "error"]
-    print(f"{a.ann}: {'clean' if not errors else f'{len(errors)} error(s)'}"
-          f"{f', {len(problems) - len(errors)} warning(s)' if len(problems) > len(errors) else ''}")
+    print(
+        f"{a.ann}: {'clean' if not errors else f'{len(errors)} error(s)'}"
+        f"{f', {len(problems) - len(errors)} warning(s)' if len(problems) > len(errors) else ''}"
+    )
     return 1 if errors else 0
 
 
@@ -145,15 +175,26 @@ def _cmd_study(a: argparse.Namespace) -> int:
         return 0
     if a.report_only:
         if a.study or a.overrides:  # they would be silently ignored: the arms have run already
-            raise ValueError("scratchlab study --report-only DIR runs no arm: give it no STUDY.yaml or key=value")
+            raise ValueError(
+                "scratchlab study --report-only DIR runs no arm: give it no STUDY.yaml or key=value"
+            )
         study = rebuild_report(a.report_only)
     elif a.study and a.out and a.launcher == "inline":
         study = run_study(a.study, a.out, a.overrides)
     elif a.study and a.out:
         from .study.launcher import launch_study
 
-        study = launch_study(a.study, a.out, a.launcher, overrides=a.overrides, gpus_per_node=a.gpus_per_node, nodes=a.nodes,
-                             partition=a.partition, timeout=a.timeout, max_parallel=a.max_parallel)
+        study = launch_study(
+            a.study,
+            a.out,
+            a.launcher,
+            overrides=a.overrides,
+            gpus_per_node=a.gpus_per_node,
+            nodes=a.nodes,
+            partition=a.partition,
+            timeout=a.timeout,
+            max_parallel=a.max_parallel,
+        )
     else:
         raise ValueError("scratchlab study: give STUDY.yaml --out DIR, --report-only DIR or --status DIR")
     print(study["verdict"]["headline"])
@@ -170,8 +211,12 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scratchlab", description=__doc__.split("\n")[0] if __doc__ else None,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        prog="scratchlab",
+        description=__doc__.split("\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_overrides(sp: argparse.ArgumentParser) -> None:
@@ -186,32 +231,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a whole-detector checkpoint on data.val_json")
     with_overrides(e)
-    e.add_argument("--weights", required=True, help="checkpoint file (model_final.pth or checkpoints/last.pth)")
+    e.add_argument(
+        "--weights", required=True, help="checkpoint file (model_final.pth or checkpoints/last.pth)"
+    )
     e.add_argument("--out", help="folder for eval_metrics.json (and detections.json)")
-    e.add_argument("--per-class", action="store_true",
-                   help="also AP of each class (a table, AP-<class> keys; with --out, OUT/pr_bbox.png etc.)")
-    e.add_argument("--dump-detections", action="store_true",
-                   help="write the detections as COCO results JSON to OUT/detections.json")
+    e.add_argument(
+        "--per-class",
+        action="store_true",
+        help="also AP of each class (a table, AP-<class> keys; with --out, OUT/pr_bbox.png etc.)",
+    )
+    e.add_argument(
+        "--dump-detections",
+        action="store_true",
+        help="write the detections as COCO results JSON to OUT/detections.json",
+    )
     e.set_defaults(func=_cmd_eval)
 
     pr = sub.add_parser("predict", help="draw a trained run's detections on images; write COCO results JSON")
-    pr.add_argument("weights", metavar="RUN_DIR_OR_WEIGHTS", help="a finished run directory or its model_final.pth")
+    pr.add_argument(
+        "weights", metavar="RUN_DIR_OR_WEIGHTS", help="a finished run directory or its model_final.pth"
+    )
     pr.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or folders of images")
     pr.add_argument("--out", required=True, help="folder for the drawn images, results.json and images.json")
     pr.add_argument("--score-thresh", type=float, default=0.5, help="keep detections scoring at least this")
     pr.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
     pr.set_defaults(func=_cmd_predict)
 
-    d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(dest="data_cmd",
-                                                                                      required=True)
+    d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(
+        dest="data_cmd", required=True
+    )
     s = d.add_parser("synth", help="generate the synthetic instance-segmentation set (COCO JSON)")
     s.add_argument("--out", required=True)
     s.add_argument("--num-train", type=int, default=160)
     s.add_argument("--num-val", type=int, default=40)
     s.add_argument("--image-size", type=int, default=128)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--min-object-size", type=float, default=0.08,
-                   help="smallest object, as a fraction of the short side (0.2+ drops small objects)")
+    s.add_argument(
+        "--min-object-size",
+        type=float,
+        default=0.08,
+        help="smallest object, as a fraction of the short side (0.2+ drops small objects)",
+    )
     s.set_defaults(func=_cmd_synth)
 
     sc = d.add_parser("synth-classify", help="generate an ImageFolder classification set (pre-training)")
@@ -223,18 +283,32 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_cmd_synth_classify)
 
-    c = d.add_parser("convert", help="convert VOC / VIA / YOLO / LabelMe / instance masks to COCO JSON",
-                     description=_convert_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = d.add_parser(
+        "convert",
+        help="convert VOC / VIA / YOLO / LabelMe / instance masks to COCO JSON",
+        description=_convert_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo", "labelme", "masks"])
     c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file)")
     c.add_argument("--out", required=True)
     c.add_argument("--split", type=float, default=None, help="fraction of images for a seeded val split")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--class-name", metavar="NAME", help="class of objects without one (every object of a single-class set)")
+    c.add_argument(
+        "--class-name",
+        metavar="NAME",
+        help="class of objects without one (every object of a single-class set)",
+    )
     c.add_argument("--attribute", metavar="NAME", help="via: the region attribute that holds the class")
-    c.add_argument("--images-dir", metavar="DIR", help="masks: image folder, relative to SRC (default images)")
+    c.add_argument(
+        "--images-dir", metavar="DIR", help="masks: image folder, relative to SRC (default images)"
+    )
     c.add_argument("--masks-dir", metavar="DIR", help="masks: mask folder, relative to SRC (default masks)")
-    c.add_argument("--classes", metavar="FILE", help="masks: YAML/JSON map of instance id -> class name (or image -> such a map)")
+    c.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="masks: YAML/JSON map of instance id -> class name (or image -> such a map)",
+    )
     c.set_defaults(func=_cmd_convert)
 
     ck = d.add_parser("check", help="validate a COCO dataset: exit 0 when clean, 1 when problems were found")
@@ -242,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--images", required=True, help="folder the file_name entries are relative to")
     ck.set_defaults(func=_cmd_check)
 
-    sh = d.add_parser("show", help="draw the ground truth of a COCO dataset on its images (check a conversion)")
+    sh = d.add_parser(
+        "show", help="draw the ground truth of a COCO dataset on its images (check a conversion)"
+    )
     sh.add_argument("ann", help="COCO annotations JSON")
     sh.add_argument("--images", required=True, help="folder the file_name entries are relative to")
     sh.add_argument("--out", required=True, help="folder for the drawn images")
@@ -263,19 +339,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="run a pre-training vs scratch study and write its report")
     st.add_argument("study", nargs="?", help="study YAML file")
-    st.add_argument("overrides", nargs="*", help="key=value config overrides applied to every arm, e.g. "
-                    "data.train_json=... (point a shipped study at your dataset)")
+    st.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value config overrides applied to every arm, e.g. "
+        "data.train_json=... (point a shipped study at your dataset)",
+    )
     st.add_argument("--out", help="the study's directory (arms, study.json, report)")
-    st.add_argument("--report-only", metavar="DIR",
-                    help="rebuild DIR's verdict (intervals included) and report from DIR/study.json; runs no arm")
-    st.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
-                    help="inline: arms one after another in this process; local/slurm: each arm a submitit job")
+    st.add_argument(
+        "--report-only",
+        metavar="DIR",
+        help="rebuild DIR's verdict (intervals included) and report from DIR/study.json; runs no arm",
+    )
+    st.add_argument(
+        "--launcher",
+        choices=("inline", "local", "slurm"),
+        default="inline",
+        help="inline: arms one after another in this process; local/slurm: each arm a submitit job",
+    )
     st.add_argument("--gpus-per-node", type=int, help="GPUs (= tasks) per node of each job (launcher: block)")
     st.add_argument("--nodes", type=int, help="nodes per job")
     st.add_argument("--partition", help="Slurm partition")
-    st.add_argument("--timeout", type=int, help="each job's time limit in minutes (it then requeues and resumes)")
+    st.add_argument(
+        "--timeout", type=int, help="each job's time limit in minutes (it then requeues and resumes)"
+    )
     st.add_argument("--max-parallel", type=int, help="at most this many jobs queued or running at once")
-    st.add_argument("--status", metavar="DIR", help="print a table of DIR's arms: status, iteration, last AP, job id")
+    st.add_argument(
+        "--status", metavar="DIR", help="print a table of DIR's arms: status, iteration, last AP, job id"
+    )
     st.set_defaults(func=_cmd_study)
 
     dm = sub.add_parser("demo", help="the miniature study on generated data, with a report")

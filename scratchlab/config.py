@@ -34,8 +34,18 @@ from .config_types import (
     infer_type,
 )
 
-__all__ = ["ARCHS", "MASK_ARCHS", "DEFAULTS", "TYPES", "ConfigError", "load_config", "config_from_yaml", "apply_overrides", "to_yaml",
-           "schedule_steps"]
+__all__ = [
+    "ARCHS",
+    "MASK_ARCHS",
+    "DEFAULTS",
+    "TYPES",
+    "ConfigError",
+    "load_config",
+    "config_from_yaml",
+    "apply_overrides",
+    "to_yaml",
+    "schedule_steps",
+]
 
 # Detectors model.arch may name; those with a mask head need instance masks in the data.
 ARCHS = ("mask_rcnn", "faster_rcnn", "keypoint_rcnn", "cascade_mask_rcnn", "cascade_rcnn")
@@ -134,11 +144,19 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
-        "synth": {"num_train": 160, "num_val": 40, "image_size": 128, "seed": 0,
-                  "min_object_size": 0.08, "max_objects": 6, "object_textures": None, "shapes": None,
-                  "keypoints": False,  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
-                  "class_colours": False,  # True: each shape family keeps its own colour
-                  "max_object_size": None},  # a fraction of the side: uniform sizes up to it
+        "synth": {
+            "num_train": 160,
+            "num_val": 40,
+            "image_size": 128,
+            "seed": 0,
+            "min_object_size": 0.08,
+            "max_objects": 6,
+            "object_textures": None,
+            "shapes": None,
+            "keypoints": False,  # True: crescents carry 3 keypoints (back, left_tip, right_tip)
+            "class_colours": False,  # True: each shape family keeps its own colour
+            "max_object_size": None,
+        },  # a fraction of the side: uniform sizes up to it
     },
     "solver": {
         "optimizer": "sgd",  # sgd (momentum) | adamw (betas; the Swin recipes)
@@ -181,8 +199,12 @@ DEFAULTS: dict[str, Any] = {
         # Test-time augmentation for `scratchlab eval` (scratchlab/engine/tta.py): the test size plus these
         # short sides (capped at max_size), each also flipped when `flip`, merged before NMS. Defaults:
         # Detectron's configs/test_time_aug (BBOX_AUG / MASK_AUG SCALES, MAX_SIZE, H_FLIP, SCALE_H_FLIP).
-        "tta": {"enabled": False, "min_sizes": [400, 500, 600, 700, 900, 1000, 1100, 1200], "max_size": 2000,
-                "flip": True},
+        "tta": {
+            "enabled": False,
+            "min_sizes": [400, 500, 600, 700, 900, 1000, 1100, 1200],
+            "max_size": 2000,
+            "flip": True,
+        },
     },
     "log": {"period": 20},
     "checkpoint": {"period": 5000, "keep": 2},
@@ -379,7 +401,9 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         parts = key.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, DictConfig) or part not in node:
-                raise ConfigError(f"unknown config key {key!r} (no {'.'.join(parts[: i + 1])!r} in the schema)")
+                raise ConfigError(
+                    f"unknown config key {key!r} (no {'.'.join(parts[: i + 1])!r} in the schema)"
+                )
             if i < len(parts) - 1:
                 node = node[part]
         typed = _typed(key, _parse_value(value), _schema_node(key))

@@ -13,8 +13,21 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Refused", "ValueType", "Int", "Float", "Number", "Bool", "Str", "Choice", "Pattern", "ListOf",
-           "Optional", "AnyOf", "infer_type"]
+__all__ = [
+    "Refused",
+    "ValueType",
+    "Int",
+    "Float",
+    "Number",
+    "Bool",
+    "Str",
+    "Choice",
+    "Pattern",
+    "ListOf",
+    "Optional",
+    "AnyOf",
+    "infer_type",
+]
 
 
 class Refused(ValueError):
@@ -82,8 +95,16 @@ class Number(ValueType):
 
 class Bool(ValueType):
     name = "bool"
-    _WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
-              "0": False}
+    _WORDS = {
+        "true": True,
+        "yes": True,
+        "on": True,
+        "1": True,
+        "false": False,
+        "no": False,
+        "off": False,
+        "0": False,
+    }
 
     def __call__(self, value: Any) -> bool:
         if isinstance(value, bool):

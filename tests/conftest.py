@@ -31,10 +31,12 @@ def synth_data(tmp_path_factory) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("synth")
     make_synth_detection(root, num_train=12, num_val=4, image_size=64, seed=0)
-    return {"train_json": str(root / "annotations" / "instances_train.json"),
-            "train_images": str(root / "train"),
-            "val_json": str(root / "annotations" / "instances_val.json"),
-            "val_images": str(root / "val")}
+    return {
+        "train_json": str(root / "annotations" / "instances_train.json"),
+        "train_images": str(root / "train"),
+        "val_json": str(root / "annotations" / "instances_val.json"),
+        "val_images": str(root / "val"),
+    }
 
 
 @pytest.fixture
@@ -53,8 +55,15 @@ def tiny_run(tmp_path_factory, synth_data):
     from scratchlab.config import load_config
     from scratchlab.engine import train
 
-    cfg = load_config(MINI, [*TINY, *[f"data.{k}={v}" for k, v in synth_data.items()],
-                             "model.roi_box_head.score_thresh=0.0", "eval.period=0"])
+    cfg = load_config(
+        MINI,
+        [
+            *TINY,
+            *[f"data.{k}={v}" for k, v in synth_data.items()],
+            "model.roi_box_head.score_thresh=0.0",
+            "eval.period=0",
+        ],
+    )
     out = tmp_path_factory.mktemp("tiny_run")
     return out, train(cfg, out)
 
@@ -69,7 +78,18 @@ def hand_made_coco(n_images: int) -> dict:
         images.append({"id": i, "width": 100, "height": 100})
         for _ in range(1 + i % 3):
             x, y, w, h = *rng.uniform(0, 50, 2), *rng.uniform(15, 45, 2)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": 0})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": 1 + i % 2,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }

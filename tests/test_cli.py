@@ -9,7 +9,9 @@ from tests.conftest import MINI, TINY
 from tests.data.test_check import CASES, _clean, _write
 
 
-@pytest.mark.parametrize("case_id, mutate, file, record, fragment, severity", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "case_id, mutate, file, record, fragment, severity", CASES, ids=[c[0] for c in CASES]
+)
 def test_data_check_exit_code_and_line(tmp_path, capsys, case_id, mutate, file, record, fragment, severity):
     data, img_dir = _clean(tmp_path)
     raw = mutate(data, img_dir)
@@ -18,8 +20,9 @@ def test_data_check_exit_code_and_line(tmp_path, capsys, case_id, mutate, file, 
     out = capsys.readouterr()
     assert code == (1 if severity == "error" else 0)
     expected_file = str(ann) if file == "json" else str(img_dir / file)
-    assert any(line.startswith(f"{expected_file}: {record}: ") and fragment in line
-               for line in out.out.splitlines()), out.out
+    assert any(
+        line.startswith(f"{expected_file}: {record}: ") and fragment in line for line in out.out.splitlines()
+    ), out.out
     assert "Traceback" not in out.out + out.err
 
 
@@ -33,8 +36,17 @@ def test_train_validates_the_dataset_first(tmp_path, capsys):
     data, img_dir = _clean(tmp_path)
     data["annotations"][0]["bbox"] = [0, 0, float("nan"), 3]
     ann = _write(tmp_path, json.dumps(data))  # NaN is what json.dumps writes for float("nan")
-    code = main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, f"data.train_json={ann}",
-                 f"data.train_images={img_dir}"])
+    code = main(
+        [
+            "train",
+            str(MINI),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY,
+            f"data.train_json={ann}",
+            f"data.train_images={img_dir}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "failed validation" in err and "annotation id 1" in err and str(ann) in err
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -47,16 +59,50 @@ def test_unknown_override_key_is_a_clean_error(tmp_path, capsys):
 
 def test_synth_command_is_deterministic(tmp_path):
     for name in ("a", "b"):
-        assert main(["data", "synth", "--out", str(tmp_path / name), "--num-train", "3", "--num-val", "2",
-                     "--image-size", "48", "--seed", "7"]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "synth",
+                    "--out",
+                    str(tmp_path / name),
+                    "--num-train",
+                    "3",
+                    "--num-val",
+                    "2",
+                    "--image-size",
+                    "48",
+                    "--seed",
+                    "7",
+                ]
+            )
+            == 0
+        )
     for split in ("train", "val"):
         rel = f"annotations/instances_{split}.json"
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
 def test_synth_classify_command_layout(tmp_path):
-    assert main(["data", "synth-classify", "--out", str(tmp_path), "--classes", "3", "--per-class", "4",
-                 "--image-size", "32", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synth-classify",
+                "--out",
+                str(tmp_path),
+                "--classes",
+                "3",
+                "--per-class",
+                "4",
+                "--image-size",
+                "32",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     train_dirs = sorted(p.name for p in (tmp_path / "train").iterdir())
     assert len(train_dirs) == 3 and sorted(p.name for p in (tmp_path / "val").iterdir()) == train_dirs
     assert all(len(list((tmp_path / "train" / d).glob("*.png"))) == 4 for d in train_dirs)
@@ -66,23 +112,38 @@ def test_python_dash_m_entry_point():
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "scratchlab", "--help"], capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "scratchlab", "--help"], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0 and "scratchlab" in res.stdout and "demo" in res.stdout
 
 
 MINI_DIR = MINI.parent
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in MINI_DIR.glob("*.yaml") if p.name != "mask_rcnn_gn_pretrained.yaml"))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in MINI_DIR.glob("*.yaml") if p.name != "mask_rcnn_gn_pretrained.yaml")
+)
 def test_every_mini_config_trains_with_nothing_else(tmp_path, name):
     # No data keys: the run generates its own set (made tiny here, like the model).
     out = tmp_path / "run"
-    assert main(["train", str(MINI_DIR / name), "--out", str(out), *TINY, "solver.max_iter=2", "eval.period=0"]) == 0
+    assert (
+        main(["train", str(MINI_DIR / name), "--out", str(out), *TINY, "solver.max_iter=2", "eval.period=0"])
+        == 0
+    )
     assert (out / "data" / "annotations" / "instances_train.json").is_file()
     assert json.loads((out / "final_metrics.json").read_text())["iteration"] == 2
 
 
 def test_pretrained_mini_config_without_backbone_says_how_to_make_one(tmp_path, capsys):
-    code = main(["train", str(MINI_DIR / "mask_rcnn_gn_pretrained.yaml"), "--out", str(tmp_path), *TINY,
-                 "model.init=" + str(tmp_path / "missing" / "backbone.pth")])
+    code = main(
+        [
+            "train",
+            str(MINI_DIR / "mask_rcnn_gn_pretrained.yaml"),
+            "--out",
+            str(tmp_path),
+            *TINY,
+            "model.init=" + str(tmp_path / "missing" / "backbone.pth"),
+        ]
+    )
     assert code == 2 and "scratchlab pretrain classify" in capsys.readouterr().err

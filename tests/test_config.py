@@ -27,8 +27,10 @@ def test_base_chain_merges_and_leaf_wins():
 
 
 def test_override_sets_typed_values():
-    cfg = load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml",
-                      ["solver.base_lr=0.01", "input.min_size_train=[96, 128]", "data.subset=null"])
+    cfg = load_config(
+        CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml",
+        ["solver.base_lr=0.01", "input.min_size_train=[96, 128]", "data.subset=null"],
+    )
     assert cfg.solver.base_lr == 0.01
     assert list(cfg.input.min_size_train) == [96, 128]
     assert cfg.data.subset is None
@@ -87,14 +89,17 @@ def test_paper_recipe_values_in_coco_base():
     assert cfg.model.roi_box_head.num_conv == 4 and cfg.model.roi_box_head.num_fc == 1
 
 
-@pytest.mark.parametrize(("overrides", "steps"), [
-    ([], [60_000, 80_000]),  # Detectron/Detectron2 1x
-    (["solver.max_iter=60000"], [40_000, 53_333]),  # shorter than 1x: the same fractions
-    (["solver.schedule=2"], [120_000, 160_000]),  # the paper: last 60k and last 20k
-    (["solver.schedule=3"], [210_000, 250_000]),  # also Detectron2's 3x
-    (["solver.schedule=6"], [480_000, 520_000]),
-    (["solver.constant_lr=true"], []),
-])
+@pytest.mark.parametrize(
+    ("overrides", "steps"),
+    [
+        ([], [60_000, 80_000]),  # Detectron/Detectron2 1x
+        (["solver.max_iter=60000"], [40_000, 53_333]),  # shorter than 1x: the same fractions
+        (["solver.schedule=2"], [120_000, 160_000]),  # the paper: last 60k and last 20k
+        (["solver.schedule=3"], [210_000, 250_000]),  # also Detectron2's 3x
+        (["solver.schedule=6"], [480_000, 520_000]),
+        (["solver.constant_lr=true"], []),
+    ],
+)
 def test_schedule_rule(overrides, steps):
     assert schedule_steps(load_config(None, overrides)) == steps
 
@@ -122,20 +127,23 @@ def test_float_written_1e_3_is_a_float_in_override_and_yaml(tmp_path):
     assert cfg.solver.warmup_factor == 0.01
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("solver.base_lr=abc", "solver.base_lr='abc': expected float"),
-    ("solver.ims_per_batch=2.5", "solver.ims_per_batch=2.5: expected int"),
-    ("data.check=maybe", "data.check='maybe': expected bool"),
-    ("input.min_size_train=[600, big]", "input.min_size_train=[600, 'big']: expected int | list[int]"),
-    ("model.arch=retinanet", "model.arch='retinanet': expected one of 'mask_rcnn' | 'faster_rcnn'"),
-    ("model.norm=gn", "model.norm='gn': expected one of 'GN'"),
-    ("model.fpn.norm=LN", "model.fpn.norm='LN': expected one of"),
-    ("model.backbone.depth=200", "model.backbone.depth=200: expected one of 18 | 34 | 50 | 101 | 152"),
-    ("solver.amp_dtype=fp16", "solver.amp_dtype='fp16': expected one of 'float16' | 'bfloat16'"),
-    ("classify.lr_schedule=poly", "classify.lr_schedule='poly': expected one of 'step' | 'cosine'"),
-    ("device=gpu", "device='gpu': expected auto | cpu | cuda"),
-    ("solver=3", "solver=3: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("solver.base_lr=abc", "solver.base_lr='abc': expected float"),
+        ("solver.ims_per_batch=2.5", "solver.ims_per_batch=2.5: expected int"),
+        ("data.check=maybe", "data.check='maybe': expected bool"),
+        ("input.min_size_train=[600, big]", "input.min_size_train=[600, 'big']: expected int | list[int]"),
+        ("model.arch=retinanet", "model.arch='retinanet': expected one of 'mask_rcnn' | 'faster_rcnn'"),
+        ("model.norm=gn", "model.norm='gn': expected one of 'GN'"),
+        ("model.fpn.norm=LN", "model.fpn.norm='LN': expected one of"),
+        ("model.backbone.depth=200", "model.backbone.depth=200: expected one of 18 | 34 | 50 | 101 | 152"),
+        ("solver.amp_dtype=fp16", "solver.amp_dtype='fp16': expected one of 'float16' | 'bfloat16'"),
+        ("classify.lr_schedule=poly", "classify.lr_schedule='poly': expected one of 'step' | 'cosine'"),
+        ("device=gpu", "device='gpu': expected auto | cpu | cuda"),
+        ("solver=3", "solver=3: expected a mapping"),
+    ],
+)
 def test_value_of_the_wrong_type_is_refused_naming_key_value_and_type(override, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(MINI, [override])
@@ -149,8 +157,16 @@ def test_wrong_type_in_yaml_is_refused_naming_the_file(tmp_path):
 
 
 def test_optional_and_union_keys_keep_what_was_written():
-    cfg = load_config(MINI, ["data.subset=1", "solver.clip_grad_norm=null", "device=cuda:1",
-                             "model.fpn.norm=''", "input.min_size_train=96"])
+    cfg = load_config(
+        MINI,
+        [
+            "data.subset=1",
+            "solver.clip_grad_norm=null",
+            "device=cuda:1",
+            "model.fpn.norm=''",
+            "input.min_size_train=96",
+        ],
+    )
     assert cfg.data.subset == 1 and isinstance(cfg.data.subset, int)  # one image, not the whole set
     assert isinstance(load_config(MINI, ["data.subset=1.0"]).data.subset, float)
     assert cfg.solver.clip_grad_norm is None and cfg.device == "cuda:1"
@@ -173,12 +189,18 @@ def test_checkpoint_config_text_is_typed_like_a_file():
 
 
 MINI_STEPS = {  # every shipped mini recipe (and direct stage): the 90k rule scaled to a 150-iteration 1x
-    "mask_rcnn_gn_scratch.yaml": [100, 133], "mask_rcnn_bn_scratch.yaml": [100, 133],
-    "mask_rcnn_gn_pretrained.yaml": [100, 133], "faster_rcnn_gn_scratch.yaml": [100, 133],
-    "keypoint_rcnn_gn_scratch.yaml": [100, 133], "cascade_mask_rcnn_gn_scratch.yaml": [100, 133],
+    "mask_rcnn_gn_scratch.yaml": [100, 133],
+    "mask_rcnn_bn_scratch.yaml": [100, 133],
+    "mask_rcnn_gn_pretrained.yaml": [100, 133],
+    "faster_rcnn_gn_scratch.yaml": [100, 133],
+    "keypoint_rcnn_gn_scratch.yaml": [100, 133],
+    "cascade_mask_rcnn_gn_scratch.yaml": [100, 133],
     "mask_rcnn_swin_t.yaml": [100, 133],
-    "classify_gn.yaml": [100, 133], "direct_gn.yaml stage 1": [], "direct_gn.yaml stage 2": [100, 133],
-    "direct_bn.yaml stage 1": [], "direct_bn.yaml stage 2": [100, 133],
+    "classify_gn.yaml": [100, 133],
+    "direct_gn.yaml stage 1": [],
+    "direct_gn.yaml stage 2": [100, 133],
+    "direct_bn.yaml stage 1": [],
+    "direct_bn.yaml stage 2": [100, 133],
     "tiny.yaml": [4, 5],  # the tests' and demo --quick's 6-iteration 1x
 }
 

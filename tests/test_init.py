@@ -13,8 +13,12 @@ def test_notebook_api_names_the_real_functions_with_examples():
     from scratchlab.engine import train as real_train
     from scratchlab.engine.predict import predict as real_predict
 
-    assert (load_config, train, evaluate, predict) == (real_load_config, real_train, evaluate_checkpoint,
-                                                       real_predict)
+    assert (load_config, train, evaluate, predict) == (
+        real_load_config,
+        real_train,
+        evaluate_checkpoint,
+        real_predict,
+    )
     for fn in (load_config, train, evaluate, predict):
         assert "Example::" in fn.__doc__, fn.__name__
     assert set(scratchlab.__all__) == {"load_config", "train", "evaluate", "predict"}
@@ -23,4 +27,6 @@ def test_notebook_api_names_the_real_functions_with_examples():
 def test_import_stays_light():
     code = "import sys, scratchlab; assert 'torch' not in sys.modules, 'import scratchlab pulled in torch'"
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+    )

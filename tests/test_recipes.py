@@ -60,8 +60,13 @@ def _train_size(cfg: DictConfig) -> str:
     return _sizes(i.min_size_train, i.max_size_train)
 
 
-ARCH_NAMES = {"mask_rcnn": "Mask R-CNN", "faster_rcnn": "Faster R-CNN", "keypoint_rcnn": "Keypoint R-CNN",
-              "cascade_mask_rcnn": "Cascade Mask R-CNN", "cascade_rcnn": "Cascade R-CNN"}
+ARCH_NAMES = {
+    "mask_rcnn": "Mask R-CNN",
+    "faster_rcnn": "Faster R-CNN",
+    "keypoint_rcnn": "Keypoint R-CNN",
+    "cascade_mask_rcnn": "Cascade Mask R-CNN",
+    "cascade_rcnn": "Cascade R-CNN",
+}
 
 
 def _norms(cfg: DictConfig) -> str:

@@ -93,7 +93,9 @@ class _Checker:
         self.file, self.images_dir, self.progress = str(ann_json), images_dir, progress
         self.problems: list[Problem] = []
 
-    def add(self, record: str, message: str, kind: str, severity: str = "error", file: str | None = None) -> None:
+    def add(
+        self, record: str, message: str, kind: str, severity: str = "error", file: str | None = None
+    ) -> None:
         self.problems.append(Problem(file or self.file, record, message, severity, kind))
 
     # ---- top level -------------------------------------------------------------------------------
@@ -109,8 +111,12 @@ class _Checker:
         except json.JSONDecodeError as err:
             return self.add(f"line {err.lineno} column {err.colno}", f"not valid JSON: {err.msg}", "json")
         if not isinstance(data, dict):
-            return self.add("top level", f"is a JSON {type(data).__name__}, expected an object with "
-                            "'images', 'annotations' and 'categories'", "structure")
+            return self.add(
+                "top level",
+                f"is a JSON {type(data).__name__}, expected an object with "
+                "'images', 'annotations' and 'categories'",
+                "structure",
+            )
         return data
 
     def section(self, data: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
@@ -137,11 +143,17 @@ class _Checker:
         for i, e in entries:
             v = e.get("id")
             if not _is_int(v):
-                self.add(f"{key}[{i}]", "missing 'id'" if v is None else f"id {_describe(v)} is not an integer",
-                         "id")
+                self.add(
+                    f"{key}[{i}]",
+                    "missing 'id'" if v is None else f"id {_describe(v)} is not an integer",
+                    "id",
+                )
             elif v in by_id:
-                self.add(f"{what} id {v}", f"duplicate id: {key}[{first[v]}] and {key}[{i}] both use it",
-                         "duplicate-id")
+                self.add(
+                    f"{what} id {v}",
+                    f"duplicate id: {key}[{first[v]}] and {key}[{i}] both use it",
+                    "duplicate-id",
+                )
             else:
                 by_id[v], first[v] = e, i
         return by_id
@@ -203,10 +215,16 @@ class _Checker:
         if ok and (info.width, info.height) != (img["width"], img["height"]):
             hint = ""
             if info.orientation != 1:
-                hint = (f" (stored {info.stored_width}x{info.stored_height}, EXIF orientation "
-                        f"{info.orientation})")
-            self.add(rec, f"declared {img['width']}x{img['height']} but the image is "
-                     f"{info.width}x{info.height} after EXIF orientation{hint}", "size-mismatch", file=str(path))
+                hint = (
+                    f" (stored {info.stored_width}x{info.stored_height}, EXIF orientation {info.orientation})"
+                )
+            self.add(
+                rec,
+                f"declared {img['width']}x{img['height']} but the image is "
+                f"{info.width}x{info.height} after EXIF orientation{hint}",
+                "size-mismatch",
+                file=str(path),
+            )
         return ok
 
     def bbox(self, rec: str, box: Any, size: tuple[int, int] | None) -> None:
@@ -235,56 +253,85 @@ class _Checker:
                 elif not all(_is_num(v) for v in poly):
                     self.add(rec, f"{where} holds values that are not finite numbers", "segmentation")
                 elif len(poly) % 2 or len(poly) < 6:
-                    self.add(rec, f"{where} has {len(poly)} values; a polygon needs an even count >= 6 "
-                             "(3 points)", "segmentation")
-                elif size is not None and (min(poly) < -BOX_TOLERANCE or max(poly[0::2]) > size[0] + BOX_TOLERANCE
-                                           or max(poly[1::2]) > size[1] + BOX_TOLERANCE):
+                    self.add(
+                        rec,
+                        f"{where} has {len(poly)} values; a polygon needs an even count >= 6 (3 points)",
+                        "segmentation",
+                    )
+                elif size is not None and (
+                    min(poly) < -BOX_TOLERANCE
+                    or max(poly[0::2]) > size[0] + BOX_TOLERANCE
+                    or max(poly[1::2]) > size[1] + BOX_TOLERANCE
+                ):
                     self.add(rec, f"{where} has points outside the {size[0]}x{size[1]} image", "segmentation")
         elif isinstance(seg, dict):
             self.rle(rec, seg, size)
         else:
-            self.add(rec, f"segmentation must be a polygon list or an RLE object, got {_describe(seg)}",
-                     "segmentation")
+            self.add(
+                rec,
+                f"segmentation must be a polygon list or an RLE object, got {_describe(seg)}",
+                "segmentation",
+            )
 
     def rle(self, rec: str, seg: dict[str, Any], size: tuple[int, int] | None) -> None:
         rle_size, counts = seg.get("size"), seg.get("counts")
-        if not (isinstance(rle_size, list) and len(rle_size) == 2 and all(_is_int(v) and v > 0 for v in rle_size)):
-            return self.add(rec, f"RLE 'size' must be [height, width], got {_describe(rle_size)}", "segmentation")
+        if not (
+            isinstance(rle_size, list) and len(rle_size) == 2 and all(_is_int(v) and v > 0 for v in rle_size)
+        ):
+            return self.add(
+                rec, f"RLE 'size' must be [height, width], got {_describe(rle_size)}", "segmentation"
+            )
         h, w = rle_size
         if size is not None and (h, w) != (size[1], size[0]):
-            self.add(rec, f"RLE size {rle_size} does not match the image's [height, width] "
-                     f"[{size[1]}, {size[0]}]", "segmentation")
+            self.add(
+                rec,
+                f"RLE size {rle_size} does not match the image's [height, width] [{size[1]}, {size[0]}]",
+                "segmentation",
+            )
         if isinstance(counts, str):
             runs = _rle_string_counts(counts)
         elif isinstance(counts, list) and all(_is_int(v) for v in counts):
             runs = counts
         else:
-            return self.add(rec, f"RLE 'counts' must be a string or a list of integers, got {_describe(counts)}",
-                            "segmentation")
+            return self.add(
+                rec,
+                f"RLE 'counts' must be a string or a list of integers, got {_describe(counts)}",
+                "segmentation",
+            )
         if runs is None or any(r < 0 for r in runs) or sum(runs) != h * w:
             return self.add(rec, f"RLE 'counts' do not decode to a {h}x{w} mask", "segmentation")
         try:
             from pycocotools import mask as mask_utils
 
-            obj = mask_utils.frPyObjects(seg, h, w) if isinstance(counts, list) else \
-                {"size": rle_size, "counts": counts.encode("ascii")}
+            obj = (
+                mask_utils.frPyObjects(seg, h, w)
+                if isinstance(counts, list)
+                else {"size": rle_size, "counts": counts.encode("ascii")}
+            )
             mask_utils.area(obj)
         except Exception as err:  # pycocotools raises assorted types for bad RLEs
             self.add(rec, f"RLE rejected by pycocotools: {err}", "segmentation")
 
-    def annotation(self, rec: str, a: dict[str, Any], images: dict, cats: dict,
-                   sizes: dict[Any, tuple[int, int]]) -> None:
+    def annotation(
+        self, rec: str, a: dict[str, Any], images: dict, cats: dict, sizes: dict[Any, tuple[int, int]]
+    ) -> None:
         if _is_int(a.get("id")) and a["id"] <= 0:
             # pycocotools' matcher stores matched gt ids and treats 0 as "no match": AP would be wrong.
             self.add(rec, "annotation ids must be >= 1 (pycocotools treats id 0 as unmatched)", "id")
         image_id = a.get("image_id")
         if _key(image_id) not in images:
-            self.add(rec, "missing 'image_id'" if image_id is None else f"unknown image_id {_describe(image_id)}",
-                     "reference")
+            self.add(
+                rec,
+                "missing 'image_id'" if image_id is None else f"unknown image_id {_describe(image_id)}",
+                "reference",
+            )
         cat = a.get("category_id")
         if _key(cat) not in cats:
-            self.add(rec, "missing 'category_id'" if cat is None else f"unknown category_id {_describe(cat)}",
-                     "reference")
+            self.add(
+                rec,
+                "missing 'category_id'" if cat is None else f"unknown category_id {_describe(cat)}",
+                "reference",
+            )
         size = sizes.get(_key(image_id))
         if "bbox" not in a:
             self.add(rec, "missing 'bbox'", "bbox")
@@ -320,11 +367,17 @@ class _Checker:
         anns = self.ids(ann_entries, "annotation", "annotations")
         folder_ok = self.images_dir.is_dir()
         if not folder_ok:
-            self.add("images folder", "not a folder; image files were not checked", "missing-image",
-                     file=str(self.images_dir))
+            self.add(
+                "images folder",
+                "not a folder; image files were not checked",
+                "missing-image",
+                file=str(self.images_dir),
+            )
         sizes: dict[Any, tuple[int, int]] = {}
         names: dict[str, str] = {}
-        bar = tqdm(img_entries, desc=f"checking {Path(self.file).name}", unit="img", disable=not self.progress)
+        bar = tqdm(
+            img_entries, desc=f"checking {Path(self.file).name}", unit="img", disable=not self.progress
+        )
         for i, img in bar:
             rec = f"image id {img['id']}" if images.get(_key(img.get("id"))) is img else f"images[{i}]"
             if self.image(rec, img, names, on_disk=folder_ok) and _is_int(img.get("id")):
@@ -339,8 +392,9 @@ class _Checker:
         return self.problems
 
 
-def check_dataset(ann_json: str | os.PathLike[str], images_dir: str | os.PathLike[str],
-                  progress: bool = False) -> list[Problem]:
+def check_dataset(
+    ann_json: str | os.PathLike[str], images_dir: str | os.PathLike[str], progress: bool = False
+) -> list[Problem]:
     """Every problem found in the COCO file ``ann_json`` and the images under ``images_dir``.
 
     Never raises for bad input; an empty list (or warnings only) means the dataset is usable.
@@ -350,8 +404,11 @@ def check_dataset(ann_json: str | os.PathLike[str], images_dir: str | os.PathLik
     try:
         return checker.run()
     except Exception as err:  # a checker bug must still end as one report line, not a traceback
-        checker.add("check", f"internal error while checking ({type(err).__name__}: {err}); "
-                    "problems above are still valid", "internal")
+        checker.add(
+            "check",
+            f"internal error while checking ({type(err).__name__}: {err}); problems above are still valid",
+            "internal",
+        )
         return checker.problems
 
 
@@ -370,8 +427,9 @@ def format_report(problems: list[Problem], max_per_kind: int = 10) -> str:
         if shown[p.kind] <= max_per_kind:
             lines.append(str(p))
         elif shown[p.kind] == total[p.kind]:
-            lines.append(f"... and {total[p.kind] - max_per_kind} more '{p.kind}' problems "
-                         f"({total[p.kind]} in all)")
+            lines.append(
+                f"... and {total[p.kind] - max_per_kind} more '{p.kind}' problems ({total[p.kind]} in all)"
+            )
     n_err = sum(p.severity == "error" for p in problems)
     n_warn = len(problems) - n_err
     if not problems:

@@ -25,7 +25,9 @@ def select_subset(image_ids: list[int], subset: float | int | None, seed: int) -
     if subset is None:
         return ids
     if isinstance(subset, bool) or not isinstance(subset, int | float) or subset <= 0:
-        raise ValueError(f"data.subset must be a fraction in (0, 1] or a positive image count, got {subset!r}")
+        raise ValueError(
+            f"data.subset must be a fraction in (0, 1] or a positive image count, got {subset!r}"
+        )
     if isinstance(subset, float) and subset <= 1.0:
         count = max(1, int(round(subset * len(ids))))
     else:
@@ -41,22 +43,30 @@ def select_subset(image_ids: list[int], subset: float | int | None, seed: int) -
 class CocoDetection(torch.utils.data.Dataset):
     """Images and targets from a COCO JSON file.
 
-    Items are ``(image, target)``: ``image`` a float tv_tensors.Image in [0, 1]; ``target`` holds
-    ``boxes`` (XYXY BoundingBoxes), ``labels`` (contiguous 1..K), ``masks`` (when ``with_masks``),
-    ``image_id`` and ``orig_size`` (h, w). Crowd annotations are left out of training targets. With
-``with_keypoints``, ``keypoints`` is [N, K, 3] (x, y, visibility) in pixel coordinates, torchvision's
-Keypoint R-CNN format; an annotation without keypoints (another category) gets K unlabelled points, and a
-point a crop or resize moved off the image becomes unlabelled. :attr:`keypoints` is the dataset's
-:class:`~scratchlab.data.keypoints.KeypointSchema` (names and flip pairs), ``None`` without keypoints.
+        Items are ``(image, target)``: ``image`` a float tv_tensors.Image in [0, 1]; ``target`` holds
+        ``boxes`` (XYXY BoundingBoxes), ``labels`` (contiguous 1..K), ``masks`` (when ``with_masks``),
+        ``image_id`` and ``orig_size`` (h, w). Crowd annotations are left out of training targets. With
+    ``with_keypoints``, ``keypoints`` is [N, K, 3] (x, y, visibility) in pixel coordinates, torchvision's
+    Keypoint R-CNN format; an annotation without keypoints (another category) gets K unlabelled points, and a
+    point a crop or resize moved off the image becomes unlabelled. :attr:`keypoints` is the dataset's
+    :class:`~scratchlab.data.keypoints.KeypointSchema` (names and flip pairs), ``None`` without keypoints.
 
-    An index may be an ``(index, sample_seed)`` pair (what :class:`TrainingBatchSampler` yields):
-    the random transforms then run under that seed, so augmentation is reproducible across resumes
-    and worker counts.
+        An index may be an ``(index, sample_seed)`` pair (what :class:`TrainingBatchSampler` yields):
+        the random transforms then run under that seed, so augmentation is reproducible across resumes
+        and worker counts.
     """
 
-    def __init__(self, ann_file: str | Path, image_root: str | Path, transforms: Any = None,
-                 with_masks: bool = True, subset: float | int | None = None, subset_seed: int = 0,
-                 filter_empty: bool = False, with_keypoints: bool = False) -> None:
+    def __init__(
+        self,
+        ann_file: str | Path,
+        image_root: str | Path,
+        transforms: Any = None,
+        with_masks: bool = True,
+        subset: float | int | None = None,
+        subset_seed: int = 0,
+        filter_empty: bool = False,
+        with_keypoints: bool = False,
+    ) -> None:
         self.ann_file, self.image_root = Path(ann_file), Path(image_root)
         with open(self.ann_file) as f:
             data = json.load(f)
@@ -80,8 +90,12 @@ point a crop or resize moved off the image becomes unlabelled. :attr:`keypoints`
     def annotations_without_keypoints(self) -> list[int]:
         """Ids of the selected (non-crowd) annotations of keypoint categories that carry no keypoints."""
         cats = {c["id"] for c in self.categories if c.get("keypoints")}
-        return [a.get("id") for i in self.ids for a in self.anns[i]
-                if not a.get("iscrowd", 0) and a["category_id"] in cats and not a.get("keypoints")]
+        return [
+            a.get("id")
+            for i in self.ids
+            for a in self.anns[i]
+            if not a.get("iscrowd", 0) and a["category_id"] in cats and not a.get("keypoints")
+        ]
 
     @property
     def num_classes(self) -> int:
@@ -90,8 +104,12 @@ point a crop or resize moved off the image becomes unlabelled. :attr:`keypoints`
     def annotations_without_masks(self) -> list[int]:
         """Ids of the (non-crowd) annotations of the selected images that carry no segmentation: box-only
         data, e.g. converted from VOC or YOLO."""
-        return [a.get("id") for i in self.ids for a in self.anns[i]
-                if not a.get("iscrowd", 0) and not a.get("segmentation")]
+        return [
+            a.get("id")
+            for i in self.ids
+            for a in self.anns[i]
+            if not a.get("iscrowd", 0) and not a.get("segmentation")
+        ]
 
     def num_instances(self, image_id: int) -> int:
         return sum(1 for a in self.anns[image_id] if not a.get("iscrowd", 0))
@@ -126,8 +144,9 @@ point a crop or resize moved off the image becomes unlabelled. :attr:`keypoints`
                     torch.manual_seed(seed)
                     image, target = self.transforms(image, target)
         if self.with_keypoints:
-            target["keypoints"] = _merge_visibility(target.pop("keypoints"), target.pop("keypoints_visibility"),
-                                                    tuple(image.shape[-2:]))
+            target["keypoints"] = _merge_visibility(
+                target.pop("keypoints"), target.pop("keypoints_visibility"), tuple(image.shape[-2:])
+            )
         target["image_id"] = int(info["id"])
         target["orig_size"] = (h, w)
         return image, target
@@ -168,4 +187,3 @@ def _merge_visibility(xy: torch.Tensor, visibility: torch.Tensor, size: tuple[in
 def collate(batch: list) -> tuple[list, list]:
     """Detection batches stay lists: images differ in size, the model pads them itself."""
     return tuple(map(list, zip(*batch, strict=True)))
-

@@ -18,9 +18,23 @@ __all__ = ["KeypointSchema", "keypoint_schema", "flip_index", "COCO_PERSON_KEYPO
 
 # COCO person keypoints in dataset order (person_keypoints_*.json).
 COCO_PERSON_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 
 
@@ -76,6 +90,8 @@ def keypoint_schema(categories: Sequence[dict[str, Any]], where: str = "categori
         raise ValueError(f"{where}: category {first.get('name')!r} keypoints must be a list of names")
     for c in defining[1:]:
         if list(c["keypoints"]) != names:
-            raise ValueError(f"{where}: categories {first.get('name')!r} and {c.get('name')!r} define different "
-                             "keypoint lists; Keypoint R-CNN predicts one list for all classes")
+            raise ValueError(
+                f"{where}: categories {first.get('name')!r} and {c.get('name')!r} define different "
+                "keypoint lists; Keypoint R-CNN predicts one list for all classes"
+            )
     return KeypointSchema(names, flip_index(names, first.get("flip_map")))

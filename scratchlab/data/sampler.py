@@ -30,13 +30,23 @@ class TrainingBatchSampler(Sampler[list[tuple[int, int]]]):
     global batch, ``m = global_batch // accumulate``, ``b = m // world``.
     """
 
-    def __init__(self, size: int, global_batch: int, seed: int, start_iter: int = 0,
-                 rank: int = 0, world: int = 1, accumulate: int = 1) -> None:
+    def __init__(
+        self,
+        size: int,
+        global_batch: int,
+        seed: int,
+        start_iter: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        accumulate: int = 1,
+    ) -> None:
         if size <= 0:
             raise ValueError("the training set is empty: nothing to sample")
         if accumulate < 1 or global_batch % (world * accumulate):
-            raise ValueError(f"batch {global_batch} is not divisible by world size {world} x accumulate "
-                             f"{accumulate} (solver.ims_per_batch, solver.accumulate)")
+            raise ValueError(
+                f"batch {global_batch} is not divisible by world size {world} x accumulate "
+                f"{accumulate} (solver.ims_per_batch, solver.accumulate)"
+            )
         self.size, self.global_batch, self.seed = size, global_batch, seed
         self.start_iter, self.rank, self.world, self.accumulate = start_iter, rank, world, accumulate
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
@@ -61,7 +71,7 @@ class TrainingBatchSampler(Sampler[list[tuple[int, int]]]):
         arguments)."""
         local = self.global_batch // (self.world * self.accumulate)
         first = micro * local * self.world + self.rank * local
-        return self.global_batch_at(iteration)[first:first + local]
+        return self.global_batch_at(iteration)[first : first + local]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         it = self.start_iter
@@ -88,16 +98,26 @@ class GroupedTrainingBatchSampler(TrainingBatchSampler):
     augmentation seed of global position ``i * global_batch + j``.
     """
 
-    def __init__(self, groups: list[int], global_batch: int, seed: int, start_iter: int = 0,
-                 rank: int = 0, world: int = 1, accumulate: int = 1) -> None:
+    def __init__(
+        self,
+        groups: list[int],
+        global_batch: int,
+        seed: int,
+        start_iter: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        accumulate: int = 1,
+    ) -> None:
         super().__init__(len(groups), global_batch, seed, start_iter, rank, world, accumulate)
         self.groups = [int(g) for g in groups]
         counts = [self.groups.count(g) for g in sorted(set(self.groups))]
         whole = sum(c // global_batch for c in counts)
         self.batches_per_epoch = whole + sum(c % global_batch for c in counts) // global_batch
         if self.batches_per_epoch == 0:
-            raise ValueError(f"the training set has {len(groups)} images, fewer than one batch "
-                             f"({global_batch}); aspect-ratio grouping needs at least one full batch")
+            raise ValueError(
+                f"the training set has {len(groups)} images, fewer than one batch "
+                f"({global_batch}); aspect-ratio grouping needs at least one full batch"
+            )
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])
 
     def _batches(self, epoch: int) -> list[list[int]]:
@@ -108,9 +128,9 @@ class GroupedTrainingBatchSampler(TrainingBatchSampler):
             for group in sorted(set(self.groups)):
                 members = [i for i in order if self.groups[i] == group]
                 cut = len(members) - len(members) % b
-                batches += [members[k:k + b] for k in range(0, cut, b)]
+                batches += [members[k : k + b] for k in range(0, cut, b)]
                 leftovers += members[cut:]
-            batches += [leftovers[k:k + b] for k in range(0, len(leftovers) - b + 1, b)]
+            batches += [leftovers[k : k + b] for k in range(0, len(leftovers) - b + 1, b)]
             shuffle = torch.randperm(len(batches), generator=g).tolist()
             self._epoch_batches = (epoch, [batches[k] for k in shuffle])
         return self._epoch_batches[1]

@@ -37,8 +37,14 @@ OBJECT_TEXTURES: tuple[str, ...] = ("solid", "stripes", "checker", "dots", "nois
 # many real categories do (``class_colours``): a cue a small network picks up within minutes, where
 # shape alone under random colours takes thousands of steps.
 CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (225, 45, 45), (45, 175, 65), (55, 85, 225), (235, 210, 45),
-    (200, 60, 205), (45, 200, 210), (245, 135, 35), (235, 235, 235),
+    (225, 45, 45),
+    (45, 175, 65),
+    (55, 85, 225),
+    (235, 210, 45),
+    (200, 60, 205),
+    (45, 200, 210),
+    (245, 135, 35),
+    (235, 235, 235),
 )
 
 

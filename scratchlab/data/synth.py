@@ -126,8 +126,9 @@ def _ring_area(ring: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) / 2
 
 
-def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: float = 0.08,
-                  max_size: float | None = None) -> list[float]:
+def _sample_sizes(
+    rng: np.random.Generator, count: int, short: int, min_size: float = 0.08, max_size: float | None = None
+) -> list[float]:
     """Object diameters: small, medium and (at most one) large, so APs/APm/APl all have targets.
     ``min_size`` (a fraction of the short side) is the smallest object; raising it to 0.2 or more
     removes the small bucket (an easier set for very short CPU schedules). With ``max_size``, every
@@ -148,9 +149,16 @@ def _sample_sizes(rng: np.random.Generator, count: int, short: int, min_size: fl
 
 
 def render_scene(
-    rng: np.random.Generator, height: int, width: int, min_size: float = 0.08, max_objects: int = 6,
-    textures: tuple[str, ...] = OBJECT_TEXTURES, shapes: tuple[str, ...] = SHAPES, class_colours: bool = False,
-    max_size: float | None = None, outlines: list[np.ndarray] | None = None,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    min_size: float = 0.08,
+    max_objects: int = 6,
+    textures: tuple[str, ...] = OBJECT_TEXTURES,
+    shapes: tuple[str, ...] = SHAPES,
+    class_colours: bool = False,
+    max_size: float | None = None,
+    outlines: list[np.ndarray] | None = None,
 ) -> tuple[Image.Image, list[tuple[int, np.ndarray]]]:
     """Draw one scene; return the image and ``(category_id, visible_mask)`` per kept instance
     (``class_colours``: each shape family in its own base colour, see ``shapes.CLASS_COLOURS``;
@@ -221,11 +229,20 @@ def _check_args(**kwargs: int) -> None:
             )
 
 
-def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_size: int, seed: int,
-                         min_object_size: float = 0.08, max_objects: int = 6,
-                         object_textures: Sequence[str] | None = None,
-                         shapes: Sequence[str] | None = None, class_colours: bool = False,
-                         max_object_size: float | None = None, keypoints: bool = False) -> dict:
+def make_synth_detection(
+    out: str | Path,
+    num_train: int,
+    num_val: int,
+    image_size: int,
+    seed: int,
+    min_object_size: float = 0.08,
+    max_objects: int = 6,
+    object_textures: Sequence[str] | None = None,
+    shapes: Sequence[str] | None = None,
+    class_colours: bool = False,
+    max_object_size: float | None = None,
+    keypoints: bool = False,
+) -> dict:
     """Write a generated COCO instance-segmentation set under ``out`` and return a summary.
 
     Layout: ``annotations/instances_{train,val}.json`` and PNG images in ``train/`` and ``val/``
@@ -240,26 +257,36 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
     """
     _check_args(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     if not 0.03 <= float(min_object_size) <= 0.5:
-        raise ValueError(f"make_synth_detection: min_object_size must be in [0.03, 0.5], got {min_object_size!r}")
+        raise ValueError(
+            f"make_synth_detection: min_object_size must be in [0.03, 0.5], got {min_object_size!r}"
+        )
     if max_object_size is not None and not float(min_object_size) < float(max_object_size) <= 1.6:
-        raise ValueError(f"make_synth_detection: max_object_size must be in (min_object_size, 1.6], "
-                         f"got {max_object_size!r}")
+        raise ValueError(
+            f"make_synth_detection: max_object_size must be in (min_object_size, 1.6], "
+            f"got {max_object_size!r}"
+        )
     if not 1 <= int(max_objects) <= 12:
         raise ValueError(f"make_synth_detection: max_objects must be in [1, 12], got {max_objects!r}")
     textures = tuple(object_textures) if object_textures else OBJECT_TEXTURES
     shapes = tuple(shapes) if shapes else SHAPES
     if unknown := set(shapes) - set(SHAPES):
-        raise ValueError(f"make_synth_detection: unknown shapes {sorted(unknown)}; choose from {list(SHAPES)}")
+        raise ValueError(
+            f"make_synth_detection: unknown shapes {sorted(unknown)}; choose from {list(SHAPES)}"
+        )
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(shapes)]
     if keypoints:
         if KEYPOINT_FAMILY not in shapes:
-            raise ValueError(f"make_synth_detection: keypoints are drawn on {KEYPOINT_FAMILY!r} shapes, which "
-                             f"the shapes {list(shapes)} leave out")
+            raise ValueError(
+                f"make_synth_detection: keypoints are drawn on {KEYPOINT_FAMILY!r} shapes, which "
+                f"the shapes {list(shapes)} leave out"
+            )
         categories = [keypoint_category(c) for c in categories]
     keypoint_cat = shapes.index(KEYPOINT_FAMILY) + 1 if keypoints else None
     if unknown := set(textures) - set(OBJECT_TEXTURES):
-        raise ValueError(f"make_synth_detection: unknown object textures {sorted(unknown)}; "
-                         f"choose from {list(OBJECT_TEXTURES)}")
+        raise ValueError(
+            f"make_synth_detection: unknown object textures {sorted(unknown)}; "
+            f"choose from {list(OBJECT_TEXTURES)}"
+        )
     out = Path(out)
     prepare_output(out, "detection", ["annotations", "train", "val", MARKER])
     (out / "annotations").mkdir()
@@ -282,10 +309,18 @@ def make_synth_detection(out: str | Path, num_train: int, num_val: int, image_si
                 short = round(image_size * rng.uniform(0.75, 0.95))
                 height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
             outlines: list[np.ndarray] | None = [] if keypoints else None
-            image, instances = render_scene(rng, height, width, min_object_size, int(max_objects), textures,
-                                            shapes, bool(class_colours),
-                                            None if max_object_size is None else float(max_object_size),
-                                            outlines=outlines)
+            image, instances = render_scene(
+                rng,
+                height,
+                width,
+                min_object_size,
+                int(max_objects),
+                textures,
+                shapes,
+                bool(class_colours),
+                None if max_object_size is None else float(max_object_size),
+                outlines=outlines,
+            )
             image_id = index + 1
             name = f"{image_id:06d}.png"
             image.save(img_dir / name, format="PNG", compress_level=1)  # noise compresses poorly anyway

@@ -63,7 +63,9 @@ def class_list(classes: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def _render(rng: np.random.Generator, size: int, shape: str, texture: str, class_colours: bool = False) -> Any:
+def _render(
+    rng: np.random.Generator, size: int, shape: str, texture: str, class_colours: bool = False
+) -> Any:
     """One image: textured background, small clutter, one large object of the class, maybe more clutter
     (``class_colours``: every shape in its family's base colour, as the detection set's option)."""
     canvas = background(rng, size, size)
@@ -77,7 +79,9 @@ def _render(rng: np.random.Generator, size: int, shape: str, texture: str, class
         outline = unit_outline(name, rng)
         cx, cy = rng.uniform(0.05, 0.95, 2) * size
         m = rasterize(place_outline(outline, cx, cy, d, rng.uniform(0, 2 * math.pi)), size, size)
-        paint(canvas, m, rng, OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))], d, colour=colour(name))
+        paint(
+            canvas, m, rng, OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))], d, colour=colour(name)
+        )
 
     for _ in range(int(rng.integers(0, 3))):
         clutter()

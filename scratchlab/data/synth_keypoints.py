@@ -35,7 +35,7 @@ def _visibility(x: float, y: float, visible: np.ndarray) -> int:
     if not (0 <= x < w and 0 <= y < h):
         return 0
     xi, yi = int(round(x)), int(round(y))
-    near = visible[max(0, yi - 1):yi + 2, max(0, xi - 1):xi + 2]
+    near = visible[max(0, yi - 1) : yi + 2, max(0, xi - 1) : xi + 2]
     return 2 if near.any() else 1
 
 

@@ -15,7 +15,13 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["build_transforms", "RandomLongSideResize", "RandomCropUpTo", "PadTo", "RandomHorizontalFlipKeypoints"]
+__all__ = [
+    "build_transforms",
+    "RandomLongSideResize",
+    "RandomCropUpTo",
+    "PadTo",
+    "RandomHorizontalFlipKeypoints",
+]
 
 # Per-instance target fields that are not tv_tensors the v2 ops know to filter: SanitizeBoundingBoxes
 # drops their rows together with the boxes it drops.
@@ -123,7 +129,7 @@ def build_transforms(input_cfg, train: bool, keypoint_flip: list[int] | None = N
     crop = int(input_cfg.crop_size) if train and input_cfg.crop_size else None
     if train:
         if crop:
-            lo, hi = (input_cfg.scale_jitter or (1.0, 1.0))
+            lo, hi = input_cfg.scale_jitter or (1.0, 1.0)
             ops += [RandomLongSideResize(crop * float(lo), crop * float(hi)), RandomCropUpTo(crop)]
         else:
             sizes = input_cfg.min_size_train

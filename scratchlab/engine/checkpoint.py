@@ -64,8 +64,12 @@ def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
         try:
             return torch.load(path, map_location="cpu", weights_only=True), path
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the older one
-            log.warning("checkpoint %s is unreadable (%s: %s); falling back to the previous one",
-                        path, type(exc).__name__, exc)
+            log.warning(
+                "checkpoint %s is unreadable (%s: %s); falling back to the previous one",
+                path,
+                type(exc).__name__,
+                exc,
+            )
     return None
 
 
@@ -74,8 +78,12 @@ def capture_rng() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -87,8 +95,9 @@ def restore_rng(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -57,7 +57,9 @@ def run_provenance(cfg: Any, model: Any) -> dict[str, Any]:
     """Where the run's initial weights came from (``scratchlab.models.describe_init``) plus the cost of
     that pre-training: counted when scratchlab ran it, :data:`EXTERNAL` for published weights."""
     m = cfg.model
-    prov = describe_init(str(m.init), getattr(model, "init_report", {}) or {}, m.init_data, cfg.data.train_json)
+    prov = describe_init(
+        str(m.init), getattr(model, "init_report", {}) or {}, m.init_data, cfg.data.train_json
+    )
     pre = pretrain_cost(str(m.init))
     prov["cost"] = None if prov["init"] == "random" else pre if pre is not None else EXTERNAL
     return prov

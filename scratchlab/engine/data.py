@@ -23,9 +23,18 @@ from ..data.transforms import build_transforms
 from ..utils.dist import barrier, get_world_size, is_main_process
 from ..utils.io import write_json
 
-__all__ = ["DatasetError", "check_cache_dir", "resolve_data", "validate_data", "build_datasets",
-           "build_val_set", "aspect_groups", "build_train_loader",
-           "require_masks", "with_keypoint_count"]
+__all__ = [
+    "DatasetError",
+    "check_cache_dir",
+    "resolve_data",
+    "validate_data",
+    "build_datasets",
+    "build_val_set",
+    "aspect_groups",
+    "build_train_loader",
+    "require_masks",
+    "with_keypoint_count",
+]
 
 # Part of every cache key: bump it when data/check.py learns a new check, so that verdicts reached
 # without that check are not trusted any more.
@@ -53,9 +62,20 @@ def resolve_data(cfg: DictConfig, out_dir: str | Path) -> DictConfig:
     s = d.synth
     if is_main_process() and not (root / "annotations" / "instances_val.json").exists():
         log.info("no data keys given: generating a synthetic set under %s", root)
-        make_synth_detection(root, s.num_train, s.num_val, s.image_size, s.seed, s.min_object_size,
-                             s.max_objects, s.object_textures, s.shapes, s.class_colours, s.max_object_size,
-                             keypoints=s.keypoints)
+        make_synth_detection(
+            root,
+            s.num_train,
+            s.num_val,
+            s.image_size,
+            s.seed,
+            s.min_object_size,
+            s.max_objects,
+            s.object_textures,
+            s.shapes,
+            s.class_colours,
+            s.max_object_size,
+            keypoints=s.keypoints,
+        )
     barrier()
     cfg = OmegaConf.create(OmegaConf.to_container(cfg))
     cfg.data.train_json = str(root / "annotations" / "instances_train.json")
@@ -106,16 +126,29 @@ def _check_split(ann: str, images: str) -> list[Problem]:
     key = _check_key(ann_path, images_path)
     verdict = check_cache_dir() / f"{key}.json"
     if verdict.is_file():
-        log.info("data check: %s with %s was checked before (%s); not decoding the images again",
-                 ann, images, verdict)
+        log.info(
+            "data check: %s with %s was checked before (%s); not decoding the images again",
+            ann,
+            images,
+            verdict,
+        )
         return []
-    log.info("data check: decoding every image of %s once; a clean result is cached in %s", ann, verdict.parent)
+    log.info(
+        "data check: decoding every image of %s once; a clean result is cached in %s", ann, verdict.parent
+    )
     problems = check_dataset(ann_path, images_path, progress=True)
     errors = [p for p in problems if p.severity == "error"]
     if not errors:
-        _write_verdict(verdict, {"annotations": str(ann_path.resolve()), "images": str(images_path.resolve()),
-                                 "sha256_key": key, "warnings": len(problems),
-                                 "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        _write_verdict(
+            verdict,
+            {
+                "annotations": str(ann_path.resolve()),
+                "images": str(images_path.resolve()),
+                "sha256_key": key,
+                "warnings": len(problems),
+                "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
     return errors
 
 
@@ -160,8 +193,16 @@ def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None
     validation set (original size, no masks needed: the evaluator reads ground truth from the JSON)."""
     d = cfg.data
     keypoints = cfg.model.arch == "keypoint_rcnn"
-    train = CocoDetection(d.train_json, d.train_images, None, with_masks=cfg.model.arch in MASK_ARCHS,
-                          subset=d.subset, subset_seed=d.subset_seed, filter_empty=True, with_keypoints=keypoints)
+    train = CocoDetection(
+        d.train_json,
+        d.train_images,
+        None,
+        with_masks=cfg.model.arch in MASK_ARCHS,
+        subset=d.subset,
+        subset_seed=d.subset_seed,
+        filter_empty=True,
+        with_keypoints=keypoints,
+    )
     flip = list(train.keypoints.flip) if keypoints and train.keypoints else None
     train.transforms = build_transforms(cfg.input, train=True, keypoint_flip=flip)
     return train, build_val_set(cfg) if d.val_json else None
@@ -173,12 +214,16 @@ def with_keypoint_count(cfg: DictConfig, dataset: CocoDetection) -> DictConfig:
     if cfg.model.arch != "keypoint_rcnn":
         return cfg
     if dataset.keypoints is None:
-        raise DatasetError(f"{dataset.ann_file}: no category defines 'keypoints', which model.arch=keypoint_rcnn "
-                           "needs (COCO person_keypoints_*.json, or data.synth.keypoints=true)")
+        raise DatasetError(
+            f"{dataset.ann_file}: no category defines 'keypoints', which model.arch=keypoint_rcnn "
+            "needs (COCO person_keypoints_*.json, or data.synth.keypoints=true)"
+        )
     count, set_count = len(dataset.keypoints), cfg.model.roi_keypoint_head.num_keypoints
     if set_count is not None and int(set_count) != count:
-        raise DatasetError(f"model.roi_keypoint_head.num_keypoints={set_count}, but {dataset.ann_file} defines "
-                           f"{count} keypoints ({', '.join(dataset.keypoints.names)})")
+        raise DatasetError(
+            f"model.roi_keypoint_head.num_keypoints={set_count}, but {dataset.ann_file} defines "
+            f"{count} keypoints ({', '.join(dataset.keypoints.names)})"
+        )
     cfg = OmegaConf.create(OmegaConf.to_container(cfg))
     cfg.model.roi_keypoint_head.num_keypoints = count
     OmegaConf.set_struct(cfg, True)
@@ -189,9 +234,12 @@ def build_val_set(cfg: DictConfig) -> CocoDetection:
     """The validation set alone (``scratchlab eval`` needs no training set)."""
     d = cfg.data
     if not (d.val_json and (d.val_images or d.train_images)):
-        raise DatasetError("evaluation needs data.val_json and data.val_images (a run's config.yaml has both)")
-    return CocoDetection(d.val_json, d.val_images or d.train_images, build_transforms(cfg.input, train=False),
-                         with_masks=False)
+        raise DatasetError(
+            "evaluation needs data.val_json and data.val_images (a run's config.yaml has both)"
+        )
+    return CocoDetection(
+        d.val_json, d.val_images or d.train_images, build_transforms(cfg.input, train=False), with_masks=False
+    )
 
 
 def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
@@ -204,7 +252,8 @@ def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
             raise DatasetError(
                 f"{ds.ann_file}: {len(missing)} annotation(s) have no segmentation (e.g. id {missing[0]}): "
                 f"box-only data cannot train Mask R-CNN (model.arch={cfg.model.arch}). Train a box detector: a "
-                "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn")
+                "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn"
+            )
 
 
 def aspect_groups(dataset: CocoDetection) -> list[int]:
@@ -214,25 +263,35 @@ def aspect_groups(dataset: CocoDetection) -> list[int]:
     for image_id in dataset.ids:
         info = dataset.images[image_id]
         if "width" not in info or "height" not in info:
-            raise DatasetError(f"{dataset.ann_file}: image id {image_id} has no width/height, which "
-                               "data.aspect_ratio_grouping needs")
+            raise DatasetError(
+                f"{dataset.ann_file}: image id {image_id} has no width/height, which "
+                "data.aspect_ratio_grouping needs"
+            )
         groups.append(0 if info["width"] > info["height"] else 1)
     return groups
 
 
-def build_train_loader(cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int,
-                       world: int) -> DataLoader:
+def build_train_loader(
+    cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int, world: int
+) -> DataLoader:
     """The resumable training loader, ``solver.accumulate`` micro-batches per iteration: batches of one aspect
     group when ``data.aspect_ratio_grouping``."""
     batch, seed, accumulate = int(cfg.solver.ims_per_batch), int(cfg.seed), int(cfg.solver.accumulate)
     if cfg.data.aspect_ratio_grouping:
-        sampler = GroupedTrainingBatchSampler(aspect_groups(dataset), batch, seed, start_iter, rank, world,
-                                              accumulate)
+        sampler = GroupedTrainingBatchSampler(
+            aspect_groups(dataset), batch, seed, start_iter, rank, world, accumulate
+        )
     else:
         sampler = TrainingBatchSampler(len(dataset), batch, seed, start_iter, rank, world, accumulate)
     # The loader's own generator: without one, starting an iterator draws its workers' base seed from the
     # global torch RNG, so a resumed run (whose loader starts after the RNG restore) would be one draw
     # ahead of the uninterrupted run from the first step on. Augmentation is seeded per sample anyway.
     generator = torch.Generator().manual_seed(seed + rank)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers),
-                      collate_fn=collate, persistent_workers=False, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=int(cfg.data.num_workers),
+        collate_fn=collate,
+        persistent_workers=False,
+        generator=generator,
+    )

@@ -19,9 +19,13 @@ from .tta import TTADetector
 __all__ = ["evaluate_checkpoint", "format_per_class"]
 
 
-def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = False,
-                        detections: str | Path | None = None,
-                        figures: str | Path | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    cfg: DictConfig,
+    weights: str | Path,
+    per_class: bool = False,
+    detections: str | Path | None = None,
+    figures: str | Path | None = None,
+) -> dict[str, Any]:
     """Load a whole-detector checkpoint and evaluate it on ``data.val_json`` / ``data.val_images``.
 
     Returns ``{"weights", "bbox": {AP, ...}, "segm": {...}}`` (percent); with ``per_class`` each task
@@ -44,8 +48,10 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
     model = build_model(cfg, num_classes=val_set.num_classes).to(device)
     report = getattr(model, "init_report", {}) or {}
     if report.get("missing"):
-        raise ValueError(f"{weights}: not a whole-detector checkpoint for this config; missing keys "
-                         f"{report['missing'][:5]}...")
+        raise ValueError(
+            f"{weights}: not a whole-detector checkpoint for this config; missing keys "
+            f"{report['missing'][:5]}..."
+        )
     evaluator = coco_evaluator(cfg, val_set, per_class=per_class)
     tta = cfg.eval.tta
     if tta.enabled:
@@ -55,8 +61,11 @@ def evaluate_checkpoint(cfg: DictConfig, weights: str | Path, per_class: bool = 
         evaluator.write_results(detections)
     if figures is not None:
         for task in (t for t in ("bbox", "segm") if t in results):
-            plot_pr_curves(evaluator.precision_recall_curves(task, 0.5), f"{task}: precision-recall at IoU 0.5",
-                           Path(figures) / f"pr_{task}.png")
+            plot_pr_curves(
+                evaluator.precision_recall_curves(task, 0.5),
+                f"{task}: precision-recall at IoU 0.5",
+                Path(figures) / f"pr_{task}.png",
+            )
     return {"weights": str(weights), **results}
 
 

@@ -19,14 +19,20 @@ def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False, output_fil
     arch = str(cfg.model.arch)
     extra = ("segm",) if arch in MASK_ARCHS else ("keypoints",) if arch == "keypoint_rcnn" else ()
     sigmas = cfg.eval.keypoint_oks_sigmas
-    return COCOEvaluator(dataset.ann_file, iou_types=("bbox", *extra), label_to_category_id=dataset.label_to_cat_id,
-                         per_category=per_class, output_file=output_file,
-                         oks_sigmas=None if sigmas is None else list(sigmas))
+    return COCOEvaluator(
+        dataset.ann_file,
+        iou_types=("bbox", *extra),
+        label_to_category_id=dataset.label_to_cat_id,
+        per_category=per_class,
+        output_file=output_file,
+        oks_sigmas=None if sigmas is None else list(sigmas),
+    )
 
 
 @torch.no_grad()
-def inference_on_dataset(model: torch.nn.Module, dataset, evaluator, device: torch.device,
-                         batch_size: int = 2) -> dict:
+def inference_on_dataset(
+    model: torch.nn.Module, dataset, evaluator, device: torch.device, batch_size: int = 2
+) -> dict:
     """Predict every image of ``dataset`` (each rank a strided share) and return ``evaluator.evaluate()``.
     The model's own transform resizes for testing and maps outputs back to the original image size.
     The main process shows a progress bar (images of its own share) on stderr."""
@@ -34,10 +40,11 @@ def inference_on_dataset(model: torch.nn.Module, dataset, evaluator, device: tor
     model.eval()
     evaluator.reset()
     indices = list(range(get_rank(), len(dataset), get_world_size()))
-    with tqdm(total=len(indices), desc="evaluating", unit="img", leave=False,
-              disable=not is_main_process()) as progress:
+    with tqdm(
+        total=len(indices), desc="evaluating", unit="img", leave=False, disable=not is_main_process()
+    ) as progress:
         for start in range(0, len(indices), batch_size):
-            images, targets = zip(*(dataset[i] for i in indices[start:start + batch_size]), strict=True)
+            images, targets = zip(*(dataset[i] for i in indices[start : start + batch_size]), strict=True)
             outputs = model([img.to(device) for img in images])
             evaluator.process(list(targets), [{k: v.cpu() for k, v in o.items()} for o in outputs])
             progress.update(len(images))

@@ -44,8 +44,10 @@ class Predictor:
 def _weights_file(path: Path) -> Path:
     if path.is_dir():
         if not (path / "model_final.pth").is_file():
-            raise FileNotFoundError(f"{path}: no model_final.pth (a run directory writes it when training "
-                                    "finishes; pass a run that has finished, or the .pth file itself)")
+            raise FileNotFoundError(
+                f"{path}: no model_final.pth (a run directory writes it when training "
+                "finishes; pass a run that has finished, or the .pth file itself)"
+            )
         return path / "model_final.pth"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such run directory or weights file")
@@ -62,8 +64,10 @@ def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predicto
         raise ValueError(f"{path}: cannot read checkpoint: {type(exc).__name__}: {exc}") from exc
     missing = [k for k in NEEDED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: lacks {missing}; prediction needs a model_final.pth written by "
-                         "`scratchlab train` (it stores the config and the class names with the weights)")
+        raise ValueError(
+            f"{path}: lacks {missing}; prediction needs a model_final.pth written by "
+            "`scratchlab train` (it stores the config and the class names with the weights)"
+        )
     cfg = config_from_yaml(ckpt["config"], f"{path} (config)")
     cfg.model.init = "random"  # the weights come from the checkpoint, not from the run's init source
     model = build_model(cfg, num_classes=len(ckpt["classes"]))
@@ -74,8 +78,9 @@ def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predicto
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    return Predictor(model.to(dev).eval(), cfg, list(ckpt["classes"]), [int(c) for c in ckpt["category_ids"]],
-                     dev)
+    return Predictor(
+        model.to(dev).eval(), cfg, list(ckpt["classes"]), [int(c) for c in ckpt["category_ids"]], dev
+    )
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
@@ -89,8 +94,10 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{item}: no such image file or folder")
     if not files:
-        raise ValueError(f"no images found in {', '.join(map(str, inputs))} "
-                         f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ValueError(
+            f"no images found in {', '.join(map(str, inputs))} "
+            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     return files
 
 
@@ -101,9 +108,14 @@ def _detect(p: Predictor, image: torch.Tensor, score_thresh: float) -> dict[str,
     return {k: v[keep].cpu() for k, v in out.items()}
 
 
-def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path], out: str | Path | None = None,
-            score_thresh: float = 0.5, device: str = "auto",
-            on_image: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+def predict(
+    run_or_weights: str | Path | Predictor,
+    images: Iterable[str | Path],
+    out: str | Path | None = None,
+    score_thresh: float = 0.5,
+    device: str = "auto",
+    on_image: Callable[[str], Any] | None = None,
+) -> list[dict[str, Any]]:
     """Detect objects in ``images`` (files or folders) with a trained run.
 
     With ``out``: each image is written there with its masks, boxes, class names and scores drawn,
@@ -133,21 +145,34 @@ def predict(run_or_weights: str | Path | Predictor, images: Iterable[str | Path]
         drawn = None
         if out_dir is not None:
             captions = [f"{n} {s:.2f}" for n, s in zip(names, det["scores"].tolist(), strict=True)]
-            drawn = save_image(draw_instances(pil, det["boxes"], labels, captions, masks,
-                                              keypoints=det.get("keypoints")),
-                               unique_path(out_dir, file.name, taken))
+            drawn = save_image(
+                draw_instances(pil, det["boxes"], labels, captions, masks, keypoints=det.get("keypoints")),
+                unique_path(out_dir, file.name, taken),
+            )
         records += instances_to_coco_results(image_id, det, p.category_ids)
         images_json.append({"id": image_id, "file_name": str(file), "width": pil.width, "height": pil.height})
         what = f"{count_phrase(names)} (best {det['scores'].max():.2f})" if labels else "no detection"
         summary = f"{file}: {what} at score >= {score_thresh}" + (f" -> {drawn}" if drawn else "")
         if on_image is not None:
             on_image(summary)
-        results.append({"file": str(file), "image_id": image_id, "boxes": det["boxes"], "scores": det["scores"],
-                        "labels": det["labels"], "classes": names, "masks": masks, "drawn": drawn,
-                        "keypoints": det.get("keypoints"), "summary": summary})
+        results.append(
+            {
+                "file": str(file),
+                "image_id": image_id,
+                "boxes": det["boxes"],
+                "scores": det["scores"],
+                "labels": det["labels"],
+                "classes": names,
+                "masks": masks,
+                "drawn": drawn,
+                "keypoints": det.get("keypoints"),
+                "summary": summary,
+            }
+        )
     if out_dir is not None:
         categories = [{"id": c, "name": n} for c, n in zip(p.category_ids, p.classes, strict=True)]
-        write_json(out_dir / "images.json", {"images": images_json, "categories": categories,
-                                              "annotations": []})
+        write_json(
+            out_dir / "images.json", {"images": images_json, "categories": categories, "annotations": []}
+        )
         write_json(out_dir / "results.json", records)
     return results

@@ -10,13 +10,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import max_iter, schedule_steps
 
-__all__ = ["NORM_TYPES", "lr_factor", "lr_at", "param_groups", "build_optimizer", "build_scheduler",
-           "scale_to_world"]
+__all__ = [
+    "NORM_TYPES",
+    "lr_factor",
+    "lr_at",
+    "param_groups",
+    "build_optimizer",
+    "build_scheduler",
+    "scale_to_world",
+]
 
 # Modules whose parameters are normalisation gamma/beta (SyncBatchNorm is a _BatchNorm too);
 # FrozenBatchNorm2d has none. Detectron2's get_default_optimizer_params uses the same list.
-NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm,
-              torch.nn.modules.instancenorm._InstanceNorm, torch.nn.LocalResponseNorm)
+NORM_TYPES = (
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.GroupNorm,
+    torch.nn.LayerNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+    torch.nn.LocalResponseNorm,
+)
 # Parameters that decay like norm parameters (none in every anchor): Swin's position tables, as the
 # Swin / direct-pretraining MMDetection configs' paramwise custom_keys (decay_mult 0).
 NO_DECAY_PARAMS = ("relative_position_bias_table", "absolute_pos_embed")
@@ -52,8 +64,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float, weight_decay_norm:
                 seen.add(id(p))
                 no_decay = isinstance(module, NORM_TYPES) or name in NO_DECAY_PARAMS
                 (norm if no_decay else other).append(p)
-    groups = [{"params": other, "weight_decay": float(weight_decay)},
-              {"params": norm, "weight_decay": float(weight_decay_norm)}]
+    groups = [
+        {"params": other, "weight_decay": float(weight_decay)},
+        {"params": norm, "weight_decay": float(weight_decay_norm)},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -71,7 +85,8 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     s, steps = cfg.solver, schedule_steps(cfg)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, steps, s.gamma, s.warmup_iters, s.warmup_factor))
+        optimizer, lambda it: lr_factor(it, steps, s.gamma, s.warmup_iters, s.warmup_factor)
+    )
 
 
 def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:
@@ -88,13 +103,16 @@ def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:
     s = cfg.solver
     accumulate, reference, batch = int(s.accumulate), int(s.reference_world_size), int(s.ims_per_batch)
     if accumulate < 1 or reference < 0:
-        raise ValueError(f"solver.accumulate must be >= 1 and solver.reference_world_size >= 0, got "
-                         f"{accumulate} and {reference}")
+        raise ValueError(
+            f"solver.accumulate must be >= 1 and solver.reference_world_size >= 0, got "
+            f"{accumulate} and {reference}"
+        )
     devices, note = world * accumulate, ""
     if reference and devices != reference:
         if batch % reference:
-            raise ValueError(f"solver.ims_per_batch={batch} is not divisible by solver.reference_world_size="
-                             f"{reference}")
+            raise ValueError(
+                f"solver.ims_per_batch={batch} is not divisible by solver.reference_world_size={reference}"
+            )
         scale = devices / reference
         cfg = OmegaConf.create(OmegaConf.to_container(cfg))
         s = cfg.solver
@@ -107,11 +125,15 @@ def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:
         cfg.eval.period = _shorter(cfg.eval.period, scale) if cfg.eval.period else 0
         s.reference_world_size = devices
         OmegaConf.set_struct(cfg, True)
-        note = (f" (linear scaling from solver.reference_world_size={reference}: batch and LR x{scale:g}, "
-                f"iterations /{scale:g})")
-    line = (f"batch: {world} device(s) x {int(s.ims_per_batch) // devices} image(s) x {accumulate} micro-step(s) "
-            f"= {s.ims_per_batch} images per iteration; base LR {float(s.base_lr):g}, {max_iter(cfg)} iterations, "
-            f"LR drops at {schedule_steps(cfg)}{note}")
+        note = (
+            f" (linear scaling from solver.reference_world_size={reference}: batch and LR x{scale:g}, "
+            f"iterations /{scale:g})"
+        )
+    line = (
+        f"batch: {world} device(s) x {int(s.ims_per_batch) // devices} image(s) x {accumulate} micro-step(s) "
+        f"= {s.ims_per_batch} images per iteration; base LR {float(s.base_lr):g}, {max_iter(cfg)} iterations, "
+        f"LR drops at {schedule_steps(cfg)}{note}"
+    )
     return cfg, line
 
 

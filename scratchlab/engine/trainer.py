@@ -61,8 +61,11 @@ def _evaluate(model, val_set, cfg: DictConfig, device, output_file: Path | None 
 def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
     """What ``model_final.pth`` carries besides weights so that prediction needs nothing else: the merged
     config (YAML text), the class names and the COCO category id of each label 1..K."""
-    return {"config": to_yaml(cfg), "classes": [c.get("name", str(c["id"])) for c in train_set.categories],
-            "category_ids": [int(c["id"]) for c in train_set.categories]}
+    return {
+        "config": to_yaml(cfg),
+        "classes": [c.get("name", str(c["id"])) for c in train_set.categories],
+        "category_ids": [int(c["id"]) for c in train_set.categories],
+    }
 
 
 def detections_file(out_dir: Path, iteration: int) -> Path:
@@ -98,7 +101,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
         model = torch.nn.parallel.DistributedDataParallel(
-            core, device_ids=[local_rank] if device.type == "cuda" else None)
+            core, device_ids=[local_rank] if device.type == "cuda" else None
+        )
     optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
     scheduler = build_scheduler(cfg, optimizer)
     amp = bool(cfg.solver.amp) and device.type == "cuda"
@@ -122,9 +126,16 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         (out / "config.yaml").write_text(to_yaml(cfg))
 
     def state(iteration: int, rng: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "iteration": iteration,
-                "rng": rng, "cost": cost.as_dict(), "config": to_yaml(cfg)}
+        return {
+            "model": core.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "iteration": iteration,
+            "rng": rng,
+            "cost": cost.as_dict(),
+            "config": to_yaml(cfg),
+        }
 
     def save(iteration: int) -> None:
         """Collective: every rank's RNG state goes into the checkpoint; the main process writes it."""
@@ -158,7 +169,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
                     save(it)  # the state before this step, enough to inspect the failure
                     raise NonFiniteLossError(
                         f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {values[bad[0]]}; the state "
-                        f"before this step is saved in {out / 'checkpoints' / 'last.pth'}")
+                        f"before this step is saved in {out / 'checkpoints' / 'last.pth'}"
+                    )
                 # The mean over micro-steps: the gradient of the whole batch's (per-image mean) loss.
                 scaler.scale(loss / accumulate).backward()
             micro_losses.append({k: v.item() for k, v in loss_dict.items()})
@@ -183,25 +195,35 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             if device.type == "cuda":
                 extra["max_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             losses = {k: sum(m[k] for m in micro_losses) / accumulate for k in micro_losses[0]}
-            writers.write(done, {"loss": sum(losses.values()), **losses, "lr": optimizer.param_groups[0]["lr"],
-                                 **extra})
+            writers.write(
+                done, {"loss": sum(losses.values()), **losses, "lr": optimizer.param_groups[0]["lr"], **extra}
+            )
             timing = {"time": 0.0, "data_time": 0.0, "n": 0}
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
-            writers.write(done, flatten_metrics(_evaluate(core, val_set, cfg, device, detections_file(out, done))))
+            writers.write(
+                done, flatten_metrics(_evaluate(core, val_set, cfg, device, detections_file(out, done)))
+            )
             t_last = time.perf_counter()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0:
             save(done)
-    results = _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
-    final = {"iteration": total, **results,
-             "cost": cost_block(cost, pretrain_cost(cfg.model.init)), "provenance": provenance}
+    results = (
+        _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
+    )
+    final = {
+        "iteration": total,
+        **results,
+        "cost": cost_block(cost, pretrain_cost(cfg.model.init)),
+        "provenance": provenance,
+    }
     save(total)
     if is_main_process():
         writers.write(total, flatten_metrics(results))
-        atomic_torch_save({"model": core.state_dict(), "iteration": total, **run_meta(cfg, train_set)},
-                          out / "model_final.pth")
+        atomic_torch_save(
+            {"model": core.state_dict(), "iteration": total, **run_meta(cfg, train_set)},
+            out / "model_final.pth",
+        )
         write_json(out / "final_metrics.json", final, indent=2)
     writers.close()
     if is_main_process():
         plot_run(out / "metrics.jsonl", out / "plots")
     return final
-

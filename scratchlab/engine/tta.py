@@ -39,7 +39,9 @@ class TTADetector(nn.Module):
     def __init__(self, model: nn.Module, min_sizes: Sequence[int], max_size: int, flip: bool) -> None:
         super().__init__()
         if getattr(model.roi_heads, "keypoint_roi_pool", None) is not None:
-            raise ValueError("eval.tta: test-time augmentation supports box and mask models, not keypoint_rcnn")
+            raise ValueError(
+                "eval.tta: test-time augmentation supports box and mask models, not keypoint_rcnn"
+            )
         self.model, self.max_size = model, int(max_size)
         self.runs = augmentations(model.transform.min_size[-1], min_sizes, flip)
 
@@ -84,8 +86,9 @@ class TTADetector(nn.Module):
         total = None
         for size, flip in self.runs:
             with self._at(size, self._max_size(size), keep_all=False):
-                probs = self._soft_masks(image.flip(-1) if flip else image, _mirror(boxes, w) if flip else boxes,
-                                         labels)
+                probs = self._soft_masks(
+                    image.flip(-1) if flip else image, _mirror(boxes, w) if flip else boxes, labels
+                )
             probs = probs.flip(-1) if flip else probs
             total = probs if total is None else total + probs
         return paste_masks_in_image(total / len(self.runs), boxes, (h, w))
@@ -97,5 +100,7 @@ class TTADetector(nn.Module):
         (rh, rw), (h, w) = batch.image_sizes[0], image.shape[-2:]
         scaled = boxes * torch.tensor([rw / w, rh / h, rw / w, rh / h], device=boxes.device)
         features = m.backbone(batch.tensors)
-        logits = heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(features, [scaled], batch.image_sizes)))
+        logits = heads.mask_predictor(
+            heads.mask_head(heads.mask_roi_pool(features, [scaled], batch.image_sizes))
+        )
         return maskrcnn_inference(logits, [labels])[0]

@@ -77,7 +77,9 @@ def per_image_eval(
         if r.get("image_id") not in gt.imgs:
             raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
     dt = _load_results(gt, detections_for(iou_type, results), "faster_coco_eval")
-    ev = faster_coco_eval.COCOeval_faster(gt, dt, iou_type, separate_eval=True, print_function=lambda *_: None)
+    ev = faster_coco_eval.COCOeval_faster(
+        gt, dt, iou_type, separate_eval=True, print_function=lambda *_: None
+    )
     p = ev.params
     p.areaRng, p.areaRngLbl, p.maxDets = [_ALL_AREAS], ["all"], [int(max_dets)]
     p.imgIds = sorted({int(i) for i in (gt.getImgIds() if img_ids is None else img_ids)})
@@ -123,9 +125,18 @@ def _table(data: Mapping[str, Any]) -> list[list[Any]]:
     thr = np.arange(n_thr, dtype=np.int64)[:, None]
     for i, k, n_gt, scores, match_bits, *ignore_bits in data["cells"]:
         m = (np.asarray(match_bits, dtype=np.int64)[None, :] >> thr) & 1
-        g = (np.asarray(ignore_bits[0] if ignore_bits else [0] * len(scores), dtype=np.int64)[None, :] >> thr) & 1
+        g = (
+            np.asarray(ignore_bits[0] if ignore_bits else [0] * len(scores), dtype=np.int64)[None, :] >> thr
+        ) & 1
         e = _C.ImageEvaluation.__new__(_C.ImageEvaluation)  # pybind11 unpickling: setstate on a new object
-        state = (m.ravel().tolist(), [], [float(s) for s in scores], [False] * n_gt, g.astype(bool).ravel().tolist(), [])
+        state = (
+            m.ravel().tolist(),
+            [],
+            [float(s) for s in scores],
+            [False] * n_gt,
+            g.astype(bool).ravel().tolist(),
+            [],
+        )
         e.__setstate__(state)
         table[k][i] = e
     return table

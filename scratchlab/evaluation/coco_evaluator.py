@@ -175,7 +175,9 @@ def instances_to_coco_results(
     if "keypoints" in output:
         kp = output["keypoints"].detach().cpu().to(torch.float64)
         if kp.dim() != 3 or kp.shape[-1] != 3 or len(kp) != len(boxes):
-            raise ValueError(f"image {image_id}: keypoints must be [N,K,3] with N={len(boxes)}, got {tuple(kp.shape)}")
+            raise ValueError(
+                f"image {image_id}: keypoints must be [N,K,3] with N={len(boxes)}, got {tuple(kp.shape)}"
+            )
         kp[..., 2] = 1.0
         keypoints = kp.reshape(len(kp), -1).tolist()
     results = []
@@ -216,8 +218,9 @@ def keypoint_category_ids(gt: Any) -> list[int]:
     return sorted(c for c, cat in gt.cats.items() if cat.get("keypoints"))
 
 
-def detections_for(iou_type: str, results: Sequence[Mapping[str, Any]], keypoint_cats: Iterable[int] = ()
-                   ) -> list[dict[str, Any]]:
+def detections_for(
+    iou_type: str, results: Sequence[Mapping[str, Any]], keypoint_cats: Iterable[int] = ()
+) -> list[dict[str, Any]]:
     """Copies of ``results`` ready for ``loadRes`` as ``iou_type`` (loadRes writes area/id into each);
     for ``keypoints`` only those of ``keypoint_cats``, each with its box (as Detectron2: the box area
     places a detection in an area range)."""
@@ -227,11 +230,15 @@ def detections_for(iou_type: str, results: Sequence[Mapping[str, Any]], keypoint
         dts = [r for r in dts if r["category_id"] in cats]
         for i, r in enumerate(dts):
             if "keypoints" not in r:
-                raise ValueError(f"keypoints evaluation: result #{i} (image {r.get('image_id')}) has no keypoints")
+                raise ValueError(
+                    f"keypoints evaluation: result #{i} (image {r.get('image_id')}) has no keypoints"
+                )
     if iou_type == "segm":
         for i, r in enumerate(dts):
             if "segmentation" not in r:
-                raise ValueError(f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation")
+                raise ValueError(
+                    f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation"
+                )
             # With a bbox present loadRes takes the box area as the instance area; drop it so the
             # small/medium/large split uses the mask area (as Detectron2 does).
             r.pop("bbox", None)
@@ -313,17 +320,51 @@ def _oks_sigmas(gt: Any, cats: list[int], sigmas: Sequence[float] | None) -> np.
     names = gt.cats[cats[0]]["keypoints"]
     if sigmas is None:
         if len(names) != 17:
-            raise ValueError(f"keypoints evaluation: the ground truth has {len(names)} keypoints ({names}); COCO's "
-                             "OKS sigmas are for 17. Give one sigma per keypoint (eval.keypoint_oks_sigmas)")
-        return np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
+            raise ValueError(
+                f"keypoints evaluation: the ground truth has {len(names)} keypoints ({names}); COCO's "
+                "OKS sigmas are for 17. Give one sigma per keypoint (eval.keypoint_oks_sigmas)"
+            )
+        return (
+            np.array(
+                [
+                    0.26,
+                    0.25,
+                    0.25,
+                    0.35,
+                    0.35,
+                    0.79,
+                    0.79,
+                    0.72,
+                    0.72,
+                    0.62,
+                    0.62,
+                    1.07,
+                    1.07,
+                    0.87,
+                    0.87,
+                    0.89,
+                    0.89,
+                ]
+            )
+            / 10
+        )
     if len(sigmas) != len(names) or min(sigmas) <= 0:
-        raise ValueError(f"eval.keypoint_oks_sigmas: {len(names)} positive values needed (one per keypoint: "
-                         f"{names}), got {list(sigmas)}")
+        raise ValueError(
+            f"eval.keypoint_oks_sigmas: {len(names)} positive values needed (one per keypoint: "
+            f"{names}), got {list(sigmas)}"
+        )
     return np.array([float(v) for v in sigmas])
 
 
-def _accumulated(gt: Any, results: Sequence[Mapping[str, Any]], iou_type: str, backend: str, max_dets: int,
-                 img_ids: Iterable[int] | None, oks_sigmas: Sequence[float] | None = None) -> Any:
+def _accumulated(
+    gt: Any,
+    results: Sequence[Mapping[str, Any]],
+    iou_type: str,
+    backend: str,
+    max_dets: int,
+    img_ids: Iterable[int] | None,
+    oks_sigmas: Sequence[float] | None = None,
+) -> Any:
     """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
     keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
     sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
@@ -367,13 +408,16 @@ def precision_recall_curves(
     t = int(np.argmin(np.abs(np.asarray(p.iouThrs) - iou)))
     if not np.isclose(p.iouThrs[t], iou):
         raise ValueError(f"IoU {iou} is not one of COCOeval's thresholds {list(p.iouThrs)}")
-    precision = np.asarray(coco_eval.eval["precision"])[t, :, :, list(p.areaRngLbl).index("all"),
-                                                          list(p.maxDets).index(max_dets)]
+    precision = np.asarray(coco_eval.eval["precision"])[
+        t, :, :, list(p.areaRngLbl).index("all"), list(p.maxDets).index(max_dets)
+    ]
     curves = {}
     for k, cat_id in enumerate(p.catIds):
         if (precision[:, k] > -1).any():
             curves[gt.cats[cat_id].get("name", str(cat_id))] = {
-                "recall": [float(r) for r in p.recThrs], "precision": precision[:, k].clip(0).tolist()}
+                "recall": [float(r) for r in p.recThrs],
+                "precision": precision[:, k].clip(0).tolist(),
+            }
     return curves
 
 
@@ -480,11 +524,20 @@ class COCOEvaluator(DatasetEvaluator):
             oks_sigmas=self.oks_sigmas,
         )
 
-    def precision_recall_curves(self, iou_type: str = "bbox", iou: float = 0.5) -> dict[str, dict[str, list[float]]]:
+    def precision_recall_curves(
+        self, iou_type: str = "bbox", iou: float = 0.5
+    ) -> dict[str, dict[str, list[float]]]:
         """:func:`precision_recall_curves` of everything processed since the last :meth:`reset`."""
         image_ids, predictions = self._gather()
-        return precision_recall_curves(self._gt, predictions, iou_type, iou, backend=self.backend,
-                                       max_dets=self.max_dets, img_ids=image_ids)
+        return precision_recall_curves(
+            self._gt,
+            predictions,
+            iou_type,
+            iou,
+            backend=self.backend,
+            max_dets=self.max_dets,
+            img_ids=image_ids,
+        )
 
     def write_results(self, path: str | Path) -> Path:
         """Dump the COCO-format detections (bbox, and segmentation when present) as JSON."""

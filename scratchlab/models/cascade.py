@@ -44,20 +44,50 @@ class AgnosticBoxPredictor(nn.Module):
 class CascadeRoIHeads(RoIHeads):
     """RoIHeads whose box branch is a cascade of ``len(heads)`` stages (see the module docstring)."""
 
-    def __init__(self, box_roi_pool: nn.Module, heads: Sequence[nn.Module], predictors: Sequence[nn.Module],
-                 ious: Sequence[float], reg_weights: Sequence[Sequence[float]], loss_weights: Sequence[float],
-                 batch_size_per_image: int, positive_fraction: float, score_thresh: float, nms_thresh: float,
-                 detections_per_img: int, mask_roi_pool=None, mask_head=None, mask_predictor=None) -> None:
+    def __init__(
+        self,
+        box_roi_pool: nn.Module,
+        heads: Sequence[nn.Module],
+        predictors: Sequence[nn.Module],
+        ious: Sequence[float],
+        reg_weights: Sequence[Sequence[float]],
+        loss_weights: Sequence[float],
+        batch_size_per_image: int,
+        positive_fraction: float,
+        score_thresh: float,
+        nms_thresh: float,
+        detections_per_img: int,
+        mask_roi_pool=None,
+        mask_head=None,
+        mask_predictor=None,
+    ) -> None:
         n = len(heads)
         if not (len(predictors) == len(ious) == len(reg_weights) == len(loss_weights) == n >= 1):
-            raise ValueError(f"model.cascade: one IoU, box-coder weight set and loss weight per stage ({n} heads), "
-                             f"got {len(ious)}, {len(reg_weights)}, {len(loss_weights)}")
-        super().__init__(box_roi_pool, heads[0], predictors[0], ious[0], ious[0], batch_size_per_image,
-                         positive_fraction, tuple(reg_weights[0]), score_thresh, nms_thresh, detections_per_img,
-                         mask_roi_pool, mask_head, mask_predictor)
+            raise ValueError(
+                f"model.cascade: one IoU, box-coder weight set and loss weight per stage ({n} heads), "
+                f"got {len(ious)}, {len(reg_weights)}, {len(loss_weights)}"
+            )
+        super().__init__(
+            box_roi_pool,
+            heads[0],
+            predictors[0],
+            ious[0],
+            ious[0],
+            batch_size_per_image,
+            positive_fraction,
+            tuple(reg_weights[0]),
+            score_thresh,
+            nms_thresh,
+            detections_per_img,
+            mask_roi_pool,
+            mask_head,
+            mask_predictor,
+        )
         self.cascade_heads = nn.ModuleList(heads[1:])
         self.cascade_predictors = nn.ModuleList(predictors[1:])
-        self.stage_matchers = [det_utils.Matcher(float(t), float(t), allow_low_quality_matches=False) for t in ious]
+        self.stage_matchers = [
+            det_utils.Matcher(float(t), float(t), allow_low_quality_matches=False) for t in ious
+        ]
         self.stage_coders = [det_utils.BoxCoder(tuple(float(v) for v in w)) for w in reg_weights]
         self.stage_loss_weights = [float(w) for w in loss_weights]
 
@@ -71,8 +101,9 @@ class CascadeRoIHeads(RoIHeads):
             return self.box_head, self.box_predictor
         return self.cascade_heads[t - 1], self.cascade_predictors[t - 1]
 
-    def label_proposals(self, t: int, proposals: list[Tensor], targets: list[dict[str, Tensor]]
-                        ) -> tuple[list[Tensor], list[Tensor]]:
+    def label_proposals(
+        self, t: int, proposals: list[Tensor], targets: list[dict[str, Tensor]]
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """Per image: the matched ground-truth index of each proposal and its label at stage ``t``'s IoU
         threshold (0 = background below it)."""
         matched, labels = [], []
@@ -97,8 +128,10 @@ class CascadeRoIHeads(RoIHeads):
         proposals = [p[k] for p, k in zip(proposals, keep, strict=True)]
         matched = [m[k] for m, k in zip(matched, keep, strict=True)]
         labels = [lab[k] for lab, k in zip(labels, keep, strict=True)]
-        gt = [tg["boxes"][m] if tg["boxes"].numel() else torch.zeros_like(p)
-              for tg, m, p in zip(targets, matched, proposals, strict=True)]
+        gt = [
+            tg["boxes"][m] if tg["boxes"].numel() else torch.zeros_like(p)
+            for tg, m, p in zip(targets, matched, proposals, strict=True)
+        ]
         deltas = self.stage_coders[t].encode(gt, proposals)
         return proposals, matched, labels, torch.cat(deltas, dim=0)
 
@@ -147,9 +180,13 @@ class CascadeRoIHeads(RoIHeads):
             pos = [torch.where(lab > 0)[0] for lab in labels]
             mask_rois = [r[p] for r, p in zip(rois, pos, strict=True)]
             logits = self._mask_logits(features, mask_rois, image_shapes)
-            losses["loss_mask"] = maskrcnn_loss(logits, mask_rois, [tg["masks"] for tg in targets],
-                                                [tg["labels"] for tg in targets],
-                                                [m[p] for m, p in zip(matched, pos, strict=True)])
+            losses["loss_mask"] = maskrcnn_loss(
+                logits,
+                mask_rois,
+                [tg["masks"] for tg in targets],
+                [tg["labels"] for tg in targets],
+                [m[p] for m, p in zip(matched, pos, strict=True)],
+            )
         return [], losses
 
     def _mask_logits(self, features, boxes: list[Tensor], image_shapes) -> Tensor:

@@ -73,8 +73,13 @@ class TrainNoResizeTransform(GeneralizedRCNNTransform):
         return super().resize(image, target)
 
 
-ARCH_LABELS = {"mask_rcnn": "Mask R-CNN", "faster_rcnn": "Faster R-CNN", "keypoint_rcnn": "Keypoint R-CNN",
-               "cascade_mask_rcnn": "Cascade Mask R-CNN", "cascade_rcnn": "Cascade R-CNN"}
+ARCH_LABELS = {
+    "mask_rcnn": "Mask R-CNN",
+    "faster_rcnn": "Faster R-CNN",
+    "keypoint_rcnn": "Keypoint R-CNN",
+    "cascade_mask_rcnn": "Cascade Mask R-CNN",
+    "cascade_rcnn": "Cascade R-CNN",
+}
 
 
 def model_label(cfg: DictConfig) -> str:
@@ -144,14 +149,18 @@ def _keypoint_parts(cfg: DictConfig, channels: int, norm) -> dict:
     Detectron's keypoint_rcnn_R-50-FPN (add_roi_pose_head_v1convX, USE_DECONV_OUTPUT, UP_SCALE 2)."""
     kh = cfg.model.roi_keypoint_head
     if kh.num_keypoints is None:
-        raise ValueError("model.roi_keypoint_head.num_keypoints is unset: the training set's keypoint count "
-                         "fills it (scratchlab train), or set it")
+        raise ValueError(
+            "model.roi_keypoint_head.num_keypoints is unset: the training set's keypoint count "
+            "fills it (scratchlab train), or set it"
+        )
     conv_dim = int(kh.conv_dim)
     head = keypoint_head(channels, [conv_dim] * int(kh.num_conv), norm)
     return dict(
         keypoint_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=14, sampling_ratio=2),
         keypoint_head=head,
-        keypoint_predictor=KeypointRCNNPredictor(conv_dim if int(kh.num_conv) else channels, int(kh.num_keypoints)),
+        keypoint_predictor=KeypointRCNNPredictor(
+            conv_dim if int(kh.num_conv) else channels, int(kh.num_keypoints)
+        ),
     )
 
 
@@ -167,10 +176,21 @@ def _cascade(cfg: DictConfig, heads: RoIHeads, channels: int, norm, n_cls: int) 
         _init_predictors(predictor, None)
         stages.append((head, predictor))
     return CascadeRoIHeads(
-        heads.box_roi_pool, [h for h, _ in stages], [p for _, p in stages], list(c.ious),
-        [list(w) for w in c.bbox_reg_weights], list(c.stage_loss_weights),
-        heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction, heads.score_thresh,
-        heads.nms_thresh, heads.detections_per_img, heads.mask_roi_pool, heads.mask_head, heads.mask_predictor)
+        heads.box_roi_pool,
+        [h for h, _ in stages],
+        [p for _, p in stages],
+        list(c.ious),
+        [list(w) for w in c.bbox_reg_weights],
+        list(c.stage_loss_weights),
+        heads.fg_bg_sampler.batch_size_per_image,
+        heads.fg_bg_sampler.positive_fraction,
+        heads.score_thresh,
+        heads.nms_thresh,
+        heads.detections_per_img,
+        heads.mask_roi_pool,
+        heads.mask_head,
+        heads.mask_predictor,
+    )
 
 
 def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:

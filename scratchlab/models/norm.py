@@ -14,7 +14,14 @@ import torch.distributed as dist
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-__all__ = ["NORM_NAMES", "NormFactory", "resolve_part_norm", "norm_factory", "freeze_batchnorm", "SyncBatchNorm"]
+__all__ = [
+    "NORM_NAMES",
+    "NormFactory",
+    "resolve_part_norm",
+    "norm_factory",
+    "freeze_batchnorm",
+    "SyncBatchNorm",
+]
 
 NORM_NAMES = ("GN", "SyncBN", "BN", "FrozenBN")
 
@@ -103,7 +110,7 @@ class SyncBatchNorm(nn.BatchNorm2d):
         stats = _AllReduceSum.apply(stats)
         total = stats[-1].clamp(min=1)
         mean = stats[:channels] / total
-        var = (stats[channels:2 * channels] / total - mean * mean).clamp(min=0)
+        var = (stats[channels : 2 * channels] / total - mean * mean).clamp(min=0)
         if self.track_running_stats:
             with torch.no_grad():
                 n = stats[-1].item()

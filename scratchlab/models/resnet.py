@@ -63,16 +63,26 @@ class ResNetBody(ResNet):
             raise ValueError(f"model.backbone.width_mult must be > 0, got {width_mult}")
         block, layers = DEPTHS[depth]
         if block is BasicBlock and (groups, width_per_group) != (1, 64):
-            raise ValueError(f"ResNeXt (model.backbone.groups={groups}, width_per_group={width_per_group}) needs "
-                             f"a Bottleneck depth (50, 101, 152), not {depth}")
+            raise ValueError(
+                f"ResNeXt (model.backbone.groups={groups}, width_per_group={width_per_group}) needs "
+                f"a Bottleneck depth (50, 101, 152), not {depth}"
+            )
         if groups < 1 or width_per_group < 1:
-            raise ValueError(f"model.backbone.groups and width_per_group must be >= 1, got {groups}, {width_per_group}")
+            raise ValueError(
+                f"model.backbone.groups and width_per_group must be >= 1, got {groups}, {width_per_group}"
+            )
         # Read by _make_layer, which ResNet.__init__ calls; so it must be set before super().__init__.
         self._width_mult = float(width_mult)
         # zero_init_residual: gamma of each block's last norm (bn2/bn3, GN or BN) starts at 0, so every
         # residual block starts as the identity (Goyal et al. 2017; the GN paper's ImageNet recipe).
-        super().__init__(block, layers, norm_layer=norm_layer, zero_init_residual=zero_init_residual,
-                         groups=groups, width_per_group=width_per_group)
+        super().__init__(
+            block,
+            layers,
+            norm_layer=norm_layer,
+            zero_init_residual=zero_init_residual,
+            groups=groups,
+            width_per_group=width_per_group,
+        )
         del self.avgpool, self.fc  # the detector and the pre-training head pool/classify themselves
         self.depth = depth
         self.stage_channels = [self._scaled(p) * block.expansion for p in (64, 128, 256, 512)]
@@ -121,9 +131,15 @@ def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> Re
     if norm is None:
         raise ValueError("model.norm must name a norm for the backbone (GN, SyncBN, BN, FrozenBN), got ''")
     b = m.backbone
-    return ResNetBody(int(b.depth), float(b.width_mult), norm, zero_init_residual,
-                      stride_in_1x1=bool(b.stride_in_1x1), groups=int(b.groups),
-                      width_per_group=int(b.width_per_group))
+    return ResNetBody(
+        int(b.depth),
+        float(b.width_mult),
+        norm,
+        zero_init_residual,
+        stride_in_1x1=bool(b.stride_in_1x1),
+        groups=int(b.groups),
+        width_per_group=int(b.width_per_group),
+    )
 
 
 def freeze_stages(body: ResNetBody | SwinBody, freeze_at: int) -> ResNetBody | SwinBody:

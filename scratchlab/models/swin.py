@@ -18,8 +18,13 @@ from torchvision.models.swin_transformer import SwinTransformer
 __all__ = ["SwinBody", "SWIN_T"]
 
 # torchvision's swin_t: patch 4, embed 96, depths [2, 2, 6, 2], heads [3, 6, 12, 24], window 7, drop path 0.2.
-SWIN_T = {"depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "embed_dim": 96, "window_size": [7, 7],
-          "stochastic_depth_prob": 0.2}
+SWIN_T = {
+    "depths": [2, 2, 6, 2],
+    "num_heads": [3, 6, 12, 24],
+    "embed_dim": 96,
+    "window_size": [7, 7],
+    "stochastic_depth_prob": 0.2,
+}
 
 
 class SwinBody(SwinTransformer):
@@ -30,8 +35,13 @@ class SwinBody(SwinTransformer):
     2 = + stage 1, ...), the ResNet stage order.
     """
 
-    stage_names = (("features.0",), ("features.1",), ("features.2", "features.3"), ("features.4", "features.5"),
-                   ("features.6", "features.7"))
+    stage_names = (
+        ("features.0",),
+        ("features.1",),
+        ("features.2", "features.3"),
+        ("features.4", "features.5"),
+        ("features.6", "features.7"),
+    )
     # The per-stage output norms the detector adds (as Swin's detection code does): no ImageNet
     # checkpoint holds them, so a weights load leaves them at their initialisation without calling the
     # backbone partial.
@@ -43,10 +53,18 @@ class SwinBody(SwinTransformer):
         embed = max(1, int(round(SWIN_T["embed_dim"] * width_mult)))
         heads = [max(1, embed * 2**i // 32) for i in range(4)]
         if any(embed * 2**i % h for i, h in enumerate(heads)):
-            raise ValueError(f"model.backbone.width_mult={width_mult}: a Swin-T embed width of {embed} does not "
-                             f"split into attention heads of 32 channels ({heads})")
-        super().__init__(patch_size=[4, 4], embed_dim=embed, depths=SWIN_T["depths"], num_heads=heads,
-                         window_size=SWIN_T["window_size"], stochastic_depth_prob=SWIN_T["stochastic_depth_prob"])
+            raise ValueError(
+                f"model.backbone.width_mult={width_mult}: a Swin-T embed width of {embed} does not "
+                f"split into attention heads of 32 channels ({heads})"
+            )
+        super().__init__(
+            patch_size=[4, 4],
+            embed_dim=embed,
+            depths=SWIN_T["depths"],
+            num_heads=heads,
+            window_size=SWIN_T["window_size"],
+            stochastic_depth_prob=SWIN_T["stochastic_depth_prob"],
+        )
         del self.norm, self.permute, self.avgpool, self.flatten, self.head
         self.stage_channels = [embed * 2**i for i in range(4)]
         self.out_channels = self.stage_channels[-1]

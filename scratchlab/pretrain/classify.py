@@ -70,11 +70,19 @@ class BackboneClassifier(nn.Module):
 
 def _transforms(cfg: DictConfig, train: bool) -> v2.Compose:
     size, c = int(cfg.classify.image_size), cfg.classify
-    norm = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(cfg.input.pixel_mean), list(cfg.input.pixel_std))]
+    norm = [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(cfg.input.pixel_mean), list(cfg.input.pixel_std)),
+    ]
     if train:
-        return v2.Compose([v2.RandomResizedCrop(size, scale=(float(c.min_crop_scale), 1.0)),
-                           v2.RandomHorizontalFlip(), *norm])
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(float(c.min_crop_scale), 1.0)),
+                v2.RandomHorizontalFlip(),
+                *norm,
+            ]
+        )
     return v2.Compose([v2.Resize(int(round(size / 0.875))), v2.CenterCrop(size), *norm])
 
 
@@ -99,8 +107,11 @@ def _accuracy(model: nn.Module, val_set: ImageFolder, batch: int, workers: int, 
     for images, labels in DataLoader(share, batch_size=batch, num_workers=workers):
         top = model(images.to(device)).topk(k, dim=1).indices
         hits = top == labels.to(device)[:, None]
-        counts += torch.tensor([hits[:, 0].sum().item(), hits.any(1).sum().item(), len(labels)],
-                               dtype=torch.float64, device=device)
+        counts += torch.tensor(
+            [hits[:, 0].sum().item(), hits.any(1).sum().item(), len(labels)],
+            dtype=torch.float64,
+            device=device,
+        )
     if get_world_size() > 1:
         dist.all_reduce(counts)
     model.train()
@@ -123,12 +134,20 @@ def _train_loader(train_set: ImageFolder, cfg: DictConfig, epoch: int, rank: int
     the workers' seeds of ``(seed, epoch, rank)``, so a run resumed at an epoch boundary sees what the
     uninterrupted one saw. Pinned memory on CUDA, persistent-free workers rebuilt each epoch."""
     c = cfg.classify
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=int(cfg.seed),
-                                 drop_last=True)
+    sampler = DistributedSampler(
+        train_set, num_replicas=world, rank=rank, shuffle=True, seed=int(cfg.seed), drop_last=True
+    )
     sampler.set_epoch(epoch)
     g = torch.Generator().manual_seed(int(cfg.seed) * 100003 + epoch * 1009 + rank)
-    return DataLoader(train_set, batch_size=int(c.batch_size) // world, sampler=sampler, drop_last=True,
-                      generator=g, num_workers=int(cfg.data.num_workers), pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        train_set,
+        batch_size=int(c.batch_size) // world,
+        sampler=sampler,
+        drop_last=True,
+        generator=g,
+        num_workers=int(cfg.data.num_workers),
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -158,16 +177,29 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
     core = model = BackboneClassifier(body, body.out_channels, len(train_set.classes)).to(device)
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # each rank its own augmentation stream
-        model = nn.parallel.DistributedDataParallel(core, device_ids=[local_rank] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            core, device_ids=[local_rank] if device.type == "cuda" else None
+        )
     steps_per_epoch = len(train_set) // world // (int(c.batch_size) // world)
     if steps_per_epoch == 0:
         raise ValueError(f"{root / 'train'}: fewer images ({len(train_set)}) than one batch ({c.batch_size})")
-    optimizer = torch.optim.SGD(param_groups(core, c.weight_decay, c.weight_decay_norm), lr=c.base_lr,
-                                momentum=c.momentum, weight_decay=c.weight_decay)
+    optimizer = torch.optim.SGD(
+        param_groups(core, c.weight_decay, c.weight_decay_norm),
+        lr=c.base_lr,
+        momentum=c.momentum,
+        weight_decay=c.weight_decay,
+    )
     amp = bool(cfg.solver.amp) and device.type == "cuda"
     amp_dtype = torch.bfloat16 if cfg.solver.amp_dtype == "bfloat16" else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
-    progress = {"epoch": 0, "images_seen": 0, "pixels_seen": 0, "wall_s": 0.0, "data_s": 0.0, "epoch_losses": []}
+    progress = {
+        "epoch": 0,
+        "images_seen": 0,
+        "pixels_seen": 0,
+        "wall_s": 0.0,
+        "data_s": 0.0,
+        "epoch_losses": [],
+    }
     if resume and (found := load_latest(out / "checkpoints")) is not None:
         ckpt, path = found
         core.load_state_dict(ckpt["model"])
@@ -186,8 +218,9 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
             for group in optimizer.param_groups:
                 group["lr"] = c.base_lr * _lr_factor(cfg, epoch + i / steps_per_epoch)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                loss = nn.functional.cross_entropy(model(images.to(device, non_blocking=True)),
-                                                   labels.to(device, non_blocking=True))
+                loss = nn.functional.cross_entropy(
+                    model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
+                )
             if not all_ranks_agree(math.isfinite(loss.item()), device):
                 raise FloatingPointError(f"non-finite classification loss at epoch {epoch + 1}, step {i + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -204,29 +237,63 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         progress["wall_s"] += time.perf_counter() - t0
         progress["data_s"] += data_s
         progress["epoch"] = epoch + 1
-        log.info("classify epoch %d/%d  loss %.4f  lr %.4g  data wait %.0f%%", epoch + 1, c.epochs,
-                 progress["epoch_losses"][-1], optimizer.param_groups[0]["lr"],
-                 100 * data_s / max(time.perf_counter() - t0, 1e-9))
+        log.info(
+            "classify epoch %d/%d  loss %.4f  lr %.4g  data wait %.0f%%",
+            epoch + 1,
+            c.epochs,
+            progress["epoch_losses"][-1],
+            optimizer.param_groups[0]["lr"],
+            100 * data_s / max(time.perf_counter() - t0, 1e-9),
+        )
         rngs = all_gather_objects(capture_rng())
         if is_main_process():
-            save_checkpoint({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scaler": scaler.state_dict(), "rng": rngs, "progress": json.dumps(progress),
-                             "config": to_yaml(cfg)}, out / "checkpoints")
+            save_checkpoint(
+                {
+                    "model": core.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rngs,
+                    "progress": json.dumps(progress),
+                    "config": to_yaml(cfg),
+                },
+                out / "checkpoints",
+            )
     acc = _accuracy(core, val_set, int(c.batch_size) // world, int(cfg.data.num_workers), device)
     # What the backbone was pre-trained on, as run provenance records name it.
-    data = (f"{root} ({len(train_set.classes)} classes)" if cfg.data.root
-            else f"generated shapes, {len(train_set.classes)} classes")
-    meta = {"data": data, "images": len(train_set), "classes": len(train_set.classes), "epochs": int(c.epochs),
-            "images_seen": progress["images_seen"], "instances_seen": progress["images_seen"],
-            "pixels_seen": int(progress["pixels_seen"]), "wall_s": round(progress["wall_s"], 3),
-            "data_wait_s": round(progress["data_s"], 3), "world_size": world,
-            "top1": round(acc["top1"], 2), "top5": round(acc["top5"], 2), "epoch_losses": progress["epoch_losses"],
-            "backbone": {"depth": int(cfg.model.backbone.depth), "width_mult": float(cfg.model.backbone.width_mult),
-                         "norm": str(cfg.model.norm)},
-            "data_root": str(root)}
+    data = (
+        f"{root} ({len(train_set.classes)} classes)"
+        if cfg.data.root
+        else f"generated shapes, {len(train_set.classes)} classes"
+    )
+    meta = {
+        "data": data,
+        "images": len(train_set),
+        "classes": len(train_set.classes),
+        "epochs": int(c.epochs),
+        "images_seen": progress["images_seen"],
+        "instances_seen": progress["images_seen"],
+        "pixels_seen": int(progress["pixels_seen"]),
+        "wall_s": round(progress["wall_s"], 3),
+        "data_wait_s": round(progress["data_s"], 3),
+        "world_size": world,
+        "top1": round(acc["top1"], 2),
+        "top5": round(acc["top5"], 2),
+        "epoch_losses": progress["epoch_losses"],
+        "backbone": {
+            "depth": int(cfg.model.backbone.depth),
+            "width_mult": float(cfg.model.backbone.width_mult),
+            "norm": str(cfg.model.norm),
+        },
+        "data_root": str(root),
+    }
     if is_main_process():
         atomic_torch_save(core.body.state_dict(), out / "backbone.pth")
         write_json(out / "pretrain_meta.json", meta, indent=2)
-    log.info("classification pre-training done: top-1 %.1f%%, top-5 %.1f%% after %d epochs (%.0f s)",
-             meta["top1"], meta["top5"], c.epochs, meta["wall_s"])
+    log.info(
+        "classification pre-training done: top-1 %.1f%%, top-5 %.1f%% after %d epochs (%.0f s)",
+        meta["top1"],
+        meta["top5"],
+        c.epochs,
+        meta["wall_s"],
+    )
     return meta

@@ -35,8 +35,14 @@ ARMS = [
 # --quick: the same study on configs/mini/tiny.yaml (narrower model, fewer images, a few iterations): a
 # smoke test of the whole pipeline (it checks plumbing, not findings).
 TINY = CONFIGS / "tiny.yaml"
-QUICK_PRETRAIN = ["classify.epochs=1", "classify.batch_size=8", "classify.synth.classes=4",
-                  "classify.synth.per_class=8", "classify.synth.image_size=48", "classify.image_size=40"]
+QUICK_PRETRAIN = [
+    "classify.epochs=1",
+    "classify.batch_size=8",
+    "classify.synth.classes=4",
+    "classify.synth.per_class=8",
+    "classify.synth.image_size=48",
+    "classify.image_size=40",
+]
 
 
 def _override_value(v: Any) -> str:
@@ -68,9 +74,11 @@ def demo_study(quick: bool = False) -> dict[str, Any]:
         "name": "scratchlab demo" + (" (quick)" if quick else ""),
         "base": str(TINY if quick else CONFIGS / "mask_rcnn_gn_scratch.yaml"),
         "pretrain": {
-            "classify": {"config": str(CONFIGS / "classify_gn.yaml"),
-                         "overrides": [*shrink, *(QUICK_PRETRAIN if quick else [])],
-                         "finetune": ["model.backbone.freeze_at=2"]},
+            "classify": {
+                "config": str(CONFIGS / "classify_gn.yaml"),
+                "overrides": [*shrink, *(QUICK_PRETRAIN if quick else [])],
+                "finetune": ["model.backbone.freeze_at=2"],
+            },
             "direct": {"config": str(CONFIGS / "direct_gn.yaml"), "overrides": shrink},
         },
         "arms": ARMS,

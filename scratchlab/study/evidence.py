@@ -35,7 +35,9 @@ class Evidence:
     def __init__(self, resamples: int, seed: int) -> None:
         self.resamples, self.seed = int(resamples), int(seed)
         self._indices: dict[tuple[int, ...], np.ndarray] = {}
-        self._arm: dict[tuple[str, str, float | None], tuple[tuple[int, ...], dict[str, np.ndarray]] | None] = {}
+        self._arm: dict[
+            tuple[str, str, float | None], tuple[tuple[int, ...], dict[str, np.ndarray]] | None
+        ] = {}
 
     def arm(self, arm: dict[str, Any], task: str, iteration: float | None = None):
         """(image ids, {metric: samples}) of one arm, or None without per-image data."""
@@ -63,8 +65,9 @@ class Evidence:
         rng = np.random.default_rng([self.seed, zlib.crc32(",".join(group.names).encode())])
         return found[0][0], mean_over_resampled_seeds(rows, rng)
 
-    def paired(self, wanted: Sequence[tuple[Group, str]], task: str,
-               iteration: float | None = None) -> list[np.ndarray] | None:
+    def paired(
+        self, wanted: Sequence[tuple[Group, str]], task: str, iteration: float | None = None
+    ) -> list[np.ndarray] | None:
         """Samples of each (group, metric), aligned resample by resample; None unless all exist on the
         same images."""
         found = [self.group(g, task, m, iteration) for g, m in wanted]

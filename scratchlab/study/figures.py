@@ -42,8 +42,11 @@ def styles(groups: list[Group]) -> dict[int, dict[str, Any]]:
     for k, g in enumerate(groups):
         j = seen[g.init]
         seen[g.init] += 1
-        out[id(g)] = {"color": _SHADES[g.init][j % len(_SHADES[g.init])], "ls": _LINESTYLES[k % len(_LINESTYLES)],
-                      "marker": _MARKERS[k % len(_MARKERS)]}
+        out[id(g)] = {
+            "color": _SHADES[g.init][j % len(_SHADES[g.init])],
+            "ls": _LINESTYLES[k % len(_LINESTYLES)],
+            "marker": _MARKERS[k % len(_MARKERS)],
+        }
     return out
 
 
@@ -63,7 +66,9 @@ def _save(fig: Figure, path: Path) -> Path:
 def _seed_curves(g: Group, task: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Iterations every seed evaluated and the [seeds, iterations] AP there."""
     key = f"{task}_AP"
-    per_seed = [{p["iteration"]: p[key] for p in a.get("curve") or [] if p.get(key) is not None} for a in g.arms]
+    per_seed = [
+        {p["iteration"]: p[key] for p in a.get("curve") or [] if p.get(key) is not None} for a in g.arms
+    ]
     per_seed = [c for c in per_seed if c]
     if not per_seed:
         return None
@@ -87,8 +92,16 @@ def curves_figure(arms: list[dict[str, Any]], task: str, path: Path) -> Path:
         for g in (g for g in groups if g.data == d and id(g) in curves):
             its, ap = curves[id(g)]
             s = style[id(g)]
-            ax.plot(its, ap.mean(0), ls=s["ls"], marker=s["marker"], ms=4, color=s["color"], lw=2,
-                    label=_label(g, False))
+            ax.plot(
+                its,
+                ap.mean(0),
+                ls=s["ls"],
+                marker=s["marker"],
+                ms=4,
+                color=s["color"],
+                lw=2,
+                label=_label(g, False),
+            )
             if len(ap) > 1:
                 ax.fill_between(its, ap.min(0), ap.max(0), color=s["color"], alpha=0.2, lw=0)
             for drop in g.arms[0].get("lr_drops") or []:  # LR drops explain the jumps in the curves
@@ -122,10 +135,25 @@ def final_ap_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pa
             iv = ap.get("bootstrap_interval") or ap.get("interval")
             err = None if iv is None else [[ap["mean"] - iv[0]], [iv[1] - ap["mean"]]]
             s = style[id(g)]
-            ax.bar(x, ap["mean"], 0.7, yerr=err, capsize=4, color=s["color"], alpha=0.85,
-                   hatch=None if s["ls"] == "-" else "//", edgecolor="black", lw=0.5)
-        ax.set_xticks(range(len(rows)), [_label(by_key[tuple(r["arms"])], many) for r in rows],
-                      rotation=30, ha="right", fontsize=7)
+            ax.bar(
+                x,
+                ap["mean"],
+                0.7,
+                yerr=err,
+                capsize=4,
+                color=s["color"],
+                alpha=0.85,
+                hatch=None if s["ls"] == "-" else "//",
+                edgecolor="black",
+                lw=0.5,
+            )
+        ax.set_xticks(
+            range(len(rows)),
+            [_label(by_key[tuple(r["arms"])], many) for r in rows],
+            rotation=30,
+            ha="right",
+            fontsize=7,
+        )
         ax.set_ylabel(f"final {task} AP")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Final AP per configuration (error bars: 95% interval)")
@@ -138,8 +166,11 @@ def compute_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pat
     objs = group_arms(arms)
     style = styles(objs)
     by_key = {tuple(g.key()["arms"]): g for g in objs}
-    rows = [(r, by_key[tuple(r["arms"])]) for r in groups
-            if (r.get("bbox") or {}).get("AP") and (r["total"].get("pixels_seen") or 0) > 0]
+    rows = [
+        (r, by_key[tuple(r["arms"])])
+        for r in groups
+        if (r.get("bbox") or {}).get("AP") and (r["total"].get("pixels_seen") or 0) > 0
+    ]
     if not rows:
         raise Skip("AP-vs-compute figure skipped: no finished arm has bbox AP and total pixels seen.")
     many = len({r["data"] for r, _ in rows}) > 1
@@ -150,14 +181,28 @@ def compute_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pat
         iv = ap.get("bootstrap_interval") or ap.get("interval")
         err = None if iv is None else [[ap["mean"] - iv[0]], [iv[1] - ap["mean"]]]
         external = g.external_pretraining
-        left.errorbar(total, ap["mean"], yerr=err, fmt=s["marker"], color=s["color"], capsize=3, ms=7,
-                      mfc="none" if external else s["color"], label=_label(g, many) + (" *" if external else ""))
+        left.errorbar(
+            total,
+            ap["mean"],
+            yerr=err,
+            fmt=s["marker"],
+            color=s["color"],
+            capsize=3,
+            ms=7,
+            mfc="none" if external else s["color"],
+            label=_label(g, many) + (" *" if external else ""),
+        )
         share = (g.cost("pixels_seen", "pretrain") or 0.0) / total
         right.barh(y, share, color=s["color"], alpha=0.4, hatch="//", edgecolor="black", lw=0.5)
         right.barh(y, 1 - share, left=share, color=s["color"], edgecolor="black", lw=0.5)
-        right.text(1, y, f" {fmt_count(total)} px" + (" + pre-training *" if external
-                                                       else f", {100 * share:.0f}% pre-training"),
-                   va="center", fontsize=7)
+        right.text(
+            1,
+            y,
+            f" {fmt_count(total)} px"
+            + (" + pre-training *" if external else f", {100 * share:.0f}% pre-training"),
+            va="center",
+            fontsize=7,
+        )
     left.set_xscale("log")
     left.set_xlabel("total pixels seen (pre-training included)")
     left.set_ylabel("final bbox AP")

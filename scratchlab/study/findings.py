@@ -23,8 +23,18 @@ from .evidence import Evidence
 from .groups import POORLY_NORMED, WELL_NORMED, Group
 from .stats import INCONCLUSIVE, direction, percentile_interval, seed_diff_interval, within_margin
 
-__all__ = ["Finding", "early", "catch_up", "regime_gap", "localisation", "normalisation", "direct_vs_classify",
-           "cost", "best_group", "compare"]
+__all__ = [
+    "Finding",
+    "early",
+    "catch_up",
+    "regime_gap",
+    "localisation",
+    "normalisation",
+    "direct_vs_classify",
+    "cost",
+    "best_group",
+    "compare",
+]
 
 
 @dataclass
@@ -56,11 +66,17 @@ class Finding:
             return round(v, 4) if isinstance(v, float) else v
 
         return {
-            "kind": self.kind, "data": self.data, "task": self.task,
-            "a_group": self.a.key(), "b_group": None if self.b is None else self.b.key(), "arms": self.arms,
+            "kind": self.kind,
+            "data": self.data,
+            "task": self.task,
+            "a_group": self.a.key(),
+            "b_group": None if self.b is None else self.b.key(),
+            "arms": self.arms,
             **{k: r(v) for k, v in self.values.items()},
             "interval": None if self.interval is None else [round(v, 3) for v in self.interval],
-            "basis": self.basis, "outcome": self.outcome, **self.extra,
+            "basis": self.basis,
+            "outcome": self.outcome,
+            **self.extra,
         }
 
 
@@ -80,8 +96,9 @@ def _reference_random(groups: Sequence[Group]) -> list[Group]:
     return good or rand
 
 
-def _diff(ev: Evidence, a: Group, b: Group, task: str, metric: str = "AP",
-          iteration: float | None = None) -> tuple[tuple[float, float] | None, str]:
+def _diff(
+    ev: Evidence, a: Group, b: Group, task: str, metric: str = "AP", iteration: float | None = None
+) -> tuple[tuple[float, float] | None, str]:
     """Interval of a - b: paired bootstrap where both have per-image data, else from the seeds."""
     s = ev.paired([(a, metric), (b, metric)], task, iteration)
     if s is not None:
@@ -107,15 +124,18 @@ def _signal(outcome: str, *values: float | None) -> str:
 
 
 def _curve_value(g: Group, task: str, iteration: float) -> float | None:
-    vals = [next((p.get(f"{task}_AP") for p in a.get("curve") or [] if p["iteration"] == iteration), None)
-            for a in g.finished]
+    vals = [
+        next((p.get(f"{task}_AP") for p in a.get("curve") or [] if p["iteration"] == iteration), None)
+        for a in g.finished
+    ]
     return None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
 
 
 def _evaluated(g: Group, task: str) -> set[float]:
     """Iterations at which every finished seed of ``g`` has a ``task`` AP."""
-    sets = [{p["iteration"] for p in a.get("curve") or [] if p.get(f"{task}_AP") is not None}
-            for a in g.finished]
+    sets = [
+        {p["iteration"] for p in a.get("curve") or [] if p.get(f"{task}_AP") is not None} for a in g.finished
+    ]
     return set.intersection(*sets) if sets else set()
 
 
@@ -148,9 +168,18 @@ def early(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding
     it = common[-1]
     va, vb = _curve_value(pt, task, it), _curve_value(rd, task, it)
     interval, basis = _diff(ev, pt, rd, task, iteration=it)
-    return Finding("early", pt.data, task, pt, rd, {"a": va, "b": vb, "diff": va - vb}, interval, basis,
-                   _signal(direction(interval, +1), va, vb),
-                   {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop})
+    return Finding(
+        "early",
+        pt.data,
+        task,
+        pt,
+        rd,
+        {"a": va, "b": vb, "diff": va - vb},
+        interval,
+        basis,
+        _signal(direction(interval, +1), va, vb),
+        {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop},
+    )
 
 
 def catch_up(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str, margin: float) -> Finding | None:
@@ -192,8 +221,10 @@ def localisation(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> 
     if s is not None:
         interval, basis = percentile_interval((s[0] - s[1]) - (s[2] - s[3])), "images"
     else:
-        per_seed = [[(a["final"][task].get("AP75") or 0) - (a["final"][task].get("AP50") or 0) for a in g.finished]
-                    for g in (rd, pt)]
+        per_seed = [
+            [(a["final"][task].get("AP75") or 0) - (a["final"][task].get("AP50") or 0) for a in g.finished]
+            for g in (rd, pt)
+        ]
         interval = seed_diff_interval(*per_seed)
         basis = "seeds" if interval is not None else "none"
     values = {"a": gap75, "b": gap50, "diff": gap75 - gap50, **{f"{g}_{m}": x for (g, m), x in v.items()}}
@@ -215,9 +246,18 @@ def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
         if g.mean("bbox") is None:
             if not bad:
                 continue  # still pending/running: nothing to say yet
-            out.append(Finding("normalisation", g.data, "bbox", g, ref, {"a": None, "b": ref.mean("bbox"),
-                                                                         "diff": None},
-                               outcome="reproduced", extra=extra))
+            out.append(
+                Finding(
+                    "normalisation",
+                    g.data,
+                    "bbox",
+                    g,
+                    ref,
+                    {"a": None, "b": ref.mean("bbox"), "diff": None},
+                    outcome="reproduced",
+                    extra=extra,
+                )
+            )
             continue
         f = compare("normalisation", ev, g, ref, "bbox")
         f.outcome, f.extra = _signal(direction(f.interval, -1), f.values["a"], f.values["b"]), extra
@@ -234,8 +274,11 @@ def direct_vs_classify(ev: Evidence, rg: Sequence[Group]) -> Finding | None:
         return None
     f = compare("direct_vs_classify", ev, d, c, "bbox")
     ratio = d.cost("pixels_seen") / c.cost("pixels_seen")
-    f.extra = {"pixels_ratio": round(ratio, 4), "direct_pixels": d.cost("pixels_seen"),
-               "classify_pixels": c.cost("pixels_seen")}
+    f.extra = {
+        "pixels_ratio": round(ratio, 4),
+        "direct_pixels": d.cost("pixels_seen"),
+        "classify_pixels": c.cost("pixels_seen"),
+    }
     ap = _signal(direction(f.interval, +1), f.values["a"], f.values["b"])
     f.outcome = "not reproduced" if ratio >= 1 or ap == "not reproduced" else ap
     return f
@@ -250,8 +293,12 @@ def cost(ev: Evidence, rg: Sequence[Group], pt_kind: str, rd: Group | None) -> F
     if pt is None or rd is None or any(g.cost(k) is None for g in (pt, rd) for k in keys):
         return None
     f = compare("cost", ev, pt, rd, "bbox")
-    f.extra = {f"{who}_{part}_{k}": g.cost(k, part) for who, g in (("a", pt), ("b", rd))
-               for part in ("total", "pretrain") for k in keys}
+    f.extra = {
+        f"{who}_{part}_{k}": g.cost(k, part)
+        for who, g in (("a", pt), ("b", rd))
+        for part in ("total", "pretrain")
+        for k in keys
+    }
     # Published weights: their pre-training is in no figure here (not counted: external).
     f.extra |= {f"{who}_pretrain_external": g.external_pretraining for who, g in (("a", pt), ("b", rd))}
     return f

@@ -16,9 +16,24 @@ import numpy as np
 from .provenance import external_cost, pretraining_label
 
 __all__ = [
-    "INITS", "PRETRAINED", "TASKS", "METRICS", "WELL_NORMED", "POORLY_NORMED", "INIT_PHRASE",
-    "Group", "group_arms", "validate_arms", "regime_sizes", "regime_order", "sched_label", "fmt_count",
-    "fmt_ap", "finished", "phrase", "pretrained_kinds",
+    "INITS",
+    "PRETRAINED",
+    "TASKS",
+    "METRICS",
+    "WELL_NORMED",
+    "POORLY_NORMED",
+    "INIT_PHRASE",
+    "Group",
+    "group_arms",
+    "validate_arms",
+    "regime_sizes",
+    "regime_order",
+    "sched_label",
+    "fmt_count",
+    "fmt_ap",
+    "finished",
+    "phrase",
+    "pretrained_kinds",
 ]
 
 # "weights": published weights (``weights: NAME_OR_PATH``); each source is compared as its own kind.
@@ -105,6 +120,7 @@ class Group:
     def external_pretraining(self) -> bool:
         """Its pre-training was paid for elsewhere and is in none of its cost figures."""
         return bool(self.finished) and all(external_cost(a) for a in self.finished)
+
     model: str = ""  # the detector (arm record "model"); "" for records written before it was kept
     show_model: bool = False  # the study has arms of several models: labels name it
 
@@ -139,15 +155,23 @@ class Group:
         seeds = f", {n} seeds" if n > 1 else ""
         name = phrase(self.kind)
         data = (self.arms[0].get("provenance") or {}).get("data")
-        if self.init in PRETRAINED and data:  # e.g. "classification pre-training on generated shapes, 8 classes"
+        if (
+            self.init in PRETRAINED and data
+        ):  # e.g. "classification pre-training on generated shapes, 8 classes"
             name += f" on {data}"
         model = f"{self.model}, " if self.show_model else ""
         return f"{name} ({model}{self.norm}, {sched_label(self.schedule)}{seeds})"
 
     def key(self) -> dict[str, Any]:
         """Machine-readable identity of the group."""
-        key = {"data": self.data, "init": self.init, "pretrained_on": pretraining_label(self.arms[0]),
-               "norm": self.norm, "schedule": self.schedule, "arms": [a["name"] for a in self.arms]}
+        key = {
+            "data": self.data,
+            "init": self.init,
+            "pretrained_on": pretraining_label(self.arms[0]),
+            "norm": self.norm,
+            "schedule": self.schedule,
+            "arms": [a["name"] for a in self.arms],
+        }
         return {**key, "model": self.model} if self.model else key
 
 
@@ -157,8 +181,9 @@ def group_arms(arms: Iterable[dict[str, Any]]) -> list[Group]:
     for a in arms:
         k = (a["data"], a["init"], a["norm"], float(a["schedule"]), a.get("weights"), a.get("model", ""))
         if k not in groups:
-            groups[k] = Group(a["data"], a["init"], a["norm"], float(a["schedule"]), [], weights=k[-2],
-                              model=k[-1])
+            groups[k] = Group(
+                a["data"], a["init"], a["norm"], float(a["schedule"]), [], weights=k[-2], model=k[-1]
+            )
         groups[k].arms.append(a)
     several = len({g.model for g in groups.values()}) > 1
     for g in groups.values():

@@ -56,7 +56,9 @@ class ClusterOptions:
             raise ValueError(f"launcher: unknown field(s) {sorted(unknown)}; allowed: {sorted(known)}")
         opts = replace(cls(), **block, **{k: v for k, v in flags.items() if v is not None})
         if opts.max_parallel < 1 or opts.nodes < 1 or opts.gpus_per_node < 0:
-            raise ValueError(f"launcher: max_parallel and nodes must be >= 1 and gpus_per_node >= 0, got {opts}")
+            raise ValueError(
+                f"launcher: max_parallel and nodes must be >= 1 and gpus_per_node >= 0, got {opts}"
+            )
         return opts
 
 
@@ -64,8 +66,14 @@ class StudyJob:
     """One submitit job: an arm (``kind="arm"``) or the shared pre-training it needs (``"pretrain"``).
     Pickled by submitit and called in every task of the job."""
 
-    def __init__(self, study_file: str | Path, out: str | Path, arm_name: str, kind: str = "arm",
-                 overrides: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        study_file: str | Path,
+        out: str | Path,
+        arm_name: str,
+        kind: str = "arm",
+        overrides: tuple[str, ...] = (),
+    ) -> None:
         self.study_file, self.out, self.arm_name, self.kind = str(study_file), str(out), arm_name, kind
         self.overrides = tuple(overrides)  # the command line's key=value, applied to every arm
 
@@ -84,7 +92,8 @@ class StudyJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(
-            StudyJob(self.study_file, self.out, self.arm_name, self.kind, self.overrides))
+            StudyJob(self.study_file, self.out, self.arm_name, self.kind, self.overrides)
+        )
 
 
 def _join_job_process_group() -> None:
@@ -107,8 +116,13 @@ def _executor(launcher: str, folder: Path, opts: ClusterOptions) -> Any:
 
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster=launcher)
     tasks = max(1, opts.gpus_per_node)
-    params: dict[str, Any] = {"timeout_min": opts.timeout, "nodes": opts.nodes, "tasks_per_node": tasks,
-                              "gpus_per_node": opts.gpus_per_node, "name": "scratchlab"}
+    params: dict[str, Any] = {
+        "timeout_min": opts.timeout,
+        "nodes": opts.nodes,
+        "tasks_per_node": tasks,
+        "gpus_per_node": opts.gpus_per_node,
+        "name": "scratchlab",
+    }
     if launcher == "slurm":
         # USR2 two minutes before the time limit: submitit then calls StudyJob.checkpoint and requeues.
         params.update(cpus_per_task=opts.cpus_per_task, slurm_signal_delay_s=120)
@@ -132,9 +146,15 @@ class _Scheduler:
         executor = self.executor
         if after is not None:  # Slurm only: the arm waits for its pre-training in the queue (and is
             # cancelled, hence recorded failed, if that pre-training fails)
-            executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{after.job_id}",
-                                                                    "kill-on-invalid-dep": "yes"})
-        job = executor.submit(StudyJob(self.study.file, self.study.out, arm["name"], kind, self.study.overrides))
+            executor.update_parameters(
+                slurm_additional_parameters={
+                    "dependency": f"afterok:{after.job_id}",
+                    "kill-on-invalid-dep": "yes",
+                }
+            )
+        job = executor.submit(
+            StudyJob(self.study.file, self.study.out, arm["name"], kind, self.study.overrides)
+        )
         if after is not None:
             executor.update_parameters(slurm_additional_parameters={})
         self.running[key] = (job, kind, arm)
@@ -171,8 +191,15 @@ class _Scheduler:
                     self.failed_pretraining[name] = error
                     log.warning("pre-training %s failed: %s", name, error)
                 continue
-            record = result if result is not None else {
-                **_record(arm, "failed", self.study._model(arm)), "error": error, "run_dir": f"arms/{arm['name']}"}
+            record = (
+                result
+                if result is not None
+                else {
+                    **_record(arm, "failed", self.study._model(arm)),
+                    "error": error,
+                    "run_dir": f"arms/{arm['name']}",
+                }
+            )
             self.study.records[arm["name"]] = {**record, "job_id": str(job.job_id)}
             self.study.write()
 
@@ -186,15 +213,19 @@ class _Scheduler:
                 if ready and len(self.running) < self.opts.max_parallel:
                     job = self._submit("arm", arm, arm["name"], after)
                     pending.remove(arm)
-                    self.study.records[arm["name"]] = {**_record(arm, "running", self.study._model(arm)), "job_id": str(job.job_id),
-                                                       "run_dir": f"arms/{arm['name']}"}
+                    self.study.records[arm["name"]] = {
+                        **_record(arm, "running", self.study._model(arm)),
+                        "job_id": str(job.job_id),
+                        "run_dir": f"arms/{arm['name']}",
+                    }
                     self.study.write()
             if pending or self.running:
                 time.sleep(self.opts.poll_s)
 
 
-def launch_study(study_file: str | Path, out: str | Path, launcher: str, overrides: tuple[str, ...] = (),
-                 **flags: Any) -> dict[str, Any]:
+def launch_study(
+    study_file: str | Path, out: str | Path, launcher: str, overrides: tuple[str, ...] = (), **flags: Any
+) -> dict[str, Any]:
     """Run (or resume) ``study_file`` into ``out`` with each arm a submitit job; return study.json's
     content with the report. ``flags`` (:class:`ClusterOptions` fields; None = not given) override the
     study file's ``launcher:`` block. Finished arms are recorded without a job."""

@@ -20,14 +20,16 @@ CLAIMS = {
     "localisation": "random init holds up better at AP75 than at AP50 (He et al. 2019)",
     "normalisation": "scratch training needs GN/SyncBN: BN on small batches falls behind (He et al. 2019)",
     "direct_vs_classify": "direct detection pre-training beats classification pre-training at lower cost "
-                          "(Li et al. 2021)",
+    "(Li et al. 2021)",
 }
 RESULTS = ("reproduced", "not reproduced", "mixed", "inconclusive", "not tested")
 
 
 def _rows(findings: dict[str, list[dict[str, Any]]], kind: str) -> list[dict[str, Any]]:
     rows = [r for r in findings.get(kind, []) if r["task"] == "bbox"]
-    classify = [r for r in rows if {"classify", "weights"} & {r["a_group"]["init"], (r["b_group"] or {}).get("init")}]
+    classify = [
+        r for r in rows if {"classify", "weights"} & {r["a_group"]["init"], (r["b_group"] or {}).get("init")}
+    ]
     return classify if kind != "normalisation" and classify else rows
 
 
@@ -45,6 +47,12 @@ def paper_check(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any
     for kind, claim in CLAIMS.items():
         rows = _rows(findings, kind)
         first = rows[0] if rows else {}
-        out.append({"claim": claim, "result": _result([r["outcome"] for r in rows]),
-                    "interval": first.get("interval"), "arms": first.get("arms", [])})
+        out.append(
+            {
+                "claim": claim,
+                "result": _result([r["outcome"] for r in rows]),
+                "interval": first.get("interval"),
+                "arms": first.get("arms", []),
+            }
+        )
     return out

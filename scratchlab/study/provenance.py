@@ -28,7 +28,9 @@ def pretraining_label(arm: dict[str, Any]) -> str:
         return "none (random init)"
     if arm.get("init") == "weights" and arm.get("weights"):
         return f"{arm.get('weights_data') or 'data not recorded'} ({arm['weights']})"
-    return {"classify": "classification pre-training", "direct": "the target set"}.get(str(arm.get("init")), "")
+    return {"classify": "classification pre-training", "direct": "the target set"}.get(
+        str(arm.get("init")), ""
+    )
 
 
 def external_cost(arm: dict[str, Any]) -> bool:

@@ -24,8 +24,20 @@ from .groups import INITS, METRICS, TASKS, regime_order, sched_label, validate_a
 from .provenance import external_cost, pretraining_label
 from .verdict import compute_verdict
 
-__all__ = ["write_report", "load_study", "build_sections", "to_markdown", "to_html", "Section", "Table",
-           "final_table", "status_table", "ARM_COLUMNS", "INIT_COLOURS", "TABLE_HEAD_COLOUR"]
+__all__ = [
+    "write_report",
+    "load_study",
+    "build_sections",
+    "to_markdown",
+    "to_html",
+    "Section",
+    "Table",
+    "final_table",
+    "status_table",
+    "ARM_COLUMNS",
+    "INIT_COLOURS",
+    "TABLE_HEAD_COLOUR",
+]
 
 TABLE_HEAD_COLOUR = "#dbe4f0"
 _CSS = f"""
@@ -100,11 +112,23 @@ def final_table(groups: list[dict[str, Any]], arms: list[dict[str, Any]], task: 
     """Final ``task`` AP per configuration (the verdict's group records), scratch next to pre-trained at
     each schedule; rows is empty when no configuration has ``task`` metrics."""
     order = regime_order(arms)
-    rows = sorted((g for g in groups if g.get(task)),
-                  key=lambda g: (order.index(g["data"]), g["schedule"], INITS.index(g["init"]), g["norm"]))
+    rows = sorted(
+        (g for g in groups if g.get(task)),
+        key=lambda g: (order.index(g["data"]), g["schedule"], INITS.index(g["init"]), g["norm"]),
+    )
     header = ["Data", "Schedule", "Init", "Pre-trained on", "Norm", "Seeds", *METRICS]
-    body = [[g["data"], sched_label(g["schedule"]), g["init"], g.get("pretrained_on", ""), g["norm"],
-             str(g["n_finished"]), *(_cell(g[task].get(m)) for m in METRICS)] for g in rows]
+    body = [
+        [
+            g["data"],
+            sched_label(g["schedule"]),
+            g["init"],
+            g.get("pretrained_on", ""),
+            g["norm"],
+            str(g["n_finished"]),
+            *(_cell(g[task].get(m)) for m in METRICS),
+        ]
+        for g in rows
+    ]
     return Table(header, body, f"final-{task}", text_cols=5)
 
 
@@ -126,22 +150,36 @@ ARM_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("Images seen (total)", lambda a: _num((a.get("cost") or {}).get("total"), "images_seen")),
     ("Pixels seen (total)", lambda a: _num((a.get("cost") or {}).get("total"), "pixels_seen")),
     ("Wall s (total)", lambda a: _num((a.get("cost") or {}).get("total"), "wall_s", "{:.1f}")),
-    ("Pre-training images", lambda a: EXTERNAL if external_cost(a)
-     else _num((a.get("cost") or {}).get("pretrain"), "images_seen")),
+    (
+        "Pre-training images",
+        lambda a: (
+            EXTERNAL if external_cost(a) else _num((a.get("cost") or {}).get("pretrain"), "images_seen")
+        ),
+    ),
 ]
 
 
 def status_table(arms: list[dict[str, Any]]) -> Table:
     """Every arm's status, error text and cost (totals include pre-training)."""
     header = [h for h, _ in ARM_COLUMNS]
-    return Table(header, [[get(a) for _, get in ARM_COLUMNS] for a in arms], "status",
-                 text_cols=header.index("Error") + 1)
+    return Table(
+        header,
+        [[get(a) for _, get in ARM_COLUMNS] for a in arms],
+        "status",
+        text_cols=header.index("Error") + 1,
+    )
 
 
 def _paper_table(paper: list[dict[str, Any]]) -> Table:
-    rows = [[c["claim"], c["result"],
-             "n/a" if c.get("interval") is None else f"[{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}]",
-             ", ".join(c.get("arms") or [])] for c in paper]
+    rows = [
+        [
+            c["claim"],
+            c["result"],
+            "n/a" if c.get("interval") is None else f"[{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}]",
+            ", ".join(c.get("arms") or []),
+        ]
+        for c in paper
+    ]
     return Table(["Claim", "Result", "95% interval (AP)", "Arms"], rows, "paper", text_cols=4)
 
 
@@ -150,9 +188,13 @@ def _paper_table(paper: list[dict[str, Any]]) -> Table:
 
 def _figures(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> tuple[list, list[str]]:
     arms, groups = study["arms"], verdict.get("groups") or []
-    jobs = [(f"AP vs iteration ({t})", lambda p, t=t: curves_figure(arms, t, p), f"curves_{t}.png") for t in TASKS]
-    jobs += [("Final AP per configuration", lambda p: final_ap_figure(groups, arms, p), "final_ap.png"),
-             ("AP vs total compute", lambda p: compute_figure(groups, arms, p), "compute.png")]
+    jobs = [
+        (f"AP vs iteration ({t})", lambda p, t=t: curves_figure(arms, t, p), f"curves_{t}.png") for t in TASKS
+    ]
+    jobs += [
+        ("Final AP per configuration", lambda p: final_ap_figure(groups, arms, p), "final_ap.png"),
+        ("AP vs total compute", lambda p: compute_figure(groups, arms, p), "compute.png"),
+    ]
     figures, skipped = [], []
     for title, make, name in jobs:
         try:
@@ -166,12 +208,14 @@ def _figures(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> t
 def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> list[Section]:
     """The whole report, top to bottom, as sections (figures are drawn into ``fig_dir``)."""
     boot = verdict.get("bootstrap") or {}
-    method = (f"Intervals are 95%, in AP points: a paired bootstrap over the validation images "
-              f"({boot.get('resamples')} resamples, seed {boot.get('seed')}; seeds resampled too where an "
-              f"arm has several), or from the seeds alone where there is no per-image data. A claim is "
-              f"decided only when its interval excludes the other outcome; 'caught up' means the interval "
-              f"of scratch minus pre-trained lies above -{boot.get('margin', 1.0):g} AP (the equivalence margin). "
-              f"'No interval': a side has one seed and no per-image data, so that finding cannot decide.")
+    method = (
+        f"Intervals are 95%, in AP points: a paired bootstrap over the validation images "
+        f"({boot.get('resamples')} resamples, seed {boot.get('seed')}; seeds resampled too where an "
+        f"arm has several), or from the seeds alone where there is no per-image data. A claim is "
+        f"decided only when its interval excludes the other outcome; 'caught up' means the interval "
+        f"of scratch minus pre-trained lies above -{boot.get('margin', 1.0):g} AP (the equivalence margin). "
+        f"'No interval': a side has one seed and no per-image data, so that finding cannot decide."
+    )
     sections = [
         Section("Answer", [verdict.get("headline") or ""], css="headline"),
         Section(None, [method]),
@@ -183,9 +227,16 @@ def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path
     for task in TASKS:
         table = final_table(verdict.get("groups") or [], study["arms"], task)
         if table.rows:
-            sections.append(Section(f"Final {task} AP", [
-                "mean ± seed std [95% interval, bootstrap over images and seeds]; 'seeds [...]' or, without "
-                "per-image data, [...] alone: 95% t-interval of the mean over seeds"], table=table))
+            sections.append(
+                Section(
+                    f"Final {task} AP",
+                    [
+                        "mean ± seed std [95% interval, bootstrap over images and seeds]; 'seeds [...]' or, without "
+                        "per-image data, [...] alone: 95% t-interval of the mean over seeds"
+                    ],
+                    table=table,
+                )
+            )
     sections.append(Section("Arms: status and cost", table=status_table(study["arms"])))
     return sections
 
@@ -244,13 +295,17 @@ def to_html(title: str, sections: list[Section]) -> str:
         body += [f"<p{cls}>{h(p)}</p>" for p in s.paragraphs]
         if s.bullets:
             body.append("<ul>" + "".join(f"<li>{h(b)}</li>" for b in s.bullets) + "</ul>")
-        body += [f'<figure><img alt="{h(t)}" src="{_data_uri(p)}"><figcaption>{h(t)}</figcaption></figure>'
-                 for t, p in s.figures]
+        body += [
+            f'<figure><img alt="{h(t)}" src="{_data_uri(p)}"><figcaption>{h(t)}</figcaption></figure>'
+            for t, p in s.figures
+        ]
         body += [f'<p class="skip">{h(n)}</p>' for n in s.notes]
         if s.table is not None:
             body.append(_html_table(s.table))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{h(title)}</title>'
-            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{h(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
@@ -275,5 +330,10 @@ def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     md_path.write_text(to_markdown(title, sections))
     html_path.write_text(to_html(title, sections))
     figures = [p for s in sections for _, p in s.figures]
-    return {"paths": [md_path, html_path, *figures], "markdown": md_path, "html": html_path,
-            "figures": figures, "skipped": [n for s in sections for n in s.notes]}
+    return {
+        "paths": [md_path, html_path, *figures],
+        "markdown": md_path,
+        "html": html_path,
+        "figures": figures,
+        "skipped": [n for s in sections for n in s.notes],
+    }

@@ -106,9 +106,17 @@ def expand_arms(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError(f"arms[{i}]: init must be one of {', '.join(INITS)}, got {init!r}")
         if (init == "weights") != ("weights" in entry):
             raise ValueError(f"arms[{i}]: 'weights: NAME_OR_PATH' goes with init: weights (and only with it)")
-        fields = {k: entry.get(k, d) for k, d in
-                  (("init", "random"), ("norm", "GN"), ("schedule", 1), ("data", "100%"), ("seed", 0),
-                   ("weights", None))}
+        fields = {
+            k: entry.get(k, d)
+            for k, d in (
+                ("init", "random"),
+                ("norm", "GN"),
+                ("schedule", 1),
+                ("data", "100%"),
+                ("seed", 0),
+                ("weights", None),
+            )
+        }
         lists = {k: v if isinstance(v, list) else [v] for k, v in fields.items()}
         combos = list(itertools.product(*lists.values()))
         for combo in combos:
@@ -143,26 +151,43 @@ def _yaml(value: Any) -> str:
 
 def _record(arm: dict[str, Any], status: str, model: str) -> dict[str, Any]:
     """The study.json entry of an arm before any result is known; ``model`` names its detector."""
-    return {**{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")}, "model": model,
-            "status": status, "error": None, "final": None, "curve": [], "cost": None,
-            **({"weights": arm["weights"], "weights_data": arm["weights_data"]} if arm["weights"] else {}),
-            "provenance": arm.get("provenance")}
+    return {
+        **{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")},
+        "model": model,
+        "status": status,
+        "error": None,
+        "final": None,
+        "curve": [],
+        "cost": None,
+        **({"weights": arm["weights"], "weights_data": arm["weights_data"]} if arm["weights"] else {}),
+        "provenance": arm.get("provenance"),
+    }
 
 
 def _norm_overrides(norm: str) -> list[str]:
     # The arm's norm goes everywhere; the parts inherit it (FrozenBN leaves random FPN/heads without norm).
-    return [f"model.norm={norm}", "model.fpn.norm=null", "model.roi_box_head.norm=null",
-            "model.roi_mask_head.norm=null", "model.roi_keypoint_head.norm=null"]
+    return [
+        f"model.norm={norm}",
+        "model.fpn.norm=null",
+        "model.roi_box_head.norm=null",
+        "model.roi_mask_head.norm=null",
+        "model.roi_keypoint_head.norm=null",
+    ]
 
 
-def arm_config(base: DictConfig, arm: dict[str, Any], init_path: str | None,
-               extra: list[str] | tuple[str, ...] = ()) -> DictConfig:
+def arm_config(
+    base: DictConfig, arm: dict[str, Any], init_path: str | None, extra: list[str] | tuple[str, ...] = ()
+) -> DictConfig:
     """The detector config of one arm: base + norm, schedule, data regime, seed, init, own overrides,
     then ``extra`` (the command line's, which apply to every arm)."""
     regime = parse_regime(arm["data"])
-    overrides = [*_norm_overrides(arm["norm"]), f"solver.schedule={arm['schedule']}",
-                 f"data.subset={_yaml(regime)}", f"seed={arm['seed']}",
-                 f"model.init={init_path or 'random'}"]
+    overrides = [
+        *_norm_overrides(arm["norm"]),
+        f"solver.schedule={arm['schedule']}",
+        f"data.subset={_yaml(regime)}",
+        f"seed={arm['seed']}",
+        f"model.init={init_path or 'random'}",
+    ]
     if arm["init"] == "random":
         overrides.append("model.backbone.freeze_at=0")
     if arm.get("weights_data"):
@@ -177,8 +202,9 @@ def _curve(run_dir: Path) -> list[dict[str, Any]]:
         for line in path.read_text().splitlines():
             row = json.loads(line)
             if "bbox/AP" in row:
-                rows.append({"iteration": row["iteration"], "bbox_AP": row["bbox/AP"],
-                             "segm_AP": row.get("segm/AP")})
+                rows.append(
+                    {"iteration": row["iteration"], "bbox_AP": row["bbox/AP"], "segm_AP": row.get("segm/AP")}
+                )
     return rows
 
 
@@ -196,7 +222,9 @@ def _per_image(gt: Any, run_dir: Path, iteration: int, tasks: tuple[str, ...]) -
 class Study:
     """Runs the arms of one study file into ``out`` and keeps ``study.json`` up to date."""
 
-    def __init__(self, study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()
+    ) -> None:
         self.file, self.out, self.overrides = Path(study_file), Path(out), list(overrides)
         spec = yaml.safe_load(self.file.read_text()) or {}
         if not isinstance(spec, dict) or "arms" not in spec or "base" not in spec:
@@ -221,7 +249,9 @@ class Study:
     def _weights_path(self, weights: str) -> str:
         """A relative weights path is read relative to the study file when it exists there."""
         near = self.file.parent / str(weights)
-        return str(near.resolve()) if not Path(str(weights)).is_absolute() and near.is_file() else str(weights)
+        return (
+            str(near.resolve()) if not Path(str(weights)).is_absolute() and near.is_file() else str(weights)
+        )
 
     def _planned_provenance(self, arm: dict[str, Any]) -> dict[str, Any] | None:
         """What the arm's provenance will say (the same function as the run's), so that its label is known
@@ -237,9 +267,13 @@ class Study:
         p = self.pretrain_spec.get(kind)
         if not p or "config" not in p:
             raise ValueError(f"{self.file}: arms use init={kind} but pretrain.{kind}.config is not given")
-        data = [f"data.{k}={_yaml(self.base.data[k])}" for k in ("train_json", "train_images", "val_json",
-                                                                   "val_images")]
-        return load_config(self.file.parent / p["config"], [*data, *p.get("overrides", []), *self.overrides, *extra])
+        data = [
+            f"data.{k}={_yaml(self.base.data[k])}"
+            for k in ("train_json", "train_images", "val_json", "val_images")
+        ]
+        return load_config(
+            self.file.parent / p["config"], [*data, *p.get("overrides", []), *self.overrides, *extra]
+        )
 
     def pretraining(self, arm: dict[str, Any]) -> tuple[str, Path] | None:
         """The shared pre-training ``arm`` starts from: its name and the file it leaves once done (None for
@@ -279,8 +313,9 @@ class Study:
         regime = parse_regime(arm["data"])
         # The arm's detector (model.arch, model.backbone.*, ...) is pre-trained too, under its own key.
         model = [o for o in arm["overrides"] if o.startswith("model.") and not o.startswith("model.init=")]
-        cfg = self._pretrain_cfg("direct", [*_norm_overrides(arm["norm"]),
-                                            f"data.subset={_yaml(regime)}", *model])
+        cfg = self._pretrain_cfg(
+            "direct", [*_norm_overrides(arm["norm"]), f"data.subset={_yaml(regime)}", *model]
+        )
         key = f"direct_{arm['norm'].lower()}_{str(arm['data']).replace('%', 'pct').lower()}"
         if model:
             key += "_" + re.sub(r"[^a-z0-9]+", "_", model_label(cfg).lower()).strip("_")
@@ -314,9 +349,12 @@ class Study:
                 log.info("arm %s: training", arm["name"])
                 train(cfg, run_dir, resume=True)
             final = json.loads(final_path.read_text())
-            record.update(status="finished",
-                          final={k: v for k, v in final.items() if k not in ("cost", "provenance")},
-                          cost=final.get("cost"), provenance=arm_provenance(final) or record["provenance"])
+            record.update(
+                status="finished",
+                final={k: v for k, v in final.items() if k not in ("cost", "provenance")},
+                cost=final.get("cost"),
+                provenance=arm_provenance(final) or record["provenance"],
+            )
         except NonFiniteLossError as exc:
             record.update(status="diverged", error=str(exc))
             log.warning("arm %s diverged: %s", arm["name"], exc)
@@ -358,9 +396,13 @@ class Study:
         """study.json with the verdict so far (``resamples=0`` while arms run: intervals from seeds only;
         the bootstrap runs once at the end)."""
         arms = [self.records.get(a["name"]) or _record(a, "pending", self._model(a)) for a in self.arms]
-        study = {"name": self.spec.get("name", self.file.stem), "overrides": self.overrides,
-                 "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
-                 "arms": arms, "verdict": compute_verdict(arms, resamples=resamples)}
+        study = {
+            "name": self.spec.get("name", self.file.stem),
+            "overrides": self.overrides,
+            "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
+            "arms": arms,
+            "verdict": compute_verdict(arms, resamples=resamples),
+        }
         write_study(self.out / "study.json", study)
         return study
 
@@ -390,16 +432,23 @@ def write_study(path: Path, study: dict[str, Any]) -> None:
         blobs.append(json.dumps(block, separators=(",", ":"), allow_nan=False))
         return f"@per_image_{len(blobs) - 1}@"
 
-    arms = [{**a, "per_image": stash(a.get("per_image")),
-             "curve": [{**p, "per_image": stash(p.get("per_image"))} for p in a.get("curve") or []]}
-            for a in study["arms"]]
+    arms = [
+        {
+            **a,
+            "per_image": stash(a.get("per_image")),
+            "curve": [{**p, "per_image": stash(p.get("per_image"))} for p in a.get("curve") or []],
+        }
+        for a in study["arms"]
+    ]
     text = json.dumps({**study, "arms": arms}, indent=2, allow_nan=False)
     for i, blob in enumerate(blobs):
         text = text.replace(f'"@per_image_{i}@"', blob, 1)
     write_text(path, text)
 
 
-def run_study(study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def run_study(
+    study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report.
     ``overrides`` (``key=value``) apply to every arm and to the shared pre-training, after the study's own."""
     return Study(study_file, out, overrides).run()

@@ -15,16 +15,54 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "LEVEL", "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE", "SeedSummary", "percentile_interval",
-    "seed_summary", "seed_diff_interval", "mean_over_resampled_seeds", "direction", "within_margin",
+    "LEVEL",
+    "REPRODUCED",
+    "NOT_REPRODUCED",
+    "INCONCLUSIVE",
+    "SeedSummary",
+    "percentile_interval",
+    "seed_summary",
+    "seed_diff_interval",
+    "mean_over_resampled_seeds",
+    "direction",
+    "within_margin",
 ]
 
 LEVEL = 0.95
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 # Two-sided 95% Student-t quantiles by degrees of freedom 1-30; beyond, the normal 1.96 (within 4%).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float] | None:
@@ -48,8 +86,12 @@ class SeedSummary:
     interval: tuple[float, float] | None
 
     def as_dict(self) -> dict:
-        return {"mean": round(self.mean, 4), "std": None if self.std is None else round(self.std, 4),
-                "n": self.n, "interval": None if self.interval is None else [round(v, 4) for v in self.interval]}
+        return {
+            "mean": round(self.mean, 4),
+            "std": None if self.std is None else round(self.std, 4),
+            "n": self.n,
+            "interval": None if self.interval is None else [round(v, 4) for v in self.interval],
+        }
 
 
 def seed_summary(values: Sequence[float]) -> SeedSummary | None:

@@ -52,6 +52,8 @@ def format_status(out: str | Path) -> str:
         rows.append((arm["name"], arm["status"], done, _cell(ap), _cell(arm.get("job_id"))))
     widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [COLUMNS, *rows]]
-    counts = {s: sum(r[1] == s for r in rows) for s in ("finished", "running", "pending", "failed", "diverged")}
+    counts = {
+        s: sum(r[1] == s for r in rows) for s in ("finished", "running", "pending", "failed", "diverged")
+    }
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     return "\n".join([f"study {study.get('name', out.name)}: {summary}", *lines])

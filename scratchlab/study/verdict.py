@@ -91,40 +91,56 @@ def describe(f: Finding) -> str:
     """One finding in English, every number from ``f``."""
     a, b, v = f.a, f.b, f.values
     if f.kind == "early":
-        when = (f"before the first LR drop at {f.extra['window_end']:g}" if f.extra["window_is_lr_drop"]
-                else f"in the first half of the run (the LR never drops before {f.extra['window_end']:g})")
-        return (f"At iteration {f.extra['iteration']:g}, {when}, {a.label()} had {v['a']:.1f} {f.task} AP and "
-                f"{b.label()} {v['b']:.1f}: pre-training ahead by {_delta(f)}" + _verdict(f))
+        when = (
+            f"before the first LR drop at {f.extra['window_end']:g}"
+            if f.extra["window_is_lr_drop"]
+            else f"in the first half of the run (the LR never drops before {f.extra['window_end']:g})"
+        )
+        return (
+            f"At iteration {f.extra['iteration']:g}, {when}, {a.label()} had {v['a']:.1f} {f.task} AP and "
+            f"{b.label()} {v['b']:.1f}: pre-training ahead by {_delta(f)}" + _verdict(f)
+        )
     if f.kind == "catch_up":
-        return (f"{a.label()} reached {v['a']:.1f} {f.task} AP against {v['b']:.1f} for {b.label()}: "
-                f"{_delta(f)} (margin {f.extra['margin']:g} AP)" + _verdict(f))
+        return (
+            f"{a.label()} reached {v['a']:.1f} {f.task} AP against {v['b']:.1f} for {b.label()}: "
+            f"{_delta(f)} (margin {f.extra['margin']:g} AP)" + _verdict(f)
+        )
     if f.kind == "regime_gap":
-        return (f"{a.label()} minus {b.label()}: {_delta(f)} {f.task} "
-                f"({v['a']:.1f} against {v['b']:.1f}).")
+        return f"{a.label()} minus {b.label()}: {_delta(f)} {f.task} ({v['a']:.1f} against {v['b']:.1f})."
     if f.kind == "localisation":
-        return (f"{a.label()} minus {b.label()} was {v['a']:+.1f} at AP75 and {v['b']:+.1f} at AP50; "
-                f"the AP75 gap minus the AP50 gap is {_delta(f)}" + _verdict(f))
+        return (
+            f"{a.label()} minus {b.label()} was {v['a']:+.1f} at AP75 and {v['b']:+.1f} at AP50; "
+            f"the AP75 gap minus the AP50 gap is {_delta(f)}" + _verdict(f)
+        )
     if f.kind == "normalisation":
         if v["a"] is None:
             n = f"{f.extra['n_failed']} of {f.extra['n_arms']} seeds " if f.extra["n_arms"] > 1 else ""
-            return (f"{a.label()} {n}{', '.join(f.extra['failed_as'])}, while {b.label()} reached "
-                    f"{v['b']:.1f} bbox AP" + _verdict(f))
-        return (f"{a.label()} reached {v['a']:.1f} bbox AP against {v['b']:.1f} for {b.label()}: "
-                f"{_delta(f)}" + _verdict(f))
+            return (
+                f"{a.label()} {n}{', '.join(f.extra['failed_as'])}, while {b.label()} reached "
+                f"{v['b']:.1f} bbox AP" + _verdict(f)
+            )
+        return (
+            f"{a.label()} reached {v['a']:.1f} bbox AP against {v['b']:.1f} for {b.label()}: "
+            f"{_delta(f)}" + _verdict(f)
+        )
     if f.kind == "direct_vs_classify":
         r = f.extra["pixels_ratio"]
         use = f"{1 / r:.1f}x fewer total pixels" if r < 1 else f"{r:.1f}x the total pixels"
-        return (f"{a.label()} minus {b.label()}: {_delta(f)} bbox ({v['a']:.1f} against {v['b']:.1f}), "
-                f"using {use} ({fmt_count(f.extra['direct_pixels'])} against "
-                f"{fmt_count(f.extra['classify_pixels'])}), pre-training included" + _verdict(f))
+        return (
+            f"{a.label()} minus {b.label()}: {_delta(f)} bbox ({v['a']:.1f} against {v['b']:.1f}), "
+            f"using {use} ({fmt_count(f.extra['direct_pixels'])} against "
+            f"{fmt_count(f.extra['classify_pixels'])}), pre-training included" + _verdict(f)
+        )
     if f.kind == "cost":
         return f"{_spent(a, v['a'], f.extra, 'a')}; {_spent(b, v['b'], f.extra, 'b')}."
     raise ValueError(f"no wording for a {f.kind!r} finding")
 
 
 def _spent(g: Group, ap: float, extra: dict[str, Any], side: str) -> str:
-    txt = (f"{g.label()} reached {ap:.1f} bbox AP after {fmt_count(extra[f'{side}_total_images_seen'])} "
-           f"images / {fmt_count(extra[f'{side}_total_pixels_seen'])} pixels seen in total")
+    txt = (
+        f"{g.label()} reached {ap:.1f} bbox AP after {fmt_count(extra[f'{side}_total_images_seen'])} "
+        f"images / {fmt_count(extra[f'{side}_total_pixels_seen'])} pixels seen in total"
+    )
     pre = extra.get(f"{side}_pretrain_pixels_seen")
     if pre:
         share = 100 * pre / extra[f"{side}_total_pixels_seen"]
@@ -153,9 +169,11 @@ def _trend(gaps: list[Finding], sizes: dict[str, int]) -> list[str]:
                 continue
             parts = "; ".join(f"{f.data} ({sizes[f.data]} images): {_delta(f)}" for f in rows)
             largest = max(rows, key=lambda f: f.values["diff"]) is rows[-1]
-            out.append(f"Across data regimes ({task}), {phrase(pt_kind)} minus random init was {parts}; "
-                       f"the lead was {'largest' if largest else 'not largest'} with the least data "
-                       "(point values).")
+            out.append(
+                f"Across data regimes ({task}), {phrase(pt_kind)} minus random init was {parts}; "
+                f"the lead was {'largest' if largest else 'not largest'} with the least data "
+                "(point values)."
+            )
     return out
 
 
@@ -171,8 +189,10 @@ def _group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tu
 
 
 def _headline(ev: Evidence, groups: list[Group], sizes: dict[str, int]) -> str:
-    data = next((d for d in sorted(sizes, key=lambda d: -sizes[d]) if best_group(
-        [g for g in groups if g.data == d])), None)
+    data = next(
+        (d for d in sorted(sizes, key=lambda d: -sizes[d]) if best_group([g for g in groups if g.data == d])),
+        None,
+    )
     if data is None:
         return "No arm has finished with bbox AP yet: there is no answer to give."
     rg = [g for g in groups if g.data == data]
@@ -182,18 +202,31 @@ def _headline(ev: Evidence, groups: list[Group], sizes: dict[str, int]) -> str:
     spent = ""
     if total:
         pre = best.cost("pixels_seen", "pretrain") or 0
-        share = (f"{100 * pre / total:.0f}% of them in pre-training" if pre
-                 else f"plus its pre-training, {EXTERNAL}" if best.external_pretraining else "no pre-training")
-        spent = (f", after {fmt_count(best.cost('images_seen'))} images / {fmt_count(total)} pixels seen in "
-                 f"total ({share})")
-    text = (f"With data {data}{n}, {best.label()} reached the best bbox AP, "
-            f"{fmt_ap(best.mean('bbox'), _group_interval(ev, best, 'bbox'))}{spent}.")
+        share = (
+            f"{100 * pre / total:.0f}% of them in pre-training"
+            if pre
+            else f"plus its pre-training, {EXTERNAL}"
+            if best.external_pretraining
+            else "no pre-training"
+        )
+        spent = (
+            f", after {fmt_count(best.cost('images_seen'))} images / {fmt_count(total)} pixels seen in "
+            f"total ({share})"
+        )
+    text = (
+        f"With data {data}{n}, {best.label()} reached the best bbox AP, "
+        f"{fmt_ap(best.mean('bbox'), _group_interval(ev, best, 'bbox'))}{spent}."
+    )
     other = best_group([g for g in rg if g.kind != best.kind])
     if other is not None:
         f = compare("headline", ev, best, other, "bbox")
-        sure = ("its lead is beyond the noise of these images" if f.interval and f.interval[0] > 0
-                else "the two cannot be told apart on these images" if f.interval
-                else "with no interval, how sure that is cannot be said")
+        sure = (
+            "its lead is beyond the noise of these images"
+            if f.interval and f.interval[0] > 0
+            else "the two cannot be told apart on these images"
+            if f.interval
+            else "with no interval, how sure that is cannot be said"
+        )
         text += f" The best other start, {other.label()}, reached {other.mean('bbox'):.1f}: {_delta(f)}, so {sure}."
     return text
 
@@ -240,8 +273,9 @@ def _findings(ev: Evidence, groups: list[Group], regimes: Sequence[str], margin:
     return [f for f in out if f is not None]
 
 
-def compute_verdict(arms: list[dict[str, Any]], margin: float = MARGIN, resamples: int = RESAMPLES,
-                    seed: int = 0) -> dict[str, Any]:
+def compute_verdict(
+    arms: list[dict[str, Any]], margin: float = MARGIN, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
     """The verdict of a study's arms.
 
     Returns ``{"headline", "questions": [{"key", "title", "lines"}], "lines" (every sentence, the arm
@@ -261,21 +295,36 @@ def compute_verdict(arms: list[dict[str, Any]], margin: float = MARGIN, resample
             lines = [_problem(a) for a in arms if not finished(a)]
         else:
             kinds = ("cost", "direct_vs_classify") if key == "cost" else (key,)
-            lines = [(_where(f, sizes) if many or f.task != "bbox" else "") + describe(f)
-                     for f in found if f.kind in kinds]
+            lines = [
+                (_where(f, sizes) if many or f.task != "bbox" else "") + describe(f)
+                for f in found
+                if f.kind in kinds
+            ]
             if key == "regime_gap":
                 lines += _trend([f for f in found if f.kind == "regime_gap"], sizes)
         if lines:
             questions.append({"key": key, "title": title, "lines": lines})
-    findings = {k: [f.as_dict() for f in found if f.kind == k] for k in
-                ("early", "catch_up", "regime_gap", "localisation", "normalisation", "direct_vs_classify", "cost")}
+    findings = {
+        k: [f.as_dict() for f in found if f.kind == k]
+        for k in (
+            "early",
+            "catch_up",
+            "regime_gap",
+            "localisation",
+            "normalisation",
+            "direct_vs_classify",
+            "cost",
+        )
+    }
     paper = paper_check(findings)
     n_done = sum(finished(a) for a in arms)
     lines = [f"{n_done} of {len(arms)} arms finished with final metrics."]
     lines += [line for q in questions for line in q["lines"]]
-    lines += [f"Paper check: {c['claim']}: {c['result']}"
-              + (f" (interval [{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}] AP)." if c["interval"] else ".")
-              for c in paper]
+    lines += [
+        f"Paper check: {c['claim']}: {c['result']}"
+        + (f" (interval [{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}] AP)." if c["interval"] else ".")
+        for c in paper
+    ]
     return {
         "headline": _headline(ev, groups, sizes),
         "questions": questions,
@@ -283,7 +332,12 @@ def compute_verdict(arms: list[dict[str, Any]], margin: float = MARGIN, resample
         "findings": findings,
         "groups": [_group_record(ev, g) for g in groups],
         "paper": paper,
-        "bootstrap": {"resamples": resamples, "seed": seed, "level": LEVEL, "margin": margin,
-                      "arms": ev.arm_intervals(arms, TASKS)},
+        "bootstrap": {
+            "resamples": resamples,
+            "seed": seed,
+            "level": LEVEL,
+            "margin": margin,
+            "arms": ev.arm_intervals(arms, TASKS),
+        },
         "data_regimes": [{"data": d, "data_images": sizes[d]} for d in regimes],
     }

@@ -8,8 +8,15 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "barrier", "all_gather_objects",
-           "all_ranks_agree"]
+__all__ = [
+    "init_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "barrier",
+    "all_gather_objects",
+    "all_ranks_agree",
+]
 
 
 def init_distributed() -> tuple[int, int, int]:

@@ -19,8 +19,9 @@ def setup_logging(out_dir: Path | None = None) -> None:
     """Console (and ``out_dir/log.txt``) logging for the main process; other ranks log warnings only."""
     log.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-               for h in log.handlers):
+    if not any(
+        isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers
+    ):
         h = logging.StreamHandler()
         h.setFormatter(fmt)
         log.addHandler(h)

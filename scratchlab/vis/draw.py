@@ -12,14 +12,38 @@ import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 
-__all__ = ["PALETTE", "class_color", "count_phrase", "draw_instances", "save_image", "to_uint8", "unique_path"]
+__all__ = [
+    "PALETTE",
+    "class_color",
+    "count_phrase",
+    "draw_instances",
+    "save_image",
+    "to_uint8",
+    "unique_path",
+]
 
 # Tableau's 10 + 10 light colours: distinct, readable under white label text.
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120),
-    (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (199, 199, 199),
-    (219, 219, 141), (158, 218, 229),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
 )
 
 
@@ -38,9 +62,15 @@ def to_uint8(image: torch.Tensor | Image.Image) -> torch.Tensor:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def draw_instances(image: torch.Tensor | Image.Image, boxes: torch.Tensor, labels: Sequence[int],
-                   captions: Sequence[str], masks: torch.Tensor | None = None,
-                   mask_alpha: float = 0.45, keypoints: torch.Tensor | None = None) -> torch.Tensor:
+def draw_instances(
+    image: torch.Tensor | Image.Image,
+    boxes: torch.Tensor,
+    labels: Sequence[int],
+    captions: Sequence[str],
+    masks: torch.Tensor | None = None,
+    mask_alpha: float = 0.45,
+    keypoints: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Return ``image`` with each instance's mask (if given), box and caption drawn in its class colour.
 
     ``boxes``: [N, 4] XYXY pixels; ``labels``: N contiguous class labels (they pick colours);
@@ -52,13 +82,23 @@ def draw_instances(image: torch.Tensor | Image.Image, boxes: torch.Tensor, label
     if len(boxes) == 0:
         return canvas
     if masks is not None and len(masks):
-        canvas = draw_segmentation_masks(canvas, masks.as_subclass(torch.Tensor).bool(), alpha=mask_alpha, colors=colors)
+        canvas = draw_segmentation_masks(
+            canvas, masks.as_subclass(torch.Tensor).bool(), alpha=mask_alpha, colors=colors
+        )
     width = max(1, round(min(canvas.shape[-2:]) / 250))
     if keypoints is not None and len(keypoints):
         points = keypoints.as_subclass(torch.Tensor)[..., :2].float()
         canvas = draw_keypoints(canvas, points, colors="white", radius=max(1, width + 1))
-    return draw_bounding_boxes(canvas, boxes.as_subclass(torch.Tensor).float(), labels=list(captions), colors=colors, width=width,
-                               label_colors="white", label_background_colors=colors, fill_labels=True)
+    return draw_bounding_boxes(
+        canvas,
+        boxes.as_subclass(torch.Tensor).float(),
+        labels=list(captions),
+        colors=colors,
+        width=width,
+        label_colors="white",
+        label_background_colors=colors,
+        fill_labels=True,
+    )
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:

@@ -31,8 +31,9 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _plot(rows: list[dict[str, Any]], keys: list[str], title: str, ylabel: str, path: Path,
-          log_y: bool = False) -> Path | None:
+def _plot(
+    rows: list[dict[str, Any]], keys: list[str], title: str, ylabel: str, path: Path, log_y: bool = False
+) -> Path | None:
     keys = [k for k in keys if _series(rows, k)[0]]
     if not keys:
         return None
@@ -60,9 +61,11 @@ def plot_run(metrics_jsonl: str | Path, out_dir: str | Path) -> list[Path]:
     keys = sorted({k for r in rows for k in r})
     losses = ["loss"] + [k for k in keys if k.startswith("loss_")]
     aps = [k for k in keys if k.split("/")[-1] in ("AP", "AP50") and "/" in k]
-    made = [_plot(rows, losses, "training loss", "loss", out / "loss.png", log_y=True),
-            _plot(rows, aps, "validation AP", "AP (%)", out / "ap.png"),
-            _plot(rows, ["lr"], "learning rate", "lr", out / "lr.png")]
+    made = [
+        _plot(rows, losses, "training loss", "loss", out / "loss.png", log_y=True),
+        _plot(rows, aps, "validation AP", "AP (%)", out / "ap.png"),
+        _plot(rows, ["lr"], "learning rate", "lr", out / "lr.png"),
+    ]
     return [p for p in made if p is not None]
 
 

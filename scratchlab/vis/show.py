@@ -13,8 +13,13 @@ from .draw import count_phrase, draw_instances, save_image, unique_path
 __all__ = ["show_dataset"]
 
 
-def show_dataset(ann_file: str | Path, image_root: str | Path, out_dir: str | Path, n: int = 16,
-                 on_image: Callable[[str], Any] | None = None) -> list[Path]:
+def show_dataset(
+    ann_file: str | Path,
+    image_root: str | Path,
+    out_dir: str | Path,
+    n: int = 16,
+    on_image: Callable[[str], Any] | None = None,
+) -> list[Path]:
     """Draw the boxes, masks and class names of the first ``n`` images of ``ann_file`` (by image id)
     into ``out_dir``; ``on_image`` receives a one-line summary per image. Returns the files written.
     Crowd regions are not drawn (they are not training instances)."""

@@ -41,12 +41,33 @@ def _clean(root: Path) -> tuple[dict, Path]:
             {"id": 3, "file_name": "sub/c.jpg", "width": 30, "height": 30},
         ],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 30], "area": 600, "iscrowd": 0,
-             "segmentation": [[0, 0, 40, 0, 40, 30, 0, 30]]},
-            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [10, 5, 20, 5], "area": 100, "iscrowd": 1,
-             "segmentation": {"size": [20, 50], "counts": rle["counts"].decode("ascii")}},
-            {"id": 3, "image_id": 3, "category_id": 1, "bbox": [29.5, 1, 1.4, 2], "area": 3, "iscrowd": 1,
-             "segmentation": {"size": [30, 30], "counts": [10, 20, 870]}},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 40, 30],
+                "area": 600,
+                "iscrowd": 0,
+                "segmentation": [[0, 0, 40, 0, 40, 30, 0, 30]],
+            },
+            {
+                "id": 2,
+                "image_id": 2,
+                "category_id": 2,
+                "bbox": [10, 5, 20, 5],
+                "area": 100,
+                "iscrowd": 1,
+                "segmentation": {"size": [20, 50], "counts": rle["counts"].decode("ascii")},
+            },
+            {
+                "id": 3,
+                "image_id": 3,
+                "category_id": 1,
+                "bbox": [29.5, 1, 1.4, 2],
+                "area": 3,
+                "iscrowd": 1,
+                "segmentation": {"size": [30, 30], "counts": [10, 20, 870]},
+            },
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }
@@ -68,12 +89,14 @@ def test_clean_dataset_has_no_problems(tmp_path):
 
 def _set(path: str, value) -> Callable:
     """A mutation that sets data[k1][i][k2]... = value (path like 'annotations.0.bbox')."""
+
     def mutate(d, img_dir):
         *head, last = [int(p) if p.isdigit() else p for p in path.split(".")]
         obj = d
         for p in head:
             obj = obj[p]
         obj[last] = value
+
     return mutate
 
 
@@ -84,6 +107,7 @@ def _delete(path: str) -> Callable:
         for p in head:
             obj = obj[p]
         del obj[last]
+
     return mutate
 
 
@@ -91,6 +115,7 @@ def _truncate(rel: str) -> Callable:
     def mutate(d, img_dir):
         data = (img_dir / rel).read_bytes()
         (img_dir / rel).write_bytes(data[: len(data) // 2])
+
     return mutate
 
 
@@ -103,83 +128,292 @@ CASES = [
     ("not_json", lambda d, _: "{ images: [", "json", "line 1 column 3", "not valid JSON", "error"),
     ("top_level_list", lambda d, _: "[1, 2]", "json", "top level", "is a JSON list", "error"),
     ("missing_images", _delete("images"), "json", "top level", "missing the 'images' list", "error"),
-    ("missing_annotations", _delete("annotations"), "json", "top level", "missing the 'annotations' list",
-     "error"),
+    (
+        "missing_annotations",
+        _delete("annotations"),
+        "json",
+        "top level",
+        "missing the 'annotations' list",
+        "error",
+    ),
     ("images_not_list", _set("images", {"a": 1}), "json", "'images'", "is a dict, expected a list", "error"),
-    ("image_not_object", lambda d, _: d["images"].append("x.jpg"), "json", "images[3]",
-     "is a str, expected an object", "error"),
-    ("duplicate_image_id", _set("images.1.id", 1), "json", "image id 1", "duplicate id: images[0] and images[1]",
-     "error"),
-    ("duplicate_annotation_id", _set("annotations.2.id", 1), "json", "annotation id 1",
-     "duplicate id: annotations[0] and annotations[2]", "error"),
+    (
+        "image_not_object",
+        lambda d, _: d["images"].append("x.jpg"),
+        "json",
+        "images[3]",
+        "is a str, expected an object",
+        "error",
+    ),
+    (
+        "duplicate_image_id",
+        _set("images.1.id", 1),
+        "json",
+        "image id 1",
+        "duplicate id: images[0] and images[1]",
+        "error",
+    ),
+    (
+        "duplicate_annotation_id",
+        _set("annotations.2.id", 1),
+        "json",
+        "annotation id 1",
+        "duplicate id: annotations[0] and annotations[2]",
+        "error",
+    ),
     ("duplicate_category_id", _set("categories.1.id", 1), "json", "category id 1", "duplicate id", "error"),
-    ("category_without_name", _delete("categories.1.name"), "json", "categories[1]", "missing or empty 'name'",
-     "error"),
-    ("duplicate_category_name", _set("categories.1.name", "cat"), "json", "categories[1]",
-     "name 'cat' repeats categories[0]", "error"),
-    ("unknown_image_id", _set("annotations.1.image_id", 99), "json", "annotation id 2", "unknown image_id 99",
-     "error"),
-    ("unhashable_image_id", _set("annotations.1.image_id", [2]), "json", "annotation id 2",
-     "unknown image_id [2]", "error"),
-    ("unknown_category_id", _set("annotations.0.category_id", 7), "json", "annotation id 1",
-     "unknown category_id 7", "error"),
-    ("bbox_wrong_length", _set("annotations.0.bbox", [1, 2, 3]), "json", "annotation id 1",
-     "bbox must be a list of 4 numbers", "error"),
-    ("bbox_nan", _set("annotations.0.bbox", [1, float("nan"), 3, 4]), "json", "annotation id 1",
-     "bbox[1]=nan", "error"),
-    ("bbox_string", _set("annotations.0.bbox", [1, 2, "10", 4]), "json", "annotation id 1", "bbox[2]='10'",
-     "error"),
-    ("bbox_negative_width", _set("annotations.0.bbox", [5, 5, -3, 4]), "json", "annotation id 1",
-     "width and height must be > 0", "error"),
-    ("bbox_outside_image", _set("annotations.0.bbox", [30, 5, 20, 10]), "json", "annotation id 1",
-     "lies outside the 40x30 image", "error"),
+    (
+        "category_without_name",
+        _delete("categories.1.name"),
+        "json",
+        "categories[1]",
+        "missing or empty 'name'",
+        "error",
+    ),
+    (
+        "duplicate_category_name",
+        _set("categories.1.name", "cat"),
+        "json",
+        "categories[1]",
+        "name 'cat' repeats categories[0]",
+        "error",
+    ),
+    (
+        "unknown_image_id",
+        _set("annotations.1.image_id", 99),
+        "json",
+        "annotation id 2",
+        "unknown image_id 99",
+        "error",
+    ),
+    (
+        "unhashable_image_id",
+        _set("annotations.1.image_id", [2]),
+        "json",
+        "annotation id 2",
+        "unknown image_id [2]",
+        "error",
+    ),
+    (
+        "unknown_category_id",
+        _set("annotations.0.category_id", 7),
+        "json",
+        "annotation id 1",
+        "unknown category_id 7",
+        "error",
+    ),
+    (
+        "bbox_wrong_length",
+        _set("annotations.0.bbox", [1, 2, 3]),
+        "json",
+        "annotation id 1",
+        "bbox must be a list of 4 numbers",
+        "error",
+    ),
+    (
+        "bbox_nan",
+        _set("annotations.0.bbox", [1, float("nan"), 3, 4]),
+        "json",
+        "annotation id 1",
+        "bbox[1]=nan",
+        "error",
+    ),
+    (
+        "bbox_string",
+        _set("annotations.0.bbox", [1, 2, "10", 4]),
+        "json",
+        "annotation id 1",
+        "bbox[2]='10'",
+        "error",
+    ),
+    (
+        "bbox_negative_width",
+        _set("annotations.0.bbox", [5, 5, -3, 4]),
+        "json",
+        "annotation id 1",
+        "width and height must be > 0",
+        "error",
+    ),
+    (
+        "bbox_outside_image",
+        _set("annotations.0.bbox", [30, 5, 20, 10]),
+        "json",
+        "annotation id 1",
+        "lies outside the 40x30 image",
+        "error",
+    ),
     ("bbox_missing", _delete("annotations.0.bbox"), "json", "annotation id 1", "missing 'bbox'", "error"),
-    ("polygon_odd_length", _set("annotations.0.segmentation", [[1, 1, 5, 1, 5]]), "json", "annotation id 1",
-     "segmentation[0] has 5 values", "error"),
-    ("polygon_too_short", _set("annotations.0.segmentation", [[1, 1, 5, 5]]), "json", "annotation id 1",
-     "segmentation[0] has 4 values", "error"),
-    ("polygon_outside", _set("annotations.0.segmentation", [[0, 0, 80, 0, 0, 30]]), "json", "annotation id 1",
-     "points outside the 40x30 image", "error"),
-    ("segmentation_string", _set("annotations.0.segmentation", "abc"), "json", "annotation id 1",
-     "must be a polygon list or an RLE object", "error"),
-    ("rle_size_mismatch", _set("annotations.1.segmentation.size", [21, 50]), "json", "annotation id 2",
-     "RLE size [21, 50] does not match the image's [height, width] [20, 50]", "error"),
-    ("rle_garbage_counts", _set("annotations.1.segmentation.counts", "!!garbage~~"), "json", "annotation id 2",
-     "RLE 'counts' do not decode to a 20x50 mask", "error"),
-    ("rle_counts_wrong_sum", _set("annotations.2.segmentation.counts", [10, 20, 30]), "json", "annotation id 3",
-     "do not decode to a 30x30 mask", "error"),
-    ("rle_counts_wrong_type", _set("annotations.2.segmentation.counts", 5), "json", "annotation id 3",
-     "RLE 'counts' must be a string or a list of integers", "error"),
-    ("area_negative", _set("annotations.0.area", -1), "json", "annotation id 1",
-     "area must be a non-negative number", "error"),
+    (
+        "polygon_odd_length",
+        _set("annotations.0.segmentation", [[1, 1, 5, 1, 5]]),
+        "json",
+        "annotation id 1",
+        "segmentation[0] has 5 values",
+        "error",
+    ),
+    (
+        "polygon_too_short",
+        _set("annotations.0.segmentation", [[1, 1, 5, 5]]),
+        "json",
+        "annotation id 1",
+        "segmentation[0] has 4 values",
+        "error",
+    ),
+    (
+        "polygon_outside",
+        _set("annotations.0.segmentation", [[0, 0, 80, 0, 0, 30]]),
+        "json",
+        "annotation id 1",
+        "points outside the 40x30 image",
+        "error",
+    ),
+    (
+        "segmentation_string",
+        _set("annotations.0.segmentation", "abc"),
+        "json",
+        "annotation id 1",
+        "must be a polygon list or an RLE object",
+        "error",
+    ),
+    (
+        "rle_size_mismatch",
+        _set("annotations.1.segmentation.size", [21, 50]),
+        "json",
+        "annotation id 2",
+        "RLE size [21, 50] does not match the image's [height, width] [20, 50]",
+        "error",
+    ),
+    (
+        "rle_garbage_counts",
+        _set("annotations.1.segmentation.counts", "!!garbage~~"),
+        "json",
+        "annotation id 2",
+        "RLE 'counts' do not decode to a 20x50 mask",
+        "error",
+    ),
+    (
+        "rle_counts_wrong_sum",
+        _set("annotations.2.segmentation.counts", [10, 20, 30]),
+        "json",
+        "annotation id 3",
+        "do not decode to a 30x30 mask",
+        "error",
+    ),
+    (
+        "rle_counts_wrong_type",
+        _set("annotations.2.segmentation.counts", 5),
+        "json",
+        "annotation id 3",
+        "RLE 'counts' must be a string or a list of integers",
+        "error",
+    ),
+    (
+        "area_negative",
+        _set("annotations.0.area", -1),
+        "json",
+        "annotation id 1",
+        "area must be a non-negative number",
+        "error",
+    ),
     ("area_missing", _delete("annotations.0.area"), "json", "annotation id 1", "missing 'area'", "error"),
-    ("annotation_id_zero", _set("annotations.0.id", 0), "json", "annotation id 0", "ids must be >= 1", "error"),
-    ("iscrowd_two", _set("annotations.0.iscrowd", 2), "json", "annotation id 1", "iscrowd must be 0 or 1",
-     "error"),
-    ("width_not_int", _set("images.0.width", "40"), "json", "image id 1", "'width' must be a positive integer",
-     "error"),
-    ("missing_image_file", lambda d, img_dir: (img_dir / "a.jpg").unlink(), "a.jpg", "image id 1",
-     "image file not found", "error"),
-    ("corrupt_image", lambda d, img_dir: (img_dir / "b.png").write_bytes(b"not a png"), "b.png", "image id 2",
-     "cannot read image", "error"),
+    (
+        "annotation_id_zero",
+        _set("annotations.0.id", 0),
+        "json",
+        "annotation id 0",
+        "ids must be >= 1",
+        "error",
+    ),
+    (
+        "iscrowd_two",
+        _set("annotations.0.iscrowd", 2),
+        "json",
+        "annotation id 1",
+        "iscrowd must be 0 or 1",
+        "error",
+    ),
+    (
+        "width_not_int",
+        _set("images.0.width", "40"),
+        "json",
+        "image id 1",
+        "'width' must be a positive integer",
+        "error",
+    ),
+    (
+        "missing_image_file",
+        lambda d, img_dir: (img_dir / "a.jpg").unlink(),
+        "a.jpg",
+        "image id 1",
+        "image file not found",
+        "error",
+    ),
+    (
+        "corrupt_image",
+        lambda d, img_dir: (img_dir / "b.png").write_bytes(b"not a png"),
+        "b.png",
+        "image id 2",
+        "cannot read image",
+        "error",
+    ),
     ("truncated_image", _truncate("sub/c.jpg"), "sub/c.jpg", "image id 3", "truncated", "error"),
-    ("size_mismatch", _set("images.0.width", 41), "a.jpg", "image id 1",
-     "declared 41x30 but the image is 40x30", "error"),
-    ("exif_size_mismatch", _exif_rotated, "a.jpg", "image id 1",
-     "the image is 30x40 after EXIF orientation (stored 40x30, EXIF orientation 6)", "error"),
-    ("absolute_path", lambda d, img_dir: d["images"][0].update(file_name=str(img_dir / "a.jpg")), "json",
-     "image id 1", "is absolute", "error"),
-    ("dotdot_path", _set("images.0.file_name", "sub/../../a.jpg"), "json", "image id 1",
-     "escapes the images folder", "error"),
-    ("duplicate_file_name", _set("images.1.file_name", "a.jpg"), "json", "image id 2",
-     "file_name 'a.jpg' is also used by image id 1", "error"),
-    ("image_without_annotations", lambda d, _: d["annotations"].pop(), "json", "image id 3",
-     "has no annotations", "warning"),
+    (
+        "size_mismatch",
+        _set("images.0.width", 41),
+        "a.jpg",
+        "image id 1",
+        "declared 41x30 but the image is 40x30",
+        "error",
+    ),
+    (
+        "exif_size_mismatch",
+        _exif_rotated,
+        "a.jpg",
+        "image id 1",
+        "the image is 30x40 after EXIF orientation (stored 40x30, EXIF orientation 6)",
+        "error",
+    ),
+    (
+        "absolute_path",
+        lambda d, img_dir: d["images"][0].update(file_name=str(img_dir / "a.jpg")),
+        "json",
+        "image id 1",
+        "is absolute",
+        "error",
+    ),
+    (
+        "dotdot_path",
+        _set("images.0.file_name", "sub/../../a.jpg"),
+        "json",
+        "image id 1",
+        "escapes the images folder",
+        "error",
+    ),
+    (
+        "duplicate_file_name",
+        _set("images.1.file_name", "a.jpg"),
+        "json",
+        "image id 2",
+        "file_name 'a.jpg' is also used by image id 1",
+        "error",
+    ),
+    (
+        "image_without_annotations",
+        lambda d, _: d["annotations"].pop(),
+        "json",
+        "image id 3",
+        "has no annotations",
+        "warning",
+    ),
 ]
 
 
-@pytest.mark.parametrize("case_id, mutate, file, record, fragment, severity", CASES, ids=[c[0] for c in CASES])
-def test_malformed_dataset_is_reported_in_one_line(tmp_path, case_id, mutate, file, record, fragment, severity):
+@pytest.mark.parametrize(
+    "case_id, mutate, file, record, fragment, severity", CASES, ids=[c[0] for c in CASES]
+)
+def test_malformed_dataset_is_reported_in_one_line(
+    tmp_path, case_id, mutate, file, record, fragment, severity
+):
     data, img_dir = _clean(tmp_path)
     raw = mutate(data, img_dir)
     ann = _write(tmp_path, raw if isinstance(raw, str) else data)
@@ -197,14 +431,34 @@ def test_malformed_dataset_is_reported_in_one_line(tmp_path, case_id, mutate, fi
         assert problems == [p] and not has_errors(problems)
 
 
-@pytest.mark.parametrize("text", [
-    "null", "123", '"str"', "", '{"images": null, "annotations": 5, "categories": "x"}',
-    json.dumps({"images": [{"id": [1], "file_name": 5, "width": None}, {"id": 2, "file_name": None}],
-                "annotations": [{"id": {}, "image_id": {}, "category_id": [], "bbox": {}, "area": "big",
-                                 "segmentation": {"counts": [1, "a"], "size": "x"}, "iscrowd": []},
-                                {"id": 3, "image_id": 2, "segmentation": [[1, "a", 3, 4, 5, 6], 7]}],
-                "categories": [{"id": "1", "name": 3}, None]}),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "null",
+        "123",
+        '"str"',
+        "",
+        '{"images": null, "annotations": 5, "categories": "x"}',
+        json.dumps(
+            {
+                "images": [{"id": [1], "file_name": 5, "width": None}, {"id": 2, "file_name": None}],
+                "annotations": [
+                    {
+                        "id": {},
+                        "image_id": {},
+                        "category_id": [],
+                        "bbox": {},
+                        "area": "big",
+                        "segmentation": {"counts": [1, "a"], "size": "x"},
+                        "iscrowd": [],
+                    },
+                    {"id": 3, "image_id": 2, "segmentation": [[1, "a", 3, 4, 5, 6], 7]},
+                ],
+                "categories": [{"id": "1", "name": 3}, None],
+            }
+        ),
+    ],
+)
 def test_garbage_never_raises(tmp_path, text):
     problems = check_dataset(_write(tmp_path, text), tmp_path)
     assert problems and all(isinstance(p, Problem) for p in problems)
@@ -225,8 +479,9 @@ def test_missing_json_and_missing_images_folder(tmp_path):
 def test_report_caps_floods_but_keeps_counts(tmp_path):
     data, img_dir = _clean(tmp_path)
     for k in range(30):
-        data["annotations"].append({"id": 100 + k, "image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1],
-                                    "area": 1})
+        data["annotations"].append(
+            {"id": 100 + k, "image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "area": 1}
+        )
     problems = check_dataset(_write(tmp_path, data), img_dir)
     assert len(problems) == 30
     report = format_report(problems, max_per_kind=5).splitlines()

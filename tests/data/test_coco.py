@@ -24,7 +24,9 @@ def test_bad_subset_is_an_error(bad):
 
 def test_training_item_is_reproducible_and_boxes_follow_the_image(synth_data):
     cfg = load_config(None, ["input.min_size_train=[48,64]", "input.max_size_train=107"])
-    ds = CocoDetection(synth_data["train_json"], synth_data["train_images"], build_transforms(cfg.input, True))
+    ds = CocoDetection(
+        synth_data["train_json"], synth_data["train_images"], build_transforms(cfg.input, True)
+    )
     a_img, a_t = ds[(0, 1234)]
     b_img, b_t = ds[(0, 1234)]
     assert torch.equal(a_img, b_img) and torch.equal(a_t["boxes"], b_t["boxes"])
@@ -37,12 +39,19 @@ def test_training_item_is_reproducible_and_boxes_follow_the_image(synth_data):
     # Masks and boxes moved together: each box encloses its mask.
     for box, mask in zip(boxes, a_t["masks"], strict=True):
         ys, xs = torch.nonzero(mask, as_tuple=True)
-        assert xs.min() >= box[0] - 1 and xs.max() <= box[2] + 1 and ys.min() >= box[1] - 1 and ys.max() <= box[3] + 1
+        assert (
+            xs.min() >= box[0] - 1
+            and xs.max() <= box[2] + 1
+            and ys.min() >= box[1] - 1
+            and ys.max() <= box[3] + 1
+        )
 
 
 def test_crop_transform_for_direct_pretraining(synth_data):
     cfg = load_config(None, ["input.crop_size=40", "input.scale_jitter=[0.8,1.2]"])
-    ds = CocoDetection(synth_data["train_json"], synth_data["train_images"], build_transforms(cfg.input, True))
+    ds = CocoDetection(
+        synth_data["train_json"], synth_data["train_images"], build_transforms(cfg.input, True)
+    )
     for k in range(4):
         img, _ = ds[(k, k)]
         assert tuple(img.shape[-2:]) == (40, 40)

@@ -43,11 +43,14 @@ def _anns_by_file(coco: dict) -> dict[str, list[dict]]:
 
 # ---------------------------------------------------------------------------------------------- VOC
 def _voc_xml(filename: str, objects: list[tuple[str, tuple, int]], size: tuple[int, int] | None) -> str:
-    size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    size_xml = (
+        f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    )
     objs = "".join(
         f"<object><name>{name}</name><difficult>{diff}</difficult><bndbox><xmin>{b[0]}</xmin>"
         f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-        for name, b, diff in objects)
+        for name, b, diff in objects
+    )
     return f"<annotation><filename>{filename}</filename>{size_xml}{objs}</annotation>"
 
 
@@ -57,11 +60,17 @@ def _voc(root: Path, ann: str = "annotations", img: str = "images") -> Path:
     _image(root / img / "b.png", 60, 40)
     _image(root / img / "c.jpg", 50, 30)
     _image(root / img / "phone.jpg", 40, 20, orientation=6)  # displayed 20 wide, 40 high
-    (root / ann / "a.xml").write_text(_voc_xml("a.jpg", [
-        ("  red panda \n", (11, 21, 50, 60), 0),  # names with spaces survive, whitespace is stripped
-        ("cat", (1, 1, 100, 80), 1),  # whole image, difficult
-        ("cat", (90, 70, 130, 95), 0),  # sticks out: clipped
-    ], size=None))  # <size> missing
+    (root / ann / "a.xml").write_text(
+        _voc_xml(
+            "a.jpg",
+            [
+                ("  red panda \n", (11, 21, 50, 60), 0),  # names with spaces survive, whitespace is stripped
+                ("cat", (1, 1, 100, 80), 1),  # whole image, difficult
+                ("cat", (90, 70, 130, 95), 0),  # sticks out: clipped
+            ],
+            size=None,
+        )
+    )  # <size> missing
     (root / ann / "b.xml").write_text(_voc_xml("b.png", [("dog", (5.5, 6, 20, 30), 0)], size=(0, 0)))
     (root / ann / "c.xml").write_text(_voc_xml("c.jpg", [], size=(50, 30)))  # no objects
     (root / ann / "phone.xml").write_text(_voc_xml("phone.jpg", [("cat", (2, 3, 10, 30), 0)], size=(40, 20)))
@@ -112,8 +121,9 @@ def test_voc_class_name_fills_empty_names(tmp_path):
     src = tmp_path / "src"
     _image(src / "images" / "x.jpg", 30, 30)
     (src / "annotations").mkdir()
-    (src / "annotations" / "x.xml").write_text(_voc_xml("x.jpg", [(" ", (1, 1, 5, 5), 0), ("b", (1, 1, 5, 5), 0)],
-                                                        None))
+    (src / "annotations" / "x.xml").write_text(
+        _voc_xml("x.jpg", [(" ", (1, 1, 5, 5), 0), ("b", (1, 1, 5, 5), 0)], None)
+    )
     assert convert_dataset("voc", src, tmp_path / "out", class_name="a")["categories"] == ["a", "b"]
 
 
@@ -125,16 +135,31 @@ def test_voc_missing_image_names_the_xml(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("xml, match", [
-    ("<annotation><object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>x</xmax>"
-     "<ymax>5</ymax></bndbox></object></annotation>", r"bad\.xml: object 1 \('a'\): <xmax>: 'x' is not a number"),
-    ("<annotation><object><name>a</name></object></annotation>", r"bad\.xml: object 1 \('a'\): no <bndbox>"),
-    ("<annotation><object><name> </name></object></annotation>", r"bad\.xml: object 1: missing or empty <name>; pass --class-name NAME"),
-    ("<annotation><object><name>a</name><bndbox><xmin>9</xmin><ymin>1</ymin><xmax>3</xmax>"
-     "<ymax>5</ymax></bndbox></object></annotation>", r"bad\.xml: object 1 \('a'\): inverted box"),
-    ("<annotation><unclosed></annotation>", r"bad\.xml: not a readable XML file"),
-    ("<other/>", r"bad\.xml: root element is <other>"),
-])
+@pytest.mark.parametrize(
+    "xml, match",
+    [
+        (
+            "<annotation><object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>x</xmax>"
+            "<ymax>5</ymax></bndbox></object></annotation>",
+            r"bad\.xml: object 1 \('a'\): <xmax>: 'x' is not a number",
+        ),
+        (
+            "<annotation><object><name>a</name></object></annotation>",
+            r"bad\.xml: object 1 \('a'\): no <bndbox>",
+        ),
+        (
+            "<annotation><object><name> </name></object></annotation>",
+            r"bad\.xml: object 1: missing or empty <name>; pass --class-name NAME",
+        ),
+        (
+            "<annotation><object><name>a</name><bndbox><xmin>9</xmin><ymin>1</ymin><xmax>3</xmax>"
+            "<ymax>5</ymax></bndbox></object></annotation>",
+            r"bad\.xml: object 1 \('a'\): inverted box",
+        ),
+        ("<annotation><unclosed></annotation>", r"bad\.xml: not a readable XML file"),
+        ("<other/>", r"bad\.xml: root element is <other>"),
+    ],
+)
 def test_voc_bad_xml_names_file_and_object(tmp_path, xml, match):
     src = tmp_path / "src"
     _image(src / "images" / "bad.jpg", 10, 10)
@@ -160,9 +185,14 @@ def _via_project(src: Path, regions: list[dict], attrs: dict | None = None, name
         "p.jpg12345": {"filename": "p.jpg", "size": 12345, "regions": regions, "file_attributes": {}},
         "q.jpg999": {"filename": "q.jpg", "size": 999, "regions": [], "file_attributes": {}},
     }
-    project = {"_via_settings": {}, "_via_img_metadata": meta,
-               "_via_attributes": {"region": attrs if attrs is not None else {"species": {}, "colour": {}},
-                                   "file": {}}}
+    project = {
+        "_via_settings": {},
+        "_via_img_metadata": meta,
+        "_via_attributes": {
+            "region": attrs if attrs is not None else {"species": {}, "colour": {}},
+            "file": {},
+        },
+    }
     (src / name).write_text(json.dumps(project))
     return src
 
@@ -218,9 +248,13 @@ def test_via_attribute_choice(tmp_path):
 def test_via_plain_export_with_v1_region_dict_and_checkbox_class(tmp_path):
     src = tmp_path / "src"
     _image(src / "images" / "r.png", 50, 50)  # images/ beside the JSON is found too
-    regions = {"1": _region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, species={"owl": True}),
-               "0": _region({"name": "rect", "x": 10, "y": 10, "width": 5, "height": 5}, species={"bat": True})}
-    (src / "export.json").write_text(json.dumps({"r.png50": {"filename": "r.png", "size": 50, "regions": regions}}))
+    regions = {
+        "1": _region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, species={"owl": True}),
+        "0": _region({"name": "rect", "x": 10, "y": 10, "width": 5, "height": 5}, species={"bat": True}),
+    }
+    (src / "export.json").write_text(
+        json.dumps({"r.png50": {"filename": "r.png", "size": 50, "regions": regions}})
+    )
     summary = convert_dataset("via", src, tmp_path / "out")
     assert summary["image_root"] == str((src / "images").resolve())
     coco = _load(summary["files"][0])
@@ -228,18 +262,46 @@ def test_via_plain_export_with_v1_region_dict_and_checkbox_class(tmp_path):
     assert [a["category_id"] for a in coco["annotations"]] == [1, 2]  # region "0" first
 
 
-@pytest.mark.parametrize("regions, attrs, match", [
-    ([_region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, species="")], None,
-     r"image 'p\.jpg' region 1: no class: region attribute 'species'"),
-    ([_region({"name": "polygon", "all_points_x": [1, 2], "all_points_y": [1]})], None,
-     r"image 'p\.jpg' region 1: polygon needs all_points_x and all_points_y"),
-    ([_region({"name": "rect", "x": "a", "y": 1, "width": 4, "height": 4})], None,
-     r"image 'p\.jpg' region 1: rect 'x': 'a' is not a number"),
-    ([{"shape_attributes": {"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, "region_attributes": {}}],
-     {}, r"image 'p\.jpg' region 1: no region attribute holds a class name; pass --class-name NAME"),
-    ([_region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, species={"owl": True, "bat": True})],
-     None, r"image 'p\.jpg' region 1: attribute 'species' has 2 ticked options"),
-])
+@pytest.mark.parametrize(
+    "regions, attrs, match",
+    [
+        (
+            [_region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4}, species="")],
+            None,
+            r"image 'p\.jpg' region 1: no class: region attribute 'species'",
+        ),
+        (
+            [_region({"name": "polygon", "all_points_x": [1, 2], "all_points_y": [1]})],
+            None,
+            r"image 'p\.jpg' region 1: polygon needs all_points_x and all_points_y",
+        ),
+        (
+            [_region({"name": "rect", "x": "a", "y": 1, "width": 4, "height": 4})],
+            None,
+            r"image 'p\.jpg' region 1: rect 'x': 'a' is not a number",
+        ),
+        (
+            [
+                {
+                    "shape_attributes": {"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4},
+                    "region_attributes": {},
+                }
+            ],
+            {},
+            r"image 'p\.jpg' region 1: no region attribute holds a class name; pass --class-name NAME",
+        ),
+        (
+            [
+                _region(
+                    {"name": "rect", "x": 1, "y": 1, "width": 4, "height": 4},
+                    species={"owl": True, "bat": True},
+                )
+            ],
+            None,
+            r"image 'p\.jpg' region 1: attribute 'species' has 2 ticked options",
+        ),
+    ],
+)
 def test_via_bad_regions_name_image_and_region(tmp_path, regions, attrs, match):
     src = _via_project(tmp_path / "src", regions, attrs)
     with pytest.raises(ConvertError, match=match):
@@ -252,11 +314,22 @@ def _balloon(src: Path) -> Path:
     _image(src / "b2.jpg", 40, 40)
     polygon = {"name": "polygon", "all_points_x": [10, 50, 30], "all_points_y": [10, 10, 40]}
     data = {
-        "b1.jpg1234": {"fileref": "", "size": 1234, "filename": "b1.jpg", "base64_img_data": "",
-                       "file_attributes": {}, "regions": {"0": {"shape_attributes": polygon,
-                                                                "region_attributes": {}}}},
-        "b2.jpg99": {"fileref": "", "size": 99, "filename": "b2.jpg", "base64_img_data": "",
-                     "file_attributes": {}, "regions": {}},
+        "b1.jpg1234": {
+            "fileref": "",
+            "size": 1234,
+            "filename": "b1.jpg",
+            "base64_img_data": "",
+            "file_attributes": {},
+            "regions": {"0": {"shape_attributes": polygon, "region_attributes": {}}},
+        },
+        "b2.jpg99": {
+            "fileref": "",
+            "size": 99,
+            "filename": "b2.jpg",
+            "base64_img_data": "",
+            "file_attributes": {},
+            "regions": {},
+        },
     }
     (src / "via_region_data.json").write_text(json.dumps(data))
     return src
@@ -264,7 +337,9 @@ def _balloon(src: Path) -> Path:
 
 def test_via_without_region_attributes_needs_and_takes_class_name(tmp_path):
     src = _balloon(tmp_path / "balloon")
-    with pytest.raises(ConvertError, match=r"region 1: no region attribute holds a class name; pass --class-name"):
+    with pytest.raises(
+        ConvertError, match=r"region 1: no region attribute holds a class name; pass --class-name"
+    ):
         convert_dataset("via", src, tmp_path / "out")
     summary = convert_dataset("via", src, tmp_path / "out", class_name="balloon")
     assert (summary["images"], summary["annotations"], summary["categories"]) == (2, 1, ["balloon"])
@@ -280,20 +355,51 @@ def test_cli_passes_class_name_and_attribute(tmp_path, capsys):
     src = _balloon(tmp_path / "balloon")
     assert main(["data", "convert", "--from", "via", str(src), "--out", str(tmp_path / "a")]) == 2
     assert "pass --class-name NAME" in capsys.readouterr().err
-    assert main(["data", "convert", "--from", "via", str(src), "--out", str(tmp_path / "a"),
-                 "--class-name", "balloon"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "--from",
+                "via",
+                str(src),
+                "--out",
+                str(tmp_path / "a"),
+                "--class-name",
+                "balloon",
+            ]
+        )
+        == 0
+    )
     assert "1 categories: balloon" in capsys.readouterr().out
     project = _via_project(tmp_path / "p", VIA_REGIONS[:3])
-    assert main(["data", "convert", "--from", "via", str(project), "--out", str(tmp_path / "b"),
-                 "--attribute", "colour"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "--from",
+                "via",
+                str(project),
+                "--out",
+                str(tmp_path / "b"),
+                "--attribute",
+                "colour",
+            ]
+        )
+        == 0
+    )
     assert "2 categories: brown, grey" in capsys.readouterr().out
 
 
 def test_via_class_name_fills_regions_with_an_empty_attribute(tmp_path):
     regions = [_region({"name": "circle", "cx": 30, "cy": 30, "r": 5}, species=""), *VIA_REGIONS[:1]]
     src = _via_project(tmp_path / "src", regions)
-    with pytest.raises(ConvertError, match=r"region 1: no class: region attribute 'species' is missing or "
-                                           r"empty; pass --attribute NAME .* or --class-name NAME"):
+    with pytest.raises(
+        ConvertError,
+        match=r"region 1: no class: region attribute 'species' is missing or "
+        r"empty; pass --attribute NAME .* or --class-name NAME",
+    ):
         convert_dataset("via", src, tmp_path / "out")
     summary = convert_dataset("via", src, tmp_path / "out", class_name=" unknown ")
     assert summary["categories"] == ["cat", "unknown"]
@@ -303,7 +409,11 @@ def test_via_class_name_fills_regions_with_an_empty_attribute(tmp_path):
 
 def test_flags_for_other_formats_are_refused(tmp_path):
     src = _voc(tmp_path / "src")
-    for option, flag in (("attribute", "--attribute"), ("masks_dir", "--masks-dir"), ("classes", "--classes")):
+    for option, flag in (
+        ("attribute", "--attribute"),
+        ("masks_dir", "--masks-dir"),
+        ("classes", "--classes"),
+    ):
         with pytest.raises(ConvertError, match=f"{flag} only applies to --from"):
             convert_dataset("voc", src, tmp_path / "out", **{option: "x"})
 
@@ -377,14 +487,17 @@ def test_yolo_single_class_set_with_class_name(tmp_path):
         convert_dataset("yolo", src, tmp_path / "out", class_name="raccoon")
 
 
-@pytest.mark.parametrize("line, match", [
-    ("0 0.5 0.5 0.2", r"labels/a\.txt:2: expected 'class cx cy w h'"),
-    ("7 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index 7 is not one of 0\.\.2"),
-    ("x 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index: 'x' is not a number"),
-    ("0 0.5 nan 0.2 0.2", r"labels/a\.txt:2: coordinate: 'nan' is not a finite number"),
-    ("0 50 60 20 20", r"labels/a\.txt:2: coordinates must be normalised"),
-    ("0 0.5 0.5 0 0.2", r"labels/a\.txt:2: box width and height must be > 0"),
-])
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        ("0 0.5 0.5 0.2", r"labels/a\.txt:2: expected 'class cx cy w h'"),
+        ("7 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index 7 is not one of 0\.\.2"),
+        ("x 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index: 'x' is not a number"),
+        ("0 0.5 nan 0.2 0.2", r"labels/a\.txt:2: coordinate: 'nan' is not a finite number"),
+        ("0 50 60 20 20", r"labels/a\.txt:2: coordinates must be normalised"),
+        ("0 0.5 0.5 0 0.2", r"labels/a\.txt:2: box width and height must be > 0"),
+    ],
+)
 def test_yolo_bad_line_names_file_and_line(tmp_path, line, match):
     src = _yolo(tmp_path / "src")
     (src / "labels" / "a.txt").write_text(f"1 0.5 0.5 0.5 0.25\n{line}\n")
@@ -416,7 +529,9 @@ def test_split_is_seeded_disjoint_and_complete(tmp_path):
     s1 = convert_dataset("yolo", src, tmp_path / "s1", split=0.3, seed=5)
     s2 = convert_dataset("yolo", src, tmp_path / "s2", split=0.3, seed=5)
     s3 = convert_dataset("yolo", src, tmp_path / "s3", split=0.3, seed=6)
-    assert s1["files"] == [str(tmp_path / "s1" / "annotations" / f"instances_{p}.json") for p in ("train", "val")]
+    assert s1["files"] == [
+        str(tmp_path / "s1" / "annotations" / f"instances_{p}.json") for p in ("train", "val")
+    ]
     train, val = (_load(f) for f in s1["files"])
     assert [_load(f) for f in s2["files"]] == [train, val]  # same seed, same split
     assert [_load(f)["images"] for f in s3["files"]] != [train["images"], val["images"]]
@@ -436,6 +551,14 @@ def test_unknown_format_and_help_text(tmp_path):
         convert_dataset("coco", tmp_path, tmp_path / "out")
     assert "annotations.json" in CONVERT_HELP and "instances_train.json" in CONVERT_HELP
     assert "--images" in CONVERT_HELP
-    text = format_summary({"images": 2, "annotations": 3, "categories": ["a"], "files": ["x.json"],
-                           "image_root": "/data/img", "warnings": ["w1"]})
+    text = format_summary(
+        {
+            "images": 2,
+            "annotations": 3,
+            "categories": ["a"],
+            "files": ["x.json"],
+            "image_root": "/data/img",
+            "warnings": ["w1"],
+        }
+    )
     assert "pass it as --images" in text and "/data/img" in text and "warning: w1" in text

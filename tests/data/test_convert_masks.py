@@ -122,7 +122,9 @@ def test_palette_16_bit_and_colour_masks(tmp_path, mode):
         img = Image.fromarray(rgb, "RGB")
     (src / "masks").mkdir()
     img.save(src / "masks" / "x.png")
-    coco = json.loads(Path(convert_dataset("masks", src, tmp_path / "out", class_name="o")["files"][0]).read_text())
+    coco = json.loads(
+        Path(convert_dataset("masks", src, tmp_path / "out", class_name="o")["files"][0]).read_text()
+    )
     assert sorted(a["area"] for a in coco["annotations"]) == [4, 15]
 
 
@@ -131,7 +133,9 @@ def test_class_maps_global_and_per_image(tmp_path):
     (src / "classes.yaml").write_text("1: nucleus\n7: cytoplasm\n")
     with pytest.raises(ConvertError, match=r"b_mask/0\.png: instance id 0 has no class in .*classes\.yaml"):
         convert_dataset("masks", src, tmp_path / "out", classes=src / "classes.yaml")
-    summary = convert_dataset("masks", src, tmp_path / "out", classes=src / "classes.yaml", class_name="other")
+    summary = convert_dataset(
+        "masks", src, tmp_path / "out", classes=src / "classes.yaml", class_name="other"
+    )
     assert summary["categories"] == ["cytoplasm", "nucleus", "other"]
     (src / "per_image.json").write_text(json.dumps({"a": {"1": "x", "7": "y"}, "b.png": {"1": "z"}}))
     summary = convert_dataset("masks", src, tmp_path / "out2", classes=src / "per_image.json", class_name="w")
@@ -148,13 +152,17 @@ def test_mask_of_another_size_names_both_files(tmp_path):
     src = tmp_path / "src"
     _image(src / "images" / "a.jpg", 37, 23)
     _png(src / "masks" / "a.png", _ids(36, 23))
-    with pytest.raises(ConvertError, match=r"mask .*masks/a\.png is 36x23 but its image .*images/a\.jpg is 37x23"):
+    with pytest.raises(
+        ConvertError, match=r"mask .*masks/a\.png is 36x23 but its image .*images/a\.jpg is 37x23"
+    ):
         convert_dataset("masks", src, tmp_path / "out", class_name="c")
 
 
 def test_missing_class_folders_and_unmatched_masks(tmp_path):
     src = _set(tmp_path / "src")
-    with pytest.raises(ConvertError, match=r"masks carry no class names; pass --class-name NAME .* --classes FILE"):
+    with pytest.raises(
+        ConvertError, match=r"masks carry no class names; pass --class-name NAME .* --classes FILE"
+    ):
         convert_dataset("masks", src, tmp_path / "out")
     with pytest.raises(ConvertError, match=r"labels: no such folder .* via --masks-dir"):
         convert_dataset("masks", src, tmp_path / "out", class_name="c", masks_dir="labels")
@@ -162,22 +170,45 @@ def test_missing_class_folders_and_unmatched_masks(tmp_path):
     _image(other / "photos" / "q.jpg", 8, 8)
     _png(other / "seg" / "unrelated.png", np.ones((8, 8), np.uint8))
     with pytest.raises(ConvertError, match=r"seg: no mask is named after an image"):
-        convert_dataset("masks", other, tmp_path / "out", class_name="c", images_dir="photos", masks_dir="seg")
+        convert_dataset(
+            "masks", other, tmp_path / "out", class_name="c", images_dir="photos", masks_dir="seg"
+        )
     _png(other / "seg" / "q.png", np.ones((8, 8), np.uint8))
-    summary = convert_dataset("masks", other, tmp_path / "out", class_name="c", images_dir="photos",
-                              masks_dir=str(other / "seg"))
+    summary = convert_dataset(
+        "masks", other, tmp_path / "out", class_name="c", images_dir="photos", masks_dir=str(other / "seg")
+    )
     assert (summary["images"], summary["annotations"]) == (1, 1)
     assert any("1 mask(s) match no image" in w and "unrelated" in w for w in summary["warnings"])
 
 
 def test_cli_masks_to_checked_coco(tmp_path, capsys):
     src = _set(tmp_path / "src")
-    assert main(["data", "convert", "--from", "masks", str(src), "--out", str(tmp_path / "out"),
-                 "--class-name", "cell", "--split", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "--from",
+                "masks",
+                str(src),
+                "--out",
+                str(tmp_path / "out"),
+                "--class-name",
+                "cell",
+                "--split",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "4 annotations" in out and "pass it as --images" in out
     train = tmp_path / "out" / "annotations" / "instances_train.json"
     assert main(["data", "check", str(train), "--images", str(src / "images")]) == 0
-    assert main(["data", "convert", "--from", "voc", str(src), "--out", str(tmp_path / "o2"),
-                 "--masks-dir", "m"]) == 2
+    assert (
+        main(
+            ["data", "convert", "--from", "voc", str(src), "--out", str(tmp_path / "o2"), "--masks-dir", "m"]
+        )
+        == 2
+    )
     assert "--masks-dir only applies to --from masks" in capsys.readouterr().err

@@ -41,10 +41,12 @@ def test_categories_with_different_keypoints_are_refused():
 def _sample(width: int = 10):
     image = tv_tensors.Image(torch.zeros(3, 8, width))
     kp = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])  # nose, left_x, right_x
-    target = {"boxes": tv_tensors.BoundingBoxes([[0, 0, 6, 7]], format="XYXY", canvas_size=(8, width)),
-              "labels": torch.tensor([1]),
-              "keypoints": tv_tensors.KeyPoints(kp, canvas_size=(8, width)),
-              "keypoints_visibility": torch.tensor([[2.0, 1.0, 2.0]])}
+    target = {
+        "boxes": tv_tensors.BoundingBoxes([[0, 0, 6, 7]], format="XYXY", canvas_size=(8, width)),
+        "labels": torch.tensor([1]),
+        "keypoints": tv_tensors.KeyPoints(kp, canvas_size=(8, width)),
+        "keypoints_visibility": torch.tensor([[2.0, 1.0, 2.0]]),
+    }
     return image, target
 
 
@@ -65,8 +67,17 @@ def test_no_flip_leaves_keypoints_alone():
 @pytest.fixture(scope="module")
 def keypoint_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("kp")
-    make_synth_detection(root, num_train=6, num_val=2, image_size=64, seed=0, min_object_size=0.25,
-                         max_objects=3, shapes=["crescent", "square"], keypoints=True)
+    make_synth_detection(
+        root,
+        num_train=6,
+        num_val=2,
+        image_size=64,
+        seed=0,
+        min_object_size=0.25,
+        max_objects=3,
+        shapes=["crescent", "square"],
+        keypoints=True,
+    )
     return root
 
 
@@ -79,37 +90,56 @@ def test_synth_crescents_carry_keypoints(keypoint_set):
     assert crescents and all(len(a["keypoints"]) == 9 for a in crescents)
     assert all(a["num_keypoints"] == sum(v > 0 for v in a["keypoints"][2::3]) for a in crescents)
     assert sum(a["num_keypoints"] for a in crescents) > 0
-    assert not [a for a in data["annotations"] if a["category_id"] != cats["crescent"]["id"] and "keypoints" in a]
+    assert not [
+        a for a in data["annotations"] if a["category_id"] != cats["crescent"]["id"] and "keypoints" in a
+    ]
 
 
 def test_synth_keypoints_leave_images_and_other_fields_unchanged(keypoint_set, tmp_path):
-    make_synth_detection(tmp_path, num_train=6, num_val=2, image_size=64, seed=0, min_object_size=0.25,
-                         max_objects=3, shapes=["crescent", "square"])
+    make_synth_detection(
+        tmp_path,
+        num_train=6,
+        num_val=2,
+        image_size=64,
+        seed=0,
+        min_object_size=0.25,
+        max_objects=3,
+        shapes=["crescent", "square"],
+    )
     for name in sorted(p.name for p in (tmp_path / "train").iterdir()):
         assert (tmp_path / "train" / name).read_bytes() == (keypoint_set / "train" / name).read_bytes()
     plain = json.loads((tmp_path / "annotations" / "instances_train.json").read_text())
     with_kp = json.loads((keypoint_set / "annotations" / "instances_train.json").read_text())
-    strip = [{k: v for k, v in a.items() if k not in ("keypoints", "num_keypoints")} for a in with_kp["annotations"]]
+    strip = [
+        {k: v for k, v in a.items() if k not in ("keypoints", "num_keypoints")}
+        for a in with_kp["annotations"]
+    ]
     assert strip == plain["annotations"]
 
 
 def test_synth_keypoints_need_the_crescent_family(tmp_path):
     with pytest.raises(ValueError, match="crescent"):
-        make_synth_detection(tmp_path, num_train=1, num_val=0, image_size=64, seed=0, shapes=["square"],
-                             keypoints=True)
+        make_synth_detection(
+            tmp_path, num_train=1, num_val=0, image_size=64, seed=0, shapes=["square"], keypoints=True
+        )
 
 
 def test_dataset_gives_torchvision_keypoints_and_flips_them(keypoint_set):
     root = keypoint_set
-    ds = CocoDetection(root / "annotations" / "instances_train.json", root / "train", with_masks=False,
-                       with_keypoints=True)
+    ds = CocoDetection(
+        root / "annotations" / "instances_train.json", root / "train", with_masks=False, with_keypoints=True
+    )
     assert ds.keypoints.names == ("back", "left_tip", "right_tip") and ds.keypoints.flip == (0, 2, 1)
-    index = next(i for i in range(len(ds)) if ds.num_instances(ds.ids[i]) and any(
-        a.get("num_keypoints") for a in ds.anns[ds.ids[i]]))
+    index = next(
+        i
+        for i in range(len(ds))
+        if ds.num_instances(ds.ids[i]) and any(a.get("num_keypoints") for a in ds.anns[ds.ids[i]])
+    )
     _, plain = ds[index]
     assert plain["keypoints"].shape == (len(plain["boxes"]), 3, 3)
-    input_cfg = OmegaConf.create({**DEFAULTS["input"], "min_size_train": [64], "max_size_train": 64,
-                                  "hflip_prob": 1.0})
+    input_cfg = OmegaConf.create(
+        {**DEFAULTS["input"], "min_size_train": [64], "max_size_train": 64, "hflip_prob": 1.0}
+    )
     ds.transforms = build_transforms(input_cfg, train=True, keypoint_flip=list(ds.keypoints.flip))
     image, flipped = ds[index]
     w = image.shape[-1]
@@ -133,8 +163,11 @@ def test_data_check_accepts_the_keypoint_set_and_names_bad_keypoints(keypoint_se
     data["categories"][0]["skeleton"] = [[1, 9]]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
-    messages = [f"{p.record}: {p.message}" for p in check_dataset(path, keypoint_set / "train")
-                if p.kind == "keypoints"]
+    messages = [
+        f"{p.record}: {p.message}"
+        for p in check_dataset(path, keypoint_set / "train")
+        if p.kind == "keypoints"
+    ]
     assert any(f"annotation id {bad['id']}: num_keypoints" in m for m in messages), messages
     assert any("skeleton entry [1, 9]" in m for m in messages), messages
     assert any(f"annotation id {data['annotations'][0]['id']}" in m for m in messages), messages

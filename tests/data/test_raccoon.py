@@ -16,8 +16,9 @@ from scratchlab.data.image_io import image_size, load_image
 
 RACCOON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raccoon"
 
-pytestmark = pytest.mark.skipif(not (RACCOON / "annotations").is_dir(),
-                                reason=f"raccoon dataset not found at {RACCOON}")
+pytestmark = pytest.mark.skipif(
+    not (RACCOON / "annotations").is_dir(), reason=f"raccoon dataset not found at {RACCOON}"
+)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:

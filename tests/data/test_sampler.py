@@ -74,8 +74,11 @@ def test_grouping_needs_one_full_batch():
 
 @pytest.mark.parametrize("grouped", [False, True])
 def test_accumulation_cuts_each_global_batch_into_micro_batches(grouped):
-    make = (lambda **kw: GroupedTrainingBatchSampler(GROUPS, 4, seed=2, **kw)) if grouped else (
-        lambda **kw: TrainingBatchSampler(13, 4, seed=2, **kw))
+    make = (
+        (lambda **kw: GroupedTrainingBatchSampler(GROUPS, 4, seed=2, **kw))
+        if grouped
+        else (lambda **kw: TrainingBatchSampler(13, 4, seed=2, **kw))
+    )
     whole = [b for _, b in zip(range(3), make(), strict=False)]
     for world in (1, 2):
         streams = [iter(make(world=world, rank=r, accumulate=2, start_iter=1)) for r in range(world)]

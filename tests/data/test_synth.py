@@ -154,8 +154,17 @@ def test_class_colours_paint_each_family_in_its_own_colour(tmp_path: Path) -> No
 
     from scratchlab.data.shapes import CLASS_COLOURS, SHAPES
 
-    make_synth_detection(tmp_path, num_train=6, num_val=0, image_size=64, seed=0, min_object_size=0.3,
-                         max_objects=2, object_textures=["solid"], class_colours=True)
+    make_synth_detection(
+        tmp_path,
+        num_train=6,
+        num_val=0,
+        image_size=64,
+        seed=0,
+        min_object_size=0.3,
+        max_objects=2,
+        object_textures=["solid"],
+        class_colours=True,
+    )
     data = json.loads(_json(tmp_path, "train"))
     cats = {c["id"]: c["name"] for c in data["categories"]}
     images = {img["id"]: img for img in data["images"]}
@@ -172,13 +181,28 @@ def test_class_colours_paint_each_family_in_its_own_colour(tmp_path: Path) -> No
 
 
 def test_max_object_size_bounds_every_object_and_is_validated(tmp_path: Path) -> None:
-    make_synth_detection(tmp_path, num_train=8, num_val=0, image_size=64, seed=0, min_object_size=0.3,
-                         max_objects=3, max_object_size=0.5)
+    make_synth_detection(
+        tmp_path,
+        num_train=8,
+        num_val=0,
+        image_size=64,
+        seed=0,
+        min_object_size=0.3,
+        max_objects=3,
+        max_object_size=0.5,
+    )
     data = json.loads(_json(tmp_path, "train"))
     shorts = {img["id"]: min(img["height"], img["width"]) for img in data["images"]}
     assert data["annotations"]
     for ann in data["annotations"]:  # diameter <= 0.5 x short side, so the box fits in it (+1 px raster)
         assert max(ann["bbox"][2:]) <= 0.5 * shorts[ann["image_id"]] + 1
     with pytest.raises(ValueError, match="max_object_size"):
-        make_synth_detection(tmp_path / "bad", num_train=1, num_val=0, image_size=64, seed=0,
-                             min_object_size=0.3, max_object_size=0.2)
+        make_synth_detection(
+            tmp_path / "bad",
+            num_train=1,
+            num_val=0,
+            image_size=64,
+            seed=0,
+            min_object_size=0.3,
+            max_object_size=0.2,
+        )

@@ -13,13 +13,20 @@ from scratchlab.engine.predict import predict
 from tests.conftest import ROOT, TINY
 
 MINI = ROOT / "configs" / "mini"
-SHORT = ["solver.max_iter=2", "eval.period=0", "checkpoint.period=100", "data.synth.num_train=4",
-         "data.synth.num_val=2", "data.synth.image_size=64"]
+SHORT = [
+    "solver.max_iter=2",
+    "eval.period=0",
+    "checkpoint.period=100",
+    "data.synth.num_train=4",
+    "data.synth.num_val=2",
+    "data.synth.image_size=64",
+]
 
 
 def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
-    cfg = load_config(MINI / "keypoint_rcnn_gn_scratch.yaml",
-                      [*TINY, "model.roi_keypoint_head.conv_dim=16", *SHORT])
+    cfg = load_config(
+        MINI / "keypoint_rcnn_gn_scratch.yaml", [*TINY, "model.roi_keypoint_head.conv_dim=16", *SHORT]
+    )
     final = train(cfg, tmp_path)
     assert set(final["keypoints"]) == {"AP", "AP50", "AP75", "APm", "APl"}
     assert "segm" not in final

@@ -54,7 +54,9 @@ def test_errors_are_raised_every_time_and_never_cached(tiny_cfg, counted, tmp_pa
     bad.write_text(json.dumps(train))
     tiny_cfg.data.train_json = str(bad)
     for _ in range(2):
-        with pytest.raises(DatasetError, match=r"bad\.json: annotation id 1: bbox width and height must be > 0"):
+        with pytest.raises(
+            DatasetError, match=r"bad\.json: annotation id 1: bbox width and height must be > 0"
+        ):
             validate_data(tiny_cfg)
     assert counted.count("bad.json") == 2
     assert len(list(check_cache_dir().glob("*.json"))) == 1  # only the clean val split
@@ -62,7 +64,9 @@ def test_errors_are_raised_every_time_and_never_cached(tiny_cfg, counted, tmp_pa
 
 def test_other_ranks_take_rank_zeros_verdict(tiny_cfg, counted, monkeypatch):
     monkeypatch.setattr(engine_data, "is_main_process", lambda: False)
-    monkeypatch.setattr(engine_data, "_share_from_main", lambda obj: "rank 0 found: x.json: image id 3: broken")
+    monkeypatch.setattr(
+        engine_data, "_share_from_main", lambda obj: "rank 0 found: x.json: image id 3: broken"
+    )
     with pytest.raises(DatasetError, match="rank 0 found"):
         validate_data(tiny_cfg)
     monkeypatch.setattr(engine_data, "_share_from_main", lambda obj: None)
@@ -84,15 +88,48 @@ def test_instance_mask_pngs_convert_check_and_train_with_masks(tmp_path, capsys)
     for i in range(6):
         Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(src / "images" / f"{i}.jpg")
         ids = np.zeros((48, 64), np.uint8)
-        ids[4:20, 6:30], ids[25:45, 35 + i:60] = 1, 2
+        ids[4:20, 6:30], ids[25:45, 35 + i : 60] = 1, 2
         Image.fromarray(ids).save(src / "masks" / f"{i}_mask.png")
     coco = tmp_path / "coco"
-    assert main(["data", "convert", "--from", "masks", str(src), "--out", str(coco), "--split", "0.34",
-                 "--class-name", "blob"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "--from",
+                "masks",
+                str(src),
+                "--out",
+                str(coco),
+                "--split",
+                "0.34",
+                "--class-name",
+                "blob",
+            ]
+        )
+        == 0
+    )
     ann = coco / "annotations"
-    data = [f"data.train_json={ann / 'instances_train.json'}", f"data.train_images={src / 'images'}",
-            f"data.val_json={ann / 'instances_val.json'}", f"data.val_images={src / 'images'}"]
-    assert main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, *data, "solver.max_iter=2",
-                 "eval.period=0"]) == 0
+    data = [
+        f"data.train_json={ann / 'instances_train.json'}",
+        f"data.train_images={src / 'images'}",
+        f"data.val_json={ann / 'instances_val.json'}",
+        f"data.val_images={src / 'images'}",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                str(MINI),
+                "--out",
+                str(tmp_path / "run"),
+                *TINY,
+                *data,
+                "solver.max_iter=2",
+                "eval.period=0",
+            ]
+        )
+        == 0
+    )
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert 0.0 <= final["segm"]["AP"] <= 100.0 and final["cost"]["instances_seen"] > 0

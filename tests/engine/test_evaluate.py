@@ -26,8 +26,23 @@ def test_config_with_only_val_keys_evaluates(tiny_run, synth_data, capsys):
 def test_per_class_table_and_detections_json(tiny_run, synth_data, tmp_path, capsys):
     run, final = tiny_run
     cats = [c["name"] for c in json.loads(open(synth_data["val_json"]).read())["categories"]]
-    assert main(["eval", str(MINI), *TINY, *_val_only(synth_data), "--weights", str(run / "model_final.pth"),
-                 "--out", str(tmp_path), "--per-class", "--dump-detections"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(MINI),
+                *TINY,
+                *_val_only(synth_data),
+                "--weights",
+                str(run / "model_final.pth"),
+                "--out",
+                str(tmp_path),
+                "--per-class",
+                "--dump-detections",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((tmp_path / "eval_metrics.json").read_text())
     assert {f"AP-{c}" for c in cats} <= set(saved["bbox"]) and {f"AP-{c}" for c in cats} <= set(saved["segm"])
     assert saved["bbox"]["AP"] == pytest.approx(final["bbox"]["AP"])  # per-class adds rows, changes nothing
@@ -42,14 +57,33 @@ def test_per_class_table_and_detections_json(tiny_run, synth_data, tmp_path, cap
 
 def test_dump_detections_needs_out(tiny_run, synth_data, capsys):
     run, _ = tiny_run
-    assert main(["eval", str(MINI), *_val_only(synth_data), "--weights", str(run / "model_final.pth"),
-                 "--dump-detections"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(MINI),
+                *_val_only(synth_data),
+                "--weights",
+                str(run / "model_final.pth"),
+                "--dump-detections",
+            ]
+        )
+        == 2
+    )
     assert "--out" in capsys.readouterr().err
 
 
 def test_eval_with_tta_gives_box_and_mask_ap(tiny_run, synth_data):
     run, _ = tiny_run
-    cfg = load_config(MINI, [*TINY, *_val_only(synth_data), "eval.tta.enabled=true", "eval.tta.min_sizes=[48]",
-                             "eval.tta.max_size=107"])
+    cfg = load_config(
+        MINI,
+        [
+            *TINY,
+            *_val_only(synth_data),
+            "eval.tta.enabled=true",
+            "eval.tta.min_sizes=[48]",
+            "eval.tta.max_size=107",
+        ],
+    )
     res = evaluate_checkpoint(cfg, run / "model_final.pth")
     assert set(res["bbox"]) >= {"AP", "AP50"} and "AP" in res["segm"]

@@ -54,8 +54,22 @@ def test_score_threshold_filters(tiny_run, synth_data):
 def test_predict_command(tiny_run, synth_data, tmp_path, capsys):
     run, _ = tiny_run
     image = sorted(list_images([synth_data["val_images"]]))[0]
-    assert main(["predict", str(run), str(image), "--out", str(tmp_path), "--score-thresh", "0.0",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                str(image),
+                "--out",
+                str(tmp_path),
+                "--score-thresh",
+                "0.0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{image}: " in out and (tmp_path / image.name).is_file() and (tmp_path / "results.json").is_file()
 

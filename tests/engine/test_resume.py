@@ -29,7 +29,11 @@ KILL_AFTER = 3
 
 def _overrides(synth_data: dict[str, str]) -> list[str]:
     # Training data only: no evaluation, which the weights do not depend on.
-    return [*SHORT, f"data.train_json={synth_data['train_json']}", f"data.train_images={synth_data['train_images']}"]
+    return [
+        *SHORT,
+        f"data.train_json={synth_data['train_json']}",
+        f"data.train_images={synth_data['train_images']}",
+    ]
 
 
 def _free_port() -> int:
@@ -51,8 +55,11 @@ def _logged(metrics: Path) -> list[int]:
 
 
 def _train_cmd(out: Path, overrides: list[str], ranks: int) -> list[str]:
-    prefix = [sys.executable] if ranks == 1 else [str(TORCHRUN), "--nproc_per_node", str(ranks), "--master_port",
-                                                  str(_free_port())]
+    prefix = (
+        [sys.executable]
+        if ranks == 1
+        else [str(TORCHRUN), "--nproc_per_node", str(ranks), "--master_port", str(_free_port())]
+    )
     return [*prefix, "-m", "scratchlab", "train", str(MINI), "--out", str(out), *overrides]
 
 
@@ -70,7 +77,9 @@ def _kill_after(cmd: list[str], env: dict[str, str], metrics: Path, iteration: i
     as soon as ``metrics`` logs ``iteration``."""
     log = metrics.parent.with_name(metrics.parent.name + ".stderr")
     with open(log, "w") as stderr:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
     deadline = time.monotonic() + 300
     while iteration not in _logged(metrics):
         assert proc.poll() is None, f"the run ended before iteration {iteration}: {log.read_text()[-3000:]}"

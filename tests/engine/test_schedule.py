@@ -51,15 +51,26 @@ def test_norm_parameters_get_weight_decay_norm(norm):
     from scratchlab.engine.schedule import NORM_TYPES, build_optimizer
     from scratchlab.models import build_model
 
-    overrides = [f"model.norm={norm}", f"model.fpn.norm={norm}", f"model.roi_box_head.norm={norm}",
-                 f"model.roi_mask_head.norm={norm}", "model.backbone.freeze_at=2", "solver.weight_decay=0.001",
-                 "solver.weight_decay_norm=0.0"]
+    overrides = [
+        f"model.norm={norm}",
+        f"model.fpn.norm={norm}",
+        f"model.roi_box_head.norm={norm}",
+        f"model.roi_mask_head.norm={norm}",
+        "model.backbone.freeze_at=2",
+        "solver.weight_decay=0.001",
+        "solver.weight_decay_norm=0.0",
+    ]
     cfg = load_config(MINI, overrides)
     model = build_model(cfg, num_classes=2)
     groups = build_optimizer(cfg, model).param_groups
     decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
-    norm_params = [p for m in model.modules() if isinstance(m, NORM_TYPES)
-                   for p in m.parameters(recurse=False) if p.requires_grad]
+    norm_params = [
+        p
+        for m in model.modules()
+        if isinstance(m, NORM_TYPES)
+        for p in m.parameters(recurse=False)
+        if p.requires_grad
+    ]
     assert norm_params and all(decay[id(p)] == 0.0 for p in norm_params)
     others = {id(p) for p in model.parameters() if p.requires_grad} - {id(p) for p in norm_params}
     assert others and all(decay[i] == 0.001 for i in others)
@@ -69,15 +80,25 @@ def test_norm_parameters_get_weight_decay_norm(norm):
 def test_reference_world_size_scales_batch_lr_and_iterations_linearly():
     from scratchlab.engine.schedule import scale_to_world
 
-    recipe = load_config(None, ["solver.reference_world_size=8", "checkpoint.period=5000", "eval.period=10000"])
-    one, line = scale_to_world(recipe, world=1)  # 1 device keeps 2 images per device: batch 2, LR / 8, 8x longer
-    assert (one.solver.ims_per_batch, one.solver.base_lr, one.solver.iters_1x) == (2, pytest.approx(0.0025), 720000)
+    recipe = load_config(
+        None, ["solver.reference_world_size=8", "checkpoint.period=5000", "eval.period=10000"]
+    )
+    one, line = scale_to_world(
+        recipe, world=1
+    )  # 1 device keeps 2 images per device: batch 2, LR / 8, 8x longer
+    assert (one.solver.ims_per_batch, one.solver.base_lr, one.solver.iters_1x) == (
+        2,
+        pytest.approx(0.0025),
+        720000,
+    )
     assert list(one.solver.lr_drops_from_end) == [480000, 160000] and one.solver.warmup_iters == 8000
     assert (one.checkpoint.period, one.eval.period) == (40000, 80000)
     assert "linear scaling" in line and "= 2 images per iteration" in line
     assert scale_to_world(one, world=1)[0] == one  # applying the rule again (a resume) changes nothing
     # Accumulation reaches the recipe's global batch on fewer devices: nothing to scale.
-    same, line = scale_to_world(load_config(None, ["solver.reference_world_size=8", "solver.accumulate=4"]), world=2)
+    same, line = scale_to_world(
+        load_config(None, ["solver.reference_world_size=8", "solver.accumulate=4"]), world=2
+    )
     assert (same.solver.ims_per_batch, same.solver.base_lr, same.solver.iters_1x) == (16, 0.02, 90000)
     assert "2 device(s) x 2 image(s) x 4 micro-step(s) = 16 images" in line and "scaling" not in line
     # Off (the default): ims_per_batch is the global batch whatever the world size.

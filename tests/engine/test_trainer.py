@@ -21,8 +21,14 @@ def finished_run(tmp_path_factory, synth_data):
 
 def test_run_dir_contract(finished_run):
     out, final, _ = finished_run
-    for name in ("config.yaml", "metrics.jsonl", "model_final.pth", "final_metrics.json", "log.txt",
-                 "checkpoints/last.pth"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "model_final.pth",
+        "final_metrics.json",
+        "log.txt",
+        "checkpoints/last.pth",
+    ):
         assert (out / name).is_file(), name
     assert list(out.glob("events.out.tfevents.*")), "TensorBoard events"
     saved = json.loads((out / "final_metrics.json").read_text())
@@ -107,11 +113,22 @@ def test_box_only_data_is_refused_for_mask_rcnn_before_training(synth_data, tmp_
     from tests.conftest import MINI, TINY
 
     ann = _box_only(synth_data, tmp_path)
-    code = main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, f"data.train_json={ann}",
-                 f"data.train_images={synth_data['train_images']}"])
+    code = main(
+        [
+            "train",
+            str(MINI),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY,
+            f"data.train_json={ann}",
+            f"data.train_images={synth_data['train_images']}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(ann) in err and "box-only" in err and "model.arch=faster_rcnn" in err
-    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert (
+        not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+    )
 
 
 def test_box_only_data_suits_faster_rcnn(synth_data, tmp_path):
@@ -132,10 +149,19 @@ def test_accumulating_two_batches_of_one_equals_a_batch_of_two(tmp_path, synth_d
     from tests.conftest import ROOT, TINY
 
     frcnn = ROOT / "configs" / "mini" / "faster_rcnn_gn_scratch.yaml"
-    same_images = [f"data.train_json={synth_data['train_json']}", f"data.train_images={synth_data['train_images']}",
-                   "data.subset=1", "input.hflip_prob=0", "input.min_size_train=[64]",
-                   "model.rpn.batch_size_per_image=100000", "model.roi_box_head.batch_size_per_image=100000",
-                   "solver.max_iter=2", "solver.warmup_iters=0", "solver.ims_per_batch=2", "log.period=1"]
+    same_images = [
+        f"data.train_json={synth_data['train_json']}",
+        f"data.train_images={synth_data['train_images']}",
+        "data.subset=1",
+        "input.hflip_prob=0",
+        "input.min_size_train=[64]",
+        "model.rpn.batch_size_per_image=100000",
+        "model.roi_box_head.batch_size_per_image=100000",
+        "solver.max_iter=2",
+        "solver.warmup_iters=0",
+        "solver.ims_per_batch=2",
+        "log.period=1",
+    ]
     runs = {}
     for accumulate in (1, 2):
         out = tmp_path / f"accumulate{accumulate}"

@@ -23,7 +23,11 @@ class BrightRegionDetector(nn.Module):
         super().__init__()
         self.transform = GeneralizedRCNNTransform(64, 107, [0.0] * 3, [1.0] * 3)
         self.roi_heads = nn.Module()
-        self.roi_heads.nms_thresh, self.roi_heads.detections_per_img, self.roi_heads.mask_roi_pool = 0.5, 10, None
+        self.roi_heads.nms_thresh, self.roi_heads.detections_per_img, self.roi_heads.mask_roi_pool = (
+            0.5,
+            10,
+            None,
+        )
 
     def forward(self, images):
         sizes = [tuple(i.shape[-2:]) for i in images]
@@ -43,8 +47,14 @@ def _image(x0: int, x1: int) -> torch.Tensor:
 
 
 def test_augmentations_are_the_test_size_then_each_extra_size_each_flipped():
-    assert augmentations(800, [400, 800, 1200], True) == [(800, False), (800, True), (400, False),
-                                                          (400, True), (1200, False), (1200, True)]
+    assert augmentations(800, [400, 800, 1200], True) == [
+        (800, False),
+        (800, True),
+        (400, False),
+        (400, True),
+        (1200, False),
+        (1200, True),
+    ]
     assert augmentations(800, [], False) == [(800, False)]
 
 
@@ -67,7 +77,9 @@ def test_flipped_runs_are_mapped_back_before_merging():
 
 def test_real_mask_rcnn_single_run_matches_plain_and_full_tta_gives_masks():
     torch.manual_seed(0)
-    model = build_model(load_config(MINI, [*TINY, "model.roi_box_head.score_thresh=0.0"]), num_classes=2).eval()
+    model = build_model(
+        load_config(MINI, [*TINY, "model.roi_box_head.score_thresh=0.0"]), num_classes=2
+    ).eval()
     image = torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = model([image])[0]
@@ -81,7 +93,8 @@ def test_real_mask_rcnn_single_run_matches_plain_and_full_tta_gives_masks():
 
 
 def test_keypoint_models_are_refused():
-    model = build_model(load_config(MINI_KEYPOINTS, [*TINY, "model.roi_keypoint_head.num_keypoints=3"]), num_classes=1)
+    model = build_model(
+        load_config(MINI_KEYPOINTS, [*TINY, "model.roi_keypoint_head.num_keypoints=3"]), num_classes=1
+    )
     with pytest.raises(ValueError, match="keypoint"):
         TTADetector(model, [], 100, flip=True)
-

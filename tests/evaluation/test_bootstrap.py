@@ -22,11 +22,23 @@ def _predictions(gt: dict, jitter: float, seed: int = 1) -> list[dict]:
     out = []
     for a in gt["annotations"]:
         box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
-        out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box,
-                    "score": float(rng.uniform(0.3, 1.0))})
+        out.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": box,
+                "score": float(rng.uniform(0.3, 1.0)),
+            }
+        )
     for img in gt["images"]:
-        out.append({"image_id": img["id"], "category_id": 1, "bbox": [60.0, 60.0, 20.0, 20.0],
-                    "score": float(rng.uniform(0.0, 0.5))})
+        out.append(
+            {
+                "image_id": img["id"],
+                "category_id": 1,
+                "bbox": [60.0, 60.0, 20.0, 20.0],
+                "score": float(rng.uniform(0.0, 0.5)),
+            }
+        )
     return out
 
 

@@ -276,9 +276,11 @@ def test_only_processed_images_are_evaluated_and_reset_clears_state() -> None:
 def test_precision_recall_curve_of_a_perfect_detection_is_flat_at_one():
     from scratchlab.evaluation import precision_recall_curves
 
-    gt = {"images": [{"id": 1, "height": 50, "width": 50}],
-          "categories": [{"id": 3, "name": "cat"}, {"id": 4, "name": "dog"}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 20], "area": 400}]}
+    gt = {
+        "images": [{"id": 1, "height": 50, "width": 50}],
+        "categories": [{"id": 3, "name": "cat"}, {"id": 4, "name": "dog"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 20], "area": 400}],
+    }
     dets = [{"image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 20], "score": 0.9}]
     for backend in ("faster_coco_eval", "pycocotools"):
         curves = precision_recall_curves(gt, dets, "bbox", 0.5, backend=backend)

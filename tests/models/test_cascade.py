@@ -45,8 +45,10 @@ def _batch():
     images = [torch.rand(3, 64, 64, generator=g) for _ in range(2)]
     masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
     masks[0, 10:40, 12:50] = 1
-    targets = [{"boxes": torch.tensor([[12.0, 10.0, 50.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}
-               for _ in images]
+    targets = [
+        {"boxes": torch.tensor([[12.0, 10.0, 50.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}
+        for _ in images
+    ]
     return images, targets
 
 
@@ -75,7 +77,9 @@ def test_eval_outputs_torchvision_detections_with_masks():
 
 
 def test_papers_x152_cascade_recipe_builds_full_size():
-    cfg = load_config(ROOT / "configs" / "coco" / "cascade_mask_rcnn_X152_32x8d_FPN_gn_scratch_9x_trainaug.yaml")
+    cfg = load_config(
+        ROOT / "configs" / "coco" / "cascade_mask_rcnn_X152_32x8d_FPN_gn_scratch_9x_trainaug.yaml"
+    )
     model = build_model(cfg)  # constructed only: a forward pass at this size is too slow for a CPU test
     body = model.backbone.body
     assert [len(s) for s in (body.layer1, body.layer2, body.layer3, body.layer4)] == [3, 8, 36, 3]

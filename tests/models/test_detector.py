@@ -195,8 +195,13 @@ def test_tiny_train_step_and_eval_coordinates():
         assert float(pred["boxes"][:, 2].max()) > 0.75 * w and float(pred["boxes"].min()) >= 0
 
 
-@pytest.mark.parametrize("head", [["model.roi_box_head.num_conv=4", "model.roi_box_head.num_fc=1"],
-                                  ["model.roi_box_head.num_conv=0", "model.roi_box_head.num_fc=2"]])
+@pytest.mark.parametrize(
+    "head",
+    [
+        ["model.roi_box_head.num_conv=4", "model.roi_box_head.num_fc=1"],
+        ["model.roi_box_head.num_conv=0", "model.roi_box_head.num_fc=2"],
+    ],
+)
 def test_box_head_fcs_are_xavier_and_mask_deconv_bias_zero(head):
     # Caffe2 XavierFill / Detectron2 c2_xavier_fill: U(-sqrt(3 / fan_in), sqrt(3 / fan_in)), bias 0.
     torch.manual_seed(0)
@@ -211,13 +216,23 @@ def test_box_head_fcs_are_xavier_and_mask_deconv_bias_zero(head):
     assert torch.count_nonzero(model.roi_heads.mask_predictor.conv5_mask.bias) == 0
 
 
-@pytest.mark.parametrize("overrides, label", [
-    ([], "Mask R-CNN R50-FPN"),
-    (["model.arch=cascade_mask_rcnn", "model.backbone.depth=152", "model.backbone.groups=32",
-      "model.backbone.width_per_group=8"], "Cascade Mask R-CNN X152-32x8d-FPN"),
-    (["model.arch=keypoint_rcnn", "model.backbone.depth=101"], "Keypoint R-CNN R101-FPN"),
-    (["model.backbone.name=swin_t"], "Mask R-CNN Swin-T-FPN"),
-])
+@pytest.mark.parametrize(
+    "overrides, label",
+    [
+        ([], "Mask R-CNN R50-FPN"),
+        (
+            [
+                "model.arch=cascade_mask_rcnn",
+                "model.backbone.depth=152",
+                "model.backbone.groups=32",
+                "model.backbone.width_per_group=8",
+            ],
+            "Cascade Mask R-CNN X152-32x8d-FPN",
+        ),
+        (["model.arch=keypoint_rcnn", "model.backbone.depth=101"], "Keypoint R-CNN R101-FPN"),
+        (["model.backbone.name=swin_t"], "Mask R-CNN Swin-T-FPN"),
+    ],
+)
 def test_model_label_names_arch_and_backbone(overrides, label):
     from scratchlab.models import model_label
 

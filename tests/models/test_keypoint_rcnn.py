@@ -44,12 +44,26 @@ def test_unset_keypoint_count_is_a_clear_error():
 @pytest.fixture(scope="module")
 def two_images(tmp_path_factory):
     root = tmp_path_factory.mktemp("kp_fit")
-    make_synth_detection(root, num_train=4, num_val=0, image_size=64, seed=1, min_object_size=0.3,
-                         max_objects=2, shapes=["crescent"], keypoints=True)
+    make_synth_detection(
+        root,
+        num_train=4,
+        num_val=0,
+        image_size=64,
+        seed=1,
+        min_object_size=0.3,
+        max_objects=2,
+        shapes=["crescent"],
+        keypoints=True,
+    )
     cfg = load_config(MINI, [*SMALL, "input.hflip_prob=0", "input.min_size_train=[64]"])
-    ds = CocoDetection(root / "annotations" / "instances_train.json", root / "train",
-                       build_transforms(cfg.input, train=True), with_masks=False, filter_empty=True,
-                       with_keypoints=True)
+    ds = CocoDetection(
+        root / "annotations" / "instances_train.json",
+        root / "train",
+        build_transforms(cfg.input, train=True),
+        with_masks=False,
+        filter_empty=True,
+        with_keypoints=True,
+    )
     visible = [i for i in range(len(ds)) if any(a.get("num_keypoints") for a in ds.anns[ds.ids[i]])]
     return cfg, collate([ds[i] for i in visible[:2]])
 
@@ -73,7 +87,9 @@ def test_keypoint_loss_falls_on_a_tiny_set(two_images):
 
 def test_eval_outputs_keypoints_per_detection(two_images):
     cfg, (images, _) = two_images
-    model = build_model(load_config(MINI, [*SMALL, "model.roi_box_head.score_thresh=0"]), num_classes=1).eval()
+    model = build_model(
+        load_config(MINI, [*SMALL, "model.roi_box_head.score_thresh=0"]), num_classes=1
+    ).eval()
     with torch.no_grad():
         out = model([images[0]])[0]
     n = len(out["boxes"])

@@ -71,17 +71,35 @@ dist.destroy_process_group()
 """
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun not installed beside this Python")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+    reason="torchrun not installed beside this Python",
+)
 def test_syncbn_on_two_ranks_one_without_instances(tmp_path, synth_data):
     script = tmp_path / "two_ranks.py"
     script.write_text(TWO_RANKS)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", str(port),
-           str(script), str(MINI), synth_data["train_json"], synth_data["train_images"], *TINY]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(script),
+        str(MINI),
+        synth_data["train_json"],
+        synth_data["train_images"],
+        *TINY,
+    ]
+    res = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rank 0 ok" in res.stdout and "rank 1 ok" in res.stdout

@@ -126,7 +126,9 @@ def test_freeze_converts_batchnorm_in_frozen_stages_keeping_values():
 
 @pytest.mark.parametrize(("depth", "last"), [(50, "bn3"), (18, "bn2")])
 def test_zero_init_residual_zeroes_each_blocks_last_gn_gamma(depth, last):
-    cfg = load_config(None, [f"model.backbone.depth={depth}", "model.backbone.width_mult=0.25", "model.gn_groups=4"])
+    cfg = load_config(
+        None, [f"model.backbone.depth={depth}", "model.backbone.width_mult=0.25", "model.gn_groups=4"]
+    )
     body = build_backbone_body(cfg, zero_init_residual=True)
     blocks = [b for layer in (body.layer1, body.layer2, body.layer3, body.layer4) for b in layer]
     for block in blocks:
@@ -138,8 +140,9 @@ def test_zero_init_residual_zeroes_each_blocks_last_gn_gamma(depth, last):
 
 
 def test_stride_in_1x1_moves_each_stage_stride_and_keeps_the_output_size():
-    body = build_backbone_body(_cfg("model.norm=BN", "model.backbone.width_mult=0.25",
-                                    "model.backbone.stride_in_1x1=true"))
+    body = build_backbone_body(
+        _cfg("model.norm=BN", "model.backbone.width_mult=0.25", "model.backbone.stride_in_1x1=true")
+    )
     for layer in (body.layer2, body.layer3, body.layer4):
         assert layer[0].conv1.stride == (2, 2) and layer[0].conv2.stride == (1, 1)
     out = body.eval()(torch.rand(1, 3, 64, 64))
@@ -151,16 +154,24 @@ def test_stride_in_1x1_moves_each_stage_stride_and_keeps_the_output_size():
 def test_resnext101_32x8d_body_matches_torchvision_keys_and_shapes():
     from torchvision.models import resnext101_32x8d
 
-    cfg = load_config(None, ["model.backbone.depth=101", "model.backbone.groups=32",
-                             "model.backbone.width_per_group=8", "model.norm=BN"])
+    cfg = load_config(
+        None,
+        [
+            "model.backbone.depth=101",
+            "model.backbone.groups=32",
+            "model.backbone.width_per_group=8",
+            "model.norm=BN",
+        ],
+    )
     ours = {k: v.shape for k, v in build_backbone_body(cfg).state_dict().items()}
     ref = {k: v.shape for k, v in resnext101_32x8d().state_dict().items() if not k.startswith("fc.")}
     assert ours == ref
 
 
 def test_x152_32x8d_gn_body_has_the_papers_block_counts_and_grouped_convs():
-    cfg = load_config(None, ["model.backbone.depth=152", "model.backbone.groups=32",
-                             "model.backbone.width_per_group=8"])
+    cfg = load_config(
+        None, ["model.backbone.depth=152", "model.backbone.groups=32", "model.backbone.width_per_group=8"]
+    )
     body = build_backbone_body(cfg)
     assert [len(s) for s in (body.layer1, body.layer2, body.layer3, body.layer4)] == [3, 8, 36, 3]
     conv2 = body.layer1[0].conv2
@@ -171,5 +182,9 @@ def test_x152_32x8d_gn_body_has_the_papers_block_counts_and_grouped_convs():
 
 def test_resnext_needs_a_bottleneck_depth():
     with pytest.raises(ValueError, match="Bottleneck"):
-        build_backbone_body(load_config(None, ["model.backbone.depth=18", "model.backbone.groups=32",
-                                               "model.backbone.width_per_group=8"]))
+        build_backbone_body(
+            load_config(
+                None,
+                ["model.backbone.depth=18", "model.backbone.groups=32", "model.backbone.width_per_group=8"],
+            )
+        )

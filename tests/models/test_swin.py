@@ -28,8 +28,12 @@ def test_stage_outputs_have_fpn_strides():
     body = SwinBody(width_mult=0.25).eval()
     with torch.no_grad():
         out = body(torch.zeros(1, 3, 64, 96))
-    assert [tuple(v.shape) for v in out.values()] == [(1, 24, 16, 24), (1, 48, 8, 12), (1, 96, 4, 6),
-                                                     (1, 192, 2, 3)]
+    assert [tuple(v.shape) for v in out.values()] == [
+        (1, 24, 16, 24),
+        (1, 48, 8, 12),
+        (1, 96, 4, 6),
+        (1, 192, 2, 3),
+    ]
 
 
 def test_freeze_at_freezes_patch_embedding_and_stage_1():
@@ -64,5 +68,7 @@ def test_imagenet_swin_t_checkpoint_fills_the_detectors_body(tmp_path):
     report = model.init_report
     assert report["mapping"] == "add 'backbone.body.'"
     assert not [k for k in report["missing"] if k.startswith("backbone.body.features.")]
-    assert torch.equal(model.backbone.body.features[3][0].attn.relative_position_bias_table,
-                       reference.features[3][0].attn.relative_position_bias_table)
+    assert torch.equal(
+        model.backbone.body.features[3][0].attn.relative_position_bias_table,
+        reference.features[3][0].attn.relative_position_bias_table,
+    )

@@ -9,9 +9,16 @@ from scratchlab.pretrain.classify import pretrain_classify
 from tests.conftest import ROOT, TINY
 
 CLASSIFY = ROOT / "configs" / "mini" / "classify_gn.yaml"
-SMALL = ["classify.epochs=3", "classify.batch_size=8", "classify.synth.classes=4", "classify.synth.per_class=12",
-         "classify.synth.image_size=40", "classify.image_size=32", "classify.warmup_epochs=0",
-         "classify.base_lr=0.05"]
+SMALL = [
+    "classify.epochs=3",
+    "classify.batch_size=8",
+    "classify.synth.classes=4",
+    "classify.synth.per_class=12",
+    "classify.synth.image_size=40",
+    "classify.image_size=32",
+    "classify.warmup_epochs=0",
+    "classify.base_lr=0.05",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,10 @@ def test_writes_backbone_and_meta_and_learns(pretrained):
 
 def test_backbone_loads_into_the_detector_with_no_missing_body_key(pretrained):
     out, _ = pretrained
-    cfg = load_config(ROOT / "configs" / "mini" / "mask_rcnn_gn_pretrained.yaml", [*TINY, f"model.init={out / 'backbone.pth'}"])
+    cfg = load_config(
+        ROOT / "configs" / "mini" / "mask_rcnn_gn_pretrained.yaml",
+        [*TINY, f"model.init={out / 'backbone.pth'}"],
+    )
     model = build_model(cfg, num_classes=3)
     report = model.init_report
     assert not [k for k in report["missing"] if k.startswith("backbone.body.")]
@@ -50,8 +60,16 @@ def test_finetuned_run_adds_the_pretraining_cost(pretrained, tmp_path, synth_dat
     from tests.conftest import MINI
 
     out, meta = pretrained
-    cfg = load_config(MINI, [*TINY, *[f"data.{k}={v}" for k, v in synth_data.items()],
-                             f"model.init={out / 'backbone.pth'}", "eval.period=0", "solver.max_iter=2"])
+    cfg = load_config(
+        MINI,
+        [
+            *TINY,
+            *[f"data.{k}={v}" for k, v in synth_data.items()],
+            f"model.init={out / 'backbone.pth'}",
+            "eval.period=0",
+            "solver.max_iter=2",
+        ],
+    )
     cost = train(cfg, tmp_path)["cost"]
     assert cost["pretrain"]["kind"] == "classify"
     assert cost["pretrain"]["images_seen"] == meta["images_seen"]
@@ -67,7 +85,6 @@ def test_meta_has_top5_and_a_checkpoint_per_epoch(pretrained):
     assert json.loads(ckpt["progress"])["epoch"] == 3
 
 
-
 def _torchrun(out, *extra):
     import socket
     import sys
@@ -77,8 +94,23 @@ def _torchrun(out, *extra):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     torchrun = Path(sys.executable).parent / "torchrun"
-    return [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "scratchlab", "pretrain",
-            "classify", str(CLASSIFY), "--out", str(out), *TINY, *SMALL, *extra]
+    return [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "scratchlab",
+        "pretrain",
+        "classify",
+        str(CLASSIFY),
+        "--out",
+        str(out),
+        *TINY,
+        *SMALL,
+        *extra,
+    ]
 
 
 def test_ddp_two_ranks_shard_checkpoint_and_resume_exactly(tmp_path):
@@ -97,7 +129,9 @@ def test_ddp_two_ranks_shard_checkpoint_and_resume_exactly(tmp_path):
     from scratchlab.data.synth_classify import make_synth_classify
 
     make_synth_classify(tmp_path / "data", 4, 12, 40, 0)
-    res = subprocess.run(_torchrun(tmp_path / "ref", *data), env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        _torchrun(tmp_path / "ref", *data), env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     meta = json.loads((tmp_path / "ref" / "pretrain_meta.json").read_text())
     assert meta["world_size"] == 2 and meta["images_seen"] == 3 * (48 // 8) * 8  # 2 ranks x 4 images per step
@@ -105,17 +139,25 @@ def test_ddp_two_ranks_shard_checkpoint_and_resume_exactly(tmp_path):
     assert len(torch.load(tmp_path / "ref" / "checkpoints" / "last.pth", weights_only=True)["rng"]) == 2
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_torchrun(killed, *data), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _torchrun(killed, *data),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not (killed / "checkpoints" / "last.pth").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            "the run ended before its first checkpoint"
+        )
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "backbone.pth").exists()
-    res = subprocess.run([*_torchrun(killed, *data), "--resume"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [*_torchrun(killed, *data), "--resume"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed from" in (killed / "log.txt").read_text()
     got = torch.load(killed / "backbone.pth", weights_only=True)

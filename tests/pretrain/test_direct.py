@@ -12,10 +12,17 @@ DIRECT = ROOT / "configs" / "mini" / "direct_gn.yaml"
 
 def test_both_stages_run_and_stage2_starts_from_stage1(tmp_path, synth_data):
     data = [f"data.{k}={v}" for k, v in synth_data.items()]
-    cfg = load_config(DIRECT, [*TINY, *data, "eval.period=0",
-                               "direct.stage1=[input.crop_size=48, 'input.scale_jitter=[0.8,1.2]', "
-                               "solver.ims_per_batch=4, solver.constant_lr=true, solver.max_iter=3]",
-                               "direct.stage2=[solver.max_iter=2]"])
+    cfg = load_config(
+        DIRECT,
+        [
+            *TINY,
+            *data,
+            "eval.period=0",
+            "direct.stage1=[input.crop_size=48, 'input.scale_jitter=[0.8,1.2]', "
+            "solver.ims_per_batch=4, solver.constant_lr=true, solver.max_iter=3]",
+            "direct.stage2=[solver.max_iter=2]",
+        ],
+    )
     s1, s2 = stage_configs(cfg, tmp_path)
     assert s1.input.crop_size == 48 and s1.solver.constant_lr and s1.model.init == "random"
     assert s2.input.crop_size is None and s2.model.init == str(tmp_path / "stage1" / "model_final.pth")
@@ -29,12 +36,15 @@ def test_both_stages_run_and_stage2_starts_from_stage1(tmp_path, synth_data):
     stage1 = torch.load(tmp_path / "stage1" / "model_final.pth", weights_only=True)["model"]
     model = build_model(s2, num_classes=len(json.loads(open(synth_data["train_json"]).read())["categories"]))
     assert model.init_report["missing"] == [] and model.init_report["loaded"] == len(
-        [k for k in stage1 if not k.endswith("num_batches_tracked")])
+        [k for k in stage1 if not k.endswith("num_batches_tracked")]
+    )
     for key in ("backbone.body.layer2.0.conv1.weight", "roi_heads.box_predictor.cls_score.weight"):
         assert torch.equal(model.state_dict()[key], stage1[key])
     # ... and the fine-tuning changed them.
     stage2 = torch.load(tmp_path / "stage2" / "model_final.pth", weights_only=True)["model"]
-    assert not torch.equal(stage2["backbone.body.layer2.0.conv1.weight"], stage1["backbone.body.layer2.0.conv1.weight"])
+    assert not torch.equal(
+        stage2["backbone.body.layer2.0.conv1.weight"], stage1["backbone.body.layer2.0.conv1.weight"]
+    )
 
     # Stage 1 ran at low resolution: 48 px crops.
     c1 = json.loads((tmp_path / "stage1" / "final_metrics.json").read_text())["cost"]

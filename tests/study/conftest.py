@@ -94,9 +94,19 @@ def _arm(
             "kind": "direct",
         }
     total = {k: own[k] + (pre[k] if pre else 0) for k in own}
-    published = {"weights": weights, "weights_data": "ImageNet-1k",
-                 "provenance": {"label": f"ImageNet-1k (file {weights})", "data": "ImageNet-1k",
-                                "cost": "not counted: external"}} if init == "weights" else {}
+    published = (
+        {
+            "weights": weights,
+            "weights_data": "ImageNet-1k",
+            "provenance": {
+                "label": f"ImageNet-1k (file {weights})",
+                "data": "ImageNet-1k",
+                "cost": "not counted: external",
+            },
+        }
+        if init == "weights"
+        else {}
+    )
     return {
         "name": name,
         "init": init,
@@ -225,16 +235,29 @@ def predictions(jitter: float, miss: float = 0.0, seed: int = 0) -> list[dict[st
         if rng.uniform() < miss:
             continue
         box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
-        out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box,
-                    "score": float(rng.uniform(0.3, 1.0))})
+        out.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": box,
+                "score": float(rng.uniform(0.3, 1.0)),
+            }
+        )
     for img in VAL_GT["images"]:
-        out.append({"image_id": img["id"], "category_id": 1, "bbox": [60.0, 60.0, 20.0, 20.0],
-                    "score": float(rng.uniform(0.0, 0.6))})
+        out.append(
+            {
+                "image_id": img["id"],
+                "category_id": 1,
+                "bbox": [60.0, 60.0, 20.0, 20.0],
+                "score": float(rng.uniform(0.0, 0.6)),
+            }
+        )
     return out
 
 
-def scored(arm: dict[str, Any], final: list[dict[str, Any]],
-           curve: dict[int, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+def scored(
+    arm: dict[str, Any], final: list[dict[str, Any]], curve: dict[int, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
     """``arm`` with per-image data and bbox AP measured on ``final`` predictions (and on ``curve``'s, by
     iteration), so its AP values and its intervals come from the same detections."""
     from scratchlab.evaluation.bootstrap import ap_on_images, per_image_eval

@@ -3,8 +3,12 @@ from scratchlab.study.groups import group_arms
 
 
 def test_every_configuration_has_its_own_colour_and_line_style(make_arm):
-    arms = [make_arm(f"{init}_{norm}_{s}", init, 20.0, norm=norm, schedule=s)
-            for init in ("random", "classify", "direct") for norm in ("GN", "BN") for s in (1.0, 2.0, 3.0)]
+    arms = [
+        make_arm(f"{init}_{norm}_{s}", init, 20.0, norm=norm, schedule=s)
+        for init in ("random", "classify", "direct")
+        for norm in ("GN", "BN")
+        for s in (1.0, 2.0, 3.0)
+    ]
     groups = group_arms(arms)
     st = styles(groups)
     colours = [st[id(g)]["color"] for g in groups]
@@ -16,8 +20,11 @@ def test_every_configuration_has_its_own_colour_and_line_style(make_arm):
 
 
 def test_published_weights_have_their_own_colours_one_per_source(make_arm):
-    arms = [make_arm("rnd", "random", 25.0), make_arm("cls", "classify", 30.0),
-            *(make_arm(f"w{i}", "weights", 30.0, weights=f"w{i}.pkl") for i in range(3))]
+    arms = [
+        make_arm("rnd", "random", 25.0),
+        make_arm("cls", "classify", 30.0),
+        *(make_arm(f"w{i}", "weights", 30.0, weights=f"w{i}.pkl") for i in range(3)),
+    ]
     groups = group_arms(arms)
     st = styles(groups)
     published = [st[id(g)]["color"] for g in groups if g.init == "weights"]

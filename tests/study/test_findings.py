@@ -18,8 +18,9 @@ def _only(v: dict, kind: str, **match) -> dict:
 
 def _pair(make_arm, score, pt_preds, rd_preds, pt_early=None, rd_early=None, rd_schedule=3.0):
     pt = score(make_arm("classify_gn_1x", "classify", 1.0), pt_preds, {50: pt_early or pt_preds})
-    rd = score(make_arm("scratch_gn_3x", "random", 1.0, schedule=rd_schedule), rd_preds,
-               {50: rd_early or rd_preds})
+    rd = score(
+        make_arm("scratch_gn_3x", "random", 1.0, schedule=rd_schedule), rd_preds, {50: rd_early or rd_preds}
+    )
     return [pt, rd]
 
 
@@ -71,8 +72,13 @@ def test_equivalence_margin_decides_catch_up(make_arm, score):
 
 
 def test_seeds_are_resampled_and_summarised(make_arm, score):
-    seeds = [score(make_arm(f"scratch_gn_3x_s{i}", "random", 1.0, schedule=3.0, seed=i), predictions(2.0, seed=10 + i))
-             for i in range(3)]
+    seeds = [
+        score(
+            make_arm(f"scratch_gn_3x_s{i}", "random", 1.0, schedule=3.0, seed=i),
+            predictions(2.0, seed=10 + i),
+        )
+        for i in range(3)
+    ]
     pt = score(make_arm("classify_gn_1x", "classify", 1.0), GOOD)
     v = compute_verdict([pt, *seeds], resamples=200)
     group = next(g for g in v["groups"] if g["init"] == "random")
@@ -95,7 +101,10 @@ def test_poorly_normalised_scratch(make_arm, score):
 
 
 def test_without_per_image_data_one_seed_cannot_decide(make_arm):
-    arms = [make_arm("classify_gn_1x", "classify", 30.0), make_arm("scratch_gn_3x", "random", 20.0, schedule=3.0)]
+    arms = [
+        make_arm("classify_gn_1x", "classify", 30.0),
+        make_arm("scratch_gn_3x", "random", 20.0, schedule=3.0),
+    ]
     v = compute_verdict(arms)
     cu = _only(v, "catch_up")
     assert cu["interval"] is None and cu["basis"] == "none" and cu["outcome"] == "inconclusive"

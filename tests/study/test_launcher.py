@@ -25,8 +25,13 @@ pytest.importorskip("submitit")
 
 def _study_file(tmp_path: Path, synth_data: dict[str, str]) -> Path:
     data = [f"data.{k}={v}" for k, v in synth_data.items()]
-    spec = {"name": "t", "base": str(MINI), "overrides": [*TINY, *data, "eval.period=0"],
-            "arms": [{"init": "random", "seed": [0, 1, 2]}], "launcher": {"max_parallel": 2, "poll_s": 0.2}}
+    spec = {
+        "name": "t",
+        "base": str(MINI),
+        "overrides": [*TINY, *data, "eval.period=0"],
+        "arms": [{"init": "random", "seed": [0, 1, 2]}],
+        "launcher": {"max_parallel": 2, "poll_s": 0.2},
+    }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -109,14 +114,20 @@ def test_local_launcher_matches_inline_and_resumes_a_killed_arm(tmp_path, synth_
     got, want = _weights(local / "arms" / killed), _weights(tmp_path / "inline" / "arms" / killed)
     assert all(torch.equal(got[k], want[k]) for k in want)
 
-    status = subprocess.run([sys.executable, "-m", "scratchlab", "study", "--status", str(local)], env=env,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "scratchlab", "study", "--status", str(local)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "3 finished" in status and killed in status and "6/6" in status
 
 
 def test_launcher_options_come_from_the_study_file_then_flags():
-    opts = ClusterOptions.from_study({"launcher": {"gpus_per_node": 8, "partition": "learn"}}, nodes=2,
-                                     partition=None, max_parallel=3)
+    opts = ClusterOptions.from_study(
+        {"launcher": {"gpus_per_node": 8, "partition": "learn"}}, nodes=2, partition=None, max_parallel=3
+    )
     assert (opts.gpus_per_node, opts.nodes, opts.partition, opts.max_parallel) == (8, 2, "learn", 3)
     with pytest.raises(ValueError, match="unknown field"):
         ClusterOptions.from_study({"launcher": {"gpu": 8}})
@@ -132,8 +143,18 @@ def test_slurm_jobs_ask_for_the_options_and_wait_for_their_pretraining(tmp_path,
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     opts = ClusterOptions(gpus_per_node=8, nodes=2, partition="learn", timeout=4320)
     executor = _executor("slurm", tmp_path / "jobs", opts)
-    executor.update_parameters(slurm_additional_parameters={"dependency": "afterok:123", "kill-on-invalid-dep": "yes"})
+    executor.update_parameters(
+        slurm_additional_parameters={"dependency": "afterok:123", "kill-on-invalid-dep": "yes"}
+    )
     sbatch = executor._executor._make_submission_file_text("python -m job", "uid")
-    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=learn", "--time=4320",
-                 "--signal=USR2@120", "--dependency=afterok:123", "--cpus-per-task=10"):
+    for line in (
+        "--nodes=2",
+        "--ntasks-per-node=8",
+        "--gpus-per-node=8",
+        "--partition=learn",
+        "--time=4320",
+        "--signal=USR2@120",
+        "--dependency=afterok:123",
+        "--cpus-per-task=10",
+    ):
         assert f"#SBATCH {line}" in sbatch, line

@@ -2,8 +2,14 @@ from scratchlab.study.paper import CLAIMS, paper_check
 
 
 def _row(outcome, init="classify", task="bbox", interval=(1.0, 2.0), arms=("a", "b")):
-    return {"task": task, "outcome": outcome, "interval": list(interval), "arms": list(arms),
-            "a_group": {"init": init}, "b_group": {"init": "random"}}
+    return {
+        "task": task,
+        "outcome": outcome,
+        "interval": list(interval),
+        "arms": list(arms),
+        "a_group": {"init": init},
+        "b_group": {"init": "random"},
+    }
 
 
 def _result(checks, kind):
@@ -12,7 +18,10 @@ def _result(checks, kind):
 
 def test_claims_from_findings():
     findings = {
-        "early": [_row("reproduced", interval=(0.5, 3.0)), _row("not reproduced", task="segm")],  # segm not judged
+        "early": [
+            _row("reproduced", interval=(0.5, 3.0)),
+            _row("not reproduced", task="segm"),
+        ],  # segm not judged
         "catch_up": [_row("not reproduced"), _row("reproduced", init="direct")],  # classify findings speak
         "localisation": [_row("reproduced"), _row("not reproduced")],
         "normalisation": [_row("inconclusive", init="random")],
@@ -20,7 +29,12 @@ def test_claims_from_findings():
     }
     checks = paper_check(findings)
     early = _result(checks, "early")
-    assert early == {"claim": CLAIMS["early"], "result": "reproduced", "interval": [0.5, 3.0], "arms": ["a", "b"]}
+    assert early == {
+        "claim": CLAIMS["early"],
+        "result": "reproduced",
+        "interval": [0.5, 3.0],
+        "arms": ["a", "b"],
+    }
     assert _result(checks, "catch_up")["result"] == "not reproduced"
     assert _result(checks, "localisation")["result"] == "mixed"
     assert _result(checks, "normalisation")["result"] == "inconclusive"

@@ -157,8 +157,9 @@ def test_final_tables_match_study(written, task):
         got = {(r[0], r[1], r[2]): r[-len(METRICS) :] for r in body}
         assert got == expected
     # The two-seed group really is averaged: 29.0 and 30.0 -> 29.5 ± 0.7, t-interval 29.5 ± 6.4.
-    assert expected["100%", "2x", "random"][0] == ("29.5 ± 0.7 [23.1, 35.9]" if task == "bbox"
-                                                   else "27.5 ± 0.7 [21.1, 33.9]")
+    assert expected["100%", "2x", "random"][0] == (
+        "29.5 ± 0.7 [23.1, 35.9]" if task == "bbox" else "27.5 ± 0.7 [21.1, 33.9]"
+    )
 
 
 def test_status_table_md_matches_study(written):
@@ -177,16 +178,26 @@ def test_status_table_md_matches_study(written):
 def test_tables_name_what_each_arm_was_pre_trained_on(make_arm):
     from scratchlab.study.verdict import compute_verdict
 
-    arms = [make_arm("rnd", "random", 25.0), make_arm("cls", "classify", 30.0),
-            make_arm("tv", "weights", 33.0, weights="R-50.pkl"), make_arm("timm", "weights", 31.0, weights="r50.pth")]
+    arms = [
+        make_arm("rnd", "random", 25.0),
+        make_arm("cls", "classify", 30.0),
+        make_arm("tv", "weights", 33.0, weights="R-50.pkl"),
+        make_arm("timm", "weights", 31.0, weights="r50.pth"),
+    ]
     final = final_table(compute_verdict(arms, resamples=0)["groups"], arms, "bbox")
     assert final.header[2:4] == ["Init", "Pre-trained on"]
     assert [r[2:4] for r in final.rows] == [
-        ["random", "none (random init)"], ["classify", "classification pre-training"],
-        ["weights", "ImageNet-1k (file R-50.pkl)"], ["weights", "ImageNet-1k (file r50.pth)"]]
+        ["random", "none (random init)"],
+        ["classify", "classification pre-training"],
+        ["weights", "ImageNet-1k (file R-50.pkl)"],
+        ["weights", "ImageNet-1k (file r50.pth)"],
+    ]
     status = status_table(arms)
     rows = {r[0]: dict(zip(status.header, r, strict=True)) for r in status.rows}
-    assert status.header[1:3] == ["Init", "Pre-trained on"] and status.text_cols == status.header.index("Error") + 1
+    assert (
+        status.header[1:3] == ["Init", "Pre-trained on"]
+        and status.text_cols == status.header.index("Error") + 1
+    )
     assert rows["tv"]["Pre-trained on"] == "ImageNet-1k (file R-50.pkl)"
     assert rows["tv"]["Pre-training images"] == "not counted: external"
     assert rows["cls"]["Pre-training images"] == "100,000" and rows["rnd"]["Pre-training images"] == "n/a"
@@ -202,7 +213,7 @@ def test_report_opens_with_the_answer_then_questions_in_both_formats(written):
     v = compute_verdict(study["arms"])
     headings = [line[3:] for line in md.splitlines() if line.startswith("## ")]
     assert headings[:2] == ["Answer", "Paper check"]
-    assert headings[2:2 + len(v["questions"])] == [q["title"] for q in v["questions"]]
+    assert headings[2 : 2 + len(v["questions"])] == [q["title"] for q in v["questions"]]
     assert md.index(v["headline"]) < md.index("## Paper check")
     assert escape(v["headline"]) in page and page.index(escape(v["headline"])) < page.index("<h2>Paper check")
     lines = [x for q in v["questions"] for x in q["lines"]]

@@ -10,7 +10,9 @@ from scratchlab.study.runner import expand_arms, parse_regime, run_study
 from tests.conftest import MINI, TINY
 
 
-@pytest.mark.parametrize("text,value", [("100%", None), ("10%", 0.1), ("1k", 1000), (500, 500), ("0.25", 0.25)])
+@pytest.mark.parametrize(
+    "text,value", [("100%", None), ("10%", 0.1), ("1k", 1000), (500, 500), ("0.25", 0.25)]
+)
 def test_parse_regime(text, value):
     assert parse_regime(text) == value
 
@@ -21,8 +23,9 @@ def test_parse_regime_rejects_garbage():
 
 
 def test_expand_arms_product_and_names():
-    arms = expand_arms([{"init": "random", "schedule": [1, 3], "data": ["100%", "1k"]},
-                        {"name": "pt", "init": "classify"}])
+    arms = expand_arms(
+        [{"init": "random", "schedule": [1, 3], "data": ["100%", "1k"]}, {"name": "pt", "init": "classify"}]
+    )
     assert len(arms) == 5
     assert {a["name"] for a in arms} >= {"random_gn_1x_100pct_s0", "random_gn_3x_1k_s0", "pt"}
     with pytest.raises(ValueError, match="unknown field"):
@@ -40,15 +43,19 @@ def _study(tmp_path, synth_data, arms):
 
 
 def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
-    arms = [{"name": "ok", "init": "random", "data": ["100%", "50%"]},
-            {"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]}]  # fails in train()
+    arms = [
+        {"name": "ok", "init": "random", "data": ["100%", "50%"]},
+        {"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]},
+    ]  # fails in train()
     path = _study(tmp_path, synth_data, arms)
     study = run_study(path, tmp_path / "out")
     by_name = {a["name"]: a for a in study["arms"]}
     assert by_name["broken"]["status"] == "failed" and "gn_groups" in by_name["broken"]["error"]
     ok = by_name["ok_random_gn_1x_100pct_s0"]
     assert ok["status"] == "finished" and ok["final"]["bbox"]["AP"] is not None
-    assert ok["cost"]["images_seen"] > 0 and ok["curve"] and ok["lr_drops"] == [4, 5]  # a 6-iteration 1x: 2/3, 8/9
+    assert (
+        ok["cost"]["images_seen"] > 0 and ok["curve"] and ok["lr_drops"] == [4, 5]
+    )  # a 6-iteration 1x: 2/3, 8/9
     half = by_name["ok_random_gn_1x_50pct_s0"]
     assert half["data_images"] == 6 and ok["data_images"] == 12
     saved = json.loads((tmp_path / "out" / "study.json").read_text())
@@ -73,7 +80,9 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
     # Re-running skips finished arms (no training is called for them) and retries the failed one.
     calls = []
     real_train = runner.train
-    monkeypatch.setattr(runner, "train", lambda cfg, out, resume=False: calls.append(out) or real_train(cfg, out, resume))
+    monkeypatch.setattr(
+        runner, "train", lambda cfg, out, resume=False: calls.append(out) or real_train(cfg, out, resume)
+    )
     again = run_study(path, tmp_path / "out")
     assert [c.name for c in calls] == ["broken"]  # finished arms skipped, the failed one retried
     assert [a["status"] for a in again["arms"]] == ["finished", "finished", "failed"]
@@ -94,9 +103,14 @@ def test_shared_pretraining_is_done_once(tmp_path, synth_data, monkeypatch):
     from tests.pretrain.test_classify import CLASSIFY, SMALL
 
     data = [f"data.{k}={v}" for k, v in synth_data.items()]
-    spec = {"base": str(MINI), "overrides": [*TINY, *data, "eval.period=0"],
-            "pretrain": {"classify": {"config": str(CLASSIFY), "overrides": [*TINY, *SMALL, "classify.epochs=1"]}},
-            "arms": [{"init": "classify", "schedule": [1, 2]}]}
+    spec = {
+        "base": str(MINI),
+        "overrides": [*TINY, *data, "eval.period=0"],
+        "pretrain": {
+            "classify": {"config": str(CLASSIFY), "overrides": [*TINY, *SMALL, "classify.epochs=1"]}
+        },
+        "arms": [{"init": "classify", "schedule": [1, 2]}],
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     calls = []
@@ -104,7 +118,9 @@ def test_shared_pretraining_is_done_once(tmp_path, synth_data, monkeypatch):
     monkeypatch.setattr(runner, "pretrain_classify", lambda cfg, out: calls.append(out) or real(cfg, out))
     study = run_study(path, tmp_path / "out")
     assert len(calls) == 1
-    assert all(a["status"] == "finished" and a["cost"]["pretrain"]["kind"] == "classify" for a in study["arms"])
+    assert all(
+        a["status"] == "finished" and a["cost"]["pretrain"]["kind"] == "classify" for a in study["arms"]
+    )
 
 
 def test_shipped_study_files_parse_and_point_at_real_configs():
@@ -119,17 +135,29 @@ def test_shipped_study_files_parse_and_point_at_real_configs():
         assert (f.parent / spec["base"]).is_file()
         for kind in {a["init"] for a in arms} - {"random", "weights"}:
             assert (f.parent / spec["pretrain"][kind]["config"]).is_file(), kind
-            load_config(f.parent / spec["pretrain"][kind]["config"], spec["pretrain"][kind].get("overrides", []))
+            load_config(
+                f.parent / spec["pretrain"][kind]["config"], spec["pretrain"][kind].get("overrides", [])
+            )
         base = load_config(f.parent / spec["base"], spec.get("overrides", []))
         for arm in arms:  # every arm's overrides name real config keys
             runner.arm_config(base, arm, arm["weights"], ["data.num_workers=0"])
 
 
 def test_weights_arms_expand_named_by_their_source():
-    arms = expand_arms([{"init": "weights", "weights": ["ResNet50_Weights.IMAGENET1K_V2", "pre/R-50-GN.pkl"],
-                         "weights_data": "ImageNet-1k", "norm": "FrozenBN"}])
-    assert [a["name"] for a in arms] == ["weights-imagenet1k-v2_frozenbn_1x_100pct_s0",
-                                         "weights-r-50-gn_frozenbn_1x_100pct_s0"]
+    arms = expand_arms(
+        [
+            {
+                "init": "weights",
+                "weights": ["ResNet50_Weights.IMAGENET1K_V2", "pre/R-50-GN.pkl"],
+                "weights_data": "ImageNet-1k",
+                "norm": "FrozenBN",
+            }
+        ]
+    )
+    assert [a["name"] for a in arms] == [
+        "weights-imagenet1k-v2_frozenbn_1x_100pct_s0",
+        "weights-r-50-gn_frozenbn_1x_100pct_s0",
+    ]
     cfg = runner.arm_config(load_config(MINI), arms[1], arms[1]["weights"], ["solver.base_lr=0.01"])
     assert cfg.model.init == "pre/R-50-GN.pkl" and cfg.model.init_data == "ImageNet-1k"
     assert cfg.solver.base_lr == 0.01 and cfg.model.norm == "FrozenBN"

@@ -13,26 +13,32 @@ from scratchlab.study.stats import (
 )
 
 
-@pytest.mark.parametrize("interval,sign,want", [
-    ((0.5, 2.0), 1, "reproduced"),            # wholly above zero
-    ((-2.0, -0.5), 1, "not reproduced"),      # wholly below
-    ((0.0, 0.0), 1, "not reproduced"),        # identical arms: no lead at all
-    ((-0.5, 1.5), 1, "inconclusive"),         # straddles zero
-    ((-2.0, -0.5), -1, "reproduced"),         # a claim that the difference is negative
-    ((0.0, 1.0), -1, "not reproduced"),
-    (None, 1, "inconclusive"),                # no interval: nothing can be decided
-])
+@pytest.mark.parametrize(
+    "interval,sign,want",
+    [
+        ((0.5, 2.0), 1, "reproduced"),  # wholly above zero
+        ((-2.0, -0.5), 1, "not reproduced"),  # wholly below
+        ((0.0, 0.0), 1, "not reproduced"),  # identical arms: no lead at all
+        ((-0.5, 1.5), 1, "inconclusive"),  # straddles zero
+        ((-2.0, -0.5), -1, "reproduced"),  # a claim that the difference is negative
+        ((0.0, 1.0), -1, "not reproduced"),
+        (None, 1, "inconclusive"),  # no interval: nothing can be decided
+    ],
+)
 def test_direction(interval, sign, want):
     assert direction(interval, sign) == want
 
 
-@pytest.mark.parametrize("interval,want", [
-    ((-0.8, 0.6), "reproduced"),      # equivalent: within the 1 AP margin
-    ((0.5, 3.0), "reproduced"),       # scratch ahead
-    ((-4.0, -1.5), "not reproduced"),  # behind by more than the margin for sure
-    ((-2.0, 0.5), "inconclusive"),    # could be either
-    (None, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "interval,want",
+    [
+        ((-0.8, 0.6), "reproduced"),  # equivalent: within the 1 AP margin
+        ((0.5, 3.0), "reproduced"),  # scratch ahead
+        ((-4.0, -1.5), "not reproduced"),  # behind by more than the margin for sure
+        ((-2.0, 0.5), "inconclusive"),  # could be either
+        (None, "inconclusive"),
+    ],
+)
 def test_within_margin(interval, want):
     assert within_margin(interval, 1.0) == want
 

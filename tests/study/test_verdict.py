@@ -29,8 +29,9 @@ def _lines_with(verdict: dict, *words: str) -> list[str]:
 def test_findings_grouped_by_question_with_their_numbers(caught_up_arms):
     v = compute_verdict(caught_up_arms)
     assert [q["key"] for q in v["questions"]] == ["early", "catch_up", "localisation", "cost"]
-    assert [q["title"] for q in v["questions"]] == [t for k, t in QUESTIONS if k in
-                                                   ("early", "catch_up", "localisation", "cost")]
+    assert [q["title"] for q in v["questions"]] == [
+        t for k, t in QUESTIONS if k in ("early", "catch_up", "localisation", "cost")
+    ]
     early = _one(v["findings"]["early"], task="bbox")
     # The window ends at the 1x arm's first LR drop (200 - 133 = 67): the last common evaluation is 50.
     assert early["window_end"] == 67 and early["iteration"] == 50
@@ -38,7 +39,9 @@ def test_findings_grouped_by_question_with_their_numbers(caught_up_arms):
     assert early["a"] == pytest.approx(want_pt, abs=1e-2) and early["b"] == pytest.approx(want_rd, abs=1e-2)
     assert early["arms"] == ["classify_gn_1x", "scratch_gn_3x"]
     line = v["questions"][0]["lines"][0]
-    assert f"pre-training ahead by {want_pt - want_rd:+.1f} AP (no interval)" in line and "inconclusive" in line
+    assert (
+        f"pre-training ahead by {want_pt - want_rd:+.1f} AP (no interval)" in line and "inconclusive" in line
+    )
     cu = _one(v["findings"]["catch_up"], task="bbox")
     assert cu["a_group"]["schedule"] == 3.0 and cu["diff"] == pytest.approx(1.0) and cu["margin"] == 1.0
     assert "random init (GN, 3x) reached 31.0 bbox AP against 30.0" in v["questions"][1]["lines"][0]
@@ -69,8 +72,15 @@ def test_seed_spread_gives_the_interval_without_per_image_data(seed_arms, make_a
 
 
 def test_failed_and_diverged_arms_listed_and_excluded(caught_up_arms, make_arm):
-    bn = make_arm("scratch_bn_2x", "random", 45.0, norm="BN", schedule=2.0, status="diverged",
-                  error="loss became NaN at iteration 40")
+    bn = make_arm(
+        "scratch_bn_2x",
+        "random",
+        45.0,
+        norm="BN",
+        schedule=2.0,
+        status="diverged",
+        error="loss became NaN at iteration 40",
+    )
     failed = make_arm("classify_big", "classify", None, status="failed", error="CUDA out of memory")
     v = compute_verdict(caught_up_arms + [bn, failed])
     problems = next(q for q in v["questions"] if q["key"] == "problems")["lines"]
@@ -88,7 +98,11 @@ def test_failed_and_diverged_arms_listed_and_excluded(caught_up_arms, make_arm):
 def test_localisation_ap75_vs_ap50(caught_up_arms):
     loc = _one(compute_verdict(caught_up_arms)["findings"]["localisation"], task="bbox")
     # Best random (3x): AP50 47.0, AP75 31.5; classify: AP50 48.0, AP75 29.0.
-    assert loc["a"] == pytest.approx(2.5) and loc["b"] == pytest.approx(-1.0) and loc["diff"] == pytest.approx(3.5)
+    assert (
+        loc["a"] == pytest.approx(2.5)
+        and loc["b"] == pytest.approx(-1.0)
+        and loc["diff"] == pytest.approx(3.5)
+    )
 
 
 def test_early_window_without_lr_drops(make_arm):
@@ -105,11 +119,13 @@ def test_cost_direct_vs_classify_and_headline(caught_up_arms, make_arm):
     assert cost["a_total_images_seen"] == cls["cost"]["total"]["images_seen"]
     dvc = v["findings"]["direct_vs_classify"][0]
     assert dvc["diff"] == pytest.approx(0.8) and dvc["pixels_ratio"] < 1
-    assert _lines_with(v, "direct detection pre-training (GN, 1x) minus classification", "+0.8 AP",
-                       "fewer total pixels")
+    assert _lines_with(
+        v, "direct detection pre-training (GN, 1x) minus classification", "+0.8 AP", "fewer total pixels"
+    )
     # The best start overall is scratch at 3x (31.0): the headline says so, with its cost.
-    assert v["headline"].startswith("With data 100% (10000 training images), random init (GN, 3x) reached "
-                                    "the best bbox AP, 31.0")
+    assert v["headline"].startswith(
+        "With data 100% (10000 training images), random init (GN, 3x) reached the best bbox AP, 31.0"
+    )
     assert "The best other start, direct detection pre-training (GN, 1x), reached 30.8" in v["headline"]
 
 

@@ -40,8 +40,10 @@ def weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     cache.parent.mkdir(parents=True)
     torch.save(_body_state("BN", 1), cache)
     timm = tmp_path / "resnet18_gn.pth.tar"
-    torch.save({"arch": "resnet18_gn", "state_dict": _body_state("GN", 2), "state_dict_ema": _body_state("GN", 3)},
-               timm)
+    torch.save(
+        {"arch": "resnet18_gn", "state_dict": _body_state("GN", 2), "state_dict_ema": _body_state("GN", 3)},
+        timm,
+    )
     # A Caffe2-convention network sees x * 255 - mean: its conv1 is correspondingly small.
     d2_body = _body_state("BN", 4)
     d2_body["conv1.weight"] = d2_body["conv1.weight"] / 255
@@ -51,7 +53,9 @@ def weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     partial = dict(d2)
     partial.pop("backbone.bottom_up.res5.1.conv2.weight")
     partial_file = tmp_path / "partial-d2.pkl"
-    partial_file.write_bytes(pickle.dumps({"model": partial, "__author__": "Detectron2 Model Zoo"}, protocol=2))
+    partial_file.write_bytes(
+        pickle.dumps({"model": partial, "__author__": "Detectron2 Model Zoo"}, protocol=2)
+    )
     return {"torchvision": cache, "timm": timm, "detectron2": d2_file, "partial": partial_file}
 
 
@@ -61,13 +65,35 @@ def test_published_weights_arms_end_to_end(tmp_path: Path, synth_data, weight_fi
         "base": str(MINI),
         "arms": [
             {"name": "scratch", "init": "random", "norm": "GN"},
-            {"name": "tv", "init": "weights", "weights": "ResNet18_Weights.IMAGENET1K_V1", "norm": "FrozenBN"},
-            {"name": "timm", "init": "weights", "weights": str(weight_files["timm"]), "weights_data": "ImageNet-1k",
-             "norm": "GN"},
-            {"name": "d2", "init": "weights", "weights": str(weight_files["detectron2"]),
-             "weights_data": "ImageNet-1k", "norm": "FrozenBN", "overrides": C2_INPUT},
-            {"name": "partial", "init": "weights", "weights": str(weight_files["partial"]),
-             "weights_data": "ImageNet-1k", "norm": "FrozenBN", "overrides": C2_INPUT},
+            {
+                "name": "tv",
+                "init": "weights",
+                "weights": "ResNet18_Weights.IMAGENET1K_V1",
+                "norm": "FrozenBN",
+            },
+            {
+                "name": "timm",
+                "init": "weights",
+                "weights": str(weight_files["timm"]),
+                "weights_data": "ImageNet-1k",
+                "norm": "GN",
+            },
+            {
+                "name": "d2",
+                "init": "weights",
+                "weights": str(weight_files["detectron2"]),
+                "weights_data": "ImageNet-1k",
+                "norm": "FrozenBN",
+                "overrides": C2_INPUT,
+            },
+            {
+                "name": "partial",
+                "init": "weights",
+                "weights": str(weight_files["partial"]),
+                "weights_data": "ImageNet-1k",
+                "norm": "FrozenBN",
+                "overrides": C2_INPUT,
+            },
         ],
     }
     study_file = tmp_path / "study.yaml"
@@ -77,14 +103,35 @@ def test_published_weights_arms_end_to_end(tmp_path: Path, synth_data, weight_fi
     # The dataset and the tiny model come from the command line: overrides applied to every arm. A low
     # LR: the 1x rule keeps 0.02 until 2/3 of the 6 iterations, at which the un-normalised FPN and heads
     # of the FrozenBN arms can blow up; this test is about plumbing, not training.
-    assert main(["study", str(study_file), "--out", str(out), *TINY, *data, "eval.period=0",
-                 "solver.base_lr=0.002"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                str(study_file),
+                "--out",
+                str(out),
+                *TINY,
+                *data,
+                "eval.period=0",
+                "solver.base_lr=0.002",
+            ]
+        )
+        == 0
+    )
 
     study = json.loads((out / "study.json").read_text())
     arms = {a["name"]: a for a in study["arms"]}
     assert {n: a["status"] for n, a in arms.items()} == {
-        "scratch": "finished", "tv": "finished", "timm": "finished", "d2": "finished", "partial": "failed"}
-    assert "res5.1.conv2.weight" in arms["partial"]["error"] or "layer4.1.conv2.weight" in arms["partial"]["error"]
+        "scratch": "finished",
+        "tv": "finished",
+        "timm": "finished",
+        "d2": "finished",
+        "partial": "failed",
+    }
+    assert (
+        "res5.1.conv2.weight" in arms["partial"]["error"]
+        or "layer4.1.conv2.weight" in arms["partial"]["error"]
+    )
 
     labels = {
         "tv": "ImageNet-1k (torchvision IMAGENET1K_V1)",

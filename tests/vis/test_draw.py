@@ -15,7 +15,9 @@ def test_masks_and_boxes_are_drawn_only_where_instances_are():
 
 def test_no_instances_leaves_the_image_as_is():
     image = torch.rand(3, 8, 8)
-    assert torch.equal(draw_instances(image, torch.zeros(0, 4), [], []), (image * 255).round().to(torch.uint8))
+    assert torch.equal(
+        draw_instances(image, torch.zeros(0, 4), [], []), (image * 255).round().to(torch.uint8)
+    )
 
 
 def test_helpers(tmp_path):

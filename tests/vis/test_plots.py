@@ -7,8 +7,11 @@ from scratchlab.vis.plots import plot_run, read_metrics
 
 def test_resumed_rows_merge_and_torn_lines_are_skipped(tmp_path):
     f = tmp_path / "metrics.jsonl"
-    rows = [{"iteration": 2, "loss": 3.0, "lr": 0.1}, {"iteration": 2, "loss": 2.5},
-            {"iteration": 4, "loss": 2.0, "loss_mask": 0.5, "lr": 0.01, "bbox/AP": 1.5}]
+    rows = [
+        {"iteration": 2, "loss": 3.0, "lr": 0.1},
+        {"iteration": 2, "loss": 2.5},
+        {"iteration": 4, "loss": 2.0, "loss_mask": 0.5, "lr": 0.01, "bbox/AP": 1.5},
+    ]
     f.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"iteration": 6, "lo')
     assert read_metrics(f) == [{"iteration": 2, "loss": 2.5, "lr": 0.1}, rows[2]]
     written = plot_run(f, tmp_path / "plots")

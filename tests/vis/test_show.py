@@ -9,8 +9,9 @@ from scratchlab.vis.show import show_dataset
 
 def test_ground_truth_is_drawn_inside_each_box(synth_data, tmp_path):
     lines = []
-    written = show_dataset(synth_data["train_json"], synth_data["train_images"], tmp_path, n=3,
-                           on_image=lines.append)
+    written = show_dataset(
+        synth_data["train_json"], synth_data["train_images"], tmp_path, n=3, on_image=lines.append
+    )
     assert len(written) == len(lines) == 3
     data = json.loads(open(synth_data["train_json"]).read())
     names = {c["id"]: c["name"] for c in data["categories"]}
@@ -27,6 +28,20 @@ def test_ground_truth_is_drawn_inside_each_box(synth_data, tmp_path):
 
 
 def test_show_command(synth_data, tmp_path, capsys):
-    assert main(["data", "show", synth_data["val_json"], "--images", synth_data["val_images"],
-                 "--out", str(tmp_path), "-n", "2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "show",
+                synth_data["val_json"],
+                "--images",
+                synth_data["val_images"],
+                "--out",
+                str(tmp_path),
+                "-n",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert len(list(tmp_path.glob("*.png"))) == 2 and "drawn" in capsys.readouterr().out

@@ -57,8 +57,12 @@ pass that folder as --images. Image sizes are read from the image files (after E
 Box-only output (no masks) trains with a faster_rcnn config. Nothing is written into SRC."""
 
 # Options that only some readers take, and the formats they apply to.
-_ONLY_FOR = {"attribute": ("--attribute", ("via",)), "images_dir": ("--images-dir", ("masks",)),
-             "masks_dir": ("--masks-dir", ("masks",)), "classes": ("--classes", ("masks",))}
+_ONLY_FOR = {
+    "attribute": ("--attribute", ("via",)),
+    "images_dir": ("--images-dir", ("masks",)),
+    "masks_dir": ("--masks-dir", ("masks",)),
+    "classes": ("--classes", ("masks",)),
+}
 
 
 def _read(fmt: str, src: Path, options: dict[str, Any]) -> Source:
@@ -77,13 +81,24 @@ def _read(fmt: str, src: Path, options: dict[str, Any]) -> Source:
         return read_yolo(src, class_name)
     if fmt == "labelme":
         return read_labelme(src, class_name)
-    return read_masks(src, class_name, options.get("images_dir"), options.get("masks_dir"), options.get("classes"))
+    return read_masks(
+        src, class_name, options.get("images_dir"), options.get("masks_dir"), options.get("classes")
+    )
 
 
-def convert_dataset(fmt: str, src: str | os.PathLike[str], out: str | os.PathLike[str],
-                    split: float | None = None, seed: int = 0, *, attribute: str | None = None,
-                    class_name: str | None = None, images_dir: str | None = None, masks_dir: str | None = None,
-                    classes: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def convert_dataset(
+    fmt: str,
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    split: float | None = None,
+    seed: int = 0,
+    *,
+    attribute: str | None = None,
+    class_name: str | None = None,
+    images_dir: str | None = None,
+    masks_dir: str | None = None,
+    classes: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Convert the ``fmt`` (one of :data:`FORMATS`) dataset in ``src`` to COCO JSON under ``out``.
 
     Writes ``out/annotations.json``, or with ``split`` (the val fraction, e.g. 0.2) a seeded
@@ -100,15 +115,26 @@ def convert_dataset(fmt: str, src: str | os.PathLike[str], out: str | os.PathLik
     if not src_path.exists():
         raise ConvertError(f"{src_path}: no such file or folder")
     ensure_outside(out_path, src_path if src_path.is_dir() else src_path.parent)
-    source = _read(fmt, src_path, {"attribute": attribute, "class_name": class_name, "images_dir": images_dir,
-                                   "masks_dir": masks_dir, "classes": classes})
+    source = _read(
+        fmt,
+        src_path,
+        {
+            "attribute": attribute,
+            "class_name": class_name,
+            "images_dir": images_dir,
+            "masks_dir": masks_dir,
+            "classes": classes,
+        },
+    )
     coco = build_coco(source)
     if split is None:
         files = [str(write_json(out_path / "annotations.json", coco))]
     else:
         train, val = split_coco(coco, split, seed)
-        files = [str(write_json(out_path / "annotations" / "instances_train.json", train)),
-                 str(write_json(out_path / "annotations" / "instances_val.json", val))]
+        files = [
+            str(write_json(out_path / "annotations" / "instances_train.json", train)),
+            str(write_json(out_path / "annotations" / "instances_val.json", val)),
+        ]
     without_mask = sum("segmentation" not in a for a in coco["annotations"])
     return {
         "images": len(coco["images"]),
@@ -126,14 +152,19 @@ def format_summary(summary: dict[str, Any], max_warnings: int = 20) -> str:
     """Human-readable lines for a :func:`convert_dataset` summary (what the CLI prints)."""
     cats = summary["categories"]
     shown = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
-    lines = [f"{summary['images']} images, {summary['annotations']} annotations, "
-             f"{len(cats)} categories: {shown}"]
+    lines = [
+        f"{summary['images']} images, {summary['annotations']} annotations, {len(cats)} categories: {shown}"
+    ]
     if summary.get("box_only"):
-        lines.append("box-only: no annotation has a mask; train a faster_rcnn config (e.g. "
-                     "configs/coco/faster_rcnn_R50_FPN_gn_scratch_3x.yaml); a mask_rcnn config needs masks")
+        lines.append(
+            "box-only: no annotation has a mask; train a faster_rcnn config (e.g. "
+            "configs/coco/faster_rcnn_R50_FPN_gn_scratch_3x.yaml); a mask_rcnn config needs masks"
+        )
     elif summary.get("without_mask"):
-        lines.append(f"warning: {summary['without_mask']} of {summary['annotations']} annotations are box-only "
-                     "(no mask); a mask_rcnn config would learn empty masks for them")
+        lines.append(
+            f"warning: {summary['without_mask']} of {summary['annotations']} annotations are box-only "
+            "(no mask); a mask_rcnn config would learn empty masks for them"
+        )
     lines += [f"wrote {f}" for f in summary["files"]]
     lines.append(f"images stay in {summary['image_root']}  (pass it as --images)")
     warnings = summary.get("warnings", [])

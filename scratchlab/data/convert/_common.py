@@ -84,8 +84,9 @@ def clip_xyxy(x0: float, y0: float, x1: float, y1: float, w: int, h: int) -> lis
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def polygon_object(category: str, xs: list[float], ys: list[float], w: int, h: int,
-                   extra: dict[str, Any] | None = None) -> Obj | None:
+def polygon_object(
+    category: str, xs: list[float], ys: list[float], w: int, h: int, extra: dict[str, Any] | None = None
+) -> Obj | None:
     """An object from one polygon: points clipped to the image, bbox from the clipped points and the
     shoelace area (COCO's own `area` comes from the rasterised mask; the difference is sub-pixel-ish).
     None when the clipped polygon has no extent."""
@@ -99,8 +100,9 @@ def polygon_object(category: str, xs: list[float], ys: list[float], w: int, h: i
     return Obj(category, box, area, [flat], dict(extra or {}))
 
 
-def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0,
-                   n: int = ELLIPSE_POINTS) -> tuple[list[float], list[float]]:
+def ellipse_points(
+    cx: float, cy: float, rx: float, ry: float, theta: float = 0.0, n: int = ELLIPSE_POINTS
+) -> tuple[list[float], list[float]]:
     """``n`` vertices of an ellipse (a circle when ``rx == ry``) rotated by ``theta`` radians."""
     ts = [2 * math.pi * i / n for i in range(n)]
     xs = [cx + rx * math.cos(t) * math.cos(theta) - ry * math.sin(t) * math.sin(theta) for t in ts]
@@ -118,8 +120,13 @@ def merge_objects(parts: list[Obj]) -> Obj:
     polygons = None
     if all(isinstance(o.segmentation, list) for o in parts):
         polygons = [poly for o in parts for poly in o.segmentation]
-    return Obj(parts[0].category, [x0, y0, x1 - x0, y1 - y0], sum(o.area for o in parts), polygons,
-               dict(parts[0].extra))
+    return Obj(
+        parts[0].category,
+        [x0, y0, x1 - x0, y1 - y0],
+        sum(o.area for o in parts),
+        polygons,
+        dict(parts[0].extra),
+    )
 
 
 def box_object(category: str, box: list[float], extra: dict[str, Any] | None = None) -> Obj:
@@ -186,9 +193,10 @@ def split_coco(coco: dict[str, Any], val_fraction: float, seed: int) -> tuple[di
     val_ids = set(order[:n_val])
 
     def part(keep: set[int]) -> dict[str, Any]:
-        return {**coco, "images": [i for i in coco["images"] if i["id"] in keep],
-                "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}
+        return {
+            **coco,
+            "images": [i for i in coco["images"] if i["id"] in keep],
+            "annotations": [a for a in coco["annotations"] if a["image_id"] in keep],
+        }
 
     return part(set(ids) - val_ids), part(val_ids)
-
-

@@ -54,8 +54,11 @@ def _image_path(path: Path, data: dict[str, Any]) -> Path:
     image = (path.parent / rel.replace("\\", "/")).resolve()
     if image.is_file():
         return image
-    embedded = " (the JSON embeds the image in 'imageData', which is not extracted: save the image there)" \
-        if data.get("imageData") else ""
+    embedded = (
+        " (the JSON embeds the image in 'imageData', which is not extracted: save the image there)"
+        if data.get("imageData")
+        else ""
+    )
     raise ConvertError(f"{path}: image {rel!r} not found at {image}{embedded}")
 
 
@@ -80,7 +83,9 @@ def _shape_object(shape: dict[str, Any], cls: str, w: int, h: int, where: str) -
         return box_object(cls, box) if box is not None else None
     if kind == "circle":
         if len(xs) != 2:
-            raise ConvertError(f"{where}: a circle needs its centre and a point on the rim, got {len(xs)} points")
+            raise ConvertError(
+                f"{where}: a circle needs its centre and a point on the rim, got {len(xs)} points"
+            )
         r = ((xs[1] - xs[0]) ** 2 + (ys[1] - ys[0]) ** 2) ** 0.5
         xs, ys = ellipse_points(xs[0], ys[0], r, r)
     elif kind != "polygon":
@@ -88,13 +93,16 @@ def _shape_object(shape: dict[str, Any], cls: str, w: int, h: int, where: str) -
     return polygon_object(cls, xs, ys, w, h) if len(xs) >= 3 else None
 
 
-def _record(path: Path, data: dict[str, Any], image: Path, root: Path, class_name: str | None,
-            warnings: list[str]) -> Record:
+def _record(
+    path: Path, data: dict[str, Any], image: Path, root: Path, class_name: str | None, warnings: list[str]
+) -> Record:
     info = read_image_info(image)
     declared = (data.get("imageWidth"), data.get("imageHeight"))
     if all(isinstance(v, int) for v in declared) and declared != (info.width, info.height):
-        warnings.append(f"{path}: imageWidth x imageHeight say {declared[0]}x{declared[1]}, the image is "
-                        f"{info.width}x{info.height}; using the image's size")
+        warnings.append(
+            f"{path}: imageWidth x imageHeight say {declared[0]}x{declared[1]}, the image is "
+            f"{info.width}x{info.height}; using the image's size"
+        )
     rec = Record(image.relative_to(root).as_posix(), info.width, info.height)
     shapes = data.get("shapes")
     if not isinstance(shapes, list):

@@ -44,8 +44,9 @@ def _folder(src: Path, given: str | None, default: str, flag: str) -> Path:
     folder = Path(given) if given else Path(default)
     folder = folder if folder.is_absolute() else src / folder
     if not folder.is_dir():
-        raise ConvertError(f"{folder}: no such folder (masks layout: {src}/images/ and {src}/masks/, other "
-                           f"names via {flag})")
+        raise ConvertError(
+            f"{folder}: no such folder (masks layout: {src}/images/ and {src}/masks/, other names via {flag})"
+        )
     return folder
 
 
@@ -92,7 +93,9 @@ def _read_class_map(path: Path) -> dict[str, Any]:
         out = {}
         for k, v in m.items():
             if not isinstance(v, str | int) or isinstance(v, bool) or not str(v).strip():
-                raise ConvertError(f"{path}: {where}id {k!r}: class name must be a non-empty string, got {v!r}")
+                raise ConvertError(
+                    f"{path}: {where}id {k!r}: class name must be a non-empty string, got {v!r}"
+                )
             out[str(k)] = str(v).strip()
         return out
 
@@ -134,18 +137,23 @@ class _Classes:
 
     def __init__(self, path: Path | None, default: str | None, src: Path) -> None:
         if path is None and default is None:
-            raise ConvertError(f"{src}: instance masks carry no class names; pass --class-name NAME (one class "
-                               "for every instance) or --classes FILE (instance id -> class name)")
+            raise ConvertError(
+                f"{src}: instance masks carry no class names; pass --class-name NAME (one class "
+                "for every instance) or --classes FILE (instance id -> class name)"
+            )
         self.path, self.default = path, default
         self.map = _read_class_map(path) if path is not None else {}
 
     def __call__(self, image: Path, image_key: str, instance: str, mask: Path) -> str:
-        table = self.map.get("*") or next((self.map[k] for k in (image_key, image.name, image.stem)
-                                           if k in self.map), {})
+        table = self.map.get("*") or next(
+            (self.map[k] for k in (image_key, image.name, image.stem) if k in self.map), {}
+        )
         name = table.get(instance, self.default)
         if name is None:
-            raise ConvertError(f"{mask}: instance id {instance} has no class in {self.path}; add it there or "
-                               "pass --class-name NAME for instances the map does not name")
+            raise ConvertError(
+                f"{mask}: instance id {instance} has no class in {self.path}; add it there or "
+                "pass --class-name NAME for instances the map does not name"
+            )
         return name
 
 
@@ -154,14 +162,18 @@ def _check_size(mask: np.ndarray, mask_path: Path, image: Path, info: Any) -> No
     if (w, h) != (info.width, info.height):
         hint = ""
         if info.orientation != 1 and (w, h) == (info.stored_width, info.stored_height):
-            hint = (f"; the image's EXIF orientation {info.orientation} rotates it, the mask matches the "
-                    "unrotated pixels")
-        raise ConvertError(f"mask {mask_path} is {w}x{h} but its image {image} is {info.width}x{info.height}"
-                           f"{hint}")
+            hint = (
+                f"; the image's EXIF orientation {info.orientation} rotates it, the mask matches the "
+                "unrotated pixels"
+            )
+        raise ConvertError(
+            f"mask {mask_path} is {w}x{h} but its image {image} is {info.width}x{info.height}{hint}"
+        )
 
 
-def _objects(image: Path, key: str, mask_path: Path, info: Any, classes: _Classes,
-             warnings: list[str]) -> list[Obj]:
+def _objects(
+    image: Path, key: str, mask_path: Path, info: Any, classes: _Classes, warnings: list[str]
+) -> list[Obj]:
     if mask_path.is_file():
         ids = _read_mask(mask_path)
         _check_size(ids, mask_path, image, info)
@@ -184,8 +196,13 @@ def _examples(names: list[str]) -> str:
     return ", ".join(names[:_SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > _SHOWN else "")
 
 
-def read_masks(src: Path, class_name: str | None = None, images_dir: str | None = None,
-               masks_dir: str | None = None, classes: str | Path | None = None) -> Source:
+def read_masks(
+    src: Path,
+    class_name: str | None = None,
+    images_dir: str | None = None,
+    masks_dir: str | None = None,
+    classes: str | Path | None = None,
+) -> Source:
     """Records for every image under the images folder, with one RLE object per mask instance."""
     if not src.is_dir():
         raise ConvertError(f"{src}: not a folder (masks layout: SRC/images/ and SRC/masks/)")
@@ -201,8 +218,10 @@ def read_masks(src: Path, class_name: str | None = None, images_dir: str | None 
     for image in images:
         other = keys.setdefault(_key(image, img_dir), image)
         if other != image:
-            raise ConvertError(f"{img_dir}: {other.name} and {image.name} differ only in extension; their masks "
-                               "would share a name")
+            raise ConvertError(
+                f"{img_dir}: {other.name} and {image.name} differ only in extension; their masks "
+                "would share a name"
+            )
     entries = _mask_entries(mask_dir)
     suffix = _suffix(set(keys), entries)
     warnings: list[str] = []
@@ -220,17 +239,25 @@ def read_masks(src: Path, class_name: str | None = None, images_dir: str | None 
                 empty.append(mask_path.name)
         records.append(rec)
     if len(missing) == len(records):
-        raise ConvertError(f"{mask_dir}: no mask is named after an image of {img_dir} (for "
-                           f"{images[0].name} looked for {Path(_key(images[0], img_dir)).name}.png, "
-                           f"..._mask.png or a folder of that name)")
+        raise ConvertError(
+            f"{mask_dir}: no mask is named after an image of {img_dir} (for "
+            f"{images[0].name} looked for {Path(_key(images[0], img_dir)).name}.png, "
+            f"..._mask.png or a folder of that name)"
+        )
     if missing:
-        warnings.append(f"{len(missing)} image(s) have no mask in {mask_dir} and are kept without annotations: "
-                        f"{_examples(missing)}")
+        warnings.append(
+            f"{len(missing)} image(s) have no mask in {mask_dir} and are kept without annotations: "
+            f"{_examples(missing)}"
+        )
     if empty:
-        warnings.append(f"{len(empty)} mask(s) hold only background; their images are kept without "
-                        f"annotations: {_examples(empty)}")
+        warnings.append(
+            f"{len(empty)} mask(s) hold only background; their images are kept without "
+            f"annotations: {_examples(empty)}"
+        )
     around = {parent for p in used for parent in p.parents}  # sub-folders that hold used masks
     orphans = [k for k, p in entries.items() if p not in used and p not in around and p.parent not in used]
     if orphans:
-        warnings.append(f"{mask_dir}: {len(orphans)} mask(s) match no image and were ignored: {_examples(orphans)}")
+        warnings.append(
+            f"{mask_dir}: {len(orphans)} mask(s) match no image and were ignored: {_examples(orphans)}"
+        )
     return Source(img_dir, records, None, warnings)

@@ -45,8 +45,9 @@ def _find_json(src: Path) -> Path:
         return found[0]
     if not found:
         raise ConvertError(f"{src}: no VIA *.json file in this folder")
-    raise ConvertError(f"{src}: several *.json files ({', '.join(p.name for p in found)}); pass the VIA "
-                       "file itself as SRC")
+    raise ConvertError(
+        f"{src}: several *.json files ({', '.join(p.name for p in found)}); pass the VIA file itself as SRC"
+    )
 
 
 def _entries(data: Any, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -54,8 +55,10 @@ def _entries(data: Any, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     if not isinstance(data, dict):
         raise ConvertError(f"{path}: top level is a {type(data).__name__}, expected a VIA JSON object")
     if "_via_data_format_version" in data or ("project" in data and "metadata" in data):
-        raise ConvertError(f"{path}: this is a VIA 3 project; export it from VIA 2 "
-                           "(Annotation > Export Annotations (as json)) or use COCO export")
+        raise ConvertError(
+            f"{path}: this is a VIA 3 project; export it from VIA 2 "
+            "(Annotation > Export Annotations (as json)) or use COCO export"
+        )
     attrs: list[str] = []
     if "_via_img_metadata" in data:
         region_attrs = (data.get("_via_attributes") or {}).get("region") or {}
@@ -85,14 +88,18 @@ def _class_name(attributes: Any, attribute: str | None, default: str | None, whe
     if attribute is None:  # the file has no region attributes at all (e.g. a single-class project)
         if default is not None:
             return default
-        raise ConvertError(f"{where}: no region attribute holds a class name; pass --class-name NAME to give "
-                           "every region one class (or label the regions in VIA)")
+        raise ConvertError(
+            f"{where}: no region attribute holds a class name; pass --class-name NAME to give "
+            "every region one class (or label the regions in VIA)"
+        )
     value = attributes.get(attribute) if isinstance(attributes, dict) else None
     if isinstance(value, dict):  # checkbox attribute: {"option": true, ...}
         ticked = [str(k).strip() for k, v in value.items() if v]
         if len(ticked) > 1:
-            raise ConvertError(f"{where}: attribute {attribute!r} has {len(ticked)} ticked options "
-                               f"{ticked}; exactly one is needed as the class")
+            raise ConvertError(
+                f"{where}: attribute {attribute!r} has {len(ticked)} ticked options "
+                f"{ticked}; exactly one is needed as the class"
+            )
         value = ticked[0] if ticked else None
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
@@ -100,9 +107,11 @@ def _class_name(attributes: Any, attribute: str | None, default: str | None, whe
         return value.strip()
     if default is not None:
         return default
-    raise ConvertError(f"{where}: no class: region attribute {attribute!r} is missing or empty; pass "
-                       "--attribute NAME to read the class from another region attribute, or --class-name NAME "
-                       "for regions without one")
+    raise ConvertError(
+        f"{where}: no class: region attribute {attribute!r} is missing or empty; pass "
+        "--attribute NAME to read the class from another region attribute, or --class-name NAME "
+        "for regions without one"
+    )
 
 
 def _region_object(shape: dict[str, Any], cls: str, w: int, h: int, where: str) -> Obj | None:
@@ -118,8 +127,10 @@ def _region_object(shape: dict[str, Any], cls: str, w: int, h: int, where: str) 
 def _points(shape: dict[str, Any], where: str) -> tuple[list[float], list[float]] | None:
     """Polygon vertices of a VIA shape, or None for shapes without extent."""
     kind = shape.get("name")
-    num = {k: finite(shape.get(k, 0 if k == "theta" else None), f"{where}: {kind} '{k}'")
-           for k in {"circle": ("cx", "cy", "r"), "ellipse": ("cx", "cy", "rx", "ry", "theta")}.get(kind, ())}
+    num = {
+        k: finite(shape.get(k, 0 if k == "theta" else None), f"{where}: {kind} '{k}'")
+        for k in {"circle": ("cx", "cy", "r"), "ellipse": ("cx", "cy", "rx", "ry", "theta")}.get(kind, ())
+    }
     if kind in ("polygon", "polyline"):
         xs, ys = shape.get("all_points_x"), shape.get("all_points_y")
         if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):

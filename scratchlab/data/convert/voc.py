@@ -26,12 +26,15 @@ def _layout(src: Path) -> tuple[Path, Path]:
             return src / ann_dir, src / img_dir
     if any(src.glob("*.xml")):
         return src, src
-    raise ConvertError(f"{src}: no VOC layout found: expected annotations/ + images/, Annotations/ + "
-                       "JPEGImages/, or *.xml files beside their images")
+    raise ConvertError(
+        f"{src}: no VOC layout found: expected annotations/ + images/, Annotations/ + "
+        "JPEGImages/, or *.xml files beside their images"
+    )
 
 
-def _find_image(xml: Path, filename: str | None, images: dict[str, Path], by_stem: dict[str, list[Path]],
-                img_dir: Path) -> Path:
+def _find_image(
+    xml: Path, filename: str | None, images: dict[str, Path], by_stem: dict[str, list[Path]], img_dir: Path
+) -> Path:
     """The image an XML describes: its <filename> when that file exists, else an image with the same
     stem as <filename> or as the XML file (renamed files keep stale <filename>s)."""
     name = Path(filename.strip()).name if filename and filename.strip() else ""
@@ -57,22 +60,29 @@ def _parse(xml: Path, root: ET.Element, image: Path, class_name: str | None, war
         declared = None
     if declared and declared != (0, 0) and declared != (w, h):
         hint = f" (EXIF orientation {info.orientation} rotates it)" if info.orientation != 1 else ""
-        warnings.append(f"{xml}: <size> says {declared[0]}x{declared[1]}, the image is {w}x{h}{hint}; "
-                        "using the image's size")
+        warnings.append(
+            f"{xml}: <size> says {declared[0]}x{declared[1]}, the image is {w}x{h}{hint}; "
+            "using the image's size"
+        )
     rec = Record(image.name, w, h)
     for k, obj in enumerate(root.findall("object"), start=1):  # 1-based, as a person counts
         where = f"{xml}: object {k}"
         name = (obj.findtext("name") or "").strip() or class_name
         if not name:
-            raise ConvertError(f"{where}: missing or empty <name>; pass --class-name NAME for objects without one")
+            raise ConvertError(
+                f"{where}: missing or empty <name>; pass --class-name NAME for objects without one"
+            )
         where = f"{where} ({name!r})"
         bnd = obj.find("bndbox")
         if bnd is None:
             raise ConvertError(f"{where}: no <bndbox>")
-        xmin, ymin, xmax, ymax = (finite(bnd.findtext(t), f"{where}: <{t}>")
-                                  for t in ("xmin", "ymin", "xmax", "ymax"))
+        xmin, ymin, xmax, ymax = (
+            finite(bnd.findtext(t), f"{where}: <{t}>") for t in ("xmin", "ymin", "xmax", "ymax")
+        )
         if xmax < xmin or ymax < ymin:
-            raise ConvertError(f"{where}: inverted box xmin={xmin:g} xmax={xmax:g} ymin={ymin:g} ymax={ymax:g}")
+            raise ConvertError(
+                f"{where}: inverted box xmin={xmin:g} xmax={xmax:g} ymin={ymin:g} ymax={ymax:g}"
+            )
         box = clip_xyxy(xmin - 1.0, ymin - 1.0, xmax, ymax, w, h)
         if box is None:
             warnings.append(f"{where}: box lies outside the {w}x{h} image; dropped")

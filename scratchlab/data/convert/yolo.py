@@ -79,20 +79,26 @@ def _class_names(src: Path, class_name: str | None) -> tuple[list[str], Path | N
             if dup or "" in names:
                 raise ConvertError(f"{path}: class names must be unique and non-empty (repeated: {dup})")
             if class_name is not None:
-                raise ConvertError(f"{path} already names the classes; --class-name is for a single-class set "
-                                   "without a class names file")
+                raise ConvertError(
+                    f"{path} already names the classes; --class-name is for a single-class set "
+                    "without a class names file"
+                )
             return names, path
     if class_name is not None:
         return [class_name], None
-    raise ConvertError(f"{src}: no class names file (data.yaml with names:, classes.txt or obj.names); for a "
-                       "single-class set pass --class-name NAME")
+    raise ConvertError(
+        f"{src}: no class names file (data.yaml with names:, classes.txt or obj.names); for a "
+        "single-class set pass --class-name NAME"
+    )
 
 
 def _parse_line(line: str, where: str, names: list[str], w: int, h: int) -> Obj | None:
     tokens = line.split()
     if len(tokens) != 5 and (len(tokens) < 7 or len(tokens) % 2 == 0):
-        raise ConvertError(f"{where}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...', "
-                           f"got {len(tokens)} values: {line.strip()!r}")
+        raise ConvertError(
+            f"{where}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...', "
+            f"got {len(tokens)} values: {line.strip()!r}"
+        )
     c = finite(tokens[0], f"{where}: class index")
     if c != int(c) or not 0 <= c < len(names):
         raise ConvertError(f"{where}: class index {tokens[0]} is not one of 0..{len(names) - 1}")
@@ -144,7 +150,9 @@ def read_yolo(src: Path, class_name: str | None = None) -> Source:
     if lbl_dir.is_dir():
         orphans = [p for p in lbl_dir.rglob("*.txt") if p not in used_labels and p != names_file]
         if orphans:
-            warnings.append(f"{lbl_dir}: {len(orphans)} label file(s) have no image, e.g. {orphans[0]}; ignored")
+            warnings.append(
+                f"{lbl_dir}: {len(orphans)} label file(s) have no image, e.g. {orphans[0]}; ignored"
+            )
     else:
         warnings.append(f"{src}: no labels/ folder; every image is kept without annotations")
     return Source(img_dir, records, names, warnings)

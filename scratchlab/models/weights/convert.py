@@ -24,8 +24,9 @@ class Convention:
 
 
 # torchvision and timm ResNets: RGB in [0, 1] normalised by the ImageNet mean/std, stride in the 3x3.
-TORCHVISION = Convention("torchvision/timm (RGB, ImageNet mean/std)", (0.485, 0.456, 0.406),
-                         (0.229, 0.224, 0.225), False)
+TORCHVISION = Convention(
+    "torchvision/timm (RGB, ImageNet mean/std)", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False
+)
 # Detectron's Caffe2 models take BGR images in 0-255 minus a mean, no std (the loaders flip conv1 to RGB,
 # so only mean/std remain to set): x*255 - mean  ==  (x - mean/255) / (1/255).
 _C2_MEAN_BGR = (102.9801, 115.9465, 122.7717)

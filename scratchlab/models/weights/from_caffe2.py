@@ -71,8 +71,10 @@ def from_caffe2(obj: Any, source: str) -> Converted:
     blobs = {k: v for k, v in blobs.items() if not str(k).endswith("_momentum")}  # SGD state, not weights
     with_stats = [k for k in blobs if re.search(r"_bn_(rm|riv)$", str(k))]
     if with_stats:
-        raise ValueError(f"{source}: Caffe2 SpatialBN statistics ({with_stats[:3]}) are not supported; "
-                         "scratchlab reads Detectron's folded-affine (_bn_s/_bn_b) or GN (_gn_s/_gn_b) files")
+        raise ValueError(
+            f"{source}: Caffe2 SpatialBN statistics ({with_stats[:3]}) are not supported; "
+            "scratchlab reads Detectron's folded-affine (_bn_s/_bn_b) or GN (_gn_s/_gn_b) files"
+        )
     raw = as_state_dict(blobs, source)
     state: dict[str, Tensor] = {}
     kinds: set[str] = set()

@@ -46,16 +46,25 @@ _BODY_RULES = [
     (r"\.shortcut\.", ".downsample.0."),
 ]
 _HEAD_RULES = [
-    (r"^backbone\.fpn_lateral([2-5])\.norm\.", lambda m: f"backbone.fpn.inner_blocks.{int(m.group(1)) - 2}.1."),
+    (
+        r"^backbone\.fpn_lateral([2-5])\.norm\.",
+        lambda m: f"backbone.fpn.inner_blocks.{int(m.group(1)) - 2}.1.",
+    ),
     (r"^backbone\.fpn_lateral([2-5])\.", lambda m: f"backbone.fpn.inner_blocks.{int(m.group(1)) - 2}.0."),
-    (r"^backbone\.fpn_output([2-5])\.norm\.", lambda m: f"backbone.fpn.layer_blocks.{int(m.group(1)) - 2}.1."),
+    (
+        r"^backbone\.fpn_output([2-5])\.norm\.",
+        lambda m: f"backbone.fpn.layer_blocks.{int(m.group(1)) - 2}.1.",
+    ),
     (r"^backbone\.fpn_output([2-5])\.", lambda m: f"backbone.fpn.layer_blocks.{int(m.group(1)) - 2}.0."),
     (r"^proposal_generator\.rpn_head\.conv\.", "rpn.head.conv.0.0."),
     (r"^proposal_generator\.rpn_head\.objectness_logits\.", "rpn.head.cls_logits."),
     (r"^proposal_generator\.rpn_head\.anchor_deltas\.", "rpn.head.bbox_pred."),
     (r"^roi_heads\.box_head\.conv(\d)\.norm\.", lambda m: f"roi_heads.box_head.{int(m.group(1)) - 1}.1."),
     (r"^roi_heads\.box_head\.conv(\d)\.", lambda m: f"roi_heads.box_head.{int(m.group(1)) - 1}.0."),
-    (r"^roi_heads\.mask_head\.mask_fcn(\d)\.norm\.", lambda m: f"roi_heads.mask_head.{int(m.group(1)) - 1}.1."),
+    (
+        r"^roi_heads\.mask_head\.mask_fcn(\d)\.norm\.",
+        lambda m: f"roi_heads.mask_head.{int(m.group(1)) - 1}.1.",
+    ),
     (r"^roi_heads\.mask_head\.mask_fcn(\d)\.", lambda m: f"roi_heads.mask_head.{int(m.group(1)) - 1}.0."),
     (r"^roi_heads\.mask_head\.deconv\.", "roi_heads.mask_predictor.conv5_mask."),
     (r"^roi_heads\.mask_head\.predictor\.", "roi_heads.mask_predictor.mask_fcn_logits."),
@@ -86,7 +95,10 @@ def _predictors(state: dict[str, Tensor]) -> None:
         cls = f"roi_heads.box_predictor.cls_score.{suffix}"
         if cls in state:  # background: last row -> first row
             state[cls] = torch.cat([state[cls][-1:], state[cls][:-1]])
-        for name, rows in (("roi_heads.box_predictor.bbox_pred", 4), ("roi_heads.mask_predictor.mask_fcn_logits", 1)):
+        for name, rows in (
+            ("roi_heads.box_predictor.bbox_pred", 4),
+            ("roi_heads.mask_predictor.mask_fcn_logits", 1),
+        ):
             key = f"{name}.{suffix}"
             if key in state:  # class-specific rows with no background: add zero background rows
                 value = state[key]

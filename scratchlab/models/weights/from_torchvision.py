@@ -19,20 +19,35 @@ from torch import Tensor
 from .convert import TORCHVISION, Converted, norm_kind
 from .read import as_state_dict
 
-__all__ = ["WEIGHTS_NAME", "enum_of_file", "read_enum", "weights_enum", "cache_path", "enum_data",
-           "torchvision_names"]
+__all__ = [
+    "WEIGHTS_NAME",
+    "enum_of_file",
+    "read_enum",
+    "weights_enum",
+    "cache_path",
+    "enum_data",
+    "torchvision_names",
+]
 
 WEIGHTS_NAME = re.compile(r"^\w+_Weights\.\w+$")
 # Dataset names in the enums' ``meta["_metrics"]`` -> how a report names the pre-training data.
-_DATA = {"ImageNet-1K": "ImageNet-1k", "COCO-val2017": "COCO train2017",
-         "COCO-val2017-VOC-labels": "COCO train2017 (VOC classes)"}
+_DATA = {
+    "ImageNet-1K": "ImageNet-1k",
+    "COCO-val2017": "COCO train2017",
+    "COCO-val2017-VOC-labels": "COCO train2017 (VOC classes)",
+}
 
 
 _LEGACY = [
-    (re.compile(r"^backbone\.fpn\.(inner|layer)_blocks\.(\d)\.(weight|bias)$"), r"backbone.fpn.\1_blocks.\2.0.\3"),
+    (
+        re.compile(r"^backbone\.fpn\.(inner|layer)_blocks\.(\d)\.(weight|bias)$"),
+        r"backbone.fpn.\1_blocks.\2.0.\3",
+    ),
     (re.compile(r"^rpn\.head\.conv\.(weight|bias)$"), r"rpn.head.conv.0.0.\1"),
-    (re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d)\.(weight|bias)$"),
-     lambda m: f"roi_heads.mask_head.{int(m.group(1)) - 1}.0.{m.group(2)}"),
+    (
+        re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d)\.(weight|bias)$"),
+        lambda m: f"roi_heads.mask_head.{int(m.group(1)) - 1}.0.{m.group(2)}",
+    ),
     (re.compile(r"^roi_heads\.box_head\.fc6\."), "roi_heads.box_head.1."),
     (re.compile(r"^roi_heads\.box_head\.fc7\."), "roi_heads.box_head.3."),
 ]

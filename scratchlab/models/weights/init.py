@@ -47,7 +47,9 @@ def convert_file(path: Path) -> Converted:
         return from_timm(state, source)  # raises, naming the variant's keys
     # checkpoints/last.pth and model_final.pth carry the run config as YAML text
     written_by_train = isinstance(obj, dict) and isinstance(obj.get("config"), str)
-    if written_by_train or is_scratchlab_file(path):  # trained with this run's kind of settings: no convention
+    if written_by_train or is_scratchlab_file(
+        path
+    ):  # trained with this run's kind of settings: no convention
         return Converted(state, "scratchlab", norm_kind(state), None)
     fmt = "torchvision" if enum_of_file(path) is not None else "torchvision/timm naming"
     state = torchvision_names(state)
@@ -65,8 +67,15 @@ def load_init(model: nn.Module, init: str, cfg: Any = None) -> dict[str, Any]:
     del cfg
     init = str(init)
     if init == "random":
-        return {"source": "random", "format": None, "loaded": 0, "missing": [], "unexpected": [],
-                "skipped_shape": [], "notes": []}
+        return {
+            "source": "random",
+            "format": None,
+            "loaded": 0,
+            "missing": [],
+            "unexpected": [],
+            "skipped_shape": [],
+            "notes": [],
+        }
     path = Path(init).expanduser()
     if path.is_file():
         return load_state(model, convert_file(path), str(path))

@@ -33,8 +33,11 @@ _BODY = "backbone.body."
 _COUNTER = "num_batches_tracked"
 _MAPPINGS = ("as is", f"add {_BODY!r}", f"strip {_BODY!r}")
 # Layers whose first dimension is the class count: a detector trained on other classes loads all but these.
-CLASS_LAYERS = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.",
-                "roi_heads.mask_predictor.mask_fcn_logits.")
+CLASS_LAYERS = (
+    "roi_heads.box_predictor.cls_score.",
+    "roi_heads.box_predictor.bbox_pred.",
+    "roi_heads.mask_predictor.mask_fcn_logits.",
+)
 
 
 def _mapped(key: str, mapping: int) -> str | None:
@@ -87,8 +90,10 @@ def _check_norm(model: nn.Module, conv: Converted, source: str) -> None:
 def _overrides(conv: Convention) -> str:
     mean = ",".join(f"{v:g}" for v in conv.pixel_mean)
     std = ",".join(f"{v:g}" for v in conv.pixel_std)
-    return (f"input.pixel_mean=[{mean}] input.pixel_std=[{std}] "
-            f"model.backbone.stride_in_1x1={str(conv.stride_in_1x1).lower()}")
+    return (
+        f"input.pixel_mean=[{mean}] input.pixel_std=[{std}] "
+        f"model.backbone.stride_in_1x1={str(conv.stride_in_1x1).lower()}"
+    )
 
 
 def _check_convention(model: nn.Module, conv: Converted, source: str) -> None:
@@ -99,18 +104,23 @@ def _check_convention(model: nn.Module, conv: Converted, source: str) -> None:
     problems = []
     transform = getattr(model, "transform", None)
     if transform is not None:
-        for what, have, need in (("pixel_mean", transform.image_mean, want.pixel_mean),
-                                 ("pixel_std", transform.image_std, want.pixel_std)):
+        for what, have, need in (
+            ("pixel_mean", transform.image_mean, want.pixel_mean),
+            ("pixel_std", transform.image_std, want.pixel_std),
+        ):
             if any(abs(float(a) - b) > 1e-4 for a, b in zip(have, need, strict=True)):
-                problems.append(f"input.{what} is {[round(float(v), 6) for v in have]}, the weights need "
-                                f"{list(need)}")
+                problems.append(
+                    f"input.{what} is {[round(float(v), 6) for v in have]}, the weights need {list(need)}"
+                )
     body = _body(model)[0]
     layer2 = getattr(body, "layer2", None)
     if layer2 is not None and hasattr(layer2[0], "conv3"):  # bottleneck blocks: where is the stride?
         in_1x1 = tuple(layer2[0].conv1.stride) != (1, 1)
         if in_1x1 != want.stride_in_1x1:
-            problems.append(f"model.backbone.stride_in_1x1 is {str(in_1x1).lower()}, the weights need "
-                            f"{str(want.stride_in_1x1).lower()}")
+            problems.append(
+                f"model.backbone.stride_in_1x1 is {str(in_1x1).lower()}, the weights need "
+                f"{str(want.stride_in_1x1).lower()}"
+            )
     if problems:
         raise ValueError(
             f"{source}: trained as {want.name}, which this run does not match: {'; '.join(problems)}. "
@@ -121,7 +131,11 @@ def _check_convention(model: nn.Module, conv: Converted, source: str) -> None:
 def _partial(key: str, body_prefix: str, fresh: tuple[str, ...] = ()) -> bool:
     """A body key that a pre-trained file must supply (``fresh``: prefixes of layers only the detector
     has, such as Swin's per-stage output norms, which no classification checkpoint holds)."""
-    return key.startswith(body_prefix) and not key.endswith(_COUNTER) and not key[len(body_prefix):].startswith(fresh)
+    return (
+        key.startswith(body_prefix)
+        and not key.endswith(_COUNTER)
+        and not key[len(body_prefix) :].startswith(fresh)
+    )
 
 
 def load_state(model: nn.Module, conv: Converted | Mapping[str, Tensor], source: str) -> dict[str, Any]:
@@ -155,8 +169,10 @@ def load_state(model: nn.Module, conv: Converted | Mapping[str, Tensor], source:
         )
     _check_norm(model, conv, source)
     if mismatched:
-        raise ValueError(f"{source}: {len(mismatched)} tensor(s) have another shape than the model's: "
-                         f"{mismatched[:8]}{' ...' if len(mismatched) > 8 else ''}")
+        raise ValueError(
+            f"{source}: {len(mismatched)} tensor(s) have another shape than the model's: "
+            f"{mismatched[:8]}{' ...' if len(mismatched) > 8 else ''}"
+        )
     body, body_prefix = _body(model)
     fresh = tuple(getattr(body, "detection_only_keys", ()))
     missing = [k for k in target if k not in loaded and k not in skipped and not k.endswith(_COUNTER)]
@@ -169,16 +185,30 @@ def load_state(model: nn.Module, conv: Converted | Mapping[str, Tensor], source:
     _check_convention(model, conv, source)
     with torch.no_grad():
         model.load_state_dict(loaded, strict=False)
-    report = {"source": source, "format": conv.fmt, "mapping": _MAPPINGS[best], "loaded": len(loaded),
-              "missing": missing, "unexpected": unexpected, "skipped_shape": skipped, "notes": conv.notes}
+    report = {
+        "source": source,
+        "format": conv.fmt,
+        "mapping": _MAPPINGS[best],
+        "loaded": len(loaded),
+        "missing": missing,
+        "unexpected": unexpected,
+        "skipped_shape": skipped,
+        "notes": conv.notes,
+    }
     _log(report)
     return report
 
 
 def _log(report: dict[str, Any]) -> None:
-    log.info("init from %s (%s): loaded %d tensors, %d missing, %d unexpected, %d class layers re-initialised",
-             report["source"], report["format"], report["loaded"], len(report["missing"]),
-             len(report["unexpected"]), len(report["skipped_shape"]))
+    log.info(
+        "init from %s (%s): loaded %d tensors, %d missing, %d unexpected, %d class layers re-initialised",
+        report["source"],
+        report["format"],
+        report["loaded"],
+        len(report["missing"]),
+        len(report["unexpected"]),
+        len(report["skipped_shape"]),
+    )
     for note in report["notes"]:
         log.info("  %s", note)
     if report["missing"]:

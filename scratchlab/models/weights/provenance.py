@@ -29,9 +29,12 @@ NOT_STATED = "not stated (set model.init_data)"
 
 
 def _load_summary(report: dict[str, Any]) -> dict[str, Any]:
-    return {"loaded": report.get("loaded", 0), "missing": len(report.get("missing") or []),
-            "unexpected": list(report.get("unexpected") or []),
-            "re_initialised": list(report.get("skipped_shape") or [])}
+    return {
+        "loaded": report.get("loaded", 0),
+        "missing": len(report.get("missing") or []),
+        "unexpected": list(report.get("unexpected") or []),
+        "re_initialised": list(report.get("skipped_shape") or []),
+    }
 
 
 def _own_data(path: Path, train_json: str | None) -> tuple[str, str] | None:
@@ -50,8 +53,9 @@ def _own_data(path: Path, train_json: str | None) -> tuple[str, str] | None:
     return None
 
 
-def describe_init(init: str, report: dict[str, Any], init_data: str | None = None,
-                  train_json: str | None = None) -> dict[str, Any]:
+def describe_init(
+    init: str, report: dict[str, Any], init_data: str | None = None, train_json: str | None = None
+) -> dict[str, Any]:
     """The provenance record of ``model.init`` after it was loaded with load report ``report``.
 
     ``init_data`` (``model.init_data``) states the pre-training data of a published file; ``train_json``
@@ -59,16 +63,31 @@ def describe_init(init: str, report: dict[str, Any], init_data: str | None = Non
     """
     init = str(init)
     if init == "random":
-        return {"init": "random", "source": "random", "file": None, "sha256": None, "format": None,
-                "data": None, "label": "none (random init)", "load": _load_summary(report)}
+        return {
+            "init": "random",
+            "source": "random",
+            "file": None,
+            "sha256": None,
+            "format": None,
+            "data": None,
+            "label": "none (random init)",
+            "load": _load_summary(report),
+        }
     path = Path(init).expanduser()
     if not path.is_file() and WEIGHTS_NAME.match(init):
         weights = weights_enum(init)
         file = Path(cache_path(weights))
         data = init_data or enum_data(weights)
-        return {"init": "torchvision", "source": f"torchvision {init}", "file": str(file),
-                "sha256": sha256(file) if file.is_file() else None, "format": "torchvision", "data": data,
-                "label": f"{data} (torchvision {init.split('.', 1)[1]})", "load": _load_summary(report)}
+        return {
+            "init": "torchvision",
+            "source": f"torchvision {init}",
+            "file": str(file),
+            "sha256": sha256(file) if file.is_file() else None,
+            "format": "torchvision",
+            "data": data,
+            "label": f"{data} (torchvision {init.split('.', 1)[1]})",
+            "load": _load_summary(report),
+        }
     fmt = report.get("format") or "file"
     own = _own_data(path, train_json)
     enum = enum_of_file(path)
@@ -78,5 +97,13 @@ def describe_init(init: str, report: dict[str, Any], init_data: str | None = Non
         data, how = init_data or enum_data(enum), f"torchvision {type(enum).__name__}.{enum.name} file"
     else:
         data, how = init_data or NOT_STATED, f"{fmt} file {path.name}"
-    return {"init": "file", "source": str(path.resolve()), "file": str(path.resolve()), "sha256": sha256(path),
-            "format": fmt, "data": data, "label": f"{data} ({how})", "load": _load_summary(report)}
+    return {
+        "init": "file",
+        "source": str(path.resolve()),
+        "file": str(path.resolve()),
+        "sha256": sha256(path),
+        "format": fmt,
+        "data": data,
+        "label": f"{data} ({how})",
+        "load": _load_summary(report),
+    }

@@ -61,9 +61,18 @@ def read_pickle(path: str | Path) -> Any:
         raise ValueError(f"{path}: cannot read pickle: {exc}") from exc
 
 
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                       "U8": torch.uint8, "BOOL": torch.bool}
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def read_safetensors(path: str | Path) -> dict[str, Tensor]:
@@ -81,8 +90,11 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
                 continue
             begin, end = info["data_offsets"]
             dtype = _SAFETENSORS_DTYPES[info["dtype"]]
-            flat = torch.frombuffer(buffer, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin) \
-                if end > begin else torch.empty(0, dtype=dtype)
+            flat = (
+                torch.frombuffer(buffer, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin)
+                if end > begin
+                else torch.empty(0, dtype=dtype)
+            )
             out[name] = flat.reshape(info["shape"]).clone()
         return out
     except Exception as exc:  # truncated file, bad header, unknown dtype, ...

@@ -24,7 +24,10 @@ def to_caffe2(sd: dict[str, torch.Tensor], norm: str) -> dict[str, object]:
         if key == "conv1.weight":
             name = "conv1_w"
         elif key.startswith("bn1."):
-            name, value = f"res_conv1_{norm}_" + ("s" if key.endswith("weight") else "b"), _fold(sd, "bn1", key, norm)
+            name, value = (
+                f"res_conv1_{norm}_" + ("s" if key.endswith("weight") else "b"),
+                _fold(sd, "bn1", key, norm),
+            )
         elif m:
             stage, block, module, param = m.groups()
             prefix = f"res{int(stage) + 1}_{block}"
@@ -49,7 +52,9 @@ def _fold(sd, module: str, key: str, norm: str) -> torch.Tensor:
     return sd[f"{module}.bias"] - sd[f"{module}.running_mean"] * scale
 
 
-def to_detectron2(sd: dict[str, torch.Tensor], prefix: str = "backbone.bottom_up.") -> dict[str, torch.Tensor]:
+def to_detectron2(
+    sd: dict[str, torch.Tensor], prefix: str = "backbone.bottom_up."
+) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in sd.items():
         if key.endswith("num_batches_tracked"):
@@ -75,21 +80,36 @@ def bgr(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def detector_to_detectron2(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A scratchlab (torchvision) GN Mask R-CNN state dict in Detectron2's names and class layout."""
-    body = {k[len("backbone.body."):]: v for k, v in sd.items() if k.startswith("backbone.body.")}
+    body = {k[len("backbone.body.") :]: v for k, v in sd.items() if k.startswith("backbone.body.")}
     out = to_detectron2(bgr(body))
     rules = [
         (r"^backbone\.fpn\.inner_blocks\.(\d)\.0\.", lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 2}."),
-        (r"^backbone\.fpn\.inner_blocks\.(\d)\.1\.", lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 2}.norm."),
+        (
+            r"^backbone\.fpn\.inner_blocks\.(\d)\.1\.",
+            lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 2}.norm.",
+        ),
         (r"^backbone\.fpn\.layer_blocks\.(\d)\.0\.", lambda m: f"backbone.fpn_output{int(m.group(1)) + 2}."),
-        (r"^backbone\.fpn\.layer_blocks\.(\d)\.1\.", lambda m: f"backbone.fpn_output{int(m.group(1)) + 2}.norm."),
+        (
+            r"^backbone\.fpn\.layer_blocks\.(\d)\.1\.",
+            lambda m: f"backbone.fpn_output{int(m.group(1)) + 2}.norm.",
+        ),
         (r"^rpn\.head\.conv\.0\.0\.", "proposal_generator.rpn_head.conv."),
         (r"^rpn\.head\.cls_logits\.", "proposal_generator.rpn_head.objectness_logits."),
         (r"^rpn\.head\.bbox_pred\.", "proposal_generator.rpn_head.anchor_deltas."),
         (r"^roi_heads\.box_head\.([0-3])\.0\.", lambda m: f"roi_heads.box_head.conv{int(m.group(1)) + 1}."),
-        (r"^roi_heads\.box_head\.([0-3])\.1\.", lambda m: f"roi_heads.box_head.conv{int(m.group(1)) + 1}.norm."),
+        (
+            r"^roi_heads\.box_head\.([0-3])\.1\.",
+            lambda m: f"roi_heads.box_head.conv{int(m.group(1)) + 1}.norm.",
+        ),
         (r"^roi_heads\.box_head\.5\.", "roi_heads.box_head.fc1."),
-        (r"^roi_heads\.mask_head\.(\d)\.0\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}."),
-        (r"^roi_heads\.mask_head\.(\d)\.1\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.norm."),
+        (
+            r"^roi_heads\.mask_head\.(\d)\.0\.",
+            lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.",
+        ),
+        (
+            r"^roi_heads\.mask_head\.(\d)\.1\.",
+            lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.norm.",
+        ),
         (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.deconv."),
     ]
     for key, value in sd.items():

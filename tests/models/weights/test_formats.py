@@ -16,9 +16,15 @@ from scratchlab.models import ResNetBody, build_backbone_body, build_model, load
 from scratchlab.models.weights.read import read_pickle
 from tests.models.weights.formats import bgr, detector_to_detectron2, to_caffe2, to_detectron2, write_pickle
 
-NARROW = ["model.backbone.depth=50", "model.backbone.width_mult=0.25", "model.gn_groups=8",
-          "model.fpn.channels=32", "model.roi_box_head.conv_dim=32", "model.roi_box_head.fc_dim=64",
-          "model.roi_mask_head.conv_dim=32"]
+NARROW = [
+    "model.backbone.depth=50",
+    "model.backbone.width_mult=0.25",
+    "model.gn_groups=8",
+    "model.fpn.channels=32",
+    "model.roi_box_head.conv_dim=32",
+    "model.roi_box_head.fc_dim=64",
+    "model.roi_mask_head.conv_dim=32",
+]
 # Detectron's Caffe2 convention in scratchlab's units (RGB in [0, 1]); MSRA BN files also stride in the 1x1.
 C2_INPUT = ["input.pixel_mean=[0.481458,0.454692,0.403844]", "input.pixel_std=[0.003922,0.003922,0.003922]"]
 MSRA = [*C2_INPUT, "model.backbone.stride_in_1x1=true", "model.norm=FrozenBN"]
@@ -42,7 +48,9 @@ def _random_body(norm: str, seed: int = 0, stride_in_1x1: bool = False) -> ResNe
 
 
 def _body_of(model) -> dict:
-    return {k[len("backbone.body."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.body.")}
+    return {
+        k[len("backbone.body.") :]: v for k, v in model.state_dict().items() if k.startswith("backbone.body.")
+    }
 
 
 def _assert_same(got: dict, want: dict, keys=None) -> None:
@@ -74,8 +82,11 @@ def test_caffe2_gn_pkl_lands_in_gn_detector(tmp_path: Path):
 
 def test_caffe2_gn_pkl_without_caffe2_input_settings_is_refused_with_what_to_set(tmp_path: Path):
     path = write_pickle({"blobs": to_caffe2(_random_body("GN").state_dict(), "gn")}, tmp_path / "R-50-GN.pkl")
-    with pytest.raises(ValueError, match=r"R-50-GN.pkl: trained as Caffe2 FAIR.*input.pixel_mean.*Set: "
-                                         r"input.pixel_mean=\[0.481458,0.454692,0.403844\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"R-50-GN.pkl: trained as Caffe2 FAIR.*input.pixel_mean.*Set: "
+        r"input.pixel_mean=\[0.481458,0.454692,0.403844\]",
+    ):
         load_init(build_model(_cfg("model.norm=GN"), num_classes=3), str(path))
 
 
@@ -124,8 +135,10 @@ def test_timm_gn_checkpoint_uses_ema_weights(tmp_path: Path):
     ema, raw = _random_body("GN", seed=2).state_dict(), _random_body("GN", seed=3).state_dict()
     fc = {"fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)}
     path = tmp_path / "resnet50_gn.pth.tar"
-    torch.save({"arch": "resnet50_gn", "epoch": 3, "state_dict": {**raw, **fc}, "state_dict_ema": {**ema, **fc}},
-               path)
+    torch.save(
+        {"arch": "resnet50_gn", "epoch": 3, "state_dict": {**raw, **fc}, "state_dict_ema": {**ema, **fc}},
+        path,
+    )
     model = build_model(_cfg("model.norm=GN"), num_classes=3)
     report = load_init(model, str(path))
     assert report["format"] == "timm" and report["unexpected"] == ["fc.weight", "fc.bias"]
@@ -169,7 +182,9 @@ def test_shape_mismatch_is_refused_naming_keys(tmp_path: Path):
     wide = build_backbone_body(_cfg("model.backbone.width_mult=0.5", "model.norm=FrozenBN")).state_dict()
     path = tmp_path / "wider.pth"
     torch.save(wide, path)
-    with pytest.raises(ValueError, match=r"wider.pth: \d+ tensor\(s\) have another shape.*layer1.0.conv1.weight"):
+    with pytest.raises(
+        ValueError, match=r"wider.pth: \d+ tensor\(s\) have another shape.*layer1.0.conv1.weight"
+    ):
         load_init(build_model(_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
 
 
@@ -179,7 +194,9 @@ def test_shape_mismatch_is_refused_naming_keys(tmp_path: Path):
 def test_detectron2_zoo_pkl_backbone_lands_in_body(tmp_path: Path):
     ref = _random_body("BN", seed=5, stride_in_1x1=True)
     model_sd = {k: v.numpy() for k, v in to_detectron2(bgr(ref.state_dict())).items()}
-    path = write_pickle({"model": model_sd, "__author__": "Detectron2 Model Zoo"}, tmp_path / "model_final_abc.pkl")
+    path = write_pickle(
+        {"model": model_sd, "__author__": "Detectron2 Model Zoo"}, tmp_path / "model_final_abc.pkl"
+    )
     model = build_model(_cfg(*MSRA), num_classes=3)
     report = load_init(model, str(path))
     assert report["format"] == "detectron2" and report["unexpected"] == []
@@ -232,12 +249,18 @@ def test_torchvision_v1_detector_file_with_legacy_names_loads_whole(tmp_path: Pa
     for key, value in src.items():
         key = re.sub(r"^(backbone\.fpn\.(inner|layer)_blocks\.\d)\.0\.", r"\1.", key)
         key = key.replace("rpn.head.conv.0.0.", "rpn.head.conv.")
-        key = re.sub(r"^roi_heads\.mask_head\.(\d)\.0\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.", key)
+        key = re.sub(
+            r"^roi_heads\.mask_head\.(\d)\.0\.",
+            lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.",
+            key,
+        )
         legacy[key] = value
     assert "roi_heads.mask_head.mask_fcn1.weight" in legacy and "backbone.fpn.inner_blocks.0.weight" in legacy
     path = tmp_path / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
     torch.save(legacy, path)
-    cfg = load_config(None, ["model.norm=FrozenBN", "model.roi_box_head.num_conv=0", "model.roi_box_head.num_fc=2"])
+    cfg = load_config(
+        None, ["model.norm=FrozenBN", "model.roi_box_head.num_conv=0", "model.roi_box_head.num_fc=2"]
+    )
     model = build_model(cfg, num_classes=90)
     report = load_init(model, str(path))
     assert report["missing"] == [] and report["unexpected"] == [] and report["skipped_shape"] == []

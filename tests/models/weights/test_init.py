@@ -126,7 +126,9 @@ def test_unexpected_keys_reported_and_partial_backbone_refused(tmp_path: Path):
     torch.save(sd, path)
     model = _model(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"imagenet_like.pth: leaves 1 ResNet body key.*layer4.2.conv3.weight"):
+    with pytest.raises(
+        ValueError, match=r"imagenet_like.pth: leaves 1 ResNet body key.*layer4.2.conv3.weight"
+    ):
         load_init(model, str(path))
     assert _same(model.state_dict(), before, before)  # refused before anything was loaded
 

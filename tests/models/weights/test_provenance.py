@@ -55,5 +55,7 @@ def test_detector_trained_on_the_target_set(tmp_path: Path):
     torch.save({"model": {"conv1.weight": torch.ones(1)}}, run / "model_final.pth")
     (run / "final_metrics.json").write_text("{}")
     (run / "config.yaml").write_text(f"data: {{train_json: {tmp_path / 'train.json'}}}\n")
-    p = describe_init(str(run / "model_final.pth"), {"format": "scratchlab"}, train_json=str(tmp_path / "train.json"))
+    p = describe_init(
+        str(run / "model_final.pth"), {"format": "scratchlab"}, train_json=str(tmp_path / "train.json")
+    )
     assert p["data"] == "the target set" and p["label"] == "the target set (scratchlab detector stage1)"

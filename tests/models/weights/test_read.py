@@ -18,7 +18,11 @@ def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     names = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
     for name, t in tensors.items():
         data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": names[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     head = json.dumps(header).encode()
@@ -26,8 +30,12 @@ def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def test_safetensors_round_trip(tmp_path: Path):
-    tensors = {"conv1.weight": torch.randn(4, 3, 7, 7), "bn1.num_batches_tracked": torch.tensor(5),
-               "half": torch.randn(3).half(), "empty": torch.zeros(0)}
+    tensors = {
+        "conv1.weight": torch.randn(4, 3, 7, 7),
+        "bn1.num_batches_tracked": torch.tensor(5),
+        "half": torch.randn(3).half(),
+        "empty": torch.zeros(0),
+    }
     path = tmp_path / "model.safetensors"
     _write_safetensors(path, tensors)
     got = read_safetensors(path)
