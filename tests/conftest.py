@@ -93,3 +93,37 @@ def hand_made_coco(n_images: int) -> dict:
         "annotations": anns,
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
     }
+
+
+def jittered_detections(
+    gt: dict, jitter: float, seed: int, miss: float | None = None, fp_score: float = 0.5
+) -> list[dict]:
+    """Detections of ``gt``: each box found with probability ``1 - miss``, moved by ~``jitter`` px, plus one
+    false positive per image scored below ``fp_score``; distinct scores. Small jitter, no misses: a good
+    detector."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in gt["annotations"]:
+        if miss is not None and rng.uniform() < miss:  # a draw per box whenever misses are modelled
+            continue
+        box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
+        out.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": box,
+                "score": float(rng.uniform(0.3, 1.0)),
+            }
+        )
+    for img in gt["images"]:
+        out.append(
+            {
+                "image_id": img["id"],
+                "category_id": 1,
+                "bbox": [60.0, 60.0, 20.0, 20.0],
+                "score": float(rng.uniform(0.0, fp_score)),
+            }
+        )
+    return out

@@ -9,7 +9,7 @@ import pytest
 
 from scratchlab.evaluation import evaluate_predictions
 from scratchlab.evaluation.bootstrap import ap_on_images, bootstrap_ap, per_image_eval, resample_indices
-from tests.conftest import hand_made_coco
+from tests.conftest import hand_made_coco, jittered_detections
 
 
 def _gt(n_images: int = 24) -> dict:
@@ -17,29 +17,7 @@ def _gt(n_images: int = 24) -> dict:
 
 
 def _predictions(gt: dict, jitter: float, seed: int = 1) -> list[dict]:
-    """Every GT box moved by ``jitter`` px plus a low-scored false positive per image; distinct scores."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for a in gt["annotations"]:
-        box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
-        out.append(
-            {
-                "image_id": a["image_id"],
-                "category_id": a["category_id"],
-                "bbox": box,
-                "score": float(rng.uniform(0.3, 1.0)),
-            }
-        )
-    for img in gt["images"]:
-        out.append(
-            {
-                "image_id": img["id"],
-                "category_id": 1,
-                "bbox": [60.0, 60.0, 20.0, 20.0],
-                "score": float(rng.uniform(0.0, 0.5)),
-            }
-        )
-    return out
+    return jittered_detections(gt, jitter, seed)
 
 
 def test_all_images_give_cocoeval_ap():

@@ -11,10 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 
-from tests.conftest import hand_made_coco
+from tests.conftest import hand_made_coco, jittered_detections
 
 ITERS_1X = 200
 DROPS_FROM_END = (133, 44)  # the paper's "last 60k and last 20k of 90k", scaled to a 200-iteration 1x
@@ -227,32 +226,8 @@ VAL_GT = _gt()
 
 
 def predictions(jitter: float, miss: float = 0.0, seed: int = 0) -> list[dict[str, Any]]:
-    """Each GT box found with probability ``1 - miss``, moved by ~``jitter`` px, plus one false
-    positive per image: small jitter and no misses make a good detector."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for a in VAL_GT["annotations"]:
-        if rng.uniform() < miss:
-            continue
-        box = list(np.asarray(a["bbox"]) + rng.normal(0, jitter, 4) * [1, 1, 0.5, 0.5])
-        out.append(
-            {
-                "image_id": a["image_id"],
-                "category_id": a["category_id"],
-                "bbox": box,
-                "score": float(rng.uniform(0.3, 1.0)),
-            }
-        )
-    for img in VAL_GT["images"]:
-        out.append(
-            {
-                "image_id": img["id"],
-                "category_id": 1,
-                "bbox": [60.0, 60.0, 20.0, 20.0],
-                "score": float(rng.uniform(0.0, 0.6)),
-            }
-        )
-    return out
+    """Detections of the hand-made validation set (see ``tests.conftest.jittered_detections``)."""
+    return jittered_detections(VAL_GT, jitter, seed, miss=miss, fp_score=0.6)
 
 
 def scored(
