@@ -43,6 +43,8 @@ __all__ = [
     "load_config",
     "config_from_yaml",
     "apply_overrides",
+    "override_value",
+    "overrides_of",
     "to_yaml",
     "schedule_steps",
 ]
@@ -386,6 +388,28 @@ def _parse_value(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def override_value(value: Any) -> str:
+    """``value`` written as a ``key=value`` override reads it back (:func:`_parse_value`): ``None`` as
+    ``null``, booleans lower-case, lists in brackets."""
+    if isinstance(value, list):
+        return "[" + ",".join(override_value(x) for x in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def overrides_of(path: str | Path) -> list[str]:
+    """A config file's own keys (its ``_base_`` left out) as ``key=value`` overrides: how a small recipe
+    such as ``configs/mini/tiny.yaml`` shrinks configs that have a base of their own."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    data.pop("_base_", None)
+
+    def walk(prefix: str, node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [o for k, v in node.items() for o in walk(f"{prefix}{k}.", v)]
+        return [f"{prefix[:-1]}={override_value(node)}"]
+
+    return walk("", data)
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:

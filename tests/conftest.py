@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchlab.study.demo import overrides_of
+from scratchlab.config import overrides_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "configs" / "mini" / "mask_rcnn_gn_scratch.yaml"

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from ..config import overrides_of
 from .runner import run_study
 
-__all__ = ["demo_study", "run_demo", "overrides_of"]
+__all__ = ["demo_study", "run_demo"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "mini"
 
@@ -43,26 +44,6 @@ QUICK_PRETRAIN = [
     "classify.synth.image_size=48",
     "classify.image_size=40",
 ]
-
-
-def _override_value(v: Any) -> str:
-    if isinstance(v, list):
-        return "[" + ",".join(_override_value(x) for x in v) + "]"
-    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-
-
-def overrides_of(path: str | Path) -> list[str]:
-    """A config file's own keys (its ``_base_`` left out) as ``key=value`` overrides: how the tiny
-    recipe shrinks configs that have their own base (the pre-training configs)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    data.pop("_base_", None)
-
-    def walk(prefix: str, node: Any) -> list[str]:
-        if isinstance(node, dict):
-            return [o for k, v in node.items() for o in walk(f"{prefix}{k}.", v)]
-        return [f"{prefix[:-1]}={_override_value(node)}"]
-
-    return walk("", data)
 
 
 def demo_study(quick: bool = False) -> dict[str, Any]:

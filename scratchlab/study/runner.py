@@ -53,7 +53,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from ..config import apply_overrides, load_config, max_iter, schedule_steps
+from ..config import apply_overrides, load_config, max_iter, override_value, schedule_steps
 from ..data.coco import select_subset
 from ..engine import NonFiniteLossError, train
 from ..engine.cost import EXTERNAL
@@ -144,11 +144,6 @@ def _slug(weights: Any) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
-def _yaml(value: Any) -> str:
-    """An override's value: ``None`` must be written ``null`` (``str(None)`` would be the string 'None')."""
-    return "null" if value is None else str(value)
-
-
 def _record(arm: dict[str, Any], status: str, model: str) -> dict[str, Any]:
     """The study.json entry of an arm before any result is known; ``model`` names its detector."""
     return {
@@ -184,7 +179,7 @@ def arm_config(
     overrides = [
         *_norm_overrides(arm["norm"]),
         f"solver.schedule={arm['schedule']}",
-        f"data.subset={_yaml(regime)}",
+        f"data.subset={override_value(regime)}",
         f"seed={arm['seed']}",
         f"model.init={init_path or 'random'}",
     ]
@@ -268,7 +263,7 @@ class Study:
         if not p or "config" not in p:
             raise ValueError(f"{self.file}: arms use init={kind} but pretrain.{kind}.config is not given")
         data = [
-            f"data.{k}={_yaml(self.base.data[k])}"
+            f"data.{k}={override_value(self.base.data[k])}"
             for k in ("train_json", "train_images", "val_json", "val_images")
         ]
         return load_config(
@@ -314,7 +309,7 @@ class Study:
         # The arm's detector (model.arch, model.backbone.*, ...) is pre-trained too, under its own key.
         model = [o for o in arm["overrides"] if o.startswith("model.") and not o.startswith("model.init=")]
         cfg = self._pretrain_cfg(
-            "direct", [*_norm_overrides(arm["norm"]), f"data.subset={_yaml(regime)}", *model]
+            "direct", [*_norm_overrides(arm["norm"]), f"data.subset={override_value(regime)}", *model]
         )
         key = f"direct_{arm['norm'].lower()}_{str(arm['data']).replace('%', 'pct').lower()}"
         if model:
