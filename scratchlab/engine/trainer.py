@@ -25,7 +25,7 @@ from ..config import max_iter, to_yaml
 from ..models import build_model
 from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
 from ..utils.io import write_json
-from ..utils.runtime import resolve_device, setup_logging
+from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
@@ -105,13 +105,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         )
     optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
     scheduler = build_scheduler(cfg, optimizer)
-    amp = bool(cfg.solver.amp) and device.type == "cuda"
-    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-    if str(cfg.solver.amp_dtype) not in dtypes:
-        raise ValueError(f"solver.amp_dtype must be one of {sorted(dtypes)}, got {cfg.solver.amp_dtype!r}")
-    amp_dtype = dtypes[str(cfg.solver.amp_dtype)]
-    # bfloat16 has float32's range: no loss scaling needed.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+    amp, amp_dtype, scaler = amp_setup(cfg, device)
     start, cost = 0, Cost()
     if resume and (found := load_latest(out / "checkpoints")) is not None:
         ckpt, path = found

@@ -7,12 +7,12 @@ import datetime
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ..utils.dist import is_main_process
+from ..utils.io import write_text
 
 __all__ = ["MetricWriters", "flatten_metrics", "drop_rows_after"]
 
@@ -41,9 +41,7 @@ def drop_rows_after(path: Path, iteration: int) -> None:
             continue
         if isinstance(row, dict) and int(row.get("iteration", 0)) <= iteration:
             keep.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+    write_text(path, "".join(keep))
 
 
 class MetricWriters:

@@ -45,7 +45,7 @@ from ..utils.dist import (
     is_main_process,
 )
 from ..utils.io import write_json
-from ..utils.runtime import resolve_device, setup_logging
+from ..utils.runtime import amp_setup, resolve_device, setup_logging
 
 __all__ = ["pretrain_classify", "BackboneClassifier"]
 
@@ -189,9 +189,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         momentum=c.momentum,
         weight_decay=c.weight_decay,
     )
-    amp = bool(cfg.solver.amp) and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if cfg.solver.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+    amp, amp_dtype, scaler = amp_setup(cfg, device)
     progress = {
         "epoch": 0,
         "images_seen": 0,

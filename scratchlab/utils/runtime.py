@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from .dist import is_main_process
 
-__all__ = ["setup_logging", "resolve_device"]
+__all__ = ["setup_logging", "resolve_device", "amp_setup"]
 
 log = logging.getLogger("scratchlab")
 
@@ -39,3 +39,11 @@ def resolve_device(cfg: DictConfig, local_rank: int = 0) -> torch.device:
     if cfg.device == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
+
+
+def amp_setup(cfg: DictConfig, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:
+    """``solver.amp`` / ``solver.amp_dtype`` as (autocast on, its dtype, the gradient scaler): autocast only
+    on CUDA; loss scaling only for float16 (bfloat16 has float32's range)."""
+    enabled = bool(cfg.solver.amp) and device.type == "cuda"
+    dtype = torch.bfloat16 if cfg.solver.amp_dtype == "bfloat16" else torch.float16  # checked at load
+    return enabled, dtype, torch.amp.GradScaler(device.type, enabled=enabled and dtype == torch.float16)
