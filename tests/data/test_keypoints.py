@@ -64,20 +64,22 @@ def test_no_flip_leaves_keypoints_alone():
     assert out["keypoints"].tolist() == [[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]]
 
 
+# The generated set with and without keypoints: only the keypoint flag differs.
+SET = dict(
+    num_train=6,
+    num_val=2,
+    image_size=64,
+    seed=0,
+    min_object_size=0.25,
+    max_objects=3,
+    shapes=["crescent", "square"],
+)
+
+
 @pytest.fixture(scope="module")
 def keypoint_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("kp")
-    make_synth_detection(
-        root,
-        num_train=6,
-        num_val=2,
-        image_size=64,
-        seed=0,
-        min_object_size=0.25,
-        max_objects=3,
-        shapes=["crescent", "square"],
-        keypoints=True,
-    )
+    make_synth_detection(root, **SET, keypoints=True)
     return root
 
 
@@ -96,16 +98,7 @@ def test_synth_crescents_carry_keypoints(keypoint_set):
 
 
 def test_synth_keypoints_leave_images_and_other_fields_unchanged(keypoint_set, tmp_path):
-    make_synth_detection(
-        tmp_path,
-        num_train=6,
-        num_val=2,
-        image_size=64,
-        seed=0,
-        min_object_size=0.25,
-        max_objects=3,
-        shapes=["crescent", "square"],
-    )
+    make_synth_detection(tmp_path, **SET)
     for name in sorted(p.name for p in (tmp_path / "train").iterdir()):
         assert (tmp_path / "train" / name).read_bytes() == (keypoint_set / "train" / name).read_bytes()
     plain = json.loads((tmp_path / "annotations" / "instances_train.json").read_text())
