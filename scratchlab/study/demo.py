@@ -5,17 +5,24 @@ stage 1 of direct detection pre-training), then trains five arms of the same min
 random init at 1x and 3x, classification-pre-trained at 1x, direct pre-training at 1x, and a poorly
 normalised (per-batch BN) scratch arm at 1x — and writes the report. Every number comes from those runs.
 ``--quick`` is the same study shrunk to a smoke test.
+
+The arms and pre-trainings run as ``--launcher local`` jobs, two at a time, each with half the cores'
+threads: on 2 cores, two 1-thread processes train these small models faster than one 2-thread process
+(BENCHMARKS.md, issue #10).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..config import overrides_of
-from .runner import run_study
+from .launcher import launch_study
 
 __all__ = ["demo_study", "run_demo"]
 
@@ -66,13 +73,31 @@ def demo_study(quick: bool = False) -> dict[str, Any]:
     }
 
 
+JOBS = 2  # arms (or pre-trainings) trained at once
+
+
+@contextmanager
+def _threads_per_job(jobs: int) -> Iterator[None]:
+    """Give each job process an equal share of the cores (``OMP_NUM_THREADS``, read by torch at import in
+    the job) unless the user set it; put the variable back afterwards."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    if before is None:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def run_demo(out: str | Path, quick: bool = False) -> dict[str, Any]:
     """Run the demo study into ``out`` and print where the report is."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study_file = out / "study.yaml"
     study_file.write_text(yaml.safe_dump(demo_study(quick), sort_keys=False))
-    study = run_study(study_file, out)
+    with _threads_per_job(JOBS):
+        study = launch_study(study_file, out, "local", max_parallel=JOBS, poll_s=0.5)
     print(study["verdict"]["headline"])
     print("\n".join(study["verdict"]["lines"]))
     print(f"\nreport: {(out / 'report.html').resolve()}\n        {(out / 'report.md').resolve()}")
