@@ -108,8 +108,8 @@ def test_mini_keeps_the_last_fraction_drops():
     cfg = load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml", ["solver.schedule=3"])
     total = max_iter(cfg)
     steps = schedule_steps(cfg)
-    # Low-LR phases last as long as in a 2x (100 and 33 iterations of a 150-iteration 1x).
-    assert steps == [total - 100, total - 33]
+    # Low-LR phases last as long as in a 2x (133 and 44 iterations of a 200-iteration 1x).
+    assert steps == [total - 133, total - 44]
 
 
 MINI = CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml"
@@ -188,19 +188,19 @@ def test_checkpoint_config_text_is_typed_like_a_file():
         config_from_yaml("model: {arch: x}\n", "ckpt")
 
 
-MINI_STEPS = {  # every shipped mini recipe (and direct stage): the 90k rule scaled to a 150-iteration 1x
-    "mask_rcnn_gn_scratch.yaml": [100, 133],
-    "mask_rcnn_bn_scratch.yaml": [100, 133],
-    "mask_rcnn_gn_pretrained.yaml": [100, 133],
-    "faster_rcnn_gn_scratch.yaml": [100, 133],
+MINI_STEPS = {  # every shipped mini recipe (and direct stage): the 90k rule scaled to its 1x (200 or 150)
+    "mask_rcnn_gn_scratch.yaml": [133, 178],
+    "mask_rcnn_bn_scratch.yaml": [133, 178],
+    "mask_rcnn_gn_pretrained.yaml": [133, 178],
+    "faster_rcnn_gn_scratch.yaml": [133, 178],
     "keypoint_rcnn_gn_scratch.yaml": [100, 133],
     "cascade_mask_rcnn_gn_scratch.yaml": [100, 133],
     "mask_rcnn_swin_t.yaml": [100, 133],
-    "classify_gn.yaml": [100, 133],
+    "classify_gn.yaml": [133, 178],
     "direct_gn.yaml stage 1": [],
-    "direct_gn.yaml stage 2": [100, 133],
+    "direct_gn.yaml stage 2": [133, 178],
     "direct_bn.yaml stage 1": [],
-    "direct_bn.yaml stage 2": [100, 133],
+    "direct_bn.yaml stage 2": [133, 178],
     "tiny.yaml": [4, 5],  # the tests' and demo --quick's 6-iteration 1x
 }
 
