@@ -210,7 +210,8 @@ def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path
     boot = verdict.get("bootstrap") or {}
     method = (
         f"Intervals are 95%, in AP points: a paired bootstrap over the validation images "
-        f"({boot.get('resamples')} resamples, seed {boot.get('seed')}; seeds resampled too where an "
+        f"({boot.get('resamples')} resamples, seed {boot.get('seed')}, {boot.get('interval', 'percentile')} "
+        f"intervals; seeds resampled too where an "
         f"arm has several), or from the seeds alone where there is no per-image data. A claim is "
         f"decided only when its interval excludes the other outcome; 'caught up' means the interval "
         f"of scratch minus pre-trained lies above -{boot.get('margin', 1.0):g} AP (the equivalence margin). "

@@ -48,7 +48,7 @@ from .groups import (
 )
 from .paper import paper_check
 from .provenance import pretraining_label
-from .stats import LEVEL, percentile_interval, seed_summary
+from .stats import LEVEL, seed_summary
 
 __all__ = ["compute_verdict", "QUESTIONS", "MARGIN", "RESAMPLES"]
 
@@ -183,7 +183,7 @@ def _trend(gaps: list[Finding], sizes: dict[str, int]) -> list[str]:
 def _group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tuple[float, float] | None:
     found = ev.group(g, task, metric)
     if found is not None:
-        return percentile_interval(found[1])
+        return found[1].interval()
     s = seed_summary(g.values(task, metric))
     return None if s is None else s.interval
 
@@ -246,7 +246,7 @@ def _group_record(ev: Evidence, g: Group) -> dict[str, Any]:
                 continue
             rec[task][m] = s.as_dict()
             if m in BOOTSTRAP_METRICS and (found := ev.group(g, task, m)) is not None:
-                iv = percentile_interval(found[1])
+                iv = found[1].interval()
                 rec[task][m]["bootstrap_interval"] = None if iv is None else [round(x, 3) for x in iv]
     rec["total"] = {k: g.cost(k) for k in ("images_seen", "instances_seen", "pixels_seen", "wall_s")}
     return rec
@@ -336,6 +336,7 @@ def compute_verdict(
             "resamples": resamples,
             "seed": seed,
             "level": LEVEL,
+            "interval": "bias-corrected percentile",
             "margin": margin,
             "arms": ev.arm_intervals(arms, TASKS),
         },
