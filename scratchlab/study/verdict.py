@@ -82,9 +82,12 @@ def _verdict(f: Finding) -> str:
     return f" → {f.outcome}." if f.outcome else "."
 
 
-def _where(f: Finding, sizes: dict[str, int]) -> str:
+def _where(f: Finding, sizes: dict[str, int], many: bool) -> str:
+    """Which data regime and task a line speaks of: the regime only when the study has several, the task
+    only when it is not bbox."""
     n = f" ({sizes[f.data]} images)" if sizes.get(f.data) else ""
-    return f"[data {f.data}{n}, {f.task}] "
+    parts = ([f"data {f.data}{n}"] if many else []) + ([f.task] if many or f.task != "bbox" else [])
+    return f"[{', '.join(parts)}] " if parts else ""
 
 
 def describe(f: Finding) -> str:
@@ -295,11 +298,7 @@ def compute_verdict(
             lines = [_problem(a) for a in arms if not finished(a)]
         else:
             kinds = ("cost", "direct_vs_classify") if key == "cost" else (key,)
-            lines = [
-                (_where(f, sizes) if many or f.task != "bbox" else "") + describe(f)
-                for f in found
-                if f.kind in kinds
-            ]
+            lines = [_where(f, sizes, many) + describe(f) for f in found if f.kind in kinds]
             if key == "regime_gap":
                 lines += _trend([f for f in found if f.kind == "regime_gap"], sizes)
         if lines:
