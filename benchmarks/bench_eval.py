@@ -2,6 +2,7 @@
 a whole ``inference_on_dataset`` pass goes.
 
     python benchmarks/bench_eval.py [--repeats N] [--images 200] [--per-image 50] [--profile-images 12]
+                                    [--part both|eval|profile] [--profile-data synth|raccoon]
 
 Part 1 (speed and agreement). A COCO ground truth is made here: ``--images`` images of COCO-like sizes,
 1-9 star-shaped polygon objects each over 5 categories (sizes spread over COCO's small/medium/large), a
@@ -20,7 +21,9 @@ kept) over ``--profile-images`` generated 1024 px validation images (the recipe 
 like the raccoon photographs the masks are pasted at a much larger size than the model sees). Timers sit
 on the seams (the methods are wrapped for the pass; nothing else changes): image loading, the model
 (pre-processing, backbone, RPN, RoI heads, post-processing with mask pasting), the evaluator's
-``process`` (mask to RLE) and ``evaluate``. Shares are of the pass's wall time.
+``process`` (mask to RLE) and ``evaluate``. Shares are of the pass's wall time. ``--profile-data
+raccoon`` profiles the mini Faster R-CNN on the raccoon photographs instead (../shared/data/raccoon;
+box-only, so no masks).
 """
 
 from __future__ import annotations
@@ -267,32 +270,48 @@ SEAMS = (
 )
 
 
-def profile_pass(n_images: int, folder: Path) -> tuple[float, dict[str, float]]:
-    """One timed ``inference_on_dataset`` pass of the mini Mask R-CNN: (seconds, share of each seam)."""
+RACCOON = ROOT.parent / "shared" / "data" / "raccoon"  # VOC boxes; 1280x1024-ish photographs
+
+
+def _profile_data(data: str, n_images: int, folder: Path) -> tuple[Path, list[str]]:
+    """(recipe, data.val_* overrides) for the profile: generated 1024 px images for the mini Mask R-CNN,
+    or the raccoon photographs (box-only) for the mini Faster R-CNN."""
+    from scratchlab.data.convert import convert_dataset
+    from scratchlab.data.synth import make_synth_detection
+
+    if data == "raccoon":
+        if not (folder / "annotations").is_dir():
+            convert_dataset("voc", RACCOON, folder, split=0.2)
+        recipe, images = ROOT / "configs" / "mini" / "faster_rcnn_gn_scratch.yaml", RACCOON / "images"
+    else:
+        if not (folder / "annotations").is_dir():
+            make_synth_detection(folder, 1, n_images, 1024, seed=0, min_object_size=0.25, max_objects=3)
+        recipe, images = ROOT / "configs" / "mini" / "mask_rcnn_gn_scratch.yaml", folder / "val"
+    return recipe, [
+        f"data.val_json={folder / 'annotations' / 'instances_val.json'}",
+        f"data.val_images={images}",
+    ]
+
+
+def profile_pass(data: str, n_images: int, folder: Path) -> tuple[float, dict[str, float]]:
+    """One timed ``inference_on_dataset`` pass over ``n_images`` of ``data``: (seconds, each seam's share)."""
     import torch
     import torchvision.models.detection.transform as tv_transform
 
     import scratchlab.engine.inference as inference
     import scratchlab.evaluation.coco_evaluator as coco_evaluator
     from scratchlab.config import load_config
-    from scratchlab.data.synth import make_synth_detection
     from scratchlab.engine.data import build_val_set
     from scratchlab.models import build_model
 
-    if not (folder / "annotations").is_dir():
-        make_synth_detection(folder, 1, n_images, 1024, seed=0, min_object_size=0.25, max_objects=3)
-    data = [
-        f"data.val_json={folder / 'annotations' / 'instances_val.json'}",
-        f"data.val_images={folder / 'val'}",
-    ]
-    cfg = load_config(
-        ROOT / "configs" / "mini" / "mask_rcnn_gn_scratch.yaml", [*data, "model.roi_box_head.score_thresh=0"]
-    )
+    recipe, keys = _profile_data(data, n_images, folder)
+    cfg = load_config(recipe, [*keys, "model.roi_box_head.score_thresh=0"])
     val_set = build_val_set(cfg)
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=val_set.num_classes).eval()
     evaluator = inference.coco_evaluator(cfg, val_set)
     timers = _Timers()
+    images = torch.utils.data.Subset(_TimedDataset(val_set, timers), range(min(n_images, len(val_set))))
     timers.wrap(model, "forward", MODEL)
     for part in ("transform", "backbone", "rpn", "roi_heads"):
         timers.wrap(getattr(model, part), "forward", part)
@@ -304,7 +323,7 @@ def profile_pass(n_images: int, folder: Path) -> tuple[float, dict[str, float]]:
     timers.wrap(evaluator, "evaluate", "evaluate")
     try:
         t0 = time.perf_counter()
-        inference.inference_on_dataset(model, _TimedDataset(val_set, timers), evaluator, torch.device("cpu"))
+        inference.inference_on_dataset(model, images, evaluator, torch.device("cpu"))
         total = time.perf_counter() - t0
     finally:
         timers.restore()
@@ -314,11 +333,11 @@ def profile_pass(n_images: int, folder: Path) -> tuple[float, dict[str, float]]:
     return total, {label: 100 * s / total for label, s in own.items()}
 
 
-def profile(n_images: int, repeats: int) -> list[list[Any]]:
+def profile(data: str, n_images: int, repeats: int) -> list[list[Any]]:
     totals, shares = [], defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            total, share = profile_pass(n_images, Path(tmp))
+            total, share = profile_pass(data, n_images, Path(tmp))
             totals.append(total / n_images)
             for label, v in share.items():
                 shares[label].append(v)
@@ -337,6 +356,7 @@ def main() -> None:
     parser.add_argument("--per-image", type=int, default=50)
     parser.add_argument("--profile-images", type=int, default=12)
     parser.add_argument("--part", choices=("both", "eval", "profile"), default="both")
+    parser.add_argument("--profile-data", choices=("synth", "raccoon"), default="synth")
     args = parser.parse_args()
     rows, notes = [], []
     if args.part != "profile":
@@ -349,11 +369,16 @@ def main() -> None:
             f"interleaved, {args.repeats} repeats; ratio = pycocotools time / scratchlab time per repeat."
         )
     if args.part != "eval":
-        rows += profile(args.profile_images, max(1, args.repeats // 2))
+        rows += profile(args.profile_data, args.profile_images, max(1, args.repeats // 2))
+        what = (
+            "raccoon photographs (../shared/data/raccoon, VOC converted), mini Faster R-CNN"
+            if args.profile_data == "raccoon"
+            else "generated 1024 px images, mini Mask R-CNN"
+        )
         notes.append(
-            f"Profile rows: inference_on_dataset over {args.profile_images} generated 1024 px images, mini "
-            "Mask R-CNN (random init, score_thresh 0: 10 detections per image), batch 2, CPU; each seam's own "
-            "time (nested seams subtracted) as a share of the pass."
+            f"Profile rows: inference_on_dataset over {args.profile_images} {what} (random init, score_thresh "
+            "0: 10 detections per image), batch 2, CPU; each seam's own time (nested seams subtracted) as a "
+            "share of the pass."
         )
     notes.append(
         f"torch threads: {_threads()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}."
