@@ -424,7 +424,7 @@ def _accumulated(
     sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
     dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
     # One IoU worker: faster-coco-eval's mask IoU holds the GIL, so its default 8 threads only add
-    # scheduling (measured 1.4x slower wall time on 2 busy cores; benchmarks/EVAL_NOTES.md).
+    # scheduling (benchmarks/EVAL_NOTES.md).
     extra = {"print_function": _log.debug, "rle_iou_max_workers": 1} if backend == "faster_coco_eval" else {}
     coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
     if iou_type == "keypoints":
