@@ -50,8 +50,9 @@ def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False, output_fil
 def paste_masks_binary(masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
     """``paste_masks_in_image(masks, boxes, image_size) > 0.5`` (torchvision's paste: the mask padded by
     a pixel, its box grown to match, bilinear resize to the box, cropped to the image), as a bool
-    [N, 1, H, W] tensor whose memory is an H x W x N Fortran-ordered array: each mask column-major, as
-    ``pycocotools.mask.encode`` reads it. Only each box's pixels are computed; the rest stays zero."""
+    [N, 1, H, W] tensor on the CPU whose memory is an H x W x N Fortran-ordered array: each mask
+    column-major, as ``pycocotools.mask.encode`` reads it. Only each box's pixels are computed; the rest
+    stays zero. On a GPU only the small masks and boxes cross to the CPU, not N full-size images."""
     h, w = (int(v) for v in image_size)
     out = np.zeros((h, w, len(masks)), dtype=bool, order="F")
     if len(masks):

@@ -108,7 +108,7 @@ def _detect(p: Predictor, image: torch.Tensor, score_thresh: float) -> dict[str,
     with binary_mask_paste(p.model):
         out = p.model([image.to(p.device)])[0]
     keep = out["scores"] >= score_thresh
-    return {k: v[keep].cpu() for k, v in out.items()}
+    return {k: v[keep.to(v.device)].cpu() for k, v in out.items()}  # binary masks are on the CPU already
 
 
 def predict(
