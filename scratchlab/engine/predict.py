@@ -22,6 +22,7 @@ from ..evaluation import instances_to_coco_results
 from ..models import build_model
 from ..utils.io import write_json
 from ..vis.draw import count_phrase, draw_instances, save_image, unique_path
+from .inference import binary_mask_paste
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_predictor", "predict"]
 
@@ -103,9 +104,11 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 @torch.no_grad()
 def _detect(p: Predictor, image: torch.Tensor, score_thresh: float) -> dict[str, torch.Tensor]:
-    out = p.model([image.to(p.device)])[0]
+    """The detections scoring ``score_thresh`` or more, on the CPU; masks binary (``> 0.5``)."""
+    with binary_mask_paste(p.model):
+        out = p.model([image.to(p.device)])[0]
     keep = out["scores"] >= score_thresh
-    return {k: v[keep].cpu() for k, v in out.items()}
+    return {k: v[keep.to(v.device)].cpu() for k, v in out.items()}  # binary masks are on the CPU already
 
 
 def predict(
@@ -141,7 +144,7 @@ def predict(
         det = _detect(p, pil_to_tensor(pil).float() / 255, score_thresh)
         labels = det["labels"].tolist()
         names = [p.classes[label - 1] for label in labels]
-        masks = det["masks"][:, 0] > 0.5 if "masks" in det else None
+        masks = det["masks"][:, 0] if "masks" in det else None
         drawn = None
         if out_dir is not None:
             captions = [f"{n} {s:.2f}" for n, s in zip(names, det["scores"].tolist(), strict=True)]

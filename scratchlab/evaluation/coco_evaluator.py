@@ -144,10 +144,10 @@ def instances_to_coco_results(
     """Convert one image's torchvision detection output to COCO result records.
 
     ``output`` has ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N] (contiguous 1..K) and optionally
-    ``masks`` [N,1,H,W] (or [N,H,W]) probabilities and ``keypoints`` [N,K,3], all at the original image
-    size. Each record gets ``bbox`` (xywh floats), with masks ``segmentation`` (RLE of ``mask > 0.5``,
-    counts as str) and with keypoints ``keypoints`` ([x, y, 1] per keypoint; the record's score is the
-    box score, Detectron's KEYPOINT_CONFIDENCE ``bbox``).
+    ``masks`` [N,1,H,W] (or [N,H,W]) probabilities or booleans (already thresholded) and ``keypoints``
+    [N,K,3], all at the original image size. Each record gets ``bbox`` (xywh floats), with masks
+    ``segmentation`` (RLE of ``mask > 0.5``, counts as str) and with keypoints ``keypoints`` ([x, y, 1]
+    per keypoint; the record's score is the box score, Detectron's KEYPOINT_CONFIDENCE ``bbox``).
     """
     lookup = _category_lookup(label_to_category_id)
     boxes = output["boxes"].detach().cpu().to(torch.float64).reshape(-1, 4)
@@ -166,9 +166,10 @@ def instances_to_coco_results(
             raise ValueError(
                 f"image {image_id}: masks must be [N,1,H,W] with N={len(boxes)}, got {tuple(masks.shape)}"
             )
-        # pycocotools wants an H x W x N Fortran-ordered uint8 array.
-        binary = np.asfortranarray((masks > 0.5).permute(1, 2, 0).numpy().astype(np.uint8))
-        rles = mask_util.encode(binary) if len(masks) else []
+        binary = masks if masks.dtype == torch.bool else masks > 0.5
+        # pycocotools wants an H x W x N Fortran-ordered uint8 array: a view of masks laid out so
+        # (engine.inference pastes them that way), else one copy.
+        rles = mask_util.encode(np.asfortranarray(binary.permute(1, 2, 0).numpy().view(np.uint8)))
         for rle in rles:
             rle["counts"] = rle["counts"].decode("utf-8")  # bytes are not JSON
     keypoints = None
@@ -197,8 +198,40 @@ def instances_to_coco_results(
     return results
 
 
+def _load_mask_results(gt: Any, results: list[dict[str, Any]]) -> Any:
+    """faster-coco-eval's ``loadRes`` for mask results (the first record has ``segmentation`` and no
+    ``bbox``), with the mask areas and boxes computed in one call each rather than two calls per record
+    (most of ``loadRes``'s time on thousands of masks). Each record gets what loadRes gives it: ``area``
+    (mask area), ``bbox`` when it has none (the box enclosing the mask), ``id`` (1-based position) and
+    ``iscrowd`` 0."""
+    masks = [r["segmentation"] for r in results]
+    areas = faster_coco_eval.mask.area(masks).tolist()
+    boxes = mask_util.toBbox(masks).tolist()  # pycocotools': the same boxes in half the time
+    for k, (r, area, box) in enumerate(zip(results, areas, boxes, strict=True)):
+        r.update(area=area, id=k + 1, iscrowd=0)
+        r.setdefault("bbox", box)
+    dt = faster_coco_eval.COCO()
+    dt.dataset = {
+        "info": copy.deepcopy(gt.dataset.get("info", {})),
+        "images": list(gt.dataset["images"]),
+        "categories": copy.deepcopy(gt.dataset["categories"]),
+        "annotations": results,
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt.createIndex()
+    return dt
+
+
 def _load_results(gt: Any, results: list[dict[str, Any]], backend: str) -> Any:
-    """``gt.loadRes(results)``, also for an empty list (pycocotools' loadRes indexes ``anns[0]``)."""
+    """``gt.loadRes(results)``, also for an empty list (pycocotools' loadRes indexes ``anns[0]``).
+    loadRes takes the kind of results from the first record; so does the bulk path for masks."""
+    if (
+        results
+        and backend == "faster_coco_eval"
+        and "segmentation" in results[0]
+        and "bbox" not in results[0]
+    ):
+        return _load_mask_results(gt, results)
     if results:
         with contextlib.redirect_stdout(io.StringIO()):
             return gt.loadRes(results)
@@ -251,8 +284,25 @@ def _mean_ap(precision: np.ndarray) -> float | None:
     return float(valid.mean() * 100) if valid.size else None
 
 
-def _summarize(coco_eval: Any, gt: Any, max_dets: int, per_category: bool) -> dict[str, float | None]:
-    """AP summaries from ``coco_eval.eval['precision']`` [T, R, K, A, M] at ``max_dets`` detections.
+def _recall(coco_eval: Any, max_dets: int) -> dict[str, float | None]:
+    """COCOeval.summarize()'s recall stats from ``eval['recall']`` [T, K, A, M]: AR at each of its
+    detection limits (all areas; AR1, AR10, AR100 for COCO's) and ARs/ARm/ARl at ``max_dets``."""
+    p = coco_eval.params
+    recall = np.asarray(coco_eval.eval["recall"])
+    areas = list(p.areaRngLbl)
+    out = {f"AR{m}": _mean_ap(recall[:, :, areas.index("all"), j]) for j, m in enumerate(p.maxDets)}
+    at_max = recall[..., list(p.maxDets).index(max_dets)]
+    for key, area in (("ARs", "small"), ("ARm", "medium"), ("ARl", "large")):
+        if area in areas:
+            out[key] = _mean_ap(at_max[:, :, areas.index(area)])
+    return out
+
+
+def _summarize(
+    coco_eval: Any, gt: Any, max_dets: int, per_category: bool, recall: bool = False
+) -> dict[str, float | None]:
+    """AP summaries from ``coco_eval.eval['precision']`` [T, R, K, A, M] at ``max_dets`` detections
+    (and with ``recall`` the AR summaries of :func:`_recall`).
 
     Read directly rather than via ``summarize()``: pycocotools' summarize() hard-codes maxDets=100
     (wrong for another ``max_dets``) and prints; this is its own averaging over the accumulated
@@ -272,6 +322,8 @@ def _summarize(coco_eval: Any, gt: Any, max_dets: int, per_category: bool) -> di
         for k, cat_id in enumerate(p.catIds):
             name = gt.cats[cat_id].get("name", str(cat_id))
             out[f"AP-{name}"] = _mean_ap(precision[:, :, k, 0])
+    if recall:
+        out.update(_recall(coco_eval, max_dets))
     return out
 
 
@@ -285,6 +337,7 @@ def evaluate_predictions(
     img_ids: Iterable[int] | None = None,
     per_category: bool = False,
     oks_sigmas: Sequence[float] | None = None,
+    recall: bool = False,
 ) -> Metrics:
     """Run COCOeval for each IoU type on COCO-format ``results``; returns ``{iou_type: {AP, AP50, ...}}``.
 
@@ -292,7 +345,8 @@ def evaluate_predictions(
     restricts evaluation to those images (default: every GT image). Values are percent, None where
     COCOeval has no ground truth to measure. ``segm`` needs ``segmentation`` in every result;
     ``keypoints`` needs ``keypoints`` in the results of keypoint categories and uses ``oks_sigmas`` (one
-    per keypoint; None = COCO person's, for 17 keypoints).
+    per keypoint; None = COCO person's, for 17 keypoints). ``recall`` adds COCOeval's recall stats
+    (``AR1``, ``AR10``, ``AR<max_dets>``, ``ARs``, ``ARm``, ``ARl``; keypoints: ``AR20``, ``ARm``, ``ARl``).
     """
     iou_types = list(iou_types)
     if isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets < 1:
@@ -309,7 +363,7 @@ def evaluate_predictions(
     for iou_type in iou_types:
         coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids, oks_sigmas)
         dets = KEYPOINT_MAX_DETS if iou_type == "keypoints" else max_dets
-        metrics[iou_type] = _summarize(coco_eval, gt, dets, per_category)
+        metrics[iou_type] = _summarize(coco_eval, gt, dets, per_category, recall)
     return metrics
 
 
@@ -369,7 +423,9 @@ def _accumulated(
     keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
     sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
     dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
-    extra = {"print_function": _log.debug} if backend == "faster_coco_eval" else {}
+    # One IoU worker: faster-coco-eval's mask IoU holds the GIL, so its default 8 threads only add
+    # scheduling (benchmarks/EVAL_NOTES.md).
+    extra = {"print_function": _log.debug, "rle_iou_max_workers": 1} if backend == "faster_coco_eval" else {}
     coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
     if iou_type == "keypoints":
         coco_eval.params.kpt_oks_sigmas = sigmas

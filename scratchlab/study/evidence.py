@@ -4,22 +4,41 @@ Each finished arm keeps per-image COCO evaluation data (``per_image[task]`` for 
 ``curve[i]["per_image"]["bbox"]`` at each evaluation during training). For one study every arm evaluated
 on the same images gets the same resampled image lists (one seed), so the samples of two arms are paired:
 their difference on resample b is measured on the same images. A configuration with several seeds
-resamples its seeds too (``mean_over_resampled_seeds``). Samples are computed on first use and kept.
+resamples its seeds too (``mean_over_resampled_seeds``). Samples are computed on first use and kept,
+each with the statistic on the validation set itself, which the bias-corrected interval centres on.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..evaluation.bootstrap import BOOTSTRAP_METRICS, bootstrap_ap, resample_indices
+from ..evaluation.bootstrap import BOOTSTRAP_METRICS, ap_on_images, bootstrap_ap, resample_indices
 from .groups import Group
-from .stats import mean_over_resampled_seeds, percentile_interval
+from .stats import bias_corrected_interval, mean_over_resampled_seeds
 
-__all__ = ["Evidence"]
+__all__ = ["Evidence", "Samples"]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A statistic on the validation images themselves (``estimate``; None when undefined there) and on
+    each paired resample of them (``draws``). Differences of paired samples are samples of the
+    difference."""
+
+    estimate: float | None
+    draws: np.ndarray
+
+    def __sub__(self, other: Samples) -> Samples:
+        both = self.estimate is not None and other.estimate is not None
+        return Samples(self.estimate - other.estimate if both else None, self.draws - other.draws)
+
+    def interval(self) -> tuple[float, float] | None:
+        return bias_corrected_interval(self.draws, self.estimate)
 
 
 def _per_image(arm: dict[str, Any], task: str, iteration: float | None) -> dict[str, Any] | None:
@@ -35,12 +54,10 @@ class Evidence:
     def __init__(self, resamples: int, seed: int) -> None:
         self.resamples, self.seed = int(resamples), int(seed)
         self._indices: dict[tuple[int, ...], np.ndarray] = {}
-        self._arm: dict[
-            tuple[str, str, float | None], tuple[tuple[int, ...], dict[str, np.ndarray]] | None
-        ] = {}
+        self._arm: dict[tuple[str, str, float | None], tuple[tuple[int, ...], dict[str, Samples]] | None] = {}
 
     def arm(self, arm: dict[str, Any], task: str, iteration: float | None = None):
-        """(image ids, {metric: samples}) of one arm, or None without per-image data."""
+        """(image ids, {metric: Samples}) of one arm, or None without per-image data."""
         key = (arm["name"], task, iteration)
         if key not in self._arm:
             data = _per_image(arm, task, iteration) if self.resamples > 0 else None
@@ -50,24 +67,30 @@ class Evidence:
                 images = tuple(data["image_ids"])
                 if images not in self._indices:
                     self._indices[images] = resample_indices(len(images), self.resamples, self.seed)
-                self._arm[key] = images, bootstrap_ap(data, self._indices[images])
+                estimates = ap_on_images(data, range(len(images)))
+                draws = bootstrap_ap(data, self._indices[images])
+                self._arm[key] = images, {m: Samples(estimates[m], draws[m]) for m in BOOTSTRAP_METRICS}
         return self._arm[key]
 
     def group(self, group: Group, task: str, metric: str = "AP", iteration: float | None = None):
-        """(image ids, samples) of a configuration: its seeds' mean on each resample; None when a seed
-        lacks per-image data or the seeds were evaluated on different images."""
+        """(image ids, Samples) of a configuration: its seeds' mean on the images and on each resample;
+        None when a seed lacks per-image data or the seeds were evaluated on different images."""
         if metric not in BOOTSTRAP_METRICS or not group.finished:
             return None
         found = [self.arm(a, task, iteration) for a in group.finished]
         if any(f is None for f in found) or len({f[0] for f in found}) > 1:
             return None
-        rows = np.stack([f[1][metric] for f in found])
+        seeds = [f[1][metric] for f in found]
+        estimates = [s.estimate for s in seeds]
+        estimate = None if None in estimates else float(np.mean(estimates))
         rng = np.random.default_rng([self.seed, zlib.crc32(",".join(group.names).encode())])
-        return found[0][0], mean_over_resampled_seeds(rows, rng)
+        return found[0][0], Samples(
+            estimate, mean_over_resampled_seeds(np.stack([s.draws for s in seeds]), rng)
+        )
 
     def paired(
         self, wanted: Sequence[tuple[Group, str]], task: str, iteration: float | None = None
-    ) -> list[np.ndarray] | None:
+    ) -> list[Samples] | None:
         """Samples of each (group, metric), aligned resample by resample; None unless all exist on the
         same images."""
         found = [self.group(g, task, m, iteration) for g, m in wanted]
@@ -83,7 +106,7 @@ class Evidence:
                 found = self.arm(a, task) if a["status"] == "finished" else None
                 if found is not None:
                     out.setdefault(a["name"], {})[task] = {
-                        m: _rounded(percentile_interval(found[1][m])) for m in BOOTSTRAP_METRICS
+                        m: _rounded(found[1][m].interval()) for m in BOOTSTRAP_METRICS
                     }
         return out
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from .evidence import Evidence
 from .groups import POORLY_NORMED, WELL_NORMED, Group
-from .stats import INCONCLUSIVE, direction, percentile_interval, seed_diff_interval, within_margin
+from .stats import INCONCLUSIVE, direction, seed_diff_interval, within_margin
 
 __all__ = [
     "Finding",
@@ -102,7 +102,7 @@ def _diff(
     """Interval of a - b: paired bootstrap where both have per-image data, else from the seeds."""
     s = ev.paired([(a, metric), (b, metric)], task, iteration)
     if s is not None:
-        return percentile_interval(s[0] - s[1]), "images"
+        return (s[0] - s[1]).interval(), "images"
     if iteration is None:
         seeds = seed_diff_interval(a.values(task, metric), b.values(task, metric))
         if seeds is not None:
@@ -219,7 +219,7 @@ def localisation(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> 
     gap50, gap75 = v["rd", "AP50"] - v["pt", "AP50"], v["rd", "AP75"] - v["pt", "AP75"]
     s = ev.paired([(rd, "AP75"), (pt, "AP75"), (rd, "AP50"), (pt, "AP50")], task)
     if s is not None:
-        interval, basis = percentile_interval((s[0] - s[1]) - (s[2] - s[3])), "images"
+        interval, basis = ((s[0] - s[1]) - (s[2] - s[3])).interval(), "images"
     else:
         per_seed = [
             [(a["final"][task].get("AP75") or 0) - (a["final"][task].get("AP50") or 0) for a in g.finished]

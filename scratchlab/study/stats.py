@@ -1,6 +1,10 @@
 """Intervals and decisions: pure functions of numbers (bootstrap samples, seed values, intervals).
 
-* Percentile intervals of bootstrap samples (the paired bootstrap over validation images).
+* Bias-corrected percentile intervals of bootstrap samples (the paired bootstrap over validation
+  images). AP on a resampled image set runs higher than on the set itself (the precision envelope
+  rises with noise), so a plain percentile interval sits above its estimate and covered the true AP in
+  89% of trials at AP ~6 in ``benchmarks/bootstrap_coverage.py``; the bias-corrected one (Efron 1981:
+  percentiles shifted by how far the estimate sits from the samples' median) covered 94-95%.
 * Student-t intervals of a mean over seeds.
 * A claim is decided only when the interval of the difference that tests it lies wholly on one side:
   ``direction`` for "A is ahead of B", ``within_margin`` for "B caught up with A" (an equivalence
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -21,6 +26,7 @@ __all__ = [
     "INCONCLUSIVE",
     "SeedSummary",
     "percentile_interval",
+    "bias_corrected_interval",
     "seed_summary",
     "seed_diff_interval",
     "mean_over_resampled_seeds",
@@ -73,6 +79,26 @@ def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[floa
         return None
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(s, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bias_corrected_interval(
+    samples: np.ndarray, estimate: float | None, level: float = LEVEL
+) -> tuple[float, float] | None:
+    """Efron's bias-corrected percentile interval of the finite ``samples`` around ``estimate`` (the
+    statistic on the data itself): with z0 the normal quantile of the share of samples below the
+    estimate (ties count half), the interval runs between the samples' quantiles at
+    Phi(2 z0 -+ z_level). Samples centred on the estimate give the percentile interval; None when there
+    are no samples or no estimate."""
+    s = np.asarray(samples, dtype=float)
+    s = s[np.isfinite(s)]
+    if not s.size or estimate is None or not np.isfinite(estimate):
+        return None
+    normal = NormalDist()
+    below = (np.sum(s < estimate) + 0.5 * np.sum(s == estimate)) / s.size
+    z0 = normal.inv_cdf(min(max(below, 0.5 / s.size), 1 - 0.5 / s.size))  # finite at the extremes
+    z = normal.inv_cdf(1 - (1 - level) / 2)
+    low, high = np.percentile(s, [100 * normal.cdf(2 * z0 - z), 100 * normal.cdf(2 * z0 + z)])
     return float(low), float(high)
 
 

@@ -48,7 +48,7 @@ from .groups import (
 )
 from .paper import paper_check
 from .provenance import pretraining_label
-from .stats import LEVEL, percentile_interval, seed_summary
+from .stats import LEVEL, seed_summary
 
 __all__ = ["compute_verdict", "QUESTIONS", "MARGIN", "RESAMPLES"]
 
@@ -82,9 +82,12 @@ def _verdict(f: Finding) -> str:
     return f" → {f.outcome}." if f.outcome else "."
 
 
-def _where(f: Finding, sizes: dict[str, int]) -> str:
+def _where(f: Finding, sizes: dict[str, int], many: bool) -> str:
+    """Which data regime and task a line speaks of: the regime only when the study has several, the task
+    only when it is not bbox."""
     n = f" ({sizes[f.data]} images)" if sizes.get(f.data) else ""
-    return f"[data {f.data}{n}, {f.task}] "
+    parts = ([f"data {f.data}{n}"] if many else []) + ([f.task] if many or f.task != "bbox" else [])
+    return f"[{', '.join(parts)}] " if parts else ""
 
 
 def describe(f: Finding) -> str:
@@ -183,7 +186,7 @@ def _trend(gaps: list[Finding], sizes: dict[str, int]) -> list[str]:
 def _group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tuple[float, float] | None:
     found = ev.group(g, task, metric)
     if found is not None:
-        return percentile_interval(found[1])
+        return found[1].interval()
     s = seed_summary(g.values(task, metric))
     return None if s is None else s.interval
 
@@ -246,7 +249,7 @@ def _group_record(ev: Evidence, g: Group) -> dict[str, Any]:
                 continue
             rec[task][m] = s.as_dict()
             if m in BOOTSTRAP_METRICS and (found := ev.group(g, task, m)) is not None:
-                iv = percentile_interval(found[1])
+                iv = found[1].interval()
                 rec[task][m]["bootstrap_interval"] = None if iv is None else [round(x, 3) for x in iv]
     rec["total"] = {k: g.cost(k) for k in ("images_seen", "instances_seen", "pixels_seen", "wall_s")}
     return rec
@@ -295,11 +298,7 @@ def compute_verdict(
             lines = [_problem(a) for a in arms if not finished(a)]
         else:
             kinds = ("cost", "direct_vs_classify") if key == "cost" else (key,)
-            lines = [
-                (_where(f, sizes) if many or f.task != "bbox" else "") + describe(f)
-                for f in found
-                if f.kind in kinds
-            ]
+            lines = [_where(f, sizes, many) + describe(f) for f in found if f.kind in kinds]
             if key == "regime_gap":
                 lines += _trend([f for f in found if f.kind == "regime_gap"], sizes)
         if lines:
@@ -336,6 +335,7 @@ def compute_verdict(
             "resamples": resamples,
             "seed": seed,
             "level": LEVEL,
+            "interval": "bias-corrected percentile",
             "margin": margin,
             "arms": ev.arm_intervals(arms, TASKS),
         },

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 CATS = [{"id": 3, "name": "rect"}, {"id": 7, "name": "tri"}, {"id": 11, "name": "wedge"}]
 LABEL_TO_CAT = [3, 7, 11]  # contiguous label k -> LABEL_TO_CAT[k - 1]
 KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+STATS = (*KEYS, "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")  # COCOeval.summarize()'s order
 
 
 def _polygon(kind: int, x: float, y: float, w: float, h: float) -> list[float]:
@@ -175,6 +176,59 @@ def test_backends_match_direct_pycocotools(backend: str, tmp_path) -> None:
                 assert got is None, (iou_type, key)
             else:
                 assert abs(got / 100 - ref) < 1e-6, (iou_type, key, got, ref)
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_all_twelve_stats_match_direct_pycocotools(backend: str, tmp_path) -> None:
+    """With ``recall=True`` the six AR stats join the six AP stats; all twelve are pycocotools'."""
+    gt = make_gt(seed=3, n_images=10)
+    ev = _random_predictions(gt, seed=4, backend=backend)
+    results = json.loads(ev.write_results(tmp_path / "dets.json").read_text())
+    metrics = evaluate_predictions(gt, results, ("bbox", "segm"), backend=backend, recall=True)
+    for iou_type in ("bbox", "segm"):
+        stats = _pycocotools_stats(gt, results, iou_type)
+        assert 0.05 < stats[8] < 0.95  # AR100 non-trivial
+        for key, ref in zip(STATS, stats, strict=True):
+            got = metrics[iou_type][key]
+            assert (got is None) if ref == -1 else abs(got / 100 - ref) < 1e-9, (iou_type, key, got, ref)
+
+
+def test_mask_results_load_as_pycocotools_loadres_does() -> None:
+    """The bulk load of mask results gives each record what loadRes gives it: area, box, id, iscrowd."""
+    from scratchlab.evaluation.coco_evaluator import _load_results, detections_for, load_coco_gt
+
+    gt = make_gt(seed=5, n_images=10)
+    results = _random_predictions(gt, seed=6, backend="faster_coco_eval")._predictions
+    fast = _load_results(load_coco_gt(gt), detections_for("segm", results), "faster_coco_eval")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        reference = coco_gt.loadRes(detections_for("segm", results))
+    assert sorted(fast.anns) == sorted(reference.anns) and len(fast.anns) > 20
+    for i, ref in reference.anns.items():
+        ann = fast.anns[i]
+        assert ann["area"] == ref["area"] and ann["iscrowd"] == ref["iscrowd"] == 0
+        assert ann["bbox"] == pytest.approx(list(ref["bbox"]))
+        assert ann["segmentation"] == ref["segmentation"] and ann["score"] == ref["score"]
+
+
+def test_boolean_masks_give_the_records_of_their_probabilities() -> None:
+    """Masks thresholded before the evaluator (bool, any memory layout) encode as probabilities do."""
+    gt = make_gt(seed=7)
+    image = gt["images"][0]
+    preds = [
+        (a["segmentation"][0], 0.9, a["category_id"])
+        for a in gt["annotations"]
+        if a["image_id"] == image["id"]
+    ]
+    output = _output(image, preds)
+    probabilities = output["masks"] * torch.linspace(0.3, 1.0, image["width"])  # some pixels <= 0.5
+    column_major = torch.from_numpy(np.asfortranarray((probabilities[:, 0] > 0.5).permute(1, 2, 0).numpy()))
+    for masks in (probabilities > 0.5, column_major.permute(2, 0, 1)[:, None]):
+        assert instances_to_coco_results(image["id"], {**output, "masks": masks}, LABEL_TO_CAT) == (
+            instances_to_coco_results(image["id"], {**output, "masks": probabilities}, LABEL_TO_CAT)
+        )
 
 
 @pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])

@@ -212,6 +212,7 @@ def test_report_opens_with_the_answer_then_questions_in_both_formats(written):
 
     v = compute_verdict(study["arms"])
     headings = [line[3:] for line in md.splitlines() if line.startswith("## ")]
+    assert md.splitlines()[2].startswith("Dataset: ") and "{" not in md.splitlines()[2]
     assert headings[:2] == ["Answer", "Paper check"]
     assert headings[2 : 2 + len(v["questions"])] == [q["title"] for q in v["questions"]]
     assert md.index(v["headline"]) < md.index("## Paper check")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from scratchlab.study.stats import (
+    bias_corrected_interval,
     direction,
     mean_over_resampled_seeds,
     percentile_interval,
@@ -48,6 +49,28 @@ def test_percentile_interval_ignores_nan_and_covers_the_middle():
     lo, hi = percentile_interval(s)
     assert lo == pytest.approx(24.975) and hi == pytest.approx(974.025)
     assert percentile_interval(np.array([np.nan])) is None
+
+
+def test_bias_corrected_interval_equals_percentile_when_samples_centre_on_the_estimate():
+    s = np.concatenate([np.arange(1001.0), [np.nan]])  # median 500
+    assert bias_corrected_interval(s, 500.0) == pytest.approx(percentile_interval(s))
+
+
+def test_bias_corrected_interval_follows_an_estimate_below_the_samples():
+    # Draws that run high (as AP does on resampled images): the interval moves down towards the estimate.
+    draws = np.random.default_rng(0).normal(1.0, 1.0, 20000)
+    low, high = bias_corrected_interval(draws, 0.0)  # 16% of the draws lie below the estimate
+    assert low == pytest.approx(1.0 - 3.96, abs=0.1) and high == pytest.approx(1.0 - 0.04, abs=0.1)
+    p_low, p_high = percentile_interval(draws)
+    assert low < p_low and high < p_high
+
+
+def test_bias_corrected_interval_is_finite_at_the_extremes_and_none_without_data():
+    draws = np.arange(100.0)
+    low, high = bias_corrected_interval(draws, -5.0)  # every draw above the estimate
+    assert low == pytest.approx(0.0, abs=1e-3) and low <= high < 1.0  # the lowest draws, not -inf
+    assert bias_corrected_interval(draws, None) is None
+    assert bias_corrected_interval(np.array([np.nan]), 1.0) is None
 
 
 def test_seed_summary_t_interval():

@@ -47,6 +47,18 @@ def test_findings_grouped_by_question_with_their_numbers(caught_up_arms):
     assert "random init (GN, 3x) reached 31.0 bbox AP against 30.0" in v["questions"][1]["lines"][0]
 
 
+def test_one_regime_names_only_a_non_bbox_task(make_arm):
+    arms = [
+        make_arm("classify_gn_1x", "classify", 30.0, segm=True),
+        make_arm("scratch_gn_1x", "random", 22.0, segm=True),
+        make_arm("scratch_gn_3x", "random", 31.0, schedule=3.0, segm=True),
+    ]
+    lines = compute_verdict(arms)["lines"]
+    segm = [x for x in lines if "segm AP" in x]
+    assert segm and all(x.startswith("[segm] ") for x in segm)
+    assert not any(x.startswith("[data") for x in lines)
+
+
 def test_regimes_and_trend(regime_arms):
     v = compute_verdict(regime_arms)
     gaps = {g["data"]: g for g in v["findings"]["regime_gap"] if g["task"] == "bbox"}
