@@ -8,7 +8,8 @@ normalised (per-batch BN) scratch arm at 1x — and writes the report. Every num
 
 The arms and pre-trainings run as ``--launcher local`` jobs, two at a time, each with half the cores'
 threads: on 2 cores, two 1-thread processes train these small models faster than one 2-thread process
-(BENCHMARKS.md, issue #10).
+(BENCHMARKS.md, issue #10). ``--quick`` runs them inline, one after the other: its models train in
+seconds, less than a job process takes to start (the local launcher has its own tests).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 
 from ..config import overrides_of
 from .launcher import launch_study
+from .runner import run_study
 
 __all__ = ["demo_study", "run_demo"]
 
@@ -96,8 +98,11 @@ def run_demo(out: str | Path, quick: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     study_file = out / "study.yaml"
     study_file.write_text(yaml.safe_dump(demo_study(quick), sort_keys=False))
-    with _threads_per_job(JOBS):
-        study = launch_study(study_file, out, "local", max_parallel=JOBS, poll_s=0.5)
+    if quick:
+        study = run_study(study_file, out)
+    else:
+        with _threads_per_job(JOBS):
+            study = launch_study(study_file, out, "local", max_parallel=JOBS, poll_s=0.5)
     print(study["verdict"]["headline"])
     print("\n".join(study["verdict"]["lines"]))
     print(f"\nreport: {(out / 'report.html').resolve()}\n        {(out / 'report.md').resolve()}")

@@ -19,3 +19,19 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert list((out / "figures").glob("*.png"))
     printed = capsys.readouterr().out
     assert "report:" in printed and study["verdict"]["lines"][0] in printed
+
+
+def test_each_demo_job_gets_its_share_of_the_cores_unless_the_user_chose(monkeypatch):
+    import os
+
+    from scratchlab.study.demo import _threads_per_job
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with _threads_per_job(2):
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with _threads_per_job(2):
+        assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert os.environ["OMP_NUM_THREADS"] == "3"
