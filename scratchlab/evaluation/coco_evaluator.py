@@ -30,6 +30,7 @@ import torch
 from ..utils.dist import all_gather_objects, get_world_size, is_main_process
 from ..utils.io import write_json
 from .evaluator import DatasetEvaluator
+from .mask_eval import PreparedMaskEval
 
 __all__ = [
     "COCOEvaluator",
@@ -278,6 +279,15 @@ def detections_for(
     return dts
 
 
+def _mask_results(results: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """``results`` for mask evaluation, checked to carry masks (read as they are, not copied: the mask
+    area is the instance area whatever ``bbox`` they also have, as :func:`detections_for` arranges)."""
+    for i, r in enumerate(results):
+        if "segmentation" not in r:
+            raise ValueError(f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation")
+    return results
+
+
 def _mean_ap(precision: np.ndarray) -> float | None:
     """Mean of the valid (> -1) precision entries in percent; None when nothing had ground truth."""
     valid = precision[precision > -1]
@@ -422,11 +432,15 @@ def _accumulated(
     """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
     keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
     sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
-    dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
     # One IoU worker: faster-coco-eval's mask IoU holds the GIL, so its default 8 threads only add
     # scheduling (benchmarks/EVAL_NOTES.md).
     extra = {"print_function": _log.debug, "rle_iou_max_workers": 1} if backend == "faster_coco_eval" else {}
-    coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
+    if iou_type == "segm" and backend == "faster_coco_eval":
+        # The same COCOeval_faster, fed from the records in bulk and the ground truth prepared once.
+        coco_eval = PreparedMaskEval(gt, _mask_results(results), **extra)
+    else:
+        dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
+        coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
     if iou_type == "keypoints":
         coco_eval.params.kpt_oks_sigmas = sigmas
         coco_eval.params.catIds = keypoint_cats
