@@ -9,8 +9,8 @@ two per-record Python steps it calls are replaced, by what they compute:
   to RLE by faster-coco-eval's own ``calculateRleForAllAnnotations``, the C++ instance dataset) is
   built once per loaded ground-truth object and reused, since a training run evaluates the same ground
   truth again and again. The detection side is built from the result records in one pass: the
-  records ``loadRes`` would make (``id`` = 1-based position, ``area`` = mask area from one bulk
-  ``mask.area`` call, ``iscrowd`` 0), grouped per (image, category) in result order, as
+  records ``loadRes`` would make (``id`` = 1-based position, ``area`` = mask area from bulk
+  ``mask.area`` calls, ``iscrowd`` 0), grouped per (image, category) in result order, as
   ``getAnnIds``/``append_ref`` order them.
 - ``computeIoU``: the same per-(image, category) mask IoU (detections stably sorted by descending score,
   the first ``maxDets[-1]``, crowd ground truth with crowd IoU) through faster-coco-eval's ``mask.iou``,
@@ -29,6 +29,7 @@ from typing import Any
 import faster_coco_eval
 import faster_coco_eval.faster_eval_api_cpp as _C
 import numpy as np
+import pycocotools.mask as pycocotools_mask
 from faster_coco_eval.core import mask as mask_api
 
 __all__ = ["PreparedMaskEval", "prepared_mask_gt"]
@@ -65,10 +66,15 @@ def prepared_mask_gt(gt: Any) -> _PreparedGT:
     return cached
 
 
+def _mask_areas(masks: list[Mapping[str, Any]]) -> list[int]:
+    """Pixel areas of RLE ``masks``: pycocotools' ``mask.area`` (a third of faster-coco-eval's time
+    here), called on at most 255 masks at a time because pycocotools sizes its result array as uint8."""
+    return [int(a) for k in range(0, len(masks), 255) for a in pycocotools_mask.area(masks[k : k + 255])]
+
+
 def _detection_records(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """What faster-coco-eval's ``loadRes`` makes of mask results, as far as evaluation reads them."""
-    masks = [r["segmentation"] for r in results]
-    areas = mask_api.area(masks).tolist() if masks else []
+    areas = _mask_areas([r["segmentation"] for r in results])
     return [
         {
             "id": k + 1,
