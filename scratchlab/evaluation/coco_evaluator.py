@@ -16,6 +16,7 @@ import copy
 import io
 import json
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -366,15 +367,26 @@ def evaluate_predictions(
             raise ValueError(f"unknown iou type {t!r}; expected a subset of {IOU_TYPES}")
     coco_cls = _apis(backend)[0]
     gt = coco_gt if isinstance(coco_gt, coco_cls) else load_coco_gt(coco_gt, backend, "segm" in iou_types)
-    for i, r in enumerate(results):
-        if r.get("image_id") not in gt.imgs:
-            raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
+    _check_image_ids(gt, results)
     metrics: Metrics = {}
     for iou_type in iou_types:
         coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids, oks_sigmas)
         dets = KEYPOINT_MAX_DETS if iou_type == "keypoints" else max_dets
         metrics[iou_type] = _summarize(coco_eval, gt, dets, per_category, recall)
     return metrics
+
+
+def _check_image_ids(gt: Any, results: Sequence[Mapping[str, Any]]) -> None:
+    """Raise ValueError naming the first result whose image is not in ``gt`` (a set difference first:
+    the per-record loop only runs to find the culprit)."""
+    try:
+        if not set(map(operator.itemgetter("image_id"), results)) - gt.imgs.keys():
+            return
+    except (KeyError, TypeError):  # a record without image_id, or an unhashable one
+        pass
+    for i, r in enumerate(results):
+        if r.get("image_id") not in gt.imgs:
+            raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
 
 
 def _oks_sigmas(gt: Any, cats: list[int], sigmas: Sequence[float] | None) -> np.ndarray:

@@ -72,21 +72,14 @@ def _mask_areas(masks: list[Mapping[str, Any]]) -> list[int]:
     return [int(a) for k in range(0, len(masks), 255) for a in pycocotools_mask.area(masks[k : k + 255])]
 
 
-def _detection_records(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What faster-coco-eval's ``loadRes`` makes of mask results, as far as evaluation reads them."""
-    areas = _mask_areas([r["segmentation"] for r in results])
-    return [
-        {
-            "id": k + 1,
-            "image_id": r["image_id"],
-            "category_id": r["category_id"],
-            "score": r["score"],
-            "area": area,
-            "iscrowd": 0,
-            "segmentation": r["segmentation"],
-        }
-        for k, (r, area) in enumerate(zip(results, areas, strict=True))
-    ]
+def _group_detections(
+    results: Sequence[Mapping[str, Any]], img_ids: set[int], cat_ids: set[int]
+) -> dict[tuple[int, int], list[int]]:
+    """Positions of the evaluated ``results`` per (image, category), in result order."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for k, r in enumerate(results):
+        groups[r["image_id"], r["category_id"]].append(k)
+    return {pair: ks for pair, ks in groups.items() if pair[0] in img_ids and pair[1] in cat_ids}
 
 
 class PreparedMaskEval(faster_coco_eval.COCOeval_faster):
@@ -103,24 +96,30 @@ class PreparedMaskEval(faster_coco_eval.COCOeval_faster):
     def _prepare(self) -> None:
         p = self.params
         prepared = prepared_mask_gt(self.cocoGt)
-        self.gt_dataset = prepared.dataset
-        self._gt_groups = prepared
-        img_ids, cat_ids = set(p.imgIds), set(p.catIds)
+        self.gt_dataset, self._gt = prepared.dataset, prepared
+        results = self._results
+        self._dt_groups = _group_detections(results, set(p.imgIds), set(p.catIds))
+        areas = _mask_areas([r["segmentation"] for r in results])
+        # What loadRes makes of each mask result, as far as the C++ evaluation reads it: id (1-based
+        # position), mask area, iscrowd 0, score; loaded per (image, category) in one call.
+        groups = [
+            (
+                float(img_id),
+                float(cat_id),
+                [{"id": k + 1, "area": areas[k], "iscrowd": 0, "score": results[k]["score"]} for k in ks],
+            )
+            for (img_id, cat_id), ks in self._dt_groups.items()
+        ]
         self.dt_dataset = _C.Dataset()
-        self._dt_groups: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-        for dt in _detection_records(self._results):
-            if dt["image_id"] in img_ids and dt["category_id"] in cat_ids:
-                self.dt_dataset.append_ref(dt["image_id"], dt["category_id"], dt)
-                self._dt_groups[dt["image_id"], dt["category_id"]].append(dt)
-        self._nonempty_iou_pairs = {
-            pair for pair in self._dt_groups if pair in prepared.groups and pair[0] in img_ids
-        }
+        self.dt_dataset.load_tuple((len(groups), groups))
+        self._nonempty_iou_pairs = {pair for pair in self._dt_groups if pair in prepared.groups}
 
     def computeIoU(self, imgId: int, catId: int) -> list[float] | np.ndarray:
-        dts = self._dt_groups.get((imgId, catId), [])
-        gt_rles = self._gt_groups.rles.get((imgId, catId), [])
-        if not dts or not gt_rles:
+        ks = self._dt_groups.get((imgId, catId), [])
+        gt_rles = self._gt.rles.get((imgId, catId), [])
+        if not ks or not gt_rles:
             return []
-        order = np.argsort([-d["score"] for d in dts], kind="mergesort")[: self.params.maxDets[-1]]
-        masks = [dts[i]["segmentation"] for i in order]
-        return mask_api.iou(masks, gt_rles, self._gt_groups.iscrowd[imgId, catId])
+        scores = [-self._results[k]["score"] for k in ks]
+        order = np.argsort(scores, kind="mergesort")[: self.params.maxDets[-1]]
+        masks = [self._results[ks[i]]["segmentation"] for i in order]
+        return mask_api.iou(masks, gt_rles, self._gt.iscrowd[imgId, catId])
