@@ -72,14 +72,17 @@ def _mask_areas(masks: list[Mapping[str, Any]]) -> list[int]:
     return [int(a) for k in range(0, len(masks), 255) for a in pycocotools_mask.area(masks[k : k + 255])]
 
 
-def _group_detections(
-    results: Sequence[Mapping[str, Any]], img_ids: set[int], cat_ids: set[int]
-) -> dict[tuple[int, int], list[int]]:
-    """Positions of the evaluated ``results`` per (image, category), in result order."""
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for k, r in enumerate(results):
-        groups[r["image_id"], r["category_id"]].append(k)
-    return {pair: ks for pair, ks in groups.items() if pair[0] in img_ids and pair[1] in cat_ids}
+def _detections_by_pair(results: Sequence[Mapping[str, Any]]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """What loadRes makes of each mask result, as far as the C++ evaluation reads it (``id`` =
+    1-based position, ``area`` = mask area, ``iscrowd`` 0, ``score``; ``segmentation`` for the IoU),
+    per (image, category) in result order."""
+    areas = _mask_areas([r["segmentation"] for r in results])
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for k, (r, area) in enumerate(zip(results, areas, strict=True)):
+        groups[r["image_id"], r["category_id"]].append(
+            {"id": k + 1, "area": area, "iscrowd": 0, "score": r["score"], "segmentation": r["segmentation"]}
+        )
+    return groups
 
 
 class PreparedMaskEval(faster_coco_eval.COCOeval_faster):
@@ -97,29 +100,27 @@ class PreparedMaskEval(faster_coco_eval.COCOeval_faster):
         p = self.params
         prepared = prepared_mask_gt(self.cocoGt)
         self.gt_dataset, self._gt = prepared.dataset, prepared
-        results = self._results
-        self._dt_groups = _group_detections(results, set(p.imgIds), set(p.catIds))
-        areas = _mask_areas([r["segmentation"] for r in results])
-        # What loadRes makes of each mask result, as far as the C++ evaluation reads it: id (1-based
-        # position), mask area, iscrowd 0, score; loaded per (image, category) in one call.
-        groups = [
-            (
-                float(img_id),
-                float(cat_id),
-                [{"id": k + 1, "area": areas[k], "iscrowd": 0, "score": results[k]["score"]} for k in ks],
-            )
-            for (img_id, cat_id), ks in self._dt_groups.items()
-        ]
-        self.dt_dataset = _C.Dataset()
-        self.dt_dataset.load_tuple((len(groups), groups))
-        self._nonempty_iou_pairs = {pair for pair in self._dt_groups if pair in prepared.groups}
+        img_ids, cat_ids = set(p.imgIds), set(p.catIds)
+        self._dts = {
+            pair: dts
+            for pair, dts in _detections_by_pair(self._results).items()
+            if pair[0] in img_ids and pair[1] in cat_ids
+        }
+        self.dt_dataset = _C.Dataset()  # loaded per (image, category) in one call
+        self.dt_dataset.load_tuple(
+            (len(self._dts), [(float(i), float(c), d) for (i, c), d in self._dts.items()])
+        )
+        self._nonempty_iou_pairs = {pair for pair in self._dts if pair in prepared.groups}
 
     def computeIoU(self, imgId: int, catId: int) -> list[float] | np.ndarray:
-        ks = self._dt_groups.get((imgId, catId), [])
+        dts = self._dts.get((imgId, catId), [])
         gt_rles = self._gt.rles.get((imgId, catId), [])
-        if not ks or not gt_rles:
+        if not dts or not gt_rles:
             return []
-        scores = [-self._results[k]["score"] for k in ks]
-        order = np.argsort(scores, kind="mergesort")[: self.params.maxDets[-1]]
-        masks = [self._results[ks[i]]["segmentation"] for i in order]
-        return mask_api.iou(masks, gt_rles, self._gt.iscrowd[imgId, catId])
+        # Python's sort is stable: the order of np.argsort(-score, kind="mergesort").
+        dts = sorted(dts, key=_negative_score)[: self.params.maxDets[-1]]
+        return mask_api.iou([d["segmentation"] for d in dts], gt_rles, self._gt.iscrowd[imgId, catId])
+
+
+def _negative_score(dt: Mapping[str, Any]) -> float:
+    return -dt["score"]
