@@ -284,8 +284,11 @@ def _mask_results(results: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str,
     """``results`` for mask evaluation, checked to carry masks (read as they are, not copied: the mask
     area is the instance area whatever ``bbox`` they also have, as :func:`detections_for` arranges)."""
     for i, r in enumerate(results):
-        if "segmentation" not in r:
-            raise ValueError(f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation")
+        if not isinstance(r.get("segmentation"), Mapping):
+            raise ValueError(
+                f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation RLE "
+                "({'size': [h, w], 'counts': ...}), as COCO results carry"
+            )
     return results
 
 

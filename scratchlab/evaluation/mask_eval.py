@@ -2,8 +2,10 @@
 
 The matching and the precision/recall tables stay faster-coco-eval's: :class:`PreparedMaskEval` is a
 ``COCOeval_faster`` whose ``evaluate()`` and ``accumulate()`` run unchanged (its C++
-``COCOevalEvaluateImages`` / ``COCOevalAccumulate`` over the IoU lists and instance datasets). Only the
-two per-record Python steps it calls are replaced, by what they compute:
+``COCOevalEvaluateAccumulate``, or ``COCOevalEvaluateImages`` + ``COCOevalAccumulate`` with
+``separate_eval``, over the IoU lists and instance datasets). Only the two per-record Python steps it
+calls are replaced, by what they compute (for COCO's settings: categories used, no LVIS, no boundary
+IoU; other settings are refused):
 
 - ``_prepare``: the ground truth side (each annotation's ``ignore`` = ``iscrowd``, its mask converted
   to RLE by faster-coco-eval's own ``calculateRleForAllAnnotations``, the C++ instance dataset) is
@@ -11,7 +13,7 @@ two per-record Python steps it calls are replaced, by what they compute:
   truth again and again. The detection side is built from the result records in one pass: the
   records ``loadRes`` would make (``id`` = 1-based position, ``area`` = mask area from bulk
   ``mask.area`` calls, ``iscrowd`` 0), grouped per (image, category) in result order, as
-  ``getAnnIds``/``append_ref`` order them.
+  ``getAnnIds``/``append_ref`` order them, and loaded into the C++ dataset in one ``load_tuple`` call.
 - ``computeIoU``: the same per-(image, category) mask IoU (detections stably sorted by descending score,
   the first ``maxDets[-1]``, crowd ground truth with crowd IoU) through faster-coco-eval's ``mask.iou``,
   reading the grouped lists instead of converting the C++ dataset back to Python per pair.
@@ -98,6 +100,8 @@ class PreparedMaskEval(faster_coco_eval.COCOeval_faster):
 
     def _prepare(self) -> None:
         p = self.params
+        if not p.useCats or self.lvis_style or p.iouType != "segm":
+            raise ValueError("PreparedMaskEval evaluates COCO segm with categories (useCats=1, no LVIS)")
         prepared = prepared_mask_gt(self.cocoGt)
         self.gt_dataset, self._gt = prepared.dataset, prepared
         img_ids, cat_ids = set(p.imgIds), set(p.catIds)
