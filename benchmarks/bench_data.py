@@ -31,20 +31,21 @@ from scratchlab.config import load_config
 from scratchlab.engine.data import build_datasets, build_train_loader
 from scratchlab.engine.trainer import train
 from scratchlab.models import build_model
-from scratchlab.utils.runtime import loader_workers
 
 NO_VAL = ["data.val_json=null", "data.val_images=null", "eval.period=0"]
 
 
-def loader_rate(cfg, batches: int) -> float:
-    """Images/s the training loader delivers alone (the first batch, worker start-up, left out)."""
+def loader_rate(cfg, batches: int) -> tuple[float, int]:
+    """(images/s the training loader delivers alone, its worker count); the first batch (worker start-up)
+    is left out."""
     train_set, _ = build_datasets(cfg)
-    it = iter(build_train_loader(cfg, train_set, 0, 0, 1))
+    loader = build_train_loader(cfg, train_set, 0, 0, 1)
+    it = iter(loader)
     next(it)
     t0, images = time.perf_counter(), 0
     for _ in range(batches):
         images += len(next(it)[0])
-    return images / (time.perf_counter() - t0)
+    return images / (time.perf_counter() - t0), loader.num_workers
 
 
 def model_rate(cfg, steps: int) -> float:
@@ -95,12 +96,13 @@ def main() -> None:
             )
             loader, model, share, step = [], [], [], []
             for r in range(a.rounds):
-                loader.append(loader_rate(cfg, a.batches))
+                rate, count = loader_rate(cfg, a.batches)
+                loader.append(rate)
                 model.append(model_rate(cfg, 6))
                 s, t = data_share(cfg, work / f"run_{len(rows)}_{r}")
                 share.append(s)
                 step.append(t)
-            label = f"{workers} ({loader_workers(workers)})" if workers == "auto" else workers
+            label = f"{workers} ({count})" if workers == "auto" else workers
             med = spread(share)
             rows.append(
                 [name, label, spread(loader)[0], spread(model)[0], spread(loader)[0] / spread(model)[0],

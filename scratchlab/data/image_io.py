@@ -146,7 +146,7 @@ def load_image_tensor(path: str | os.PathLike[str]) -> torch.Tensor:
             return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True).contiguous()
     except RuntimeError:
         pass  # missing, unreadable or a JPEG libjpeg refuses: load_image decodes it or names the problem
-    return torch.from_numpy(np.asarray(load_image(path))).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.asarray(load_image(path)).transpose(2, 0, 1).copy())  # one CHW copy
 
 
 def image_info(path: str | os.PathLike[str], verify: bool = False) -> ImageInfo:
