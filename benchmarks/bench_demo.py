@@ -2,7 +2,7 @@
 its study.json, what direct and classification pre-training cost to reach their fine-tuned AP (the
 paper's "> 11x cheaper" claim for direct pre-training, measured on the miniature).
 
-    python benchmarks/bench_demo.py [--out DIR]
+    python benchmarks/bench_demo.py [--out DIR] [--quick]
 
 The demo runs in a child process restricted to 2 cores (the first 2 this process may use) with
 ``OMP_NUM_THREADS=2`` when the machine has more, so the figure is a 2-core figure anywhere. Costs are
@@ -27,14 +27,14 @@ from common import ROOT, emit, log
 CORES = 2
 
 
-def run_demo(out: Path) -> tuple[float, int]:
-    """(wall seconds, cores used) of ``scratchlab demo --out out``."""
+def run_demo(out: Path, quick: bool) -> tuple[float, int]:
+    """(wall seconds, cores used) of ``scratchlab demo --out out`` (``--quick``: its smoke-test size)."""
     env, cores = dict(os.environ), sorted(os.sched_getaffinity(0))[:CORES]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", str(len(cores)))
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "scratchlab", "demo", "--out", str(out)],
+        [sys.executable, "-m", "scratchlab", "demo", "--out", str(out), *(["--quick"] if quick else [])],
         env=env,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
         stdout=subprocess.DEVNULL,
@@ -96,10 +96,13 @@ def direct_vs_classify(study: dict[str, Any]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="the demo's folder (default: a new temporary one)")
+    p.add_argument(
+        "--quick", action="store_true", help="scratchlab demo --quick: checks this script, not the demo"
+    )
     a = p.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="bench_demo_")) / "demo"
     log(f"scratchlab demo --out {out} (several minutes)")
-    wall, cores = run_demo(out)
+    wall, cores = run_demo(out, a.quick)
     study = json.loads((out / "study.json").read_text())
     rows = arm_rows(study)
     rows.append(
@@ -107,7 +110,8 @@ def main() -> None:
     )
     emit(
         "4 and 6. `scratchlab demo`: wall time, direct vs classification pre-training cost",
-        f"python benchmarks/bench_demo.py (runs `scratchlab demo --out DIR` on {cores} cores)",
+        f"python benchmarks/bench_demo.py{' --quick' if a.quick else ''} (runs `scratchlab demo --out DIR"
+        f"{' --quick' if a.quick else ''}` on {cores} cores)",
         ["arm", "bbox AP", "95% interval", "pre-train images", "pre-train pixels", "pre-train wall s",
          "total images", "total pixels", "total wall s"],
         rows,

@@ -277,9 +277,13 @@ def build_train_loader(
 ) -> DataLoader:
     """The resumable training loader, ``solver.accumulate`` micro-batches per iteration: batches of one aspect
     group when ``data.aspect_ratio_grouping``. ``data.num_workers`` processes (``auto``: chosen for the
-    machine, :func:`~scratchlab.utils.runtime.loader_workers`), kept alive for the whole run (the sampler
-    is endless, so one iterator serves every iteration and evaluations never restart them); ``pin_memory``
-    (training on CUDA) makes the host-to-device copies asynchronous."""
+    machine, :func:`~scratchlab.utils.runtime.loader_workers`); ``pin_memory`` (training on CUDA) makes the
+    host-to-device copies asynchronous.
+
+    The sampler is endless, so the trainer takes ONE iterator for the whole run: its workers persist across
+    evaluation periods without ``persistent_workers``, which would only add a second owner (the loader's
+    ``_iterator``) and keep the workers alive after the run; the trainer drops its iterator when the
+    training loop ends, which stops them."""
     batch, seed, accumulate = int(cfg.solver.ims_per_batch), int(cfg.seed), int(cfg.solver.accumulate)
     if cfg.data.aspect_ratio_grouping:
         sampler = GroupedTrainingBatchSampler(
@@ -298,6 +302,6 @@ def build_train_loader(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        persistent_workers=workers > 0,
+        persistent_workers=False,
         generator=generator,
     )

@@ -51,7 +51,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
-    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+    """Targets on ``device``; asynchronous copies when the loader pinned them (training on CUDA)."""
+    return [
+        {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+        for t in targets
+    ]
 
 
 def _evaluate(model, val_set, cfg: DictConfig, device, output_file: Path | None = None) -> dict[str, Any]:
@@ -205,6 +209,10 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             t_last = time.perf_counter()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0:
             save(done)
+    # Stop the loader's workers now (their prefetched batches are not needed), before the final evaluation
+    # and whatever follows: a reference cycle elsewhere (matplotlib keeps tracebacks) could otherwise keep
+    # this frame, and with it the workers, alive until the garbage collector runs.
+    del batches
     results = (
         _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
     )
