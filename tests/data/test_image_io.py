@@ -167,7 +167,7 @@ def test_tensor_loader_decodes_jpegs_to_the_same_pixels_as_load_image(tmp_path, 
     path = tmp_path / "x.jpg"
     _noise_jpeg(path, mode, orientation)
     tensor = load_image_tensor(path)
-    assert tensor.dtype == torch.uint8 and tensor.is_contiguous()
+    assert tensor.dtype == torch.uint8 and tensor.shape[0] == 3
     assert np.array_equal(tensor.permute(1, 2, 0).numpy(), np.asarray(load_image(path)))
 
 
