@@ -133,8 +133,13 @@ def main() -> None:
         )
     emit(
         "1. Training loop overhead: `scratchlab train` vs a bare loop",
-        f"python benchmarks/bench_loop.py --rounds {a.rounds} --iters {a.iters} --warmup {a.warmup} "
-        + " ".join(a.overrides),
+        " ".join(
+            [
+                "python benchmarks/bench_loop.py",
+                f"--rounds {a.rounds} --iters {a.iters} --warmup {a.warmup}",
+                *a.overrides,
+            ]
+        ),
         [
             "round",
             "train s/iter (mean)",

@@ -219,7 +219,7 @@ def split_document(text: str) -> tuple[str, dict[str, str], str]:
     at = text.find("\n## ")
     if at < 0:
         return text.rstrip("\n") + "\n\n", {}, "\n"
-    return text[: at + 1], {}, "\n" + text[at + 1 :]
+    return text[: at + 1], {}, "\n\n" + text[at + 1 :]
 
 
 def join_document(head: str, sections: dict[str, str], tail: str) -> str:

@@ -92,7 +92,7 @@ def test_hand_written_text_is_kept_and_rows_replace_only_themselves(tmp_path, mo
     assert run.main(["--only", "loop", "eval", "--file", str(doc)]) == 0
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nIntro.\n\n" + run.BEGIN)
-    assert text.endswith(run.END + "\n" + history)
+    assert text.endswith(run.END + "\n\n" + history)
     assert "### 1. Fake row" in text and "Not present" in text
     # A second run of another row keeps the first one's section and the history.
     assert run.main(["--only", "data", "--file", str(doc)]) == 1
@@ -101,7 +101,7 @@ def test_hand_written_text_is_kept_and_rows_replace_only_themselves(tmp_path, mo
         "### 1. Fake row" in again and "boom: no data" in again and again.endswith(run.END + "\n" + history)
     )
     head, sections, tail = run.split_document(again)
-    assert set(sections) == {"loop", "eval", "data"} and tail == "\n" + history
+    assert set(sections) == {"loop", "eval", "data"} and tail == "\n\n" + history
     assert run.join_document(head, sections, tail) == again
 
 
