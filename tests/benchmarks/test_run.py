@@ -98,7 +98,7 @@ def test_hand_written_text_is_kept_and_rows_replace_only_themselves(tmp_path, mo
     assert run.main(["--only", "data", "--file", str(doc)]) == 1
     again = doc.read_text()
     assert (
-        "### 1. Fake row" in again and "boom: no data" in again and again.endswith(run.END + "\n" + history)
+        "### 1. Fake row" in again and "boom: no data" in again and again.endswith(run.END + "\n\n" + history)
     )
     head, sections, tail = run.split_document(again)
     assert set(sections) == {"loop", "eval", "data"} and tail == "\n\n" + history
