@@ -110,14 +110,14 @@ def main() -> None:
     )
     emit(
         "4 and 6. `scratchlab demo`: wall time, direct vs classification pre-training cost",
-        f"python benchmarks/bench_demo.py{' --quick' if a.quick else ''} (runs `scratchlab demo --out DIR"
-        f"{' --quick' if a.quick else ''}` on {cores} cores)",
+        f"python benchmarks/bench_demo.py{' --quick' if a.quick else ''}",
         ["arm", "bbox AP", "95% interval", "pre-train images", "pre-train pixels", "pre-train wall s",
          "total images", "total pixels", "total wall s"],
         rows,
         [
             *direct_vs_classify(study),
-            f"demo on {cores} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', CORES)}; wall time "
+            f"`scratchlab demo --out DIR{' --quick' if a.quick else ''}` on {cores} cores, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', CORES)}; wall time "
             f"{wall / 60:.1f} min including data generation, pre-training, 5 arms, evaluation and the report",
             f"headline: {study['verdict'].get('headline', '')}",
         ],
