@@ -135,7 +135,10 @@ def main() -> None:
         f"data.train_json={work / 'annotations' / 'instances_train.json'}",
         f"data.train_images={work / 'train'}",
     ]
-    cfg = load_config(a.config, [*data_keys, "solver.ims_per_batch=2", "data.num_workers=0", *a.overrides])
+    no_val = ["data.val_json=null", "data.val_images=null"]  # the recipe names COCO's val2017
+    cfg = load_config(
+        a.config, [*data_keys, *no_val, "solver.ims_per_batch=2", "data.num_workers=0", *a.overrides]
+    )
     data = batches(cfg, device, 8)
     rows, notes = [], []
     for precision, channels_last, compile_ in VARIANTS:
