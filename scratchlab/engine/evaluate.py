@@ -56,7 +56,9 @@ def evaluate_checkpoint(
     tta = cfg.eval.tta
     if tta.enabled:
         model = TTADetector(model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip))
-    results = inference_on_dataset(model, val_set, evaluator, device, num_workers=loader_workers(cfg.data.num_workers))
+    results = inference_on_dataset(
+        model, val_set, evaluator, device, num_workers=loader_workers(cfg.data.num_workers)
+    )
     if detections is not None:
         evaluator.write_results(detections)
     if figures is not None:
