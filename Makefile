@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser demo test lint clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -29,13 +29,18 @@ demo: setup
 	$(VENV)/bin/scratchlab demo --out runs/demo
 
 test: setup browser
-	$(VENV)/bin/ruff check scratchlab tests
-	$(VENV)/bin/ruff format --check scratchlab tests
+	$(VENV)/bin/ruff check scratchlab tests benchmarks
+	$(VENV)/bin/ruff format --check scratchlab tests benchmarks
 	$(VENV)/bin/python -m pytest -q
 
+# Regenerates the measured part of BENCHMARKS.md (between its `make bench` markers; the rest is kept).
+# ARGS passes options through, e.g. `make bench ARGS="--only loop --repeats 5"`.
+bench: setup
+	$(VENV)/bin/python benchmarks/run.py $(ARGS)
+
 lint: setup
-	$(VENV)/bin/ruff check scratchlab tests
-	$(VENV)/bin/ruff format --check scratchlab tests
+	$(VENV)/bin/ruff check scratchlab tests benchmarks
+	$(VENV)/bin/ruff format --check scratchlab tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache

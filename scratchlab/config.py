@@ -143,7 +143,9 @@ DEFAULTS: dict[str, Any] = {
         # Detectron2 ASPECT_RATIO_GROUPING): less padding in the shared canvas, so GN statistics see less
         # of it. On in the COCO recipes.
         "aspect_ratio_grouping": False,
-        "num_workers": 0,
+        # Training loader processes: a count, or auto = one per usable core beyond the one that runs the
+        # model (per local rank, at most 8; 0 on a single core). utils.runtime.loader_workers.
+        "num_workers": "auto",
         "check": True,  # validate the dataset before training
         # Used when no data keys are given: a generated set, made once under <out>/data.
         "synth": {
@@ -268,6 +270,7 @@ TYPES: dict[str, ValueType] = {
     "data.val_json": _PATH,
     "data.val_images": _PATH,
     "data.subset": Optional(Number()),
+    "data.num_workers": AnyOf(Choice("auto"), Int(minimum=0)),
     "data.synth.object_textures": Optional(ListOf(Str())),
     "data.synth.shapes": Optional(ListOf(Str())),
     "data.synth.max_object_size": Optional(Float()),

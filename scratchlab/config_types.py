@@ -64,14 +64,21 @@ class Int(ValueType):
 
     name = "int"
 
+    def __init__(self, minimum: int | None = None) -> None:
+        self.minimum = minimum
+        if minimum is not None:
+            self.name = f"int >= {minimum}"
+
     def __call__(self, value: Any) -> int:
         if isinstance(value, str):
             text = value.strip()
             try:
-                return int(text)
+                value = int(text)
             except ValueError:
                 value = Float()(text)
         if not _is_number(value) or not math.isfinite(value) or value != int(value):
+            raise Refused
+        if self.minimum is not None and value < self.minimum:
             raise Refused
         return int(value)
 

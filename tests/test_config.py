@@ -141,6 +141,8 @@ def test_float_written_1e_3_is_a_float_in_override_and_yaml(tmp_path):
         ("solver.amp_dtype=fp16", "solver.amp_dtype='fp16': expected one of 'float16' | 'bfloat16'"),
         ("classify.lr_schedule=poly", "classify.lr_schedule='poly': expected one of 'step' | 'cosine'"),
         ("device=gpu", "device='gpu': expected auto | cpu | cuda"),
+        ("data.num_workers=-1", "data.num_workers=-1: expected one of 'auto' | int >= 0"),
+        ("data.num_workers=many", "data.num_workers='many': expected one of 'auto' | int >= 0"),
         ("solver=3", "solver=3: expected a mapping"),
     ],
 )

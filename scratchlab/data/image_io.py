@@ -23,9 +23,19 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-__all__ = ["ALPHA_BACKGROUND", "ImageLoadError", "ImageInfo", "load_image", "image_size", "image_info"]
+__all__ = [
+    "ALPHA_BACKGROUND",
+    "ImageLoadError",
+    "ImageInfo",
+    "load_image",
+    "load_image_tensor",
+    "image_size",
+    "image_info",
+]
 
 # ImageNet mean (0.485, 0.456, 0.406) * 255: after the usual normalisation a composited transparent
 # area becomes ~0, the least informative value for a network.
@@ -120,6 +130,25 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     except Exception as err:
         raise _fail(path, err) from err
     return rgb
+
+
+def load_image_tensor(path: str | os.PathLike[str]) -> torch.Tensor:
+    """:func:`load_image` as a uint8 ``[3, H, W]`` tensor, what the training transforms take.
+
+    JPEGs (most photographs) are decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo, EXIF orientation
+    applied, grey and CMYK converted to RGB): the same pixels as Pillow's decode, faster on large photos
+    (1280x1024: 4.9 against 7.6 ms, BENCHMARKS.md). Anything else, or a JPEG it refuses (truncated,
+    corrupt), goes through :func:`load_image`, which handles every mode and names the file in its error.
+    Either way the tensor is a CHW view of HWC memory: no transposing copy, and the resize that follows
+    takes uint8 channels-last input on its fast path.
+    """
+    try:
+        data = read_file(os.fspath(path))
+        if data.numel() > 2 and data[0] == 0xFF and data[1] == 0xD8:  # the JPEG start-of-image marker
+            return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    except RuntimeError:
+        pass  # missing, unreadable or a JPEG libjpeg refuses: load_image decodes it or names the problem
+    return torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1)
 
 
 def image_info(path: str | os.PathLike[str], verify: bool = False) -> ImageInfo:

@@ -22,6 +22,7 @@ from ..data.synth import make_synth_detection
 from ..data.transforms import build_transforms
 from ..utils.dist import barrier, get_world_size, is_main_process
 from ..utils.io import write_json
+from ..utils.runtime import loader_workers
 
 __all__ = [
     "DatasetError",
@@ -272,10 +273,17 @@ def aspect_groups(dataset: CocoDetection) -> list[int]:
 
 
 def build_train_loader(
-    cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int, world: int
+    cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int, world: int, pin_memory: bool = False
 ) -> DataLoader:
     """The resumable training loader, ``solver.accumulate`` micro-batches per iteration: batches of one aspect
-    group when ``data.aspect_ratio_grouping``."""
+    group when ``data.aspect_ratio_grouping``. ``data.num_workers`` processes (``auto``: chosen for the
+    machine, :func:`~scratchlab.utils.runtime.loader_workers`); ``pin_memory`` (training on CUDA) makes the
+    host-to-device copies asynchronous.
+
+    The sampler is endless, so the trainer takes ONE iterator for the whole run: its workers persist across
+    evaluation periods without ``persistent_workers``, which would only add a second owner (the loader's
+    ``_iterator``) and keep the workers alive after the run; the trainer drops its iterator when the
+    training loop ends, which stops them."""
     batch, seed, accumulate = int(cfg.solver.ims_per_batch), int(cfg.seed), int(cfg.solver.accumulate)
     if cfg.data.aspect_ratio_grouping:
         sampler = GroupedTrainingBatchSampler(
@@ -287,11 +295,13 @@ def build_train_loader(
     # global torch RNG, so a resumed run (whose loader starts after the RNG restore) would be one draw
     # ahead of the uninterrupted run from the first step on. Augmentation is seeded per sample anyway.
     generator = torch.Generator().manual_seed(seed + rank)
+    workers = loader_workers(cfg.data.num_workers)
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        num_workers=int(cfg.data.num_workers),
+        num_workers=workers,
         collate_fn=collate,
+        pin_memory=pin_memory,
         persistent_workers=False,
         generator=generator,
     )

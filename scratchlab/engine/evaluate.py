@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..models import build_model
-from ..utils.runtime import resolve_device, setup_logging
+from ..utils.runtime import loader_workers, resolve_device, setup_logging
 from ..vis.plots import plot_pr_curves
 from .data import build_val_set, require_masks, with_keypoint_count
 from .inference import coco_evaluator, inference_on_dataset
@@ -56,7 +56,9 @@ def evaluate_checkpoint(
     tta = cfg.eval.tta
     if tta.enabled:
         model = TTADetector(model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip))
-    results = inference_on_dataset(model, val_set, evaluator, device, num_workers=int(cfg.data.num_workers))
+    results = inference_on_dataset(
+        model, val_set, evaluator, device, num_workers=loader_workers(cfg.data.num_workers)
+    )
     if detections is not None:
         evaluator.write_results(detections)
     if figures is not None:

@@ -51,7 +51,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
-    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+    """Targets on ``device``; asynchronous copies when the loader pinned them (training on CUDA)."""
+    return [
+        {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+        for t in targets
+    ]
 
 
 def _evaluate(model, val_set, cfg: DictConfig, device, output_file: Path | None = None) -> dict[str, Any]:
@@ -138,7 +142,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             save_checkpoint(state(iteration, rngs), out / "checkpoints")
 
     writers = MetricWriters(out, total, start)
-    loader = build_train_loader(cfg, train_set, start, rank, world)
+    loader = build_train_loader(cfg, train_set, start, rank, world, pin_memory=device.type == "cuda")
     model.train()
     t_last = time.perf_counter()
     timing = {"time": 0.0, "data_time": 0.0, "n": 0}  # averaged over each log period
@@ -156,18 +160,23 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             with contextlib.nullcontext() if sync else model.no_sync():
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                     loss_dict = model(images, targets)
-                loss = sum(loss_dict.values())
-                if not all_ranks_agree(math.isfinite(loss.item()), device):  # every rank stops at this step
-                    values = all_gather_objects({k: round(v.item(), 4) for k, v in loss_dict.items()})
-                    bad = [r for r, v in enumerate(values) if not all(map(math.isfinite, v.values()))]
-                    save(it)  # the state before this step, enough to inspect the failure
-                    raise NonFiniteLossError(
-                        f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {values[bad[0]]}; the state "
-                        f"before this step is saved in {out / 'checkpoints' / 'last.pth'}"
-                    )
                 # The mean over micro-steps: the gradient of the whole batch's (per-image mean) loss.
-                scaler.scale(loss / accumulate).backward()
-            micro_losses.append({k: v.item() for k, v in loss_dict.items()})
+                scaler.scale(sum(loss_dict.values()) / accumulate).backward()
+            # One host sync per micro-step, after the backward is queued (on a GPU, checking before it would
+            # leave the device idle while the backward is launched): every loss value at once, for the
+            # finiteness check and the log. A non-finite loss stops every rank before the optimizer step,
+            # so the saved state is the one before this step.
+            stacked = torch.stack([v.detach().float() for v in loss_dict.values()])
+            values = dict(zip(loss_dict, stacked.tolist(), strict=True))
+            if not all_ranks_agree(all(map(math.isfinite, values.values())), device):
+                gathered = all_gather_objects({k: round(v, 4) for k, v in values.items()})
+                bad = [r for r, v in enumerate(gathered) if not all(map(math.isfinite, v.values()))]
+                save(it)  # the state before this step, enough to inspect the failure
+                raise NonFiniteLossError(
+                    f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {gathered[bad[0]]}; the state "
+                    f"before this step is saved in {out / 'checkpoints' / 'last.pth'}"
+                )
+            micro_losses.append(values)
             # Cost of this micro-step over all ranks (each rank sees its own share of the global batch).
             cost.images_seen += len(images) * world
             cost.instances_seen += sum(len(t["boxes"]) for t in targets) * world
@@ -200,6 +209,10 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             t_last = time.perf_counter()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0:
             save(done)
+    # Stop the loader's workers now (their prefetched batches are not needed), before the final evaluation
+    # and whatever follows: a reference cycle elsewhere (matplotlib keeps tracebacks) could otherwise keep
+    # this frame, and with it the workers, alive until the garbage collector runs.
+    del batches
     results = (
         _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
     )

@@ -16,6 +16,7 @@ import copy
 import io
 import json
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch
 from ..utils.dist import all_gather_objects, get_world_size, is_main_process
 from ..utils.io import write_json
 from .evaluator import DatasetEvaluator
+from .mask_eval import PreparedMaskEval
 
 __all__ = [
     "COCOEvaluator",
@@ -278,6 +280,18 @@ def detections_for(
     return dts
 
 
+def _mask_results(results: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """``results`` for mask evaluation, checked to carry masks (read as they are, not copied: the mask
+    area is the instance area whatever ``bbox`` they also have, as :func:`detections_for` arranges)."""
+    for i, r in enumerate(results):
+        if not isinstance(r.get("segmentation"), Mapping):
+            raise ValueError(
+                f"segm evaluation: result #{i} (image {r.get('image_id')}) has no segmentation RLE "
+                "({'size': [h, w], 'counts': ...}), as COCO results carry"
+            )
+    return results
+
+
 def _mean_ap(precision: np.ndarray) -> float | None:
     """Mean of the valid (> -1) precision entries in percent; None when nothing had ground truth."""
     valid = precision[precision > -1]
@@ -356,15 +370,26 @@ def evaluate_predictions(
             raise ValueError(f"unknown iou type {t!r}; expected a subset of {IOU_TYPES}")
     coco_cls = _apis(backend)[0]
     gt = coco_gt if isinstance(coco_gt, coco_cls) else load_coco_gt(coco_gt, backend, "segm" in iou_types)
-    for i, r in enumerate(results):
-        if r.get("image_id") not in gt.imgs:
-            raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
+    _check_image_ids(gt, results)
     metrics: Metrics = {}
     for iou_type in iou_types:
         coco_eval = _accumulated(gt, results, iou_type, backend, max_dets, img_ids, oks_sigmas)
         dets = KEYPOINT_MAX_DETS if iou_type == "keypoints" else max_dets
         metrics[iou_type] = _summarize(coco_eval, gt, dets, per_category, recall)
     return metrics
+
+
+def _check_image_ids(gt: Any, results: Sequence[Mapping[str, Any]]) -> None:
+    """Raise ValueError naming the first result whose image is not in ``gt`` (a set difference first:
+    the per-record loop only runs to find the culprit)."""
+    try:
+        if not set(map(operator.itemgetter("image_id"), results)) - gt.imgs.keys():
+            return
+    except (KeyError, TypeError):  # a record without image_id, or an unhashable one
+        pass
+    for i, r in enumerate(results):
+        if r.get("image_id") not in gt.imgs:
+            raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
 
 
 def _oks_sigmas(gt: Any, cats: list[int], sigmas: Sequence[float] | None) -> np.ndarray:
@@ -422,11 +447,15 @@ def _accumulated(
     """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
     keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
     sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
-    dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
     # One IoU worker: faster-coco-eval's mask IoU holds the GIL, so its default 8 threads only add
     # scheduling (benchmarks/EVAL_NOTES.md).
     extra = {"print_function": _log.debug, "rle_iou_max_workers": 1} if backend == "faster_coco_eval" else {}
-    coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
+    if iou_type == "segm" and backend == "faster_coco_eval":
+        # The same COCOeval_faster, fed from the records in bulk and the ground truth prepared once.
+        coco_eval = PreparedMaskEval(gt, _mask_results(results), **extra)
+    else:
+        dt = _load_results(gt, detections_for(iou_type, results, keypoint_cats), backend)
+        coco_eval = _apis(backend)[1](gt, dt, iou_type, **extra)
     if iou_type == "keypoints":
         coco_eval.params.kpt_oks_sigmas = sigmas
         coco_eval.params.catIds = keypoint_cats

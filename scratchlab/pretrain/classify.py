@@ -45,7 +45,7 @@ from ..utils.dist import (
     is_main_process,
 )
 from ..utils.io import write_json
-from ..utils.runtime import amp_setup, resolve_device, setup_logging
+from ..utils.runtime import amp_setup, loader_workers, resolve_device, setup_logging
 
 __all__ = ["pretrain_classify", "BackboneClassifier"]
 
@@ -145,7 +145,7 @@ def _train_loader(train_set: ImageFolder, cfg: DictConfig, epoch: int, rank: int
         sampler=sampler,
         drop_last=True,
         generator=g,
-        num_workers=int(cfg.data.num_workers),
+        num_workers=loader_workers(cfg.data.num_workers),
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -256,7 +256,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
                 },
                 out / "checkpoints",
             )
-    acc = _accuracy(core, val_set, int(c.batch_size) // world, int(cfg.data.num_workers), device)
+    acc = _accuracy(core, val_set, int(c.batch_size) // world, loader_workers(cfg.data.num_workers), device)
     # What the backbone was pre-trained on, as run provenance records name it.
     data = (
         f"{root} ({len(train_set.classes)} classes)"

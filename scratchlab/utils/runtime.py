@@ -1,8 +1,10 @@
-"""The process's runtime: the package logger's handlers and the torch device a config asks for."""
+"""The process's runtime: the package logger's handlers, the torch device a config asks for and the data
+loader workers the machine affords."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -10,7 +12,10 @@ from omegaconf import DictConfig
 
 from .dist import is_main_process
 
-__all__ = ["setup_logging", "resolve_device", "amp_setup"]
+__all__ = ["setup_logging", "resolve_device", "amp_setup", "usable_cores", "loader_workers"]
+
+# More workers than this rarely help a detection loader (Detectron2 and torchvision's references use 4).
+MAX_AUTO_WORKERS = 8
 
 log = logging.getLogger("scratchlab")
 
@@ -47,3 +52,19 @@ def amp_setup(cfg: DictConfig, device: torch.device) -> tuple[bool, torch.dtype,
     enabled = bool(cfg.solver.amp) and device.type == "cuda"
     dtype = torch.bfloat16 if cfg.solver.amp_dtype == "bfloat16" else torch.float16  # checked at load
     return enabled, dtype, torch.amp.GradScaler(device.type, enabled=enabled and dtype == torch.float16)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def loader_workers(setting: int | str, cores: int | None = None, local_ranks: int | None = None) -> int:
+    """``data.num_workers``: a count as given; ``auto`` = the cores each local rank has beyond the one that
+    runs its model (``cores // local_ranks - 1``, at most :data:`MAX_AUTO_WORKERS`), so 0 on a single
+    core, where a worker process could only take time from the model."""
+    if setting != "auto":
+        return int(setting)
+    cores = usable_cores() if cores is None else cores
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if local_ranks is None else local_ranks
+    return max(0, min(MAX_AUTO_WORKERS, cores // max(1, local_ranks) - 1))

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from scratchlab.data.image_io import ALPHA_BACKGROUND, ImageLoadError, image_info, image_size, load_image
+from scratchlab.data.image_io import (
+    ALPHA_BACKGROUND,
+    ImageLoadError,
+    image_info,
+    image_size,
+    load_image,
+    load_image_tensor,
+)
 
 
 def _rgb(img: Image.Image, xy: tuple[int, int]) -> np.ndarray:
@@ -145,3 +153,36 @@ def test_non_image_raises_image_load_error(tmp_path, content):
 def test_missing_file_raises_image_load_error(tmp_path):
     with pytest.raises(ImageLoadError, match=r"nope\.png: cannot read image: no such file"):
         load_image(tmp_path / "nope.png")
+
+
+def _noise_jpeg(path, mode: str, orientation: int = 1) -> None:
+    arr = np.random.default_rng(1).integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).convert(mode).save(path, "JPEG", quality=90, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("mode, orientation", [("RGB", 1), ("L", 1), ("CMYK", 1), ("RGB", 6), ("RGB", 3)])
+def test_tensor_loader_decodes_jpegs_to_the_same_pixels_as_load_image(tmp_path, mode, orientation):
+    path = tmp_path / "x.jpg"
+    _noise_jpeg(path, mode, orientation)
+    tensor = load_image_tensor(path)
+    assert tensor.dtype == torch.uint8 and tensor.shape[0] == 3
+    assert np.array_equal(tensor.permute(1, 2, 0).numpy(), np.asarray(load_image(path)))
+
+
+def test_tensor_loader_takes_other_formats_through_load_image(tmp_path):
+    path = tmp_path / "alpha.png"
+    Image.new("RGBA", (6, 4), (255, 0, 0, 0)).save(path)
+    assert load_image_tensor(path)[:, 0, 0].tolist() == list(ALPHA_BACKGROUND)
+
+
+@pytest.mark.parametrize("name, cut", [("cut.jpg", True), ("nope.jpg", False)])
+def test_tensor_loader_names_the_file_it_cannot_read(tmp_path, name, cut):
+    path = tmp_path / name
+    if cut:
+        _noise_jpeg(tmp_path / "good.jpg", "RGB")
+        data = (tmp_path / "good.jpg").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match=name.replace(".", r"\.")):
+        load_image_tensor(path)

@@ -8,6 +8,7 @@ from scratchlab.config import load_config
 from scratchlab.data.coco import CocoDetection
 from scratchlab.data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
 from scratchlab.engine.data import DatasetError, aspect_groups, build_train_loader
+from scratchlab.utils.runtime import loader_workers
 
 
 def _dataset(tmp_path, sizes):
@@ -44,3 +45,13 @@ def test_grouping_without_image_sizes_names_the_image(tmp_path):
     ds = _dataset(tmp_path, [{"width": 64, "height": 48}, {}])
     with pytest.raises(DatasetError, match="image id 2"):
         aspect_groups(ds)
+
+
+@pytest.mark.parametrize("setting", ["auto", "0", "2"])
+def test_workers_are_chosen_for_the_machine_and_kept_for_the_run(tmp_path, setting):
+    ds = _dataset(tmp_path, [{"width": 64, "height": 48}] * 4)
+    cfg = load_config(None, [f"data.num_workers={setting}", "solver.ims_per_batch=2"])
+    loader = build_train_loader(cfg, ds, 0, 0, 1, pin_memory=True)
+    assert loader.num_workers == loader_workers(setting)
+    assert not loader.persistent_workers and loader.pin_memory  # one iterator per run: see its docstring
+    assert not build_train_loader(cfg, ds, 0, 0, 1).pin_memory  # pinned only when training on CUDA

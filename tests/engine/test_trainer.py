@@ -174,3 +174,17 @@ def test_accumulating_two_batches_of_one_equals_a_batch_of_two(tmp_path, synth_d
     assert l1 == pytest.approx(l2, rel=1e-5)
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_loader_workers_stop_when_training_ends(tmp_path, synth_data):
+    """A long-lived process (a notebook, a study running arms in-process) must not keep a worker per run."""
+    import multiprocessing
+
+    from scratchlab.config import load_config
+    from tests.conftest import MINI, TINY
+
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    cfg = load_config(MINI, [*TINY, *data, "data.val_json=null", "solver.max_iter=2", "data.num_workers=1"])
+    before = set(multiprocessing.active_children())  # an earlier test's failed run may still hold its own
+    train(cfg, tmp_path)
+    assert set(multiprocessing.active_children()) - before == set()

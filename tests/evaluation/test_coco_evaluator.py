@@ -281,6 +281,13 @@ def test_bad_labels_and_ids_are_clear_errors() -> None:
         COCOEvaluator(gt, label_to_category_id=LABEL_TO_CAT).process([{"image_id": 999}], [out])
     with pytest.raises(ValueError, match=r"result #0: image_id 999"):
         evaluate_predictions(gt, [{"image_id": 999, "category_id": 3, "bbox": [0, 0, 4, 4], "score": 1.0}])
+    good = {"image_id": image["id"], "category_id": 3, "bbox": [0, 0, 4, 4], "score": 1.0}
+    with pytest.raises(ValueError, match=r"result #1: image_id None"):
+        evaluate_predictions(gt, [good, {"category_id": 3, "bbox": [0, 0, 4, 4], "score": 1.0}], ("bbox",))
+    with pytest.raises(ValueError, match=r"segm evaluation: result #0 .* has no segmentation"):
+        evaluate_predictions(gt, [good], ("segm",))
+    with pytest.raises(ValueError, match=r"segm evaluation: result #0 .* has no segmentation RLE"):
+        evaluate_predictions(gt, [{**good, "segmentation": [[0, 0, 4, 0, 4, 4]]}], ("segm",))
     broken = make_gt()
     del broken["annotations"][1]["bbox"]
     with pytest.raises(ValueError, match=r"annotations\[1\] \(id 2\) lacks \['bbox'\]"):

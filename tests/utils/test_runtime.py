@@ -1,0 +1,36 @@
+"""utils.runtime.loader_workers: ``data.num_workers: auto`` resolved for the machine."""
+
+import pytest
+
+from scratchlab.config import load_config
+from scratchlab.utils.runtime import MAX_AUTO_WORKERS, loader_workers, usable_cores
+from tests.conftest import MINI
+
+
+@pytest.mark.parametrize(
+    ("cores", "local_ranks", "workers"),
+    [
+        (1, 1, 0),
+        (2, 1, 1),
+        (4, 1, 3),
+        (16, 1, MAX_AUTO_WORKERS),
+        (16, 8, 1),
+        (8, 8, 0),
+        (64, 4, MAX_AUTO_WORKERS),
+    ],
+)
+def test_auto_leaves_each_rank_one_core_for_its_model(cores, local_ranks, workers):
+    assert loader_workers("auto", cores, local_ranks) == workers
+
+
+def test_auto_reads_the_affinity_mask_and_local_world_size(monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert loader_workers("auto") == min(MAX_AUTO_WORKERS, usable_cores() - 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(usable_cores()))
+    assert loader_workers("auto") == 0
+
+
+def test_a_count_is_taken_as_written_and_auto_is_the_default():
+    assert loader_workers(3, cores=1) == 3 and loader_workers("0") == 0
+    assert load_config(MINI).data.num_workers == "auto"
+    assert load_config(MINI, ["data.num_workers=2"]).data.num_workers == 2
