@@ -42,6 +42,10 @@ ARMS = [
     {"name": "scratch_bn_1x", "init": "random", "norm": "BN", "schedule": 1, "overrides": FINAL_EVAL_ONLY},
 ]
 
+# Each of the JOBS processes has its share of the cores for its model; a data-loading worker process
+# (data.num_workers: auto gives one on 2 cores) would take time from the other job.
+IN_PROCESS_LOADING = ["data.num_workers=0"]
+
 # --quick: the same study on configs/mini/tiny.yaml (narrower model, fewer images, a few iterations): a
 # smoke test of the whole pipeline (it checks plumbing, not findings).
 TINY = CONFIGS / "tiny.yaml"
@@ -59,10 +63,11 @@ def demo_study(quick: bool = False) -> dict[str, Any]:
     """The embedded study definition (written to ``OUT/study.yaml`` so a user can re-run or edit it)."""
     if not (CONFIGS / "mask_rcnn_gn_scratch.yaml").is_file():
         raise FileNotFoundError(f"{CONFIGS}: the mini configs are not there (run the demo from a checkout)")
-    shrink = overrides_of(TINY) if quick else []
+    shrink = [*overrides_of(TINY), *IN_PROCESS_LOADING] if quick else IN_PROCESS_LOADING
     return {
         "name": "scratchlab demo" + (" (quick)" if quick else ""),
         "base": str(TINY if quick else CONFIGS / "mask_rcnn_gn_scratch.yaml"),
+        "overrides": IN_PROCESS_LOADING,
         "pretrain": {
             "classify": {
                 "config": str(CONFIGS / "classify_gn.yaml"),
