@@ -128,7 +128,15 @@ def inference_on_dataset(
     model.eval()
     evaluator.reset()
     share = Subset(dataset, list(range(get_rank(), len(dataset), get_world_size())))
-    loader = DataLoader(share, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_lists)
+    # Its own generator: a DataLoader otherwise draws its base seed from the global RNG, so evaluating
+    # during training would change the rest of the run (its RoI sampling) against an unevaluated run.
+    loader = DataLoader(
+        share,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_as_lists,
+        generator=torch.Generator(),
+    )
     with (
         tqdm(
             total=len(share), desc="evaluating", unit="img", leave=False, disable=not is_main_process()

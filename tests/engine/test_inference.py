@@ -93,3 +93,11 @@ def test_batched_inference_gives_the_detections_of_batch_one(synth_data) -> None
         mask_a, mask_b = (mask_util.decode(r["segmentation"]).astype(bool) for r in (a, b))
         assert (mask_a != mask_b).mean() < 0.01  # a pixel may flip where a probability sits at 0.5
     assert sum(mask_util.area(r["segmentation"]) for r in records[1]) > 0
+
+
+def test_inference_leaves_the_global_rng_alone(synth_data) -> None:
+    """Evaluating during training must not move the training run's random stream (RoI sampling)."""
+    cfg, model, val_set = _model_and_val(synth_data)
+    before = torch.get_rng_state()
+    inference_on_dataset(model, Subset(val_set, [0]), coco_evaluator(cfg, val_set), torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), before)
