@@ -27,7 +27,7 @@ from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, 
 from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
-from .checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
+from .checkpoint import BackgroundCheckpointer, atomic_torch_save, capture_rng, load_latest, restore_rng
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import (
     build_datasets,
@@ -135,11 +135,14 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             "config": to_yaml(cfg),
         }
 
+    checkpointer = BackgroundCheckpointer(out / "checkpoints") if is_main_process() else None
+
     def save(iteration: int) -> None:
-        """Collective: every rank's RNG state goes into the checkpoint; the main process writes it."""
+        """Collective: every rank's RNG state goes into the checkpoint; the main process writes it (on
+        its checkpoint thread, from a copy taken now)."""
         rngs = all_gather_objects(capture_rng())
-        if is_main_process():
-            save_checkpoint(state(iteration, rngs), out / "checkpoints")
+        if checkpointer is not None:
+            checkpointer.save(state(iteration, rngs))
 
     writers = MetricWriters(out, total, start)
     loader = build_train_loader(cfg, train_set, start, rank, world, pin_memory=device.type == "cuda")
@@ -172,6 +175,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
                 gathered = all_gather_objects({k: round(v, 4) for k, v in values.items()})
                 bad = [r for r, v in enumerate(gathered) if not all(map(math.isfinite, v.values()))]
                 save(it)  # the state before this step, enough to inspect the failure
+                if checkpointer is not None:
+                    checkpointer.close()  # on disk before the error says so
                 raise NonFiniteLossError(
                     f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {gathered[bad[0]]}; the state "
                     f"before this step is saved in {out / 'checkpoints' / 'last.pth'}"
@@ -223,6 +228,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         "provenance": provenance,
     }
     save(total)
+    if checkpointer is not None:
+        checkpointer.close()
     if is_main_process():
         writers.write(total, flatten_metrics(results))
         atomic_torch_save(

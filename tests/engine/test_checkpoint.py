@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from scratchlab.engine.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
+from scratchlab.engine.checkpoint import (
+    BackgroundCheckpointer,
+    capture_rng,
+    load_latest,
+    restore_rng,
+    save_checkpoint,
+)
 
 
 def test_rng_roundtrip_through_weights_only_load(tmp_path):
@@ -81,3 +87,34 @@ def test_resume_falls_back_when_last_is_corrupt(tmp_path, caplog):
     ckpt, path = load_latest(tmp_path)
     assert (ckpt["iteration"], path.name) == (4, "previous.pth")
     assert "falling back" in caplog.text
+
+
+def test_background_checkpoints_hold_the_state_of_their_call_in_order(tmp_path):
+    weights = torch.zeros(3)
+    state = {"model": {"w": weights}, "optimizer": {"state": [{"m": weights * 2}]}, "iteration": 1}
+    writer = BackgroundCheckpointer(tmp_path)
+    writer.save(state)
+    weights.add_(1.0)  # training goes on changing its tensors in place
+    writer.save({**state, "iteration": 2})
+    writer.close()
+    last, path = load_latest(tmp_path)
+    assert (
+        path.name == "last.pth" and last["iteration"] == 2 and torch.equal(last["model"]["w"], torch.ones(3))
+    )
+    first = torch.load(tmp_path / "previous.pth", weights_only=True)
+    assert first["iteration"] == 1 and torch.equal(first["model"]["w"], torch.zeros(3))
+
+
+def test_background_write_errors_reach_the_caller(tmp_path, monkeypatch):
+    save_checkpoint({"iteration": 1}, tmp_path)
+    writer = BackgroundCheckpointer(tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    writer.save({"iteration": 2})
+    with pytest.raises(OSError, match="No space"):
+        writer.close()
+    monkeypatch.undo()
+    assert load_latest(tmp_path)[0]["iteration"] == 1
