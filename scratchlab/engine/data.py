@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from ..config import MASK_ARCHS
 from ..data.check import Problem, check_dataset, format_report
 from ..data.coco import CocoDetection, collate
+from ..data.packing import PackedBatchLoader
 from ..data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
 from ..data.synth import make_synth_detection
 from ..data.transforms import build_transforms
@@ -274,11 +274,12 @@ def aspect_groups(dataset: CocoDetection) -> list[int]:
 
 def build_train_loader(
     cfg: DictConfig, dataset: CocoDetection, start_iter: int, rank: int, world: int, pin_memory: bool = False
-) -> DataLoader:
+) -> PackedBatchLoader:
     """The resumable training loader, ``solver.accumulate`` micro-batches per iteration: batches of one aspect
     group when ``data.aspect_ratio_grouping``. ``data.num_workers`` processes (``auto``: chosen for the
     machine, :func:`~scratchlab.utils.runtime.loader_workers`); ``pin_memory`` (training on CUDA) makes the
-    host-to-device copies asynchronous.
+    host-to-device copies asynchronous. Workers send each batch as one shared buffer
+    (:class:`~scratchlab.data.packing.PackedBatchLoader`).
 
     The sampler is endless, so the trainer takes ONE iterator for the whole run: its workers persist across
     evaluation periods without ``persistent_workers``, which would only add a second owner (the loader's
@@ -296,7 +297,7 @@ def build_train_loader(
     # ahead of the uninterrupted run from the first step on. Augmentation is seeded per sample anyway.
     generator = torch.Generator().manual_seed(seed + rank)
     workers = loader_workers(cfg.data.num_workers)
-    return DataLoader(
+    return PackedBatchLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=workers,

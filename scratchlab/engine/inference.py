@@ -17,12 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from tqdm import tqdm
 
 from ..config import MASK_ARCHS
+from ..data.packing import PackedBatchLoader
 from ..evaluation import COCOEvaluator
 from ..utils.dist import get_rank, get_world_size, is_main_process
 
@@ -130,7 +131,7 @@ def inference_on_dataset(
     share = Subset(dataset, list(range(get_rank(), len(dataset), get_world_size())))
     # Its own generator: a DataLoader otherwise draws its base seed from the global RNG, so evaluating
     # during training would change the rest of the run (its RoI sampling) against an unevaluated run.
-    loader = DataLoader(
+    loader = PackedBatchLoader(
         share,
         batch_size=batch_size,
         num_workers=num_workers,
