@@ -44,7 +44,7 @@ def refuse_box_only_files(cfg: DictConfig) -> None:
         if instances and not any(a.get("segmentation") for a in instances):
             raise DatasetError(
                 f"{ann}: none of its {len(instances)} annotation(s) has a segmentation (e.g. id "
-                f"{instances[0].get('id')}): box-only data cannot train Mask R-CNN (model.arch={cfg.model.arch}). "
-                "Train a box detector: a faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) "
-                "or model.arch=faster_rcnn"
+                f"{instances[0].get('id')}): box-only data cannot train Mask R-CNN "
+                f"(model.arch={cfg.model.arch}). Train a box detector: a faster_rcnn config "
+                "(e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn"
             )
