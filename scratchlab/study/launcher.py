@@ -219,7 +219,10 @@ class _Scheduler:
     def _cancel_running(self) -> None:
         for key, (job, kind, arm) in self.running.items():
             log.warning("the study was stopped: cancelling %s %s (job %s)", kind, key, job.job_id)
-            job.cancel(check=False)
+            try:
+                job.cancel(check=False)
+            except Exception as exc:  # noqa: BLE001 - still cancel the others, and stop as asked
+                log.error("could not cancel job %s: %s", job.job_id, exc)
             if kind == "arm":
                 self.study.records[arm["name"]] = {
                     **_record(arm, "failed", self.study._model(arm)),

@@ -174,6 +174,44 @@ def test_stopping_the_study_process_cancels_its_jobs(tmp_path, synth_data, stop)
             os.kill(pid, signal.SIGKILL)
 
 
+class _Job:
+    def __init__(self, job_id: str, refuses: bool = False) -> None:
+        self.job_id, self.refuses, self.cancelled = job_id, refuses, False
+
+    def cancel(self, check: bool = True) -> None:
+        if self.refuses:
+            raise FileNotFoundError("scancel")
+        self.cancelled = True
+
+
+def test_a_job_that_cannot_be_cancelled_spares_no_other(make_arm, monkeypatch):
+    from scratchlab.study.launcher import _Scheduler
+
+    class _Study:
+        def __init__(self) -> None:
+            self.records: dict = {}
+
+        def _model(self, arm: dict) -> str:
+            return "mask_rcnn"
+
+        def write(self) -> None:
+            pass
+
+    def _interrupted(self, pending: list) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Scheduler, "_run", _interrupted)
+    jobs = [_Job("1", refuses=True), _Job("2")]
+    scheduler = _Scheduler.__new__(_Scheduler)  # no executor: the jobs are stand-ins
+    scheduler.study = _Study()
+    arms = [{**make_arm(f"scratch_gn_1x_s{i}", "random"), "weights": None} for i in range(2)]
+    scheduler.running = {a["name"]: (j, "arm", a) for a, j in zip(arms, jobs, strict=True)}
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.run([])
+    assert jobs[1].cancelled and not scheduler.running
+    assert [r["status"] for r in scheduler.study.records.values()] == ["failed", "failed"]
+
+
 def test_launcher_options_come_from_the_study_file_then_flags():
     opts = ClusterOptions.from_study(
         {"launcher": {"gpus_per_node": 8, "partition": "learn"}}, nodes=2, partition=None, max_parallel=3
