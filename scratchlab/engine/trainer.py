@@ -27,6 +27,7 @@ from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, 
 from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
+from .box_only import refuse_box_only_files
 from .checkpoint import BackgroundCheckpointer, atomic_torch_save, capture_rng, load_latest, restore_rng
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import (
@@ -94,6 +95,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     cfg, batch_line = scale_to_world(cfg, world)
     log.info(batch_line)
     if cfg.data.check:
+        refuse_box_only_files(cfg)  # a JSON read: before the image decode, which can take minutes
         validate_data(cfg)
     device = resolve_device(cfg, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank

@@ -24,7 +24,14 @@ import numpy as np
 
 from scratchlab.evaluation.coco_evaluator import _load_results, _mean_ap, detections_for, load_coco_gt
 
-__all__ = ["BOOTSTRAP_METRICS", "per_image_eval", "ap_on_images", "resample_indices", "bootstrap_ap"]
+__all__ = [
+    "BOOTSTRAP_METRICS",
+    "PerImageAP",
+    "per_image_eval",
+    "ap_on_images",
+    "resample_indices",
+    "bootstrap_ap",
+]
 
 BOOTSTRAP_METRICS = ("AP", "AP50", "AP75")
 _ALL_AREAS = [0.0, 1e10]  # COCO's "all" range
@@ -152,16 +159,34 @@ def _summary(precision: np.ndarray, iou_thresholds: Sequence[float]) -> dict[str
     }
 
 
-def _accumulate(table: list[list[Any]], data: Mapping[str, Any], indices: Sequence[int]) -> dict:
-    evaluations = [row[i] for row in table for i in indices]
-    out = _C.COCOevalAccumulate(_Params(data, len(indices)), evaluations)
-    return _summary(np.asarray(out["precision"]), data["iou_thresholds"])
+class PerImageAP:
+    """One evaluation's per-image data with its per-image results rebuilt once, so its AP on the whole
+    set and on every resample come from the same table."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data, self._table = data, _table(data)
+
+    def on_images(self, indices: Sequence[int]) -> dict[str, float | None]:
+        """AP/AP50/AP75 over the images ``indices`` (positions in ``data["image_ids"]``; a repeated
+        position counts as often as it appears), accumulated by faster-coco-eval."""
+        evaluations = [row[i] for row in self._table for i in indices]
+        out = _C.COCOevalAccumulate(_Params(self.data, len(indices)), evaluations)
+        return _summary(np.asarray(out["precision"]), self.data["iou_thresholds"])
+
+    def bootstrap(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Each metric of ``BOOTSTRAP_METRICS`` on every resample (rows of ``indices``), NaN where no
+        drawn image has ground truth. Pass every arm the same ``indices`` to pair them."""
+        out = {m: np.full(len(indices), np.nan) for m in BOOTSTRAP_METRICS}
+        for b, row in enumerate(indices):
+            for m, v in self.on_images(row).items():
+                if v is not None:
+                    out[m][b] = v
+        return out
 
 
 def ap_on_images(data: Mapping[str, Any], indices: Sequence[int]) -> dict[str, float | None]:
-    """AP/AP50/AP75 over the images ``indices`` (positions in ``data["image_ids"]``; a repeated position
-    counts as often as it appears), accumulated by faster-coco-eval."""
-    return _accumulate(_table(data), data, indices)
+    """AP/AP50/AP75 over the images ``indices`` (see :meth:`PerImageAP.on_images`)."""
+    return PerImageAP(data).on_images(indices)
 
 
 def resample_indices(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -172,12 +197,5 @@ def resample_indices(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
 
 
 def bootstrap_ap(data: Mapping[str, Any], indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Each metric of ``BOOTSTRAP_METRICS`` on every resample (rows of ``indices``), NaN where no drawn
-    image has ground truth. Pass every arm the same ``indices`` to pair them."""
-    table = _table(data)
-    out = {m: np.full(len(indices), np.nan) for m in BOOTSTRAP_METRICS}
-    for b, row in enumerate(indices):
-        for m, v in _accumulate(table, data, row).items():
-            if v is not None:
-                out[m][b] = v
-    return out
+    """Each metric on every resample (see :meth:`PerImageAP.bootstrap`)."""
+    return PerImageAP(data).bootstrap(indices)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.bootstrap import BOOTSTRAP_METRICS, ap_on_images, bootstrap_ap, resample_indices
+from ..evaluation.bootstrap import BOOTSTRAP_METRICS, PerImageAP, resample_indices
 from .groups import Group
 from .stats import bias_corrected_interval, mean_over_resampled_seeds
 
@@ -67,8 +67,9 @@ class Evidence:
                 images = tuple(data["image_ids"])
                 if images not in self._indices:
                     self._indices[images] = resample_indices(len(images), self.resamples, self.seed)
-                estimates = ap_on_images(data, range(len(images)))
-                draws = bootstrap_ap(data, self._indices[images])
+                ap = PerImageAP(data)  # one table for the estimate and every resample
+                estimates = ap.on_images(range(len(images)))
+                draws = ap.bootstrap(self._indices[images])
                 self._arm[key] = images, {m: Samples(estimates[m], draws[m]) for m in BOOTSTRAP_METRICS}
         return self._arm[key]
 

@@ -34,7 +34,11 @@ __all__ = [
     "cost",
     "best_group",
     "compare",
+    "KINDS",
 ]
+
+# Every kind a Finding can have, in the order a verdict lists them (study.json's "findings" keys).
+KINDS = ("early", "catch_up", "regime_gap", "localisation", "normalisation", "direct_vs_classify", "cost")
 
 
 @dataclass

@@ -8,7 +8,9 @@ workers run: :meth:`Study.run_arm` -> ``train``. Shared pre-trainings run first,
 arm that needs one is submitted once it is done (on Slurm: at once, with an ``afterok`` dependency). At
 most ``max_parallel`` jobs are queued or running at a time; this process waits for them all, keeping
 ``DIR/study.json`` current (each arm's status and job id), then writes the verdict and report as
-``inline`` does.
+``inline`` does. Stopping that process (Ctrl-C, or SIGTERM to it alone) cancels the jobs it has running
+(submitit's ``Job.cancel``) before it exits non-zero; their arms are recorded failed, and re-submitting
+the study resumes them.
 
 Preemption and time limits: a job that submitit requeues or that times out calls
 :meth:`StudyJob.checkpoint`, which resubmits the same job; it resumes from the arm's last checkpoint
@@ -22,7 +24,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -204,6 +210,30 @@ class _Scheduler:
             self.study.write()
 
     def run(self, pending: list[dict[str, Any]]) -> None:
+        try:
+            self._run(pending)
+        except BaseException:  # Ctrl-C, SIGTERM (see _sigterm_raises) or an error here: no orphan jobs
+            self._cancel_running()
+            raise
+
+    def _cancel_running(self) -> None:
+        for key, (job, kind, arm) in self.running.items():
+            log.warning("the study was stopped: cancelling %s %s (job %s)", kind, key, job.job_id)
+            try:
+                job.cancel(check=False)
+            except Exception as exc:  # noqa: BLE001 - still cancel the others, and stop as asked
+                log.error("could not cancel job %s: %s", job.job_id, exc)
+            if kind == "arm":
+                self.study.records[arm["name"]] = {
+                    **_record(arm, "failed", self.study._model(arm)),
+                    "error": f"job {job.job_id} cancelled: the study was stopped",
+                    "job_id": str(job.job_id),
+                    "run_dir": f"arms/{arm['name']}",
+                }
+        self.running.clear()
+        self.study.write()
+
+    def _run(self, pending: list[dict[str, Any]]) -> None:
         while pending or self.running:
             self._collect()
             for arm in list(pending):
@@ -221,6 +251,25 @@ class _Scheduler:
                     self.study.write()
             if pending or self.running:
                 time.sleep(self.opts.poll_s)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises ``SystemExit(143)`` while the study waits for its jobs, as Ctrl-C raises
+    KeyboardInterrupt, so the jobs are cancelled on the way out: by default SIGTERM ends this process at
+    once and its jobs run on. Only the main thread may set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def launch_study(
@@ -241,5 +290,6 @@ def launch_study(
             study.records[arm["name"]] = study.run_arm(arm)
         else:
             pending.append(arm)
-    _Scheduler(study, launcher, opts).run(pending)
+    with _sigterm_raises():
+        _Scheduler(study, launcher, opts).run(pending)
     return study.finish()

@@ -20,6 +20,7 @@ from ..engine.cost import EXTERNAL
 from ..evaluation.bootstrap import BOOTSTRAP_METRICS
 from .evidence import Evidence
 from .findings import (
+    KINDS,
     Finding,
     best_group,
     catch_up,
@@ -303,18 +304,7 @@ def compute_verdict(
                 lines += _trend([f for f in found if f.kind == "regime_gap"], sizes)
         if lines:
             questions.append({"key": key, "title": title, "lines": lines})
-    findings = {
-        k: [f.as_dict() for f in found if f.kind == k]
-        for k in (
-            "early",
-            "catch_up",
-            "regime_gap",
-            "localisation",
-            "normalisation",
-            "direct_vs_classify",
-            "cost",
-        )
-    }
+    findings = {k: [f.as_dict() for f in found if f.kind == k] for k in KINDS}
     paper = paper_check(findings)
     n_done = sum(finished(a) for a in arms)
     lines = [f"{n_done} of {len(arms)} arms finished with final metrics."]

@@ -72,16 +72,16 @@ def _faster_own(gt: dict, results: list[dict], max_dets: int, img_ids=None) -> d
     coco_gt = load_coco_gt(gt, require_segm=True)
     dt = _load_results(coco_gt, detections_for("segm", results), "faster_coco_eval")
     ev = faster_coco_eval.COCOeval_faster(coco_gt, dt, "segm", print_function=lambda *_: None)
-    ev.params.maxDets = sorted({1, max_dets})
-    if img_ids is not None:
-        ev.params.imgIds = img_ids
-    ev.evaluate()
-    ev.accumulate()
-    return ev.eval
+    return _tables(ev, max_dets, img_ids)
 
 
 def _prepared(coco_gt, results: list[dict], max_dets: int, img_ids=None) -> dict:
     ev = PreparedMaskEval(coco_gt, results, print_function=lambda *_: None)
+    return _tables(ev, max_dets, img_ids)
+
+
+def _tables(ev, max_dets: int, img_ids) -> dict:
+    """``ev``'s accumulated tables with ``max_dets`` (and 1) detections per image, on ``img_ids``."""
     ev.params.maxDets = sorted({1, max_dets})
     if img_ids is not None:
         ev.params.imgIds = img_ids

@@ -1,6 +1,7 @@
 """``--launcher local``: each arm a submitit job (real subprocesses), two at once; the same final metrics as
 ``inline`` for the same seeds; a job killed mid-arm is resumed by re-submitting the study and ends with
-the same weights; ``--status`` prints the arms' table."""
+the same weights; stopping the study's own process cancels its jobs; ``--status`` prints the arms'
+table."""
 
 from __future__ import annotations
 
@@ -122,6 +123,93 @@ def test_local_launcher_matches_inline_and_resumes_a_killed_arm(tmp_path, synth_
         check=True,
     ).stdout
     assert "3 finished" in status and killed in status and "6/6" in status
+
+
+# The study's process with SleepingJob for StudyJob: argv is STUDY.yaml OUT.
+_SLEEPING_STUDY = """
+import sys
+from scratchlab.study import launcher
+from tests.study.sleeping_job import SleepingJob
+launcher.StudyJob = SleepingJob
+launcher.launch_study(sys.argv[1], sys.argv[2], "local")
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_the_study_process_cancels_its_jobs(tmp_path, synth_data, stop):
+    """The signal goes to the study's process alone (not its group, as a terminal's Ctrl-C would)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "launcher.log", "w") as log:
+        cmd = [sys.executable, "-c", _SLEEPING_STUDY, str(_study_file(tmp_path, synth_data)), str(out)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2:  # max_parallel: two jobs run, the third arm waits
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "launcher.log"
+            ).read_text()
+            time.sleep(0.1)
+            pids = [int(p.read_text()) for p in out.glob("*.pid")]
+        proc.send_signal(stop)
+        assert proc.wait(timeout=60) != 0
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "a job outlived the study"
+        arms = _study_json(out)["arms"]
+        assert sorted(a["status"] for a in arms) == ["failed", "failed", "pending"]
+        assert all("cancelled" in a["error"] for a in arms if a["status"] == "failed")
+    finally:
+        proc.kill()
+        for pid in filter(_alive, pids):
+            os.kill(pid, signal.SIGKILL)
+
+
+class _Job:
+    def __init__(self, job_id: str, refuses: bool = False) -> None:
+        self.job_id, self.refuses, self.cancelled = job_id, refuses, False
+
+    def cancel(self, check: bool = True) -> None:
+        if self.refuses:
+            raise FileNotFoundError("scancel")
+        self.cancelled = True
+
+
+def test_a_job_that_cannot_be_cancelled_spares_no_other(make_arm, monkeypatch):
+    from scratchlab.study.launcher import _Scheduler
+
+    class _Study:
+        def __init__(self) -> None:
+            self.records: dict = {}
+
+        def _model(self, arm: dict) -> str:
+            return "mask_rcnn"
+
+        def write(self) -> None:
+            pass
+
+    def _interrupted(self, pending: list) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Scheduler, "_run", _interrupted)
+    jobs = [_Job("1", refuses=True), _Job("2")]
+    scheduler = _Scheduler.__new__(_Scheduler)  # no executor: the jobs are stand-ins
+    scheduler.study = _Study()
+    arms = [{**make_arm(f"scratch_gn_1x_s{i}", "random"), "weights": None} for i in range(2)]
+    scheduler.running = {a["name"]: (j, "arm", a) for a, j in zip(arms, jobs, strict=True)}
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.run([])
+    assert jobs[1].cancelled and not scheduler.running
+    assert [r["status"] for r in scheduler.study.records.values()] == ["failed", "failed"]
 
 
 def test_launcher_options_come_from_the_study_file_then_flags():

@@ -14,30 +14,20 @@ import torch
 from scratchlab.config import load_config
 from scratchlab.models import ResNetBody, build_backbone_body, build_model, load_init
 from scratchlab.models.weights.read import read_pickle
+from tests.models.weights.conftest import narrow_cfg
 from tests.models.weights.formats import bgr, detector_to_detectron2, to_caffe2, to_detectron2, write_pickle
 
-NARROW = [
-    "model.backbone.depth=50",
-    "model.backbone.width_mult=0.25",
-    "model.gn_groups=8",
-    "model.fpn.channels=32",
-    "model.roi_box_head.conv_dim=32",
-    "model.roi_box_head.fc_dim=64",
-    "model.roi_mask_head.conv_dim=32",
-]
 # Detectron's Caffe2 convention in scratchlab's units (RGB in [0, 1]); MSRA BN files also stride in the 1x1.
 C2_INPUT = ["input.pixel_mean=[0.481458,0.454692,0.403844]", "input.pixel_std=[0.003922,0.003922,0.003922]"]
 MSRA = [*C2_INPUT, "model.backbone.stride_in_1x1=true", "model.norm=FrozenBN"]
 
 
-def _cfg(*overrides: str):
-    return load_config(None, NARROW + list(overrides))
-
-
 def _random_body(norm: str, seed: int = 0, stride_in_1x1: bool = False) -> ResNetBody:
     """A body with random weights *and* random norm statistics/affines, so that mix-ups show."""
     torch.manual_seed(seed)
-    body = build_backbone_body(_cfg(f"model.norm={norm}", f"model.backbone.stride_in_1x1={stride_in_1x1}"))
+    body = build_backbone_body(
+        narrow_cfg(f"model.norm={norm}", f"model.backbone.stride_in_1x1={stride_in_1x1}")
+    )
     with torch.no_grad():
         for name, t in body.state_dict().items():
             if name.endswith("running_var"):
@@ -74,7 +64,7 @@ def test_caffe2_gn_pkl_lands_in_gn_detector(tmp_path: Path):
     blobs["fc1000_w"] = torch.zeros(10, 512).numpy()
     path = write_pickle({"blobs": blobs}, tmp_path / "R-50-GN.pkl")
 
-    model = build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
+    model = build_model(narrow_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
     report = load_init(model, str(path))
     assert report["format"] == "caffe2" and report["unexpected"] == ["fc1000_w"]
     _assert_same(_body_of(model), src)  # conv1 flipped back to RGB, every other tensor as it was
@@ -87,13 +77,13 @@ def test_caffe2_gn_pkl_without_caffe2_input_settings_is_refused_with_what_to_set
         match=r"R-50-GN.pkl: trained as Caffe2 FAIR.*input.pixel_mean.*Set: "
         r"input.pixel_mean=\[0.481458,0.454692,0.403844\]",
     ):
-        load_init(build_model(_cfg("model.norm=GN"), num_classes=3), str(path))
+        load_init(build_model(narrow_cfg("model.norm=GN"), num_classes=3), str(path))
 
 
 def test_caffe2_msra_bn_pkl_frozen_bn_computes_the_original_network(tmp_path: Path):
     ref = _random_body("BN", seed=1, stride_in_1x1=True)  # "the Caffe2 network": BN, stride in the 1x1, BGR
     path = write_pickle({"blobs": to_caffe2(ref.state_dict(), "bn")}, tmp_path / "R-50.pkl")
-    model = build_model(_cfg(*MSRA), num_classes=3)
+    model = build_model(narrow_cfg(*MSRA), num_classes=3)
     report = load_init(model, str(path))
     assert report["missing"] and not any(k.startswith("backbone.body.") for k in report["missing"])
     body = model.backbone.body.eval()
@@ -106,7 +96,7 @@ def test_caffe2_msra_bn_pkl_frozen_bn_computes_the_original_network(tmp_path: Pa
 
 def test_caffe2_msra_pkl_refuses_stride_in_3x3(tmp_path: Path):
     path = write_pickle({"blobs": to_caffe2(_random_body("BN").state_dict(), "bn")}, tmp_path / "R-50.pkl")
-    cfg = _cfg(*C2_INPUT, "model.norm=FrozenBN")
+    cfg = narrow_cfg(*C2_INPUT, "model.norm=FrozenBN")
     with pytest.raises(ValueError, match=r"stride_in_1x1 is false, the weights need true"):
         load_init(build_model(cfg, num_classes=3), str(path))
 
@@ -114,7 +104,7 @@ def test_caffe2_msra_pkl_refuses_stride_in_3x3(tmp_path: Path):
 def test_bn_weights_into_gn_model_refused(tmp_path: Path):
     path = write_pickle({"blobs": to_caffe2(_random_body("BN").state_dict(), "bn")}, tmp_path / "R-50.pkl")
     with pytest.raises(ValueError, match=r"R-50.pkl: holds BatchNorm weights .* model.norm=GN"):
-        load_init(build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3), str(path))
+        load_init(build_model(narrow_cfg("model.norm=GN", *C2_INPUT), num_classes=3), str(path))
 
 
 def test_pickle_with_code_is_refused(tmp_path: Path):
@@ -139,7 +129,7 @@ def test_timm_gn_checkpoint_uses_ema_weights(tmp_path: Path):
         {"arch": "resnet50_gn", "epoch": 3, "state_dict": {**raw, **fc}, "state_dict_ema": {**ema, **fc}},
         path,
     )
-    model = build_model(_cfg("model.norm=GN"), num_classes=3)
+    model = build_model(narrow_cfg("model.norm=GN"), num_classes=3)
     report = load_init(model, str(path))
     assert report["format"] == "timm" and report["unexpected"] == ["fc.weight", "fc.bias"]
     assert "timm checkpoint (resnet50_gn): using its state_dict_ema" in report["notes"]
@@ -150,7 +140,7 @@ def test_timm_gn_weights_into_bn_model_refused(tmp_path: Path):
     path = tmp_path / "resnet50_gn.pth"
     torch.save(_random_body("GN").state_dict(), path)
     with pytest.raises(ValueError, match=r"resnet50_gn.pth: holds GroupNorm weights.*Set model.norm=GN"):
-        load_init(build_model(_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
+        load_init(build_model(narrow_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
 
 
 def test_timm_deep_stem_variant_refused_naming_keys(tmp_path: Path):
@@ -159,7 +149,7 @@ def test_timm_deep_stem_variant_refused_naming_keys(tmp_path: Path):
     path = tmp_path / "resnet50d.pth"
     torch.save(sd, path)
     with pytest.raises(ValueError, match=r"resnet50d.pth: a timm ResNet variant.*deep stem.*conv1.0.weight"):
-        load_init(build_model(_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
+        load_init(build_model(narrow_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
 
 
 # ------------------------------------------------------------------------------------ torchvision
@@ -169,7 +159,7 @@ def test_torchvision_bn_file_into_frozen_bn_matches_bn_inference(tmp_path: Path)
     ref = _random_body("BN", seed=4)
     path = tmp_path / "resnet50_narrow.pth"
     torch.save(ref.state_dict(), path)
-    model = build_model(_cfg("model.norm=FrozenBN"), num_classes=3)
+    model = build_model(narrow_cfg("model.norm=FrozenBN"), num_classes=3)
     load_init(model, str(path))
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -179,13 +169,15 @@ def test_torchvision_bn_file_into_frozen_bn_matches_bn_inference(tmp_path: Path)
 
 
 def test_shape_mismatch_is_refused_naming_keys(tmp_path: Path):
-    wide = build_backbone_body(_cfg("model.backbone.width_mult=0.5", "model.norm=FrozenBN")).state_dict()
+    wide = build_backbone_body(
+        narrow_cfg("model.backbone.width_mult=0.5", "model.norm=FrozenBN")
+    ).state_dict()
     path = tmp_path / "wider.pth"
     torch.save(wide, path)
     with pytest.raises(
         ValueError, match=r"wider.pth: \d+ tensor\(s\) have another shape.*layer1.0.conv1.weight"
     ):
-        load_init(build_model(_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
+        load_init(build_model(narrow_cfg("model.norm=FrozenBN"), num_classes=3), str(path))
 
 
 # ------------------------------------------------------------------------------------- Detectron2
@@ -197,7 +189,7 @@ def test_detectron2_zoo_pkl_backbone_lands_in_body(tmp_path: Path):
     path = write_pickle(
         {"model": model_sd, "__author__": "Detectron2 Model Zoo"}, tmp_path / "model_final_abc.pkl"
     )
-    model = build_model(_cfg(*MSRA), num_classes=3)
+    model = build_model(narrow_cfg(*MSRA), num_classes=3)
     report = load_init(model, str(path))
     assert report["format"] == "detectron2" and report["unexpected"] == []
     _assert_same(_body_of(model), ref.state_dict())
@@ -207,7 +199,7 @@ def test_detectron2_pth_backbone_names_without_prefix(tmp_path: Path):
     src = _random_body("GN", seed=6).state_dict()
     path = tmp_path / "d2_backbone.pth"
     torch.save({"model": to_detectron2(bgr(src), prefix=""), "iteration": 10}, path)
-    model = build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
+    model = build_model(narrow_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
     assert load_init(model, str(path))["format"] == "detectron2"
     _assert_same(_body_of(model), src)
 
@@ -218,12 +210,12 @@ def test_detectron2_partial_backbone_refused(tmp_path: Path):
     path = tmp_path / "partial.pth"
     torch.save({"model": sd}, path)
     with pytest.raises(ValueError, match=r"partial.pth: leaves 1 ResNet body key.*layer4.2.bn3.weight"):
-        load_init(build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3), str(path))
+        load_init(build_model(narrow_cfg("model.norm=GN", *C2_INPUT), num_classes=3), str(path))
 
 
 def test_detectron2_whole_detector_lands_everywhere(tmp_path: Path):
     torch.manual_seed(7)
-    src = build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3).state_dict()
+    src = build_model(narrow_cfg("model.norm=GN", *C2_INPUT), num_classes=3).state_dict()
     for key in ("roi_heads.box_predictor.bbox_pred", "roi_heads.mask_predictor.mask_fcn_logits"):
         rows = 4 if "bbox" in key else 1  # Detectron2 has no background rows: theirs load as zeros
         src[f"{key}.weight"][:rows] = 0
@@ -232,7 +224,7 @@ def test_detectron2_whole_detector_lands_everywhere(tmp_path: Path):
     torch.save({"model": detector_to_detectron2(src), "iteration": 90000}, path)
 
     torch.manual_seed(8)
-    model = build_model(_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
+    model = build_model(narrow_cfg("model.norm=GN", *C2_INPUT), num_classes=3)
     report = load_init(model, str(path))
     assert report["missing"] == [] and report["unexpected"] == [] and report["skipped_shape"] == []
     _assert_same(model.state_dict(), src)

@@ -11,26 +11,13 @@ import torch
 import torchvision
 from torchvision.models import resnet18
 
-from scratchlab.config import load_config
 from scratchlab.models import build_backbone_body, build_model, load_init
-
-TINY = [
-    "model.backbone.width_mult=0.25",
-    "model.gn_groups=8",
-    "model.fpn.channels=32",
-    "model.roi_box_head.conv_dim=32",
-    "model.roi_box_head.fc_dim=64",
-    "model.roi_mask_head.conv_dim=32",
-]
-
-
-def _cfg(*overrides: str):
-    return load_config(None, TINY + list(overrides))
+from tests.models.weights.conftest import narrow_cfg
 
 
 def _model(seed: int, num_classes: int = 3, *overrides: str):
     torch.manual_seed(seed)
-    return build_model(_cfg(*overrides), num_classes=num_classes)
+    return build_model(narrow_cfg(*overrides), num_classes=num_classes)
 
 
 def _same(a: dict, b: dict, keys) -> bool:
@@ -38,14 +25,14 @@ def _same(a: dict, b: dict, keys) -> bool:
 
 
 def test_backbone_body_state_loads_into_detector_body_with_nothing_missing():
-    body = build_backbone_body(_cfg())
+    body = build_backbone_body(narrow_cfg())
     result = _model(0).backbone.body.load_state_dict(body.state_dict())
     assert not result.missing_keys and not result.unexpected_keys
 
 
 def test_load_backbone_file_fills_body_only(tmp_path: Path):
     torch.manual_seed(1)
-    body = build_backbone_body(_cfg())
+    body = build_backbone_body(narrow_cfg())
     path = tmp_path / "backbone.pth"
     torch.save(body.state_dict(), path)
 
@@ -63,10 +50,10 @@ def test_load_backbone_file_fills_body_only(tmp_path: Path):
 
 def test_build_model_applies_init_from_config(tmp_path: Path):
     torch.manual_seed(1)
-    body = build_backbone_body(_cfg())
+    body = build_backbone_body(narrow_cfg())
     path = tmp_path / "backbone.pth"
     torch.save({"model": body.state_dict(), "iteration": 7}, path)
-    model = build_model(_cfg(f"model.init={path}"), num_classes=3)
+    model = build_model(narrow_cfg(f"model.init={path}"), num_classes=3)
     assert model.init_report["loaded"] == len(body.state_dict())
     assert _same(model.backbone.body.state_dict(), body.state_dict(), body.state_dict())
 
@@ -103,7 +90,7 @@ def test_detector_file_into_bare_body(tmp_path: Path):
     src = _model(1).state_dict()
     path = tmp_path / "detector.pth"
     torch.save(src, path)
-    body = build_backbone_body(_cfg())
+    body = build_backbone_body(narrow_cfg())
     report = load_init(body, str(path))
     assert report["missing"] == [] and report["loaded"] == len(body.state_dict())
     assert any(k.startswith("roi_heads.") for k in report["unexpected"])
@@ -113,7 +100,7 @@ def test_detector_file_into_bare_body(tmp_path: Path):
 
 
 def test_unexpected_keys_reported_and_partial_backbone_refused(tmp_path: Path):
-    sd = build_backbone_body(_cfg()).state_dict()
+    sd = build_backbone_body(narrow_cfg()).state_dict()
     sd["fc.weight"] = torch.zeros(10, 512)
     sd["fc.bias"] = torch.zeros(10)
     path = tmp_path / "imagenet_like.pth"
@@ -177,7 +164,7 @@ def test_torchvision_weights_enum_from_torch_home_cache(tmp_path: Path, monkeypa
     cache.mkdir(parents=True)
     torch.save(ref, cache / os.path.basename(weights.url))
 
-    cfg = _cfg(
+    cfg = narrow_cfg(
         "model.backbone.depth=18",
         "model.backbone.width_mult=1.0",
         "model.norm=FrozenBN",
@@ -195,7 +182,9 @@ def test_torchvision_weights_offline_without_cache_is_a_clear_error(tmp_path, mo
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
     with pytest.raises(RuntimeError, match=r"ResNet18_Weights.IMAGENET1K_V1 from .*resnet18-.*\.pth"):
-        load_init(build_backbone_body(_cfg("model.backbone.depth=18")), "ResNet18_Weights.IMAGENET1K_V1")
+        load_init(
+            build_backbone_body(narrow_cfg("model.backbone.depth=18")), "ResNet18_Weights.IMAGENET1K_V1"
+        )
 
 
 def test_training_checkpoint_is_recognised_as_scratchlab_without_files_beside_it(tmp_path: Path):
