@@ -214,7 +214,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
                 done, flatten_metrics(_evaluate(core, val_set, cfg, device, detections_file(out, done)))
             )
             t_last = time.perf_counter()  # evaluation is not training cost
-        if done % cfg.checkpoint.period == 0:
+        if done % cfg.checkpoint.period == 0 or done == total:  # the last before the final evaluation
             save(done)
     # Stop the loader's workers now (their prefetched batches are not needed), before the final evaluation
     # and whatever follows: a reference cycle elsewhere (matplotlib keeps tracebacks) could otherwise keep
@@ -229,7 +229,6 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         "cost": cost_block(cost, pretrain_cost(cfg.model.init)),
         "provenance": provenance,
     }
-    save(total)
     if checkpointer is not None:
         checkpointer.close()
     if is_main_process():

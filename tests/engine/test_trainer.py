@@ -40,6 +40,13 @@ def test_run_dir_contract(finished_run):
     assert saved == json.loads(json.dumps(final))
 
 
+def test_each_checkpoint_is_written_once(finished_run):
+    out, _, cfg = finished_run
+    assert cfg.checkpoint.period == 2  # saves at 2, 4 and the end (6), each once
+    previous = torch.load(out / "checkpoints" / "previous.pth", weights_only=True)
+    assert previous["iteration"] == 4
+
+
 def test_metrics_jsonl_has_losses_lr_and_periodic_ap(finished_run):
     out, _, _ = finished_run
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
