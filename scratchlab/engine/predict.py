@@ -103,12 +103,26 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 @torch.no_grad()
-def _detect(p: Predictor, image: torch.Tensor, score_thresh: float) -> dict[str, torch.Tensor]:
-    """The detections scoring ``score_thresh`` or more, on the CPU; masks binary (``> 0.5``)."""
+def _detect(
+    p: Predictor, image: torch.Tensor, score_thresh: float
+) -> tuple[dict[str, torch.Tensor], float | None]:
+    """The detections scoring ``score_thresh`` or more, on the CPU (masks binary, ``> 0.5``), and the
+    best score of all of them (None when the model returned none): the number to lower the threshold to
+    when nothing passes."""
     with binary_mask_paste(p.model):
         out = p.model([image.to(p.device)])[0]
+    best = float(out["scores"].max()) if len(out["scores"]) else None
     keep = out["scores"] >= score_thresh
-    return {k: v[keep.to(v.device)].cpu() for k, v in out.items()}  # binary masks are on the CPU already
+    return {
+        k: v[keep.to(v.device)].cpu() for k, v in out.items()
+    }, best  # binary masks are on the CPU already
+
+
+def _summary(names: list[str], best: float | None, score_thresh: float) -> str:
+    if names:
+        return f"{count_phrase(names)} (best {best:.2f}) at score >= {score_thresh}"
+    below = "" if best is None else f" (the best scored {best:.2f})"
+    return f"no detection at score >= {score_thresh}{below}"
 
 
 def predict(
@@ -141,7 +155,7 @@ def predict(
     results, records, images_json = [], [], []
     for image_id, file in enumerate(list_images(images), start=1):
         pil = load_image(file)
-        det = _detect(p, pil_to_tensor(pil).float() / 255, score_thresh)
+        det, best = _detect(p, pil_to_tensor(pil).float() / 255, score_thresh)
         labels = det["labels"].tolist()
         names = [p.classes[label - 1] for label in labels]
         masks = det["masks"][:, 0] if "masks" in det else None
@@ -154,8 +168,7 @@ def predict(
             )
         records += instances_to_coco_results(image_id, det, p.category_ids)
         images_json.append({"id": image_id, "file_name": str(file), "width": pil.width, "height": pil.height})
-        what = f"{count_phrase(names)} (best {det['scores'].max():.2f})" if labels else "no detection"
-        summary = f"{file}: {what} at score >= {score_thresh}" + (f" -> {drawn}" if drawn else "")
+        summary = f"{file}: {_summary(names, best, score_thresh)}" + (f" -> {drawn}" if drawn else "")
         if on_image is not None:
             on_image(summary)
         results.append(

@@ -49,6 +49,8 @@ def test_score_threshold_filters(tiny_run, synth_data):
     everything = predict(run, [image], score_thresh=0.0)[0]
     strict = predict(run, [image], score_thresh=float(everything["scores"].max()) + 1e-6)[0]
     assert len(strict["boxes"]) == 0 and "no detection" in strict["summary"] and strict["drawn"] is None
+    # the summary says how far below the threshold the best detection was, so the user knows what to pass
+    assert f"the best scored {float(everything['scores'].max()):.2f}" in strict["summary"]
 
 
 def test_predict_command(tiny_run, synth_data, tmp_path, capsys):
