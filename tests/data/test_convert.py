@@ -371,7 +371,7 @@ def test_cli_passes_class_name_and_attribute(tmp_path, capsys):
         )
         == 0
     )
-    assert "1 categories: balloon" in capsys.readouterr().out
+    assert "1 category: balloon" in capsys.readouterr().out
     project = _via_project(tmp_path / "p", VIA_REGIONS[:3])
     assert (
         main(
@@ -481,7 +481,9 @@ def test_yolo_single_class_set_with_class_name(tmp_path):
     (src / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     summary = convert_dataset("yolo", src, tmp_path / "out", class_name="raccoon")
     assert summary["categories"] == ["raccoon"] and summary["box_only"]
-    assert "box-only" in format_summary(summary) and "faster_rcnn" in format_summary(summary)
+    assert "box-only" in format_summary(
+        summary
+    ) and "configs/mini/faster_rcnn_gn_scratch.yaml" in format_summary(summary)
     (src / "labels" / "a.txt").write_text("1 0.5 0.5 0.5 0.5\n")
     with pytest.raises(ConvertError, match=r"a\.txt:1: class index 1 is not one of 0\.\.0"):
         convert_dataset("yolo", src, tmp_path / "out", class_name="raccoon")
@@ -542,6 +544,8 @@ def test_split_is_seeded_disjoint_and_complete(tmp_path):
     assert ids(train, "annotations") | ids(val, "annotations") == ids(full, "annotations")
     assert all(a["image_id"] in ids(val, "images") for a in val["annotations"])
     assert train["categories"] == val["categories"] == full["categories"]
+    val_line = f"instances_val.json ({len(val['images'])} images, {len(val['annotations'])} annotations)"
+    assert val_line in format_summary(s1)  # each split's size, so a tiny val set is seen at once
     with pytest.raises(ConvertError, match="strictly between 0 and 1"):
         convert_dataset("yolo", src, tmp_path / "bad", split=1.5)
 

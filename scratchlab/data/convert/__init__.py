@@ -106,7 +106,7 @@ def convert_dataset(
     region attribute that holds the class; ``class_name`` is the class of objects without one (every
     object of a single-class set); ``images_dir``, ``masks_dir`` and ``classes`` are the masks
     reader's folders and class map. Returns ``{"images", "annotations", "categories", "files",
-    "image_root", "without_mask", "box_only", "warnings"}``. Raises :class:`ConvertError` (a
+    "file_sizes" (each file's image and annotation counts), "image_root", "without_mask", "box_only", "warnings"}``. Raises :class:`ConvertError` (a
     ValueError) naming the file and record for bad input.
     """
     src_path, out_path = Path(src), Path(out)
@@ -128,19 +128,22 @@ def convert_dataset(
     )
     coco = build_coco(source)
     if split is None:
-        files = [str(write_json(out_path / "annotations.json", coco))]
+        parts = {out_path / "annotations.json": coco}
     else:
         train, val = split_coco(coco, split, seed)
-        files = [
-            str(write_json(out_path / "annotations" / "instances_train.json", train)),
-            str(write_json(out_path / "annotations" / "instances_val.json", val)),
-        ]
+        parts = {
+            out_path / "annotations" / "instances_train.json": train,
+            out_path / "annotations" / "instances_val.json": val,
+        }
+    files = [str(write_json(path, part)) for path, part in parts.items()]
+    sizes = [{"images": len(p["images"]), "annotations": len(p["annotations"])} for p in parts.values()]
     without_mask = sum("segmentation" not in a for a in coco["annotations"])
     return {
         "images": len(coco["images"]),
         "annotations": len(coco["annotations"]),
         "categories": [c["name"] for c in coco["categories"]],
         "files": files,
+        "file_sizes": sizes,
         "image_root": str(source.image_root.resolve()),
         "without_mask": without_mask,
         "box_only": bool(coco["annotations"]) and without_mask == len(coco["annotations"]),
@@ -153,20 +156,29 @@ def format_summary(summary: dict[str, Any], max_warnings: int = 20) -> str:
     cats = summary["categories"]
     shown = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
     lines = [
-        f"{summary['images']} images, {summary['annotations']} annotations, {len(cats)} categories: {shown}"
+        f"{summary['images']} images, {summary['annotations']} annotations, "
+        f"{len(cats)} {'category' if len(cats) == 1 else 'categories'}: {shown}"
     ]
     if summary.get("box_only"):
         lines.append(
-            "box-only: no annotation has a mask; train a faster_rcnn config (e.g. "
-            "configs/coco/faster_rcnn_R50_FPN_gn_scratch_3x.yaml); a mask_rcnn config needs masks"
+            "box-only: no annotation has a mask; train a faster_rcnn config "
+            "(configs/mini/faster_rcnn_gn_scratch.yaml on a CPU, "
+            "configs/coco/faster_rcnn_R50_FPN_gn_scratch_3x.yaml full size); a mask_rcnn config needs masks"
         )
     elif summary.get("without_mask"):
         lines.append(
             f"warning: {summary['without_mask']} of {summary['annotations']} annotations are box-only "
             "(no mask); a mask_rcnn config would learn empty masks for them"
         )
-    lines += [f"wrote {f}" for f in summary["files"]]
-    lines.append(f"images stay in {summary['image_root']}  (pass it as --images)")
+    sizes = summary.get("file_sizes") or [None] * len(summary["files"])
+    lines += [
+        f"wrote {f}" + (f" ({n['images']} images, {n['annotations']} annotations)" if n else "")
+        for f, n in zip(summary["files"], sizes, strict=True)
+    ]
+    lines.append(
+        f"images stay in {summary['image_root']}  "
+        "(pass it as --images, and to train as data.train_images / data.val_images)"
+    )
     warnings = summary.get("warnings", [])
     lines += [f"warning: {w}" for w in warnings[:max_warnings]]
     if len(warnings) > max_warnings:
