@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from PIL import Image
@@ -45,6 +46,16 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (219, 219, 141),
     (158, 218, 229),
 )
+
+
+# A TrueType font, so captions can grow with the image (PIL's built-in bitmap font is ~10 px whatever
+# the size, unreadable on a phone photo): matplotlib, a dependency already, ships DejaVu Sans.
+CAPTION_FONT = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+
+
+def caption_size(height: int, width: int) -> int:
+    """Caption font size in pixels: Detectron2's Visualizer rule (sqrt(area) / 90, at least 10)."""
+    return max(10, round((height * width) ** 0.5 / 90))
 
 
 def class_color(label: int) -> tuple[int, int, int]:
@@ -95,6 +106,8 @@ def draw_instances(
         labels=list(captions),
         colors=colors,
         width=width,
+        font=CAPTION_FONT,
+        font_size=caption_size(*canvas.shape[-2:]),
         label_colors="white",
         label_background_colors=colors,
         fill_labels=True,

@@ -32,3 +32,16 @@ def test_keypoints_are_drawn_where_they_are():
     drawn = draw_instances(image, torch.tensor([[18.0, 5.0, 32.0, 20.0]]), [1], ["a"], keypoints=keypoints)
     changed = (drawn != image).any(0)
     assert changed[35, 5] and changed[35, 45] and not changed[35, 25]
+
+
+def _caption_height(side: int) -> int:
+    """Rows of the filled caption under a box's top edge, in a column inside the caption."""
+    image = torch.zeros(3, side, side, dtype=torch.uint8)
+    drawn = draw_instances(image, torch.tensor([[0.0, 0.0, side * 0.9, side * 0.9]]), [1], ["raccoon 0.97"])
+    column = (drawn[:, :, side // 20] != 0).any(0)
+    return int(column[: side // 2].nonzero().max()) + 1
+
+
+def test_captions_grow_with_the_image():
+    # a phone photo gets a caption readable when the picture is viewed whole, not PIL's fixed ~10 px font
+    assert _caption_height(3000) > 3 * _caption_height(300)
