@@ -388,7 +388,9 @@ class _Checker:
         counts = Counter(_key(a.get("image_id")) for _, a in ann_entries)
         for image_id in images:
             if counts[image_id] == 0:
-                self.add(f"image id {image_id}", "has no annotations", "no-annotations", severity="warning")
+                name = images[image_id].get("file_name")  # the id alone does not say which photo
+                what = f"has no annotations ({name})" if isinstance(name, str) else "has no annotations"
+                self.add(f"image id {image_id}", what, "no-annotations", severity="warning")
         return self.problems
 
 

@@ -402,7 +402,7 @@ CASES = [
         lambda d, _: d["annotations"].pop(),
         "json",
         "image id 3",
-        "has no annotations",
+        "has no annotations (sub/c.jpg)",
         "warning",
     ),
 ]
