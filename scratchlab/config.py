@@ -11,6 +11,7 @@ list, and enumerations).
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,14 @@ def _deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _unknown(keys: list[str]) -> str:
+    """``unknown config key(s): a.b`` plus the closest declared keys, so a typo shows its fix."""
+    close = {c for k in keys for c in difflib.get_close_matches(k, LEAF_TYPES, n=2, cutoff=0.8)}
+    return f"unknown config key(s): {', '.join(keys)}" + (
+        f" (did you mean {', '.join(sorted(close))}?)" if close else ""
+    )
+
+
 def _unknown_keys(tree: Mapping[str, Any], schema: Mapping[str, Any], prefix: str = "") -> list[str]:
     bad = []
     for k, v in tree.items():
@@ -361,7 +370,7 @@ def _typed(key: str, value: Any, schema: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}={value!r}: expected a mapping of {', '.join(schema)}")
         if unknown := [f"{key}.{k}" for k in value if k not in schema]:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+            raise ConfigError(_unknown(unknown))
         return {k: _typed(f"{key}.{k}", v, schema[k]) for k, v in value.items()}
     value_type = LEAF_TYPES[key]
     try:
@@ -428,9 +437,8 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         parts = key.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, DictConfig) or part not in node:
-                raise ConfigError(
-                    f"unknown config key {key!r} (no {'.'.join(parts[: i + 1])!r} in the schema)"
-                )
+                where = f"; no {'.'.join(parts[: i + 1])!r} in the schema" if i < len(parts) - 1 else ""
+                raise ConfigError(_unknown([key]) + where)
             if i < len(parts) - 1:
                 node = node[part]
         typed = _typed(key, _parse_value(value), _schema_node(key))
@@ -471,7 +479,7 @@ def config_from_yaml(text: str, where: str = "<config>", overrides: Iterable[str
 def _build(data: dict[str, Any], where: str, overrides: Iterable[str]) -> DictConfig:
     bad = _unknown_keys(data, DEFAULTS)
     if bad:
-        raise ConfigError(f"{where}: unknown config key(s): {', '.join(bad)}")
+        raise ConfigError(f"{where}: {_unknown(bad)}")
     cfg = OmegaConf.create(_deep_merge(DEFAULTS, _typed_tree(data, where)))
     cfg = apply_overrides(cfg, overrides)
     OmegaConf.set_struct(cfg, True)

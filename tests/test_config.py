@@ -42,6 +42,14 @@ def test_unknown_override_key_is_named(bad):
         load_config(CONFIGS / "mini" / "mask_rcnn_gn_scratch.yaml", [bad])
 
 
+@pytest.mark.parametrize("bad", ["solver.max_iters=20", "solver: {max_iters: 20}"])
+def test_unknown_key_suggests_the_declared_one(tmp_path, bad):
+    f = tmp_path / "c.yaml"
+    f.write_text(bad if ":" in bad else "{}")
+    with pytest.raises(ConfigError, match=r"did you mean solver\.max_iter\b"):
+        load_config(f, [] if ":" in bad else [bad])
+
+
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["solver.base_lr"])
