@@ -76,6 +76,10 @@ class Section:
 def load_study(path: str | Path) -> dict[str, Any]:
     """Read ``study.json``; a clear ``ValueError`` names the file (and the arm) when it is malformed."""
     path = Path(path)
+    if not path.is_file():  # the usual slip: a folder that is not a study's --out
+        raise ValueError(
+            f"{path} not found: is {path.parent} a study directory (scratchlab study ... --out)?"
+        )
     try:
         study = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -264,6 +264,8 @@ def test_load_study_errors_name_file_and_arm(study, tmp_path):
     good = tmp_path / "study.json"
     good.write_text(json.dumps(study))
     assert load_study(good)["name"] == "tiny-study"
+    with pytest.raises(ValueError, match=r"is .*nowhere a study directory \(scratchlab study \.\.\. --out\)"):
+        load_study(tmp_path / "nowhere" / "study.json")
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="broken.json: cannot read study"):
