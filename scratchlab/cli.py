@@ -200,6 +200,13 @@ def _cmd_study(a: argparse.Namespace) -> int:
     print(study["verdict"]["headline"])
     print("\n".join(study["verdict"]["lines"]))
     print(f"report: {study['report']['html']}")
+    failed = [arm["name"] for arm in study["arms"] if arm["status"] == "failed"]
+    if failed and not a.report_only:  # a script must not take a study with crashed arms for a done one
+        print(
+            f"scratchlab: {len(failed)} arm(s) failed: {', '.join(failed)} (the report says why)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -88,6 +88,15 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
     assert [a["status"] for a in again["arms"]] == ["finished", "finished", "failed"]
 
 
+def test_study_command_exits_1_naming_the_failed_arms(tmp_path, synth_data, capsys):
+    path = _study(
+        tmp_path, synth_data, [{"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]}]
+    )
+    assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert "1 arm(s) failed: broken" in capsys.readouterr().err
+    assert (tmp_path / "out" / "report.html").is_file()  # the report is still written
+
+
 def test_unfinished_arm_resumes_from_its_checkpoint(tmp_path, synth_data):
     path = _study(tmp_path, synth_data, [{"name": "a", "init": "random"}])
     out = tmp_path / "out"

@@ -116,7 +116,7 @@ def test_published_weights_arms_end_to_end(tmp_path: Path, synth_data, weight_fi
                 "solver.base_lr=0.002",
             ]
         )
-        == 0
+        == 1  # the "partial" arm fails (as intended); the others finish and the report is written
     )
 
     study = json.loads((out / "study.json").read_text())
