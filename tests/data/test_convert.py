@@ -192,9 +192,21 @@ def _via_project(src: Path, regions: list[dict], attrs: dict | None = None, name
             "region": attrs if attrs is not None else {"species": {}, "colour": {}},
             "file": {},
         },
+        # what VIA 2.0.10+ "Save project" writes (and what made it look like a VIA 3 file)
+        "_via_data_format_version": "2.0.10",
+        "_via_image_id_list": list(meta),
     }
     (src / name).write_text(json.dumps(project))
     return src
+
+
+def test_via3_project_is_refused_saying_how_to_export(tmp_path):
+    _image(tmp_path / "src" / "p.jpg", 10, 10)
+    (tmp_path / "src" / "via3.json").write_text(
+        json.dumps({"project": {"data_format_version": "3.1.1"}, "metadata": {}})
+    )
+    with pytest.raises(ConvertError, match="VIA 3 project"):
+        convert_dataset("via", tmp_path / "src" / "via3.json", tmp_path / "out")
 
 
 def _region(shape: dict, species: str | dict = "cat", colour: str = "grey") -> dict:

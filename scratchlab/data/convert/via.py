@@ -54,7 +54,10 @@ def _entries(data: Any, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The per-image entries and the project's region attribute names (in order)."""
     if not isinstance(data, dict):
         raise ConvertError(f"{path}: top level is a {type(data).__name__}, expected a VIA JSON object")
-    if "_via_data_format_version" in data or ("project" in data and "metadata" in data):
+    # VIA 2.0.10+ saves _via_data_format_version ("2.0.10") next to _via_img_metadata: only a version 3
+    # (or VIA 3's "project" + "metadata" layout) is the other format.
+    version = str(data.get("_via_data_format_version", ""))
+    if version.startswith("3") or ("project" in data and "metadata" in data):
         raise ConvertError(
             f"{path}: this is a VIA 3 project; export it from VIA 2 "
             "(Annotation > Export Annotations (as json)) or use COCO export"
