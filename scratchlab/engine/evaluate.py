@@ -39,6 +39,11 @@ def evaluate_checkpoint(
         cfg = load_config("runs/mini/config.yaml")
         evaluate_checkpoint(cfg, "runs/mini/model_final.pth", per_class=True)["bbox"]["AP"]
     """
+    if not Path(weights).is_file():  # said before model.init's loader answers with its list of sources
+        raise FileNotFoundError(
+            f"{weights}: no such weights file (eval needs a whole-detector checkpoint: a run's "
+            "model_final.pth or checkpoints/last.pth)"
+        )
     setup_logging()
     device = resolve_device(cfg)
     val_set = build_val_set(cfg)

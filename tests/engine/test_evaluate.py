@@ -73,6 +73,14 @@ def test_dump_detections_needs_out(tiny_run, synth_data, capsys):
     assert "--out" in capsys.readouterr().err
 
 
+def test_missing_weights_file_is_named_as_such(tiny_run, synth_data, tmp_path, capsys):
+    run, _ = tiny_run
+    for weights in (tmp_path / "nope.pth", run):  # a typo, or the run directory instead of its file
+        assert main(["eval", str(MINI), *_val_only(synth_data), "--weights", str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert f"{weights}: no such weights file" in err and "model.init" not in err
+
+
 def test_eval_with_tta_gives_box_and_mask_ap(tiny_run, synth_data):
     run, _ = tiny_run
     cfg = load_config(
