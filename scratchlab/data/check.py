@@ -213,15 +213,15 @@ class _Checker:
             self.add(rec, why, "unreadable-image", file=str(path))
             return ok
         if ok and (info.width, info.height) != (img["width"], img["height"]):
-            hint = ""
+            hint = ""  # EXIF is named only when the image has a rotation: it is then the likely cause
             if info.orientation != 1:
                 hint = (
-                    f" (stored {info.stored_width}x{info.stored_height}, EXIF orientation {info.orientation})"
+                    f" after EXIF orientation (stored {info.stored_width}x{info.stored_height}, "
+                    f"EXIF orientation {info.orientation})"
                 )
             self.add(
                 rec,
-                f"declared {img['width']}x{img['height']} but the image is "
-                f"{info.width}x{info.height} after EXIF orientation{hint}",
+                f"declared {img['width']}x{img['height']} but the image is {info.width}x{info.height}{hint}",
                 "size-mismatch",
                 file=str(path),
             )
