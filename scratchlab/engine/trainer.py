@@ -122,6 +122,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
         start, cost = int(ckpt["iteration"]), Cost(**ckpt["cost"])
         log.info("resumed from %s at iteration %d", path, start)
+    elif (out / "checkpoints" / "last.pth").is_file() or (out / "model_final.pth").is_file():
+        log.warning("%s holds an earlier run: starting it over from iteration 0 (--resume continues it)", out)
     if is_main_process():
         (out / "config.yaml").write_text(to_yaml(cfg))
 

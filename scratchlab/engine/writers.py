@@ -56,7 +56,10 @@ class MetricWriters:
             out_dir = Path(out_dir)
             if start_iter > 0:
                 drop_rows_after(out_dir / "metrics.jsonl", start_iter)
-            self._jsonl = open(out_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            # A run from iteration 0 starts its own history: appending to an earlier run's rows in the same
+            # folder drew both runs as one curve in plots/ and in a study's AP-vs-iteration figure.
+            mode = "a" if start_iter > 0 else "w"
+            self._jsonl = open(out_dir / "metrics.jsonl", mode)  # noqa: SIM115 - closed in close()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 

@@ -91,6 +91,15 @@ def test_resume_continues_at_the_checkpoint_iteration(tmp_path, tiny_cfg):
     assert "resumed from" in (tmp_path / "log.txt").read_text()
 
 
+def test_a_run_started_over_in_the_same_folder_replaces_its_metrics(tmp_path, tiny_cfg):
+    tiny_cfg.eval.period = 0
+    train(tiny_cfg, tmp_path)
+    first = (tmp_path / "metrics.jsonl").read_text()
+    train(tiny_cfg, tmp_path)  # no --resume: a new run, not a continuation of the first one's curve
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == first.count("\n")
+    assert "holds an earlier run: starting it over" in (tmp_path / "log.txt").read_text()
+
+
 def test_nonfinite_loss_stops_with_checkpoint_and_iteration(tmp_path, tiny_cfg):
     tiny_cfg.solver.base_lr = 1e30
     tiny_cfg.solver.warmup_iters = 0
