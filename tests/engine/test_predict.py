@@ -85,3 +85,14 @@ def test_missing_inputs_are_named(tiny_run, tmp_path, capsys):
     torch.save({"model": {}}, tmp_path / "old.pth")
     with pytest.raises(ValueError, match="lacks"):
         load_predictor(tmp_path / "old.pth")
+
+
+def test_bad_device_is_a_clear_error(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["predict", str(run), str(image), "--out", str(tmp_path / "o"), "--device", "gpu"]) == 2
+    assert "device 'gpu': expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["predict", str(run), str(image), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+        assert "CUDA is not available on this machine" in capsys.readouterr().err
