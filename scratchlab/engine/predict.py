@@ -21,6 +21,7 @@ from ..data.image_io import load_image
 from ..evaluation import instances_to_coco_results
 from ..models import build_model
 from ..utils.io import write_json
+from ..utils.runtime import device_named
 from ..vis.draw import count_phrase, draw_instances, save_image, unique_path
 from .inference import binary_mask_paste
 
@@ -55,20 +56,6 @@ def _weights_file(path: Path) -> Path:
     return path
 
 
-def _device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; a bad name or CUDA on a machine
-    without it is a clear error, not torch's traceback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available on this machine; use cpu (or auto)")
-    return dev
-
-
 def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predictor:
     """Build the detector a run's ``model_final.pth`` describes and load its weights (all of them:
     a missing or unexpected key is an error). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``."""
@@ -90,7 +77,7 @@ def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predicto
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit the model its config builds: {exc}") from exc
-    dev = _device(device)
+    dev = device_named(device)
     return Predictor(
         model.to(dev).eval(), cfg, list(ckpt["classes"]), [int(c) for c in ckpt["category_ids"]], dev
     )

@@ -41,9 +41,27 @@ def setup_logging(out_dir: Path | None = None) -> None:
 
 def resolve_device(cfg: DictConfig, local_rank: int = 0) -> torch.device:
     """``device: auto`` is this rank's GPU when there is one, else the CPU; anything else is taken as is."""
-    if cfg.device == "auto":
+    return device_named(cfg.device, local_rank)
+
+
+def device_named(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` (this rank's GPU when there is one, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``;
+    a bad name, or a device this machine lacks, is a ValueError saying so (not torch's traceback at the
+    first tensor moved there)."""
+    if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    missing = (dev.type == "cuda" and not torch.cuda.is_available()) or (
+        dev.type == "mps" and not torch.backends.mps.is_available()
+    )
+    if missing:
+        raise ValueError(
+            f"device {name!r}: {dev.type.upper()} is not available on this machine; use cpu (or auto)"
+        )
+    return dev
 
 
 def amp_setup(cfg: DictConfig, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:

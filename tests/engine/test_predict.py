@@ -92,7 +92,7 @@ def test_bad_device_is_a_clear_error(tiny_run, tmp_path, capsys):
     image = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(image)
     assert main(["predict", str(run), str(image), "--out", str(tmp_path / "o"), "--device", "gpu"]) == 2
-    assert "device 'gpu': expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert "device 'gpu': expected auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main(["predict", str(run), str(image), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
         assert "CUDA is not available on this machine" in capsys.readouterr().err

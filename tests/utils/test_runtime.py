@@ -1,9 +1,10 @@
 """utils.runtime.loader_workers: ``data.num_workers: auto`` resolved for the machine."""
 
 import pytest
+import torch
 
 from scratchlab.config import load_config
-from scratchlab.utils.runtime import MAX_AUTO_WORKERS, loader_workers, usable_cores
+from scratchlab.utils.runtime import MAX_AUTO_WORKERS, device_named, loader_workers, usable_cores
 from tests.conftest import MINI
 
 
@@ -34,3 +35,10 @@ def test_a_count_is_taken_as_written_and_auto_is_the_default():
     assert loader_workers(3, cores=1) == 3 and loader_workers("0") == 0
     assert load_config(MINI).data.num_workers == "auto"
     assert load_config(MINI, ["data.num_workers=2"]).data.num_workers == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_refused_by_name():
+    with pytest.raises(ValueError, match="device 'cuda:1': CUDA is not available on this machine"):
+        device_named("cuda:1")
+    assert device_named("auto") == torch.device("cpu") == device_named("cpu")
