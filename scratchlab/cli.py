@@ -10,7 +10,7 @@ scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--spl
 scratchlab data check ANN.json --images DIR
 scratchlab data show ANN.json --images DIR --out DIR [-n 16]
 scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
-scratchlab pretrain direct CONFIG --out DIR [key=value ...]
+scratchlab pretrain direct CONFIG --out DIR [--resume] [key=value ...]
 scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,slurm}] [--gpus-per-node N]
     [--nodes N] [--partition P] [--timeout MIN] [--max-parallel N]
 scratchlab study --report-only DIR
@@ -220,9 +220,12 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scratchlab",
-        description=__doc__.split("\n")[0] if __doc__ else None,
+        description="Train detectors from random init or pre-trained weights, and measure what "
+        "pre-training buys on your data. Commands:",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog=__doc__.split("\n\n", 1)[1]
+        if __doc__
+        else None,  # the usage lines, not the module's first line
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -340,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc.set_defaults(func=_cmd_pretrain_classify)
     pd = pt.add_parser("direct", help="direct detection pre-training: low-res stage 1, full-res stage 2")
     with_overrides(pd)
-    pd.add_argument("--out", required=True)
-    pd.add_argument("--resume", action="store_true")
+    pd.add_argument("--out", required=True, help="folder for stage1/ and stage2/ (two run directories)")
+    pd.add_argument("--resume", action="store_true", help="continue the unfinished stage from its last.pth")
     pd.set_defaults(func=_cmd_pretrain_direct)
 
     st = sub.add_parser("study", help="run a pre-training vs scratch study and write its report")
