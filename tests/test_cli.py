@@ -57,6 +57,23 @@ def test_unknown_override_key_is_a_clean_error(tmp_path, capsys):
     assert "solver.lrr" in capsys.readouterr().err
 
 
+def test_unavailable_torchvision_weights_are_a_clean_error(tmp_path, synth_data, monkeypatch, capsys):
+    from urllib.error import URLError
+
+    import torch
+
+    def offline(*args, **kwargs):
+        raise URLError("network disabled in tests")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    init = "model.init=ResNet18_Weights.IMAGENET1K_V1"
+    assert main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, *data, init]) == 2
+    err = capsys.readouterr().err  # the loader's message (where to put the file), not a traceback
+    assert "download https://download.pytorch.org/models/resnet18" in err and "Traceback" not in err
+
+
 def test_synth_command_is_deterministic(tmp_path):
     for name in ("a", "b"):
         assert (

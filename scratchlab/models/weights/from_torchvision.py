@@ -88,7 +88,8 @@ def read_enum(name: str) -> tuple[Converted, Any]:
     try:
         state = weights.get_state_dict(progress=False, weights_only=True)
     except Exception as exc:  # offline download failure, corrupt cache file, ...
-        raise RuntimeError(
+        # a ValueError like every other unusable model.init: the command prints it without a traceback
+        raise ValueError(
             f"model.init: cannot load torchvision weights {name} from {cached} ({exc}); on an offline "
             f"machine, download {weights.url} to that path by hand"
         ) from exc

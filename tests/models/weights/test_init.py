@@ -181,7 +181,7 @@ def test_torchvision_weights_enum_from_torch_home_cache(tmp_path: Path, monkeypa
 def test_torchvision_weights_offline_without_cache_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
-    with pytest.raises(RuntimeError, match=r"ResNet18_Weights.IMAGENET1K_V1 from .*resnet18-.*\.pth"):
+    with pytest.raises(ValueError, match=r"ResNet18_Weights.IMAGENET1K_V1 from .*resnet18-.*\.pth"):
         load_init(
             build_backbone_body(narrow_cfg("model.backbone.depth=18")), "ResNet18_Weights.IMAGENET1K_V1"
         )
