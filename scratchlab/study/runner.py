@@ -221,11 +221,16 @@ class Study:
         self, study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()
     ) -> None:
         self.file, self.out, self.overrides = Path(study_file), Path(out), list(overrides)
+        if not self.file.is_file():
+            raise FileNotFoundError(f"{self.file}: no such study file")
         spec = yaml.safe_load(self.file.read_text()) or {}
         if not isinstance(spec, dict) or "arms" not in spec or "base" not in spec:
             raise ValueError(f"{self.file}: a study needs 'base' (a detector config) and 'arms'")
         self.spec = spec
-        self.arms = expand_arms(spec["arms"])
+        try:
+            self.arms = expand_arms(spec["arms"])
+        except ValueError as exc:  # the arm's index alone does not say which file it is in
+            raise ValueError(f"{self.file}: {exc}") from exc
         here = self.file.parent
         base = load_config(here / spec["base"], [*spec.get("overrides", []), *self.overrides])
         self.out.mkdir(parents=True, exist_ok=True)

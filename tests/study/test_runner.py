@@ -42,6 +42,14 @@ def _study(tmp_path, synth_data, arms):
     return path
 
 
+def test_a_bad_study_file_is_named(tmp_path, synth_data):
+    path = _study(tmp_path, synth_data, [{"init": "random", "lr": 0.1}])
+    with pytest.raises(ValueError, match=rf"{path}: arms\[0\]: unknown field"):
+        run_study(path, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="nope.yaml: no such study file"):
+        run_study(tmp_path / "nope.yaml", tmp_path / "out")
+
+
 def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
     arms = [
         {"name": "ok", "init": "random", "data": ["100%", "50%"]},
