@@ -28,9 +28,11 @@ def _json_safe(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def drop_rows_after(path: Path, iteration: int) -> None:
+def drop_rows_after(path: Path, iteration: int, final_eval: bool = False) -> None:
     """Rewrite ``path`` (metrics.jsonl) without the rows past ``iteration`` and without torn lines: a run
-    killed after its last checkpoint logged iterations the resumed run logs again."""
+    killed after its last checkpoint logged iterations the resumed run logs again. ``final_eval``: also drop
+    the evaluation rows (rows without a loss) at ``iteration``: the final evaluation comes after the last
+    checkpoint, so resuming a finished run evaluates, and logs, again."""
     if not path.exists():
         return
     keep = []
@@ -39,7 +41,10 @@ def drop_rows_after(path: Path, iteration: int) -> None:
             row = json.loads(line)
         except json.JSONDecodeError:  # the line a kill tore in half
             continue
-        if isinstance(row, dict) and int(row.get("iteration", 0)) <= iteration:
+        if not isinstance(row, dict):
+            continue
+        at = int(row.get("iteration", 0))
+        if at < iteration or (at == iteration and not (final_eval and "loss" not in row)):
             keep.append(line + "\n")
     write_text(path, "".join(keep))
 
@@ -55,7 +60,7 @@ class MetricWriters:
         if self.enabled:
             out_dir = Path(out_dir)
             if start_iter > 0:
-                drop_rows_after(out_dir / "metrics.jsonl", start_iter)
+                drop_rows_after(out_dir / "metrics.jsonl", start_iter, final_eval=start_iter >= max_iter)
             # A run from iteration 0 starts its own history: appending to an earlier run's rows in the same
             # folder drew both runs as one curve in plots/ and in a study's AP-vs-iteration figure.
             mode = "a" if start_iter > 0 else "w"

@@ -100,6 +100,14 @@ def test_a_run_started_over_in_the_same_folder_replaces_its_metrics(tmp_path, ti
     assert "holds an earlier run: starting it over" in (tmp_path / "log.txt").read_text()
 
 
+def test_resuming_a_finished_run_logs_its_final_evaluation_once(tmp_path, tiny_cfg):
+    tiny_cfg.eval.period = 0
+    train(tiny_cfg, tmp_path)
+    first = (tmp_path / "metrics.jsonl").read_text()
+    train(tiny_cfg, tmp_path, resume=True)  # nothing left to train: only the final evaluation runs again
+    assert (tmp_path / "metrics.jsonl").read_text() == first
+
+
 def test_nonfinite_loss_stops_with_checkpoint_and_iteration(tmp_path, tiny_cfg):
     tiny_cfg.solver.base_lr = 1e30
     tiny_cfg.solver.warmup_iters = 0
