@@ -77,10 +77,17 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         device=a.device,
         on_image=lambda line: print(line, flush=True),
     )
+    unreadable = [r["file"] for r in results if r["error"]]
     print(
-        f"{len(results)} image(s) drawn in {a.out}; detections in {a.out}/results.json "
+        f"{len(results) - len(unreadable)} image(s) drawn in {a.out}; detections in {a.out}/results.json "
         f"(image ids: {a.out}/images.json)"
     )
+    if unreadable:
+        print(
+            f"scratchlab: {len(unreadable)} unreadable image(s) skipped: {', '.join(unreadable)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

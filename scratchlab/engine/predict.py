@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..config import config_from_yaml
-from ..data.image_io import load_image
+from ..data.image_io import ImageLoadError, load_image
 from ..evaluation import instances_to_coco_results
 from ..models import build_model
 from ..utils.io import write_json
@@ -124,6 +124,26 @@ def _summary(names: list[str], best: float | None, score_thresh: float) -> str:
     return f"no detection at score >= {score_thresh}{below}"
 
 
+def _unreadable(file: Path, exc: ImageLoadError, on_image: Callable[[str], Any] | None) -> dict[str, Any]:
+    summary = f"{exc}; skipped"  # the loader's message names the file
+    if on_image is not None:
+        on_image(summary)
+    empty = torch.zeros(0)
+    return {
+        "file": str(file),
+        "image_id": None,
+        "boxes": torch.zeros(0, 4),
+        "scores": empty,
+        "labels": empty.long(),
+        "classes": [],
+        "masks": None,
+        "drawn": None,
+        "keypoints": None,
+        "summary": summary,
+        "error": str(exc),
+    }
+
+
 def predict(
     run_or_weights: str | Path | Predictor,
     images: Iterable[str | Path],
@@ -140,7 +160,8 @@ def predict(
     ``COCO("images.json").loadRes("results.json")`` works). ``on_image`` receives a one-line summary per
     image. Returns, per image, ``file``, ``image_id``, ``boxes`` (XYXY), ``scores``, ``labels``,
     ``classes`` (names), ``masks`` ([N, H, W] bool, Mask R-CNN only), ``keypoints`` ([N, K, 3], Keypoint
-    R-CNN only), ``drawn`` (path or None), ``summary``.
+    R-CNN only), ``drawn`` (path or None), ``summary``, ``error``: None, or why the file could not be
+    read (such an image is skipped, with no detections and ``image_id`` None; the others still run).
 
     Example::
 
@@ -152,8 +173,13 @@ def predict(
     out_dir = Path(out) if out is not None else None
     taken: set[str] = set()
     results, records, images_json = [], [], []
-    for image_id, file in enumerate(list_images(images), start=1):
-        pil = load_image(file)
+    for file in list_images(images):
+        try:
+            pil = load_image(file)
+        except ImageLoadError as exc:  # one broken file in a folder of photos must not cost the others
+            results.append(_unreadable(file, exc, on_image))
+            continue
+        image_id = len(images_json) + 1
         det, best = _detect(p, pil_to_tensor(pil).float() / 255, score_thresh)
         labels = det["labels"].tolist()
         names = [p.classes[label - 1] for label in labels]
@@ -182,6 +208,7 @@ def predict(
                 "drawn": drawn,
                 "keypoints": det.get("keypoints"),
                 "summary": summary,
+                "error": None,
             }
         )
     if out_dir is not None:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,21 @@ def test_bad_device_is_a_clear_error(tiny_run, tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["predict", str(run), str(image), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
         assert "CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_an_unreadable_image_is_skipped_and_named(tiny_run, synth_data, tmp_path, capsys):
+    run, _ = tiny_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a_broken.jpg").write_bytes(b"not a jpeg")
+    good = sorted(list_images([synth_data["val_images"]]))[0]
+    (photos / good.name).write_bytes(good.read_bytes())
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(photos), "--out", str(out), "--score-thresh", "0.0"]) == 1
+    captured = capsys.readouterr()
+    assert "1 unreadable image(s) skipped" in captured.err and "a_broken.jpg" in captured.err
+    assert (out / good.name).is_file() and (out / "results.json").is_file()
+    by_file = {Path(r["file"]).name: r for r in predict(run, [photos])}
+    broken, ok = by_file["a_broken.jpg"], by_file[good.name]
+    assert "a_broken.jpg" in broken["error"] and broken["image_id"] is None and len(broken["boxes"]) == 0
+    assert ok["error"] is None and ok["image_id"] == 1
