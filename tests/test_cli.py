@@ -70,8 +70,9 @@ def test_unavailable_torchvision_weights_are_a_clean_error(tmp_path, synth_data,
     data = [f"data.{k}={v}" for k, v in synth_data.items()]
     init = "model.init=ResNet18_Weights.IMAGENET1K_V1"
     assert main(["train", str(MINI), "--out", str(tmp_path / "run"), *TINY, *data, init]) == 2
-    err = capsys.readouterr().err  # the loader's message (where to put the file), not a traceback
-    assert "download https://download.pytorch.org/models/resnet18" in err and "Traceback" not in err
+    err = capsys.readouterr().err  # the loader's message (where to put the file), printed by the command
+    assert "scratchlab: error: model.init: cannot load torchvision weights ResNet18_Weights" in err
+    assert "download https://download.pytorch.org/models/resnet18" in err
 
 
 def test_synth_command_is_deterministic(tmp_path):
