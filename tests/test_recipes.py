@@ -38,6 +38,8 @@ CHECKED = (
 )
 PROSE = ("reproduces", "box AP", "mask AP")
 STAGE_OUT = "OUT"  # the run dir the direct recipe's stage configs are resolved under
+# COCO train2017's images with at least one instance: what direct.stage1_epochs counts passes over.
+COCO_TRAIN_IMAGES = 117_266
 
 
 def _k(n: int) -> str:
@@ -136,7 +138,7 @@ def shipped_rows() -> dict[str, DictConfig]:
             continue
         cfg = load_config(f)
         if cfg.direct.stage1 or cfg.direct.stage2:
-            stage1, stage2 = stage_configs(cfg, STAGE_OUT)
+            stage1, stage2 = stage_configs(cfg, STAGE_OUT, COCO_TRAIN_IMAGES)
             rows[f"{f.name} stage 1"], rows[f"{f.name} stage 2"] = stage1, stage2
         else:
             rows[f.name] = cfg

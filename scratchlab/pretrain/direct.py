@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,32 @@ from omegaconf import DictConfig
 
 from ..config import apply_overrides
 from ..engine import train
-from ..engine.data import resolve_data
+from ..engine.data import build_datasets, resolve_data
 from ..utils.io import write_json
 
-__all__ = ["pretrain_direct", "stage_configs"]
+__all__ = ["pretrain_direct", "stage_configs", "stage1_iterations"]
 
 log = logging.getLogger("scratchlab")
 
 
-def stage_configs(cfg: DictConfig, out_dir: str | Path) -> tuple[DictConfig, DictConfig]:
+def stage1_iterations(stage1: DictConfig, train_images: int) -> int:
+    """Stage 1's iterations for ``direct.stage1_epochs`` passes over ``train_images`` images at its batch,
+    rounded up: 48 x 117,266 / 64 = 87,950 on COCO."""
+    return math.ceil(float(stage1.direct.stage1_epochs) * train_images / int(stage1.solver.ims_per_batch))
+
+
+def stage_configs(
+    cfg: DictConfig, out_dir: str | Path, train_images: int | None = None
+) -> tuple[DictConfig, DictConfig]:
     """The stage-1 and stage-2 configs: ``cfg`` with ``direct.stage1`` / ``direct.stage2`` applied;
-    stage 2 starts from stage 1's ``model_final.pth``."""
+    stage 2 starts from stage 1's ``model_final.pth``. With ``direct.stage1_epochs``, stage 1's
+    ``solver.max_iter`` follows from ``train_images``: by default the training set as stage 1's trainer
+    sees it (``data.subset`` applied, images without instances left out; its data must be resolved)."""
     out = Path(out_dir)
     stage1 = apply_overrides(cfg, list(cfg.direct.stage1) + ["model.init=random"])
+    if stage1.direct.stage1_epochs is not None:
+        images = len(build_datasets(stage1)[0]) if train_images is None else train_images
+        stage1 = apply_overrides(stage1, [f"solver.max_iter={stage1_iterations(stage1, images)}"])
     stage2 = apply_overrides(cfg, [*cfg.direct.stage2, f"model.init={out / 'stage1' / 'model_final.pth'}"])
     return stage1, stage2
 

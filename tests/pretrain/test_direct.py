@@ -55,3 +55,17 @@ def test_both_stages_run_and_stage2_starts_from_stage1(tmp_path, synth_data):
     for key in ("images_seen", "instances_seen", "pixels_seen"):
         assert cost["pretrain"][key] == c1["total"][key]
         assert cost["total"][key] == cost[key] + c1["total"][key]
+
+
+def test_stage1_epochs_set_its_length_from_the_training_images_the_regime_keeps(tmp_path, synth_data):
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    stage1 = "direct.stage1=[solver.ims_per_batch=4, solver.max_iter=999]"
+    images = sum(1 for i in json.loads(open(synth_data["train_json"]).read())["images"])  # all have shapes
+    s1, _ = stage_configs(load_config(DIRECT, [*data, stage1, "direct.stage1_epochs=3"]), tmp_path)
+    assert s1.solver.max_iter == -(-3 * images // 4)  # 3 passes over the 12 images, rounded up
+    half, _ = stage_configs(
+        load_config(DIRECT, [*data, stage1, "direct.stage1_epochs=3", "data.subset=0.5"]), tmp_path
+    )
+    assert half.solver.max_iter == -(-3 * (images // 2) // 4)
+    unset, _ = stage_configs(load_config(DIRECT, [*data, stage1]), tmp_path)
+    assert unset.solver.max_iter == 999  # without stage1_epochs the list's own length stands
