@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -426,6 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as exc:  # a diverged run: the message names the iteration and checkpoint
         print(f"scratchlab: training stopped: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # the reader left (`scratchlab data synth ... | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
+        return 1
 
 
 if __name__ == "__main__":

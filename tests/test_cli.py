@@ -1,6 +1,8 @@
 """The command line: exit codes and messages, never a traceback on bad input."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -99,6 +101,17 @@ def test_synth_command_is_deterministic(tmp_path):
     for split in ("train", "val"):
         rel = f"annotations/instances_{split}.json"
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`scratchlab data synth ... | head -0`: the pipe is closed before the command prints its JSON."""
+    cmd = [sys.executable, "-m", "scratchlab", "data", "synth", "--out", str(tmp_path), "--num-train", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--num-val", "1", "--image-size", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # before the interpreter has even imported scratchlab
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 1 and "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 def test_synth_classify_command_layout(tmp_path):
