@@ -192,12 +192,17 @@ def _group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tu
     return None if s is None else s.interval
 
 
-def _headline(ev: Evidence, groups: list[Group], sizes: dict[str, int]) -> str:
+def _headline(ev: Evidence, arms: list[dict[str, Any]], groups: list[Group], sizes: dict[str, int]) -> str:
     data = next(
         (d for d in sorted(sizes, key=lambda d: -sizes[d]) if best_group([g for g in groups if g.data == d])),
         None,
     )
     if data is None:
+        if arms and not any(a["status"] in ("pending", "running") for a in arms):
+            return (
+                f"No arm finished with bbox AP (all {len(arms)} ended without): there is no answer to give; "
+                "the problems below say why."
+            )
         return "No arm has finished with bbox AP yet: there is no answer to give."
     rg = [g for g in groups if g.data == data]
     best = best_group(rg)
@@ -315,7 +320,7 @@ def compute_verdict(
         for c in paper
     ]
     return {
-        "headline": _headline(ev, groups, sizes),
+        "headline": _headline(ev, arms, groups, sizes),
         "questions": questions,
         "lines": lines,
         "findings": findings,

@@ -157,6 +157,9 @@ def test_no_finding_without_arms(make_arm):
     assert v["lines"][0] == "2 of 2 arms finished with final metrics."
     assert all(x.startswith("Paper check:") for x in v["lines"][1:])
     assert "no arm has finished" in compute_verdict([])["headline"].lower()
+    crashed = [make_arm(f"r{i}", "random", None, status="failed", error="boom") for i in (1, 2)]
+    headline = compute_verdict(crashed)["headline"]
+    assert "all 2 ended without" in headline and "yet" not in headline  # nothing left to wait for
 
 
 @pytest.mark.parametrize(
