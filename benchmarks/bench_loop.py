@@ -25,7 +25,8 @@ counts wholly to the trainer (the conservative side: the bare arm never pays for
 
 Ratio = bare s/iter / trainer s/iter over the iterations after ``--warmup``: 1.0 means no overhead; the
 issue's goal is >= 0.98. The median of the per-iteration ratios (each pair of neighbouring iterations)
-is shown beside it.
+is shown beside it. An A/A check closes the row: two bare loops in the same lock-step, whose ratio should
+be 1.0 within the harness's own error.
 """
 
 from __future__ import annotations
@@ -127,11 +128,34 @@ def lockstep(cfg, out: Path) -> tuple[list[float], list[float]]:
     return trainer_s, bare_s[: len(trainer_s)]
 
 
+def bare_pair(cfg) -> tuple[list[float], list[float]]:
+    """Two bare loops in lock-step, the A/A check of the harness: with nothing to tell them apart, their
+    ratio shows what the turn-taking itself does to the arms."""
+    first, second = BareLoop(cfg), BareLoop(cfg)
+    times = [(first.step(), second.step()) for _ in range(int(cfg.solver.max_iter))]
+    first.close()
+    second.close()
+    return [a for a, _ in times], [b for _, b in times]
+
+
+def _row(label: str, a_s: list[float], b_s: list[float]) -> list:
+    """[label, a's mean s/iter, b's, the ratio b/a of the means, the median of the per-iteration ratios]."""
+    a_mean, b_mean = statistics.fmean(a_s), statistics.fmean(b_s)
+    return [
+        label,
+        a_mean,
+        b_mean,
+        b_mean / a_mean,
+        statistics.median(b / a for a, b in zip(a_s, b_s, strict=True)),
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=repeats(3))
     p.add_argument("--iters", type=int, default=100, help="iterations per arm and round, warm-up included")
     p.add_argument("--warmup", type=int, default=10, help="first iterations left out")
+    p.add_argument("--aa-rounds", type=int, default=1, help="rounds of the bare-vs-bare check")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_loop_"))
@@ -141,28 +165,30 @@ def main() -> None:
         [*keys, "data.val_json=null", "data.val_images=null", "eval.period=0", f"solver.max_iter={a.iters}"]
         + a.overrides,
     )
-    rows, ratios, pair_ratios = [], [], []
+    rows = []
     for r in range(a.rounds):
-        trainer_s, bare_s = (s[a.warmup :] for s in lockstep(cfg, work / f"run{r}"))
-        t_mean, b_mean = statistics.fmean(trainer_s), statistics.fmean(bare_s)
-        ratios.append(b_mean / t_mean)
-        pair_ratios.append(statistics.median(b / t for b, t in zip(bare_s, trainer_s, strict=True)))
-        rows.append([f"round {r + 1}", t_mean, b_mean, ratios[-1], pair_ratios[-1]])
-        log(f"round {r + 1}: trainer {t_mean:.4f} s/iter, bare {b_mean:.4f}, ratio {ratios[-1]:.3f}")
+        rows.append(_row(f"round {r + 1}", *(s[a.warmup :] for s in lockstep(cfg, work / f"run{r}"))))
+        log(
+            f"round {r + 1}: trainer {rows[-1][1]:.4f} s/iter, bare {rows[-1][2]:.4f}, ratio {rows[-1][3]:.3f}"
+        )
+    ratios, pair_ratios = [r[3] for r in rows], [r[4] for r in rows]
     for name, pick in (("median", 0), ("min", 1), ("max", 2)):
         rows.append([f"ratio {name}", None, None, spread(ratios)[pick], spread(pair_ratios)[pick]])
+    for r in range(a.aa_rounds):
+        rows.append(_row(f"A/A check {r + 1}: bare vs bare", *(s[a.warmup :] for s in bare_pair(cfg))))
+        log(f"A/A check {r + 1}: ratio {rows[-1][3]:.3f}")
     emit(
         "1. Training loop overhead: `scratchlab train` vs a bare loop",
         " ".join(
             [
                 "python benchmarks/bench_loop.py",
-                f"--rounds {a.rounds} --iters {a.iters} --warmup {a.warmup}",
+                f"--rounds {a.rounds} --iters {a.iters} --warmup {a.warmup} --aa-rounds {a.aa_rounds}",
                 *a.overrides,
             ]
         ),
         [
             "round",
-            "train s/iter",
+            "train s/iter (A/A: first bare)",
             "bare s/iter",
             "ratio bare/train (goal >= 0.98)",
             "median of per-iteration ratios",
@@ -175,6 +201,8 @@ def main() -> None:
             "the arms run in lock-step, one iteration each in turn (so the machine's drift hits both alike); "
             "the trainer's iterations include its metric writes every log.period and its checkpoints every "
             "checkpoint.period (background writes waited for, counted to the trainer)",
+            "A/A check: two bare loops in the same lock-step, nothing to tell them apart: how far from 1.0 the "
+            "harness itself puts a ratio",
         ],
     )
 

@@ -65,6 +65,9 @@ class MetricWriters:
             # folder drew both runs as one curve in plots/ and in a study's AP-vs-iteration figure.
             mode = "a" if start_iter > 0 else "w"
             self._jsonl = open(out_dir / "metrics.jsonl", mode)  # noqa: SIM115 - closed in close()
+            if start_iter == 0:  # the same for TensorBoard, which reads every event file in the folder
+                for earlier in out_dir.glob("events.out.tfevents.*"):
+                    earlier.unlink()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -20,6 +21,22 @@ MAX_AUTO_WORKERS = 8
 log = logging.getLogger("scratchlab")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record (pytest, notebooks and redirections swap it): a
+    handler holding the stream it was made with writes into a closed one after such a swap."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ and setStream assign it: ignored
+        pass
+
+
 def setup_logging(out_dir: Path | None = None) -> None:
     """Console (and ``out_dir/log.txt``) logging for the main process; other ranks log warnings only."""
     log.setLevel(logging.INFO if is_main_process() else logging.WARNING)
@@ -27,7 +44,7 @@ def setup_logging(out_dir: Path | None = None) -> None:
     if not any(
         isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers
     ):
-        h = logging.StreamHandler()
+        h = _StderrHandler()
         h.setFormatter(fmt)
         log.addHandler(h)
     for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:

@@ -1,4 +1,6 @@
-"""utils.runtime.loader_workers: ``data.num_workers: auto`` resolved for the machine."""
+"""utils.runtime: `data.num_workers: auto` resolved for the machine, devices by name, console logging."""
+
+import sys
 
 import pytest
 import torch
@@ -42,3 +44,20 @@ def test_cuda_on_a_machine_without_it_is_refused_by_name():
     with pytest.raises(ValueError, match="device 'cuda:1': CUDA is not available on this machine"):
         device_named("cuda:1")
     assert device_named("auto") == torch.device("cpu") == device_named("cpu")
+
+
+def test_console_log_follows_sys_stderr_when_it_is_swapped(monkeypatch):
+    import io
+    import logging
+
+    from scratchlab.utils.runtime import setup_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    setup_logging()
+    log = logging.getLogger("scratchlab")
+    log.info("one")
+    first.close()  # a test's capture, a notebook cell's stream: gone, and the handler must not hold it
+    monkeypatch.setattr(sys, "stderr", second)
+    log.info("two")
+    assert second.getvalue().endswith("] two\n") and "Logging error" not in second.getvalue()
