@@ -3,6 +3,8 @@ under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) the group
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 
 import torch
@@ -29,7 +31,18 @@ def init_distributed() -> tuple[int, int, int]:
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
+        atexit.register(_shutdown)
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def _shutdown() -> None:
+    """At exit, while the interpreter is whole: free what still holds the group (a DDP model kept by a
+    reference cycle), then destroy it. Left to the interpreter's teardown, gloo's threads could outlive
+    what they reference and abort a finished run ("terminate called without an active exception": 3 of
+    12 torchrun runs of a two-rank DDP script here, 0 of 12 once the model was freed before the group)."""
+    if dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
 
 
 def get_rank() -> int:
