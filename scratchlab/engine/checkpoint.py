@@ -24,6 +24,7 @@ __all__ = [
     "save_checkpoint",
     "BackgroundCheckpointer",
     "load_latest",
+    "discard_checkpoints",
     "capture_rng",
     "restore_rng",
     "atomic_torch_save",
@@ -118,6 +119,13 @@ def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
                 exc,
             )
     return None
+
+
+def discard_checkpoints(ckpt_dir: str | Path) -> None:
+    """Remove ``last.pth`` and ``previous.pth`` (a run starting over in ``ckpt_dir``'s run folder: until
+    its first save, ``--resume`` would otherwise continue the earlier run)."""
+    for name in (LAST, PREVIOUS):
+        Path(ckpt_dir, name).unlink(missing_ok=True)
 
 
 def capture_rng() -> dict[str, Any]:

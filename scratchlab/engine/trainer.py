@@ -28,7 +28,14 @@ from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .box_only import refuse_box_only_files
-from .checkpoint import BackgroundCheckpointer, atomic_torch_save, capture_rng, load_latest, restore_rng
+from .checkpoint import (
+    BackgroundCheckpointer,
+    atomic_torch_save,
+    capture_rng,
+    discard_checkpoints,
+    load_latest,
+    restore_rng,
+)
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import (
     build_datasets,
@@ -124,6 +131,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         log.info("resumed from %s at iteration %d", path, start)
     elif (out / "checkpoints" / "last.pth").is_file() or (out / "model_final.pth").is_file():
         log.warning("%s holds an earlier run: starting it over from iteration 0 (--resume continues it)", out)
+        if is_main_process():
+            discard_checkpoints(out / "checkpoints")  # a --resume before this run's first save took them
     if is_main_process():
         (out / "config.yaml").write_text(to_yaml(cfg))
 

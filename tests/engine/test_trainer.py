@@ -100,6 +100,22 @@ def test_a_run_started_over_in_the_same_folder_replaces_its_metrics(tmp_path, ti
     assert "holds an earlier run: starting it over" in (tmp_path / "log.txt").read_text()
 
 
+def test_a_run_started_over_leaves_no_earlier_checkpoint_to_resume(tmp_path, tiny_cfg, monkeypatch):
+    from scratchlab.engine import trainer as trainer_module
+    from scratchlab.engine.checkpoint import load_latest
+
+    tiny_cfg.eval.period = 0
+    train(tiny_cfg, tmp_path)
+
+    def stopped(*args, **kwargs):
+        raise RuntimeError("stopped before the first checkpoint")
+
+    monkeypatch.setattr(trainer_module, "build_train_loader", stopped)
+    with pytest.raises(RuntimeError, match="before the first checkpoint"):
+        train(tiny_cfg, tmp_path)  # started over, then stopped before saving anything
+    assert load_latest(tmp_path / "checkpoints") is None  # so --resume cannot continue the earlier run
+
+
 def test_resuming_a_finished_run_logs_its_final_evaluation_once(tmp_path, tiny_cfg):
     tiny_cfg.eval.period = 0
     train(tiny_cfg, tmp_path)
