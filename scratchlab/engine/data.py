@@ -30,6 +30,7 @@ __all__ = [
     "resolve_data",
     "validate_data",
     "build_datasets",
+    "build_train_set",
     "build_val_set",
     "aspect_groups",
     "build_train_loader",
@@ -190,8 +191,13 @@ def validate_data(cfg: DictConfig) -> None:
 
 
 def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None]:
-    """The training set (transforms, data regime subset, images without instances dropped) and the
-    validation set (original size, no masks needed: the evaluator reads ground truth from the JSON)."""
+    """The training set (:func:`build_train_set`) and the validation set (original size, no masks
+    needed: the evaluator reads ground truth from the JSON)."""
+    return build_train_set(cfg), build_val_set(cfg) if cfg.data.val_json else None
+
+
+def build_train_set(cfg: DictConfig) -> CocoDetection:
+    """The training set: its transforms, the data regime's subset, images without instances dropped."""
     d = cfg.data
     keypoints = cfg.model.arch == "keypoint_rcnn"
     train = CocoDetection(
@@ -206,7 +212,7 @@ def build_datasets(cfg: DictConfig) -> tuple[CocoDetection, CocoDetection | None
     )
     flip = list(train.keypoints.flip) if keypoints and train.keypoints else None
     train.transforms = build_transforms(cfg.input, train=True, keypoint_flip=flip)
-    return train, build_val_set(cfg) if d.val_json else None
+    return train
 
 
 def with_keypoint_count(cfg: DictConfig, dataset: CocoDetection) -> DictConfig:

@@ -112,9 +112,8 @@ def _detect(
         out = p.model([image.to(p.device)])[0]
     best = float(out["scores"].max()) if len(out["scores"]) else None
     keep = out["scores"] >= score_thresh
-    return {
-        k: v[keep.to(v.device)].cpu() for k, v in out.items()
-    }, best  # binary masks are on the CPU already
+    kept = {k: v[keep.to(v.device)].cpu() for k, v in out.items()}  # binary masks are on the CPU already
+    return kept, best
 
 
 def _summary(names: list[str], best: float | None, score_thresh: float) -> str:

@@ -18,6 +18,7 @@ from .provenance import external_cost, pretraining_label
 __all__ = [
     "INITS",
     "PRETRAINED",
+    "UNDECIDED",
     "TASKS",
     "METRICS",
     "WELL_NORMED",
@@ -40,6 +41,7 @@ __all__ = [
 INITS = ("random", "classify", "direct", "weights")
 PRETRAINED = ("classify", "direct")
 STATUSES = ("finished", "failed", "diverged", "pending", "running")
+UNDECIDED = ("pending", "running")  # statuses of arms that may still finish
 TASKS = ("bbox", "segm")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 WELL_NORMED = {"gn", "syncbn"}

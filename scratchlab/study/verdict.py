@@ -35,6 +35,7 @@ from .findings import (
 from .groups import (
     METRICS,
     TASKS,
+    UNDECIDED,
     Group,
     finished,
     fmt_ap,
@@ -159,7 +160,7 @@ def _problem(a: dict[str, Any]) -> str:
     init = f"weights {pretraining_label(a)}" if a["init"] == "weights" else a["init"]
     desc = f"{init}, {a['norm']}, {sched_label(a['schedule'])}, data {a['data']}, seed {a.get('seed', '?')}"
     err = f": {a['error']}" if a.get("error") else ""
-    tail = " (not included in the comparisons)" if a["status"] in ("pending", "running") else ""
+    tail = " (not included in the comparisons)" if a["status"] in UNDECIDED else ""
     return f"Arm '{a['name']}' ({desc}) {status}{err}{tail}."
 
 
@@ -198,7 +199,7 @@ def _headline(ev: Evidence, arms: list[dict[str, Any]], groups: list[Group], siz
         None,
     )
     if data is None:
-        if arms and not any(a["status"] in ("pending", "running") for a in arms):
+        if arms and not any(a["status"] in UNDECIDED for a in arms):
             return (
                 f"No arm finished with bbox AP (all {len(arms)} ended without): there is no answer to give; "
                 "the problems below say why."
