@@ -23,6 +23,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.poolers import initLevelMapper
 
 from ..config import ARCHS, MASK_ARCHS
 from .cascade import AgnosticBoxPredictor, CascadeRoIHeads
@@ -36,7 +37,25 @@ __all__ = ["ARCHS", "ResNetFPN", "TrainNoResizeTransform", "build_model", "model
 log = logging.getLogger(__name__)
 
 FEATURE_NAMES = ["0", "1", "2", "3"]  # res2..res5 -> P2..P5; LastLevelMaxPool adds P6 ("pool")
+FEATURE_LEVELS = [2, 3, 4, 5]  # P_k has stride 2**k
 NUM_LEVELS = len(FEATURE_NAMES) + 1
+
+
+def fpn_roi_align(output_size: int) -> MultiScaleRoIAlign:
+    """RoIAlign over P2-P5 (``sampling_ratio`` 2) with the levels' scales fixed at 1/4..1/32, as Detectron2's
+    ROIPooler takes them from the feature strides.
+
+    Left unset, torchvision infers them at the pooler's first call, from that batch's largest unpadded image
+    and its padded feature maps, rounded to a power of two: an image 67 px high padded to 96 gave 1/2 for
+    P2, so every RoI of the run was pooled from the wrong place. The inferred values then stay on the
+    module, outside the state dict, so a resumed run (whose first batch is another) could pool differently
+    from the uninterrupted one."""
+    pool = MultiScaleRoIAlign(FEATURE_NAMES, output_size=output_size, sampling_ratio=2)
+    pool.scales = [2.0**-k for k in FEATURE_LEVELS]
+    pool.map_levels = initLevelMapper(
+        FEATURE_LEVELS[0], FEATURE_LEVELS[-1], pool.canonical_scale, pool.canonical_level
+    )
+    return pool
 
 
 class ResNetFPN(nn.Module):
@@ -156,7 +175,7 @@ def _keypoint_parts(cfg: DictConfig, channels: int, norm) -> dict:
     conv_dim = int(kh.conv_dim)
     head = keypoint_head(channels, [conv_dim] * int(kh.num_conv), norm)
     return dict(
-        keypoint_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=14, sampling_ratio=2),
+        keypoint_roi_pool=fpn_roi_align(14),
         keypoint_head=head,
         keypoint_predictor=KeypointRCNNPredictor(
             conv_dim if int(kh.num_conv) else channels, int(kh.num_keypoints)
@@ -242,7 +261,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         rpn_nms_thresh=float(rpn.nms_thresh),
         rpn_batch_size_per_image=int(rpn.batch_size_per_image),
         rpn_positive_fraction=float(rpn.positive_fraction),
-        box_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=7, sampling_ratio=2),
+        box_roi_pool=fpn_roi_align(7),
         box_head=box_head,
         box_predictor=box_predictor,
         box_score_thresh=float(bh.score_thresh),
@@ -261,7 +280,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         mask_dim = conv_dim if int(mh.num_conv) > 0 else channels
         mask_predictor = MaskRCNNPredictor(mask_dim, conv_dim, n_cls)
         kwargs.update(
-            mask_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, output_size=14, sampling_ratio=2),
+            mask_roi_pool=fpn_roi_align(14),
             mask_head=mask_head,
             mask_predictor=mask_predictor,
         )

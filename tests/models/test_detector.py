@@ -195,6 +195,20 @@ def test_tiny_train_step_and_eval_coordinates():
         assert float(pred["boxes"][:, 2].max()) > 0.75 * w and float(pred["boxes"].min()) >= 0
 
 
+@pytest.mark.parametrize("arch", ["mask_rcnn", "keypoint_rcnn"])
+def test_roi_poolers_use_the_fpn_strides_whatever_the_first_batch(arch):
+    """P2-P5 are pooled at 1/4..1/32 from the start. torchvision infers the scales at the first call instead:
+    an image 67 px high, padded to 96, made it round P2's to 1/2 for the rest of the run."""
+    model = build_model(_tiny(f"model.arch={arch}", "model.roi_keypoint_head.num_keypoints=3"), num_classes=3)
+    heads = model.roi_heads
+    pools = [heads.box_roi_pool, heads.mask_roi_pool if arch == "mask_rcnn" else heads.keypoint_roi_pool]
+    x = {name: torch.rand(1, 4, 96 // 2**k, 96 // 2**k) for name, k in zip("0123", range(2, 6), strict=True)}
+    for pool in pools:
+        pool(x, [torch.tensor([[0.0, 0.0, 60.0, 60.0]])], [(67, 64)])
+        assert pool.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+        assert (pool.map_levels.k_min, pool.map_levels.k_max) == (2, 5)
+
+
 @pytest.mark.parametrize(
     "head",
     [
