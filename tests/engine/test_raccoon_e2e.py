@@ -48,4 +48,10 @@ def test_raccoon_convert_check_train_eval(tmp_path, capsys):
     final = json.loads((run / "final_metrics.json").read_text())
     assert "segm" not in final and 0.0 <= final["bbox"]["AP"] <= 100.0
     assert final["cost"]["instances_seen"] > 0
+    # `scratchlab eval` in a fresh model finds what the run's own final evaluation found, box for box
+    evaluated = tmp_path / "eval"
+    cfg, weights = str(run / "config.yaml"), str(run / "model_final.pth")
+    assert main(["eval", cfg, "--weights", weights, "--out", str(evaluated), "--dump-detections"]) == 0
+    in_run = json.loads((run / "inference" / "detections_0000004.json").read_text())
+    assert in_run and json.loads((evaluated / "detections.json").read_text()) == in_run
     assert sorted((p.name, p.stat().st_mtime_ns) for p in RACCOON.rglob("*")) == before
