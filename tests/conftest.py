@@ -3,6 +3,8 @@ recipe to a model that trains a few iterations in seconds on a CPU."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,24 @@ def jittered_detections(
             }
         )
     return out
+
+
+def copy_checkpoints(monkeypatch, module, where: Callable[[dict, Path], Path | None]) -> None:
+    """Make ``module.save_checkpoint`` also copy each checkpoint it writes to ``where(state, ckpt_dir) /
+    last.pth`` when ``where`` names a folder: the state a run killed right after that save would resume
+    from, for exact-resume tests (the copy resumes elsewhere while the run goes on uninterrupted)."""
+    save = module.save_checkpoint
+
+    def save_and_copy(state, ckpt_dir):
+        path = save(state, ckpt_dir)
+        if (dest := where(state, Path(ckpt_dir))) is not None:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dest / "last.pth")
+        return path
+
+    monkeypatch.setattr(module, "save_checkpoint", save_and_copy)
+
+
+def differing_tensors(a: dict, b: dict) -> list[str]:
+    """The keys of two state dicts whose tensors are not bit for bit equal (or are in one only)."""
+    return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not a[k].equal(b[k]))

@@ -44,3 +44,44 @@ def test_mask_config_trains_and_writes_box_and_mask_ap(tmp_path, name):
     final = train(load_config(MINI / name, [*TINY, *SHORT]), tmp_path)
     assert {"bbox", "segm"} <= set(final) and "AP" in final["segm"]
     assert (tmp_path / "model_final.pth").is_file()
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("cascade_mask_rcnn_gn_scratch.yaml", []),
+        ("keypoint_rcnn_gn_scratch.yaml", ["model.roi_keypoint_head.conv_dim=16"]),
+    ],
+)
+def test_a_run_resumed_from_a_checkpoint_ends_with_the_uninterrupted_runs_weights(
+    tmp_path, monkeypatch, name, extra
+):
+    """Exact resume of the cascade and keypoint heads: a copy of the iteration-2 checkpoint (and of the
+    generated data beside it), resumed in another folder, trains iterations 3-6 (an evaluation at 3
+    included) into the uninterrupted run's bits."""
+    import shutil
+
+    import torch
+
+    from scratchlab.engine import checkpoint
+    from tests.conftest import copy_checkpoints, differing_tensors
+
+    resumed = tmp_path / "resumed"
+
+    def copy_at_2(state, ckpt_dir):
+        if state["iteration"] != 2:
+            return None
+        shutil.copytree(ckpt_dir.parent / "data", resumed / "data")
+        return resumed / "checkpoints"
+
+    copy_checkpoints(monkeypatch, checkpoint, copy_at_2)
+    cfg = load_config(MINI / name, [*TINY, *extra, "seed=1"])
+    assert (cfg.checkpoint.period, cfg.eval.period, cfg.solver.max_iter or 6) == (2, 3, 6)
+    whole = train(cfg, tmp_path / "whole")
+    again = train(cfg, resumed, resume=True)
+    assert "resumed from" in (resumed / "log.txt").read_text()
+    want, got = (
+        torch.load(d / "model_final.pth", weights_only=True)["model"] for d in (tmp_path / "whole", resumed)
+    )
+    assert differing_tensors(want, got) == []
+    assert {k: v for k, v in again.items() if k != "cost"} == {k: v for k, v in whole.items() if k != "cost"}

@@ -164,3 +164,32 @@ def test_ddp_two_ranks_shard_checkpoint_and_resume_exactly(tmp_path):
     want = torch.load(tmp_path / "ref" / "backbone.pth", weights_only=True)
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert json.loads((killed / "pretrain_meta.json").read_text())["epoch_losses"] == meta["epoch_losses"]
+
+
+def test_a_run_resumed_after_an_epoch_ends_with_the_uninterrupted_runs_weights(tmp_path, monkeypatch):
+    """Exact resume in one process: a copy of the checkpoint after epoch 1, resumed in another folder (with
+    the same data), trains epochs 2-3 into the same bits, classifier included. No loader worker, so the
+    augmentation draws from the global RNG that the checkpoint restores."""
+    import shutil
+
+    from scratchlab.pretrain import classify
+    from tests.conftest import copy_checkpoints, differing_tensors
+
+    resumed = tmp_path / "resumed"
+
+    def copy_after_epoch_1(state, ckpt_dir):
+        if json.loads(state["progress"])["epoch"] != 1:
+            return None
+        shutil.copytree(tmp_path / "whole" / "data", resumed / "data")
+        return resumed / "checkpoints"
+
+    copy_checkpoints(monkeypatch, classify, copy_after_epoch_1)
+    cfg = load_config(CLASSIFY, [*TINY, *SMALL, "data.num_workers=0", "seed=1"])
+    whole = pretrain_classify(cfg, tmp_path / "whole")
+    again = pretrain_classify(cfg, resumed, resume=True)
+    assert "resumed from" in (resumed / "log.txt").read_text()
+    want, got = (
+        torch.load(d / "checkpoints" / "last.pth", weights_only=True) for d in (tmp_path / "whole", resumed)
+    )
+    assert differing_tensors(want["model"], got["model"]) == []
+    assert again["epoch_losses"] == whole["epoch_losses"] and again["top1"] == whole["top1"]

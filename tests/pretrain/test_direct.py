@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import torch
 
@@ -69,3 +70,47 @@ def test_stage1_epochs_set_its_length_from_the_training_images_the_regime_keeps(
     assert half.solver.max_iter == -(-3 * (images // 2) // 4)
     unset, _ = stage_configs(load_config(DIRECT, [*data, stage1]), tmp_path)
     assert unset.solver.max_iter == 999  # without stage1_epochs the list's own length stands
+
+
+def test_a_run_killed_in_either_stage_and_resumed_ends_with_the_uninterrupted_runs_weights(
+    tmp_path, synth_data, monkeypatch
+):
+    """Exact resume across both stages: copies of stage 1's and stage 2's iteration-2 checkpoints, each
+    resumed in its own folder (the second beside a copy of the finished stage 1), end with the uninterrupted
+    run's stage-2 weights, bit for bit; stage 2 evaluates at 3, between its checkpoint and its end."""
+    from scratchlab.engine import checkpoint
+    from tests.conftest import copy_checkpoints, differing_tensors
+
+    cfg = load_config(
+        DIRECT,
+        [
+            *TINY,
+            *[f"data.{k}={v}" for k, v in synth_data.items()],
+            "seed=1",
+            "direct.stage1=[input.crop_size=48, 'input.scale_jitter=[0.8,1.2]', "
+            "solver.ims_per_batch=4, solver.constant_lr=true, solver.max_iter=4, eval.period=0]",
+            "direct.stage2=[solver.max_iter=4, eval.period=3]",
+        ],
+    )
+    killed = {"stage1": tmp_path / "killed_in_stage1", "stage2": tmp_path / "killed_in_stage2"}
+
+    def copy_at_2(state, ckpt_dir):
+        return (
+            killed[ckpt_dir.parent.name] / ckpt_dir.parent.name / "checkpoints"
+            if state["iteration"] == 2
+            else None
+        )
+
+    copy_checkpoints(monkeypatch, checkpoint, copy_at_2)
+    pretrain_direct(cfg, tmp_path / "whole")
+    (killed["stage2"] / "stage1").mkdir()
+    for name in ("model_final.pth", "final_metrics.json"):
+        shutil.copy(tmp_path / "whole" / "stage1" / name, killed["stage2"] / "stage1" / name)
+    for stage, out in killed.items():
+        pretrain_direct(cfg, out, resume=True)
+        assert "resumed from" in (out / stage / "log.txt").read_text()
+    for stage in ("stage1", "stage2"):
+        want = torch.load(tmp_path / "whole" / stage / "model_final.pth", weights_only=True)["model"]
+        for out in killed.values():
+            got = torch.load(out / stage / "model_final.pth", weights_only=True)["model"]
+            assert differing_tensors(want, got) == [], (stage, out.name)
