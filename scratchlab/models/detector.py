@@ -32,7 +32,14 @@ from .norm import norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
 from .weights import load_init
 
-__all__ = ["ARCHS", "ResNetFPN", "TrainNoResizeTransform", "build_model", "model_label"]
+__all__ = [
+    "ARCHS",
+    "ExactAnchorGenerator",
+    "ResNetFPN",
+    "TrainNoResizeTransform",
+    "build_model",
+    "model_label",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,24 @@ def fpn_roi_align(output_size: int) -> MultiScaleRoIAlign:
         FEATURE_LEVELS[0], FEATURE_LEVELS[-1], pool.canonical_scale, pool.canonical_level
     )
     return pool
+
+
+class ExactAnchorGenerator(AnchorGenerator):
+    """torchvision's AnchorGenerator whose cell anchors stay the float32 ones it made at construction.
+
+    torchvision converts its cell anchors in place to each call's feature dtype and keeps them: after one
+    bfloat16 forward (``solver.amp_dtype=bfloat16``) an anchor 283 px wide (size 400, aspect 0.5) stays 284
+    for every later call, float32 evaluation included, which a fresh model (``scratchlab eval`` on the saved
+    weights) does not share. Here each call converts from the float32 anchors, which only follow the
+    device."""
+
+    def __init__(self, sizes, aspect_ratios) -> None:
+        super().__init__(sizes, aspect_ratios)
+        self.exact_cell_anchors = list(self.cell_anchors)
+
+    def set_cell_anchors(self, dtype, device) -> None:  # type: ignore[override]
+        self.exact_cell_anchors = [a.to(device=device) for a in self.exact_cell_anchors]
+        self.cell_anchors = [a.to(dtype=dtype) for a in self.exact_cell_anchors]
 
 
 class ResNetFPN(nn.Module):
@@ -240,7 +265,7 @@ def build_model(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
         raise ValueError(
             f"model.rpn.anchor_sizes needs one size per FPN level P2-P6 ({NUM_LEVELS}), got {list(rpn.anchor_sizes)}"
         )
-    anchors = AnchorGenerator(
+    anchors = ExactAnchorGenerator(
         sizes=tuple((int(s),) for s in rpn.anchor_sizes),
         aspect_ratios=(tuple(float(a) for a in rpn.aspect_ratios),) * NUM_LEVELS,
     )

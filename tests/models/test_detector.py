@@ -209,6 +209,22 @@ def test_roi_poolers_use_the_fpn_strides_whatever_the_first_batch(arch):
         assert (pool.map_levels.k_min, pool.map_levels.k_max) == (2, 5)
 
 
+def test_anchors_stay_exact_after_a_bfloat16_call():
+    """A bfloat16 (AMP) forward must not leave its rounded anchors to the float32 calls after it: torchvision
+    keeps them, so 283 px (size 400, aspect 0.5) became 284 for the rest of the run's life."""
+    from torchvision.models.detection.image_list import ImageList
+
+    model = build_model(_tiny("model.rpn.anchor_sizes=[32,64,128,256,400]"), num_classes=3)
+    generator = model.rpn.anchor_generator
+    images = ImageList(torch.zeros(1, 3, 128, 128), [(128, 128)])
+    features = [torch.zeros(1, 4, 128 // 2**k, 128 // 2**k) for k in range(2, 7)]
+    want = generator(images, features)
+    assert 283.0 in want[0].abs()  # a width bfloat16 cannot hold
+    generator(images, [f.bfloat16() for f in features])
+    got = generator(images, features)
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
 @pytest.mark.parametrize(
     "head",
     [
