@@ -72,7 +72,23 @@ def test_config_yaml_reloads_and_eval_command_matches(finished_run):
     out, final, _ = finished_run
     cfg = load_config(out / "config.yaml")
     res = evaluate_checkpoint(cfg, out / "model_final.pth")
-    assert res["bbox"]["AP"] == pytest.approx(final["bbox"]["AP"])
+    # Exactly the run's own final evaluation: a fresh model must hold nothing the trained one learned
+    # outside its state dict (RoIAlign scales, anchors).
+    assert (res["bbox"], res["segm"]) == (final["bbox"], final["segm"])
+
+
+def test_eval_command_finds_the_runs_own_final_detections(tmp_path, tiny_cfg):
+    """``scratchlab eval`` on model_final.pth builds a fresh model: it must find exactly the detections of the
+    run's final evaluation, even when training saw other image sizes (40 px, padded to 64) than testing
+    (64 px): nothing the trained model holds may have been set outside its state dict by its first call."""
+    tiny_cfg.input.min_size_train = [40]
+    tiny_cfg.model.roi_box_head.score_thresh = 0.0
+    tiny_cfg.solver.max_iter, tiny_cfg.eval.period = 2, 0
+    train(tiny_cfg, tmp_path)
+    evaluate_checkpoint(tiny_cfg, tmp_path / "model_final.pth", detections=tmp_path / "again.json")
+    run = json.loads((tmp_path / "inference" / "detections_0000002.json").read_text())
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert run and again == run
 
 
 def test_resume_continues_at_the_checkpoint_iteration(tmp_path, tiny_cfg):
