@@ -138,16 +138,17 @@ def inference_on_dataset(
         collate_fn=_as_lists,
         generator=torch.Generator(),
     )
-    with (
-        tqdm(
-            total=len(share), desc="evaluating", unit="img", leave=False, disable=not is_main_process()
-        ) as bar,
-        binary_mask_paste(model),
-    ):
-        for images, targets in loader:
-            outputs = model([img.to(device) for img in images])
-            evaluator.process(targets, [_to_cpu(o) for o in outputs])
-            bar.update(len(images))
-    results = evaluator.evaluate()
-    model.train(was_training)
-    return results
+    try:  # a failed evaluation (out of memory, a bad image) must not leave a training model in eval mode
+        with (
+            tqdm(
+                total=len(share), desc="evaluating", unit="img", leave=False, disable=not is_main_process()
+            ) as bar,
+            binary_mask_paste(model),
+        ):
+            for images, targets in loader:
+                outputs = model([img.to(device) for img in images])
+                evaluator.process(targets, [_to_cpu(o) for o in outputs])
+                bar.update(len(images))
+        return evaluator.evaluate()
+    finally:
+        model.train(was_training)

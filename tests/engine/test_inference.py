@@ -101,3 +101,16 @@ def test_inference_leaves_the_global_rng_alone(synth_data) -> None:
     before = torch.get_rng_state()
     inference_on_dataset(model, Subset(val_set, [0]), coco_evaluator(cfg, val_set), torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_failed_evaluation_leaves_a_training_model_in_training_mode(synth_data) -> None:
+    cfg, model, val_set = _model_and_val(synth_data)
+    model.train()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    model.roi_heads.forward = fail
+    with pytest.raises(RuntimeError, match="out of memory"):
+        inference_on_dataset(model, Subset(val_set, [0]), coco_evaluator(cfg, val_set), torch.device("cpu"))
+    assert model.training and all(m.training for m in model.modules())
