@@ -94,12 +94,9 @@ def test_a_run_killed_in_either_stage_and_resumed_ends_with_the_uninterrupted_ru
     )
     killed = {"stage1": tmp_path / "killed_in_stage1", "stage2": tmp_path / "killed_in_stage2"}
 
-    def copy_at_2(state, ckpt_dir):
-        return (
-            killed[ckpt_dir.parent.name] / ckpt_dir.parent.name / "checkpoints"
-            if state["iteration"] == 2
-            else None
-        )
+    def copy_at_2(state, ckpt_dir):  # the uninterrupted run's only: the resumed ones save at 2 in stage 2 too
+        stage, run = ckpt_dir.parent.name, ckpt_dir.parent.parent.name
+        return killed[stage] / stage / "checkpoints" if state["iteration"] == 2 and run == "whole" else None
 
     copy_checkpoints(monkeypatch, checkpoint, copy_at_2)
     pretrain_direct(cfg, tmp_path / "whole")
