@@ -19,13 +19,14 @@ a ``ValueError`` whose message names the file. Note: if some code sets
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 __all__ = [
     "ALPHA_BACKGROUND",
@@ -132,22 +133,58 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     return rgb
 
 
+def _torchvision_jpeg_reader() -> Callable[[str], torch.Tensor | None] | None:
+    """torchvision.io's libjpeg-turbo JPEG reader, or None where this torchvision cannot decode JPEGs.
+
+    torchvision 0.29 deprecated its image decoders (superseded by TorchCodec) and says they will be
+    removed; a build may also lack its image extension. Decided once, at import: the names must import and
+    decode a tiny JPEG with the arguments used below, else every image goes through Pillow, which gives
+    the same tensors (tests/data/test_image_io.py). The reader returns None for a file that is not a JPEG.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+        def decode(data: torch.Tensor) -> torch.Tensor:
+            return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+
+        probe = io.BytesIO()
+        Image.new("RGB", (2, 2)).save(probe, "JPEG")
+        if decode(torch.frombuffer(bytearray(probe.getvalue()), dtype=torch.uint8)).shape != (3, 2, 2):
+            return None
+    except Exception:  # ImportError, RuntimeError (no image extension), TypeError (changed signature), ...
+        return None
+
+    def read_jpeg(path: str) -> torch.Tensor | None:
+        data = read_file(path)
+        if data.numel() > 2 and data[0] == 0xFF and data[1] == 0xD8:  # the JPEG start-of-image marker
+            return decode(data)
+        return None
+
+    return read_jpeg
+
+
+# torchvision's JPEG reader, the fast path for photographs; None means Pillow decodes everything.
+_read_jpeg = _torchvision_jpeg_reader()
+
+
 def load_image_tensor(path: str | os.PathLike[str]) -> torch.Tensor:
     """:func:`load_image` as a uint8 ``[3, H, W]`` tensor, what the training transforms take.
 
-    JPEGs (most photographs) are decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo, EXIF orientation
-    applied, grey and CMYK converted to RGB): the same pixels as Pillow's decode, faster on large photos
-    (1280x1024: 4.9 against 7.6 ms, BENCHMARKS.md). Anything else, or a JPEG it refuses (truncated,
-    corrupt), goes through :func:`load_image`, which handles every mode and names the file in its error.
-    Either way the tensor is a CHW view of HWC memory: no transposing copy, and the resize that follows
-    takes uint8 channels-last input on its fast path.
+    JPEGs (most photographs) are decoded by ``torchvision.io.decode_jpeg`` where this torchvision has it
+    (libjpeg-turbo, EXIF orientation applied, grey and CMYK converted to RGB): the same pixels as Pillow's
+    decode, faster on large photos (1280x1024: 4.9 against 7.6 ms, BENCHMARKS.md). Anything else, a JPEG
+    it refuses (truncated, corrupt), or every file where torchvision.io has no decoder, goes through
+    :func:`load_image`, which handles every mode and names the file in its error. Either way the tensor
+    is a CHW view of HWC memory: no transposing copy, and the resize that follows takes uint8
+    channels-last input on its fast path.
     """
-    try:
-        data = read_file(os.fspath(path))
-        if data.numel() > 2 and data[0] == 0xFF and data[1] == 0xD8:  # the JPEG start-of-image marker
-            return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    except RuntimeError:
-        pass  # missing, unreadable or a JPEG libjpeg refuses: load_image decodes it or names the problem
+    if _read_jpeg is not None:
+        try:
+            tensor = _read_jpeg(os.fspath(path))
+            if tensor is not None:
+                return tensor
+        except RuntimeError:
+            pass  # missing, unreadable or a JPEG libjpeg refuses: load_image decodes it or names the problem
     return torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1)
 
 

@@ -3,6 +3,7 @@ training, and build the datasets and the resumable training loader."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import MASK_ARCHS
 from ..data.check import Problem, check_dataset, format_report
-from ..data.coco import CocoDetection, collate
+from ..data.coco import CocoDetection, collate, select_subset
 from ..data.packing import PackedBatchLoader
 from ..data.sampler import GroupedTrainingBatchSampler, TrainingBatchSampler
 from ..data.synth import make_synth_detection
@@ -31,6 +32,7 @@ __all__ = [
     "validate_data",
     "build_datasets",
     "build_train_set",
+    "train_set_size",
     "build_val_set",
     "aspect_groups",
     "build_train_loader",
@@ -213,6 +215,23 @@ def build_train_set(cfg: DictConfig) -> CocoDetection:
     flip = list(train.keypoints.flip) if keypoints and train.keypoints else None
     train.transforms = build_transforms(cfg.input, train=True, keypoint_flip=flip)
     return train
+
+
+def train_set_size(cfg: DictConfig) -> int:
+    """``len(build_train_set(cfg))`` without parsing the annotation file again for every data regime (a
+    study's direct arms each count their stage-1 epochs in it): the ids of the images with instances are
+    kept per file version (path, mtime, size), and the regime's subset is chosen from them by the same
+    :func:`select_subset`."""
+    path = os.path.abspath(cfg.data.train_json)
+    stat = os.stat(path)
+    ids = _images_with_instances(path, stat.st_mtime_ns, stat.st_size)
+    return len(select_subset(list(ids), cfg.data.subset, cfg.data.subset_seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _images_with_instances(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
+    """The training set's images before the data regime: build_train_set's CocoDetection without subset."""
+    return tuple(CocoDetection(path, "", with_masks=False, filter_empty=True).ids)
 
 
 def with_keypoint_count(cfg: DictConfig, dataset: CocoDetection) -> DictConfig:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from ..config import apply_overrides
 from ..engine import train
-from ..engine.data import build_train_set, resolve_data
+from ..engine.data import resolve_data, train_set_size
 from ..utils.io import write_json
 
 __all__ = ["pretrain_direct", "stage_configs", "stage1_iterations"]
@@ -45,7 +45,7 @@ def stage_configs(
     out = Path(out_dir)
     stage1 = apply_overrides(cfg, list(cfg.direct.stage1) + ["model.init=random"])
     if stage1.direct.stage1_epochs is not None:
-        images = len(build_train_set(stage1)) if train_images is None else train_images
+        images = train_set_size(stage1) if train_images is None else train_images
         stage1 = apply_overrides(stage1, [f"solver.max_iter={stage1_iterations(stage1, images)}"])
     stage2 = apply_overrides(cfg, [*cfg.direct.stage2, f"model.init={out / 'stage1' / 'model_final.pth'}"])
     return stage1, stage2

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import torchvision.io
 from PIL import Image
 
+from scratchlab.data import image_io
 from scratchlab.data.image_io import (
     ALPHA_BACKGROUND,
     ImageLoadError,
@@ -186,3 +190,81 @@ def test_tensor_loader_names_the_file_it_cannot_read(tmp_path, name, cut):
         path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageLoadError, match=name.replace(".", r"\.")):
         load_image_tensor(path)
+
+
+# --- the Pillow fallback for a torchvision.io without image decoders (deprecated since torchvision 0.29) --
+
+RACCOON_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raccoon" / "images"
+needs_torchvision_jpeg = pytest.mark.skipif(
+    image_io._read_jpeg is None, reason="this torchvision.io has no JPEG decoder: nothing to compare against"
+)
+
+
+def _pillow_only(monkeypatch) -> None:
+    monkeypatch.setattr(image_io, "_read_jpeg", None)
+
+
+def _write_png(path, kind: str) -> None:
+    rng = np.random.default_rng(2)
+    if kind == "grey":
+        Image.fromarray(rng.integers(0, 255, (12, 20), dtype=np.uint8), "L").save(path)
+    elif kind == "rgba":
+        Image.fromarray(rng.integers(0, 255, (12, 20, 4), dtype=np.uint8), "RGBA").save(path)
+    elif kind == "16bit":
+        Image.fromarray(rng.integers(0, 65535, (12, 20), dtype=np.uint16)).save(path)
+    else:  # palette, colour 3 transparent
+        pal = Image.fromarray(rng.integers(0, 8, (12, 20), dtype=np.uint8), "P")
+        pal.putpalette(rng.integers(0, 255, 8 * 3, dtype=np.uint8).tolist())
+        pal.save(path, transparency=3)
+
+
+_FILES = [("jpg", m, o) for m, o in [("RGB", 1), ("RGB", 6), ("RGB", 3), ("RGB", 8), ("L", 1), ("CMYK", 1)]]
+_FILES += [("png", kind, None) for kind in ("grey", "rgba", "16bit", "palette")]
+
+
+@needs_torchvision_jpeg
+@pytest.mark.parametrize("ext, kind, orientation", _FILES)
+def test_pillow_fallback_gives_the_torchvision_paths_tensors(tmp_path, monkeypatch, ext, kind, orientation):
+    path = tmp_path / f"x.{ext}"
+    if ext == "jpg":
+        _noise_jpeg(path, kind, orientation)
+        with Image.open(path) as im:
+            assert im.mode == kind
+    else:
+        _write_png(path, kind)
+    fast = load_image_tensor(path)
+    _pillow_only(monkeypatch)
+    slow = load_image_tensor(path)
+    assert slow.dtype == torch.uint8 and slow.shape[0] == 3
+    assert torch.equal(fast, slow)
+
+
+@needs_torchvision_jpeg
+def test_pillow_fallback_matches_torchvision_on_raccoon_photos(monkeypatch):
+    if not RACCOON_IMAGES.is_dir():
+        pytest.skip(f"raccoon photos not found at {RACCOON_IMAGES}")
+    # Colour photos of several sizes plus a grey-scale JPEG (raccoon-150).
+    names = ["raccoon-1.jpg", "raccoon-57.jpg", "raccoon-113.jpg", "raccoon-150.jpg", "raccoon-199.jpg"]
+    fast = [load_image_tensor(RACCOON_IMAGES / n) for n in names]
+    _pillow_only(monkeypatch)
+    for name, tensor in zip(names, fast, strict=True):
+        assert torch.equal(load_image_tensor(RACCOON_IMAGES / name), tensor), name
+
+
+@pytest.mark.parametrize("name, cut", [("cut.jpg", True), ("nope.jpg", False)])
+def test_pillow_fallback_names_the_file_it_cannot_read(tmp_path, monkeypatch, name, cut):
+    _pillow_only(monkeypatch)
+    test_tensor_loader_names_the_file_it_cannot_read(tmp_path, name, cut)
+
+
+def test_a_torchvision_io_without_decode_jpeg_selects_pillow(monkeypatch):
+    monkeypatch.delattr(torchvision.io, "decode_jpeg")
+    assert image_io._torchvision_jpeg_reader() is None
+
+
+def test_a_torchvision_io_whose_decoder_fails_selects_pillow(monkeypatch):
+    def no_extension(*args, **kwargs):
+        raise RuntimeError("Couldn't load the image extension.")
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", no_extension)
+    assert image_io._torchvision_jpeg_reader() is None

@@ -182,3 +182,48 @@ def test_weights_arms_expand_named_by_their_source():
         expand_arms([{"init": "weights", "norm": "GN"}])
     with pytest.raises(ValueError, match="init: weights"):
         expand_arms([{"init": "random", "weights": "x.pth"}])
+
+
+def test_direct_arms_parse_the_training_json_once(tmp_path, synth_data, monkeypatch):
+    """Each direct arm counts its stage-1 epochs in training images; four arms over two data regimes, each
+    asked twice (a launcher's pre-training job, then the arm), must not parse the annotation file each time."""
+    from scratchlab.data.coco import CocoDetection
+    from scratchlab.engine import data as engine_data
+    from scratchlab.pretrain.direct import stage1_iterations
+    from tests.pretrain.test_direct import DIRECT
+
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    spec = {
+        "base": str(MINI),
+        "overrides": [*TINY, *data],
+        "pretrain": {"direct": {"config": str(DIRECT), "overrides": ["direct.stage1_epochs=4"]}},
+        "arms": [{"init": "direct", "data": ["100%", "50%"], "seed": [0, 1]}],
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    stage1_cfgs = []
+
+    def train_stage1(cfg, run_dir, resume=False):  # stands in for training: leaves stage 1's weights
+        stage1_cfgs.append(cfg)
+        run_dir.mkdir(parents=True)
+        (run_dir / "model_final.pth").write_bytes(b"")
+
+    monkeypatch.setattr(runner, "train", train_stage1)
+    study = runner.Study(path, tmp_path / "out")
+    parsed = []
+    real_init = CocoDetection.__init__
+    monkeypatch.setattr(
+        CocoDetection,
+        "__init__",
+        lambda self, ann, *a, **k: parsed.append(ann) or real_init(self, ann, *a, **k),
+    )
+    engine_data._images_with_instances.cache_clear()  # earlier tests may have parsed the session's set
+    for arm in study.arms:
+        study.run_pretraining(arm)
+        study.direct_stage1(arm)
+    assert len(study.arms) == 4 and len(parsed) == 1
+    monkeypatch.setattr(CocoDetection, "__init__", real_init)
+    # The same stage-1 lengths as counting each regime's training set: 4 passes over 12 and 6 images at 8.
+    assert [c.solver.max_iter for c in stage1_cfgs] == [6, 3]
+    for cfg in stage1_cfgs:
+        assert cfg.solver.max_iter == stage1_iterations(cfg, len(engine_data.build_train_set(cfg)))
