@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import pytest
 import torch
@@ -115,25 +114,20 @@ def test_a_run_resumed_from_a_checkpoint_ends_with_the_uninterrupted_runs_weight
     (an evaluation at 3 included) into the same bits. Seed 1 on this set: its first batch once made
     torchvision infer RoIAlign scales a level off, kept outside the state dict (models.fpn_roi_align)."""
     from scratchlab.engine import checkpoint
+    from tests.conftest import copy_checkpoints, differing_tensors
 
     tiny_cfg.seed = 1
-    save = checkpoint.save_checkpoint
-
-    def save_and_copy(state, ckpt_dir):
-        path = save(state, ckpt_dir)
-        if state["iteration"] == 2:
-            (tmp_path / "resumed" / "checkpoints").mkdir(parents=True)
-            shutil.copy(path, tmp_path / "resumed" / "checkpoints" / "last.pth")
-        return path
-
-    monkeypatch.setattr(checkpoint, "save_checkpoint", save_and_copy)
-    train(tiny_cfg, tmp_path / "whole")
-    train(tiny_cfg, tmp_path / "resumed", resume=True)
-    assert "resumed from" in (tmp_path / "resumed" / "log.txt").read_text()
-    whole, resumed = (
-        torch.load(tmp_path / d / "model_final.pth", weights_only=True)["model"] for d in ("whole", "resumed")
+    resumed = tmp_path / "resumed"
+    copy_checkpoints(
+        monkeypatch, checkpoint, lambda state, _: resumed / "checkpoints" if state["iteration"] == 2 else None
     )
-    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    train(tiny_cfg, tmp_path / "whole")
+    train(tiny_cfg, resumed, resume=True)
+    assert "resumed from" in (resumed / "log.txt").read_text()
+    whole, again = (
+        torch.load(d / "model_final.pth", weights_only=True)["model"] for d in (tmp_path / "whole", resumed)
+    )
+    assert differing_tensors(whole, again) == []
 
 
 def test_a_run_started_over_in_the_same_folder_replaces_its_metrics(tmp_path, tiny_cfg):
