@@ -1,7 +1,8 @@
 """The training loop: iteration-based, explicit, in the manner of DETR's ``engine.py``.
 
 Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
-TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth``
+TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``; the training state, with
+``config``, ``classes`` and ``category_ids`` as below), ``model_final.pth``
 (``{"model", "iteration", "config", "classes", "category_ids"}``: self-contained for ``predict``),
 ``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost",
 "provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance;

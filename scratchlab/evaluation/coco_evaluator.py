@@ -542,6 +542,11 @@ class COCOEvaluator(DatasetEvaluator):
         # A model's category the ground truth does not list has nothing to be scored against (COCOeval
         # scores the ground truth's categories only): its detections are left out, not an error.
         self._unscored = set() if self._lookup is None else set(self._lookup.values()) - set(self._gt.cats)
+        if self._lookup and self._unscored == set(self._lookup.values()):  # a mapping for another file
+            raise ValueError(
+                f"label_to_category_id maps to category ids {sorted(self._unscored)}, none of them in the "
+                "ground truth"
+            )
         self.reset()
 
     def reset(self) -> None:

@@ -307,6 +307,8 @@ def test_bad_labels_and_ids_are_clear_errors() -> None:
         COCOEvaluator(gt).process([{"image_id": image["id"]}], [out])
     with pytest.raises(ValueError, match=r"label 1 has no entry"):
         instances_to_coco_results(image["id"], out, {2: 7})
+    with pytest.raises(ValueError, match=r"ids \[4, 5\], none of them in the ground truth"):
+        COCOEvaluator(gt, label_to_category_id=[5, 4])
     with pytest.raises(ValueError, match="image_id 999"):
         COCOEvaluator(gt, label_to_category_id=LABEL_TO_CAT).process([{"image_id": 999}], [out])
     with pytest.raises(ValueError, match=r"result #0: image_id 999"):
