@@ -104,6 +104,13 @@ def test_eval_maps_through_the_training_file_when_a_checkpoint_carries_no_catego
     torch.save(bare, tmp_path / "last.pth")
     cfg = load_config(run / "config.yaml")
     assert evaluate_checkpoint(cfg, tmp_path / "last.pth")["bbox"] == final["bbox"]
+    # A training file of fewer categories than the weights' class layers: refused, not re-initialised.
+    train_json = json.loads(open(cfg.data.train_json).read())
+    train_json["categories"] = train_json["categories"][:7]
+    (tmp_path / "train.json").write_text(json.dumps(train_json))
+    cfg.data.train_json = str(tmp_path / "train.json")
+    with pytest.raises(ValueError, match=r"its 7 categories .*keys not loaded: \['roi_heads.box_predictor"):
+        evaluate_checkpoint(cfg, tmp_path / "last.pth")
 
 
 def test_eval_refuses_a_renamed_category_and_logs_categories_without_ground_truth(
