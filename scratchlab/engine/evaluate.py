@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from ..models import build_model
 from ..utils.runtime import loader_workers, resolve_device, setup_logging
 from ..vis.plots import plot_pr_curves
+from .categories import category_ids, check_val_categories, checkpoint_categories
 from .data import build_val_set, require_masks, with_keypoint_count
 from .inference import coco_evaluator, inference_on_dataset
 from .tta import TTADetector
@@ -27,6 +28,11 @@ def evaluate_checkpoint(
     figures: str | Path | None = None,
 ) -> dict[str, Any]:
     """Load a whole-detector checkpoint and evaluate it on ``data.val_json`` / ``data.val_images``.
+
+    The model's labels mean the checkpoint's own categories (``category_ids`` / ``classes``; for a file
+    without them, ``data.train_json``'s), whatever order or selection the validation file lists; a
+    validation file that names one of their ids differently, or annotates a category the model does not
+    know, is refused (:mod:`scratchlab.engine.categories`).
 
     Returns ``{"weights", "bbox": {AP, ...}, "segm": {...}}`` (percent); with ``per_class`` each task
     also holds ``AP-<class name>`` (COCOeval's per-category precision). ``detections``: a path to write
@@ -48,16 +54,20 @@ def evaluate_checkpoint(
     device = resolve_device(cfg)
     val_set = build_val_set(cfg)
     require_masks(cfg, val_set)
+    categories, source = checkpoint_categories(weights, cfg)  # what the model's labels mean
+    annotations = [a for anns in val_set.anns.values() for a in anns]
+    check_val_categories(categories, source, val_set.categories, annotations, str(val_set.ann_file))
     cfg = copy.deepcopy(with_keypoint_count(cfg, val_set))  # the caller's config keeps its model.init
     cfg.model.init = str(weights)
-    model = build_model(cfg, num_classes=val_set.num_classes).to(device)
+    model = build_model(cfg, num_classes=len(categories)).to(device)
     report = getattr(model, "init_report", {}) or {}
-    if report.get("missing"):
+    if report.get("missing") or report.get("skipped_shape"):
+        keys = report.get("missing") or report.get("skipped_shape")
         raise ValueError(
-            f"{weights}: not a whole-detector checkpoint for this config; missing keys "
-            f"{report['missing'][:5]}..."
+            f"{weights}: not a whole-detector checkpoint for this config and its {len(categories)} categories "
+            f"({source}); keys not loaded: {keys[:5]}..."
         )
-    evaluator = coco_evaluator(cfg, val_set, per_class=per_class)
+    evaluator = coco_evaluator(cfg, val_set, category_ids(categories), per_class=per_class)
     tta = cfg.eval.tta
     if tta.enabled:
         model = TTADetector(model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip))

@@ -32,16 +32,20 @@ __all__ = ["inference_on_dataset", "coco_evaluator", "paste_masks_binary", "bina
 MASK_THRESHOLD = 0.5  # a pixel is in the instance when its mask probability exceeds this (COCO, Detectron2)
 
 
-def coco_evaluator(cfg: DictConfig, dataset, per_class: bool = False, output_file=None) -> COCOEvaluator:
+def coco_evaluator(
+    cfg: DictConfig, dataset, category_ids: Sequence[int], per_class: bool = False, output_file=None
+) -> COCOEvaluator:
     """Box AP, mask AP for a Mask R-CNN config and keypoint AP for a Keypoint R-CNN config, against
-    ``dataset``'s COCO file (``data.val_json``); with ``output_file``, the detections are written there too."""
+    ``dataset``'s COCO file (``data.val_json``); with ``output_file``, the detections are written there too.
+    ``category_ids``: the COCO category id of each of the model's labels 1..K (the model's own categories,
+    :mod:`scratchlab.engine.categories`; never ``dataset``'s list, which may order or select them otherwise)."""
     arch = str(cfg.model.arch)
     extra = ("segm",) if arch in MASK_ARCHS else ("keypoints",) if arch == "keypoint_rcnn" else ()
     sigmas = cfg.eval.keypoint_oks_sigmas
     return COCOEvaluator(
         dataset.ann_file,
         iou_types=("bbox", *extra),
-        label_to_category_id=dataset.label_to_cat_id,
+        label_to_category_id=list(category_ids),
         per_category=per_class,
         output_file=output_file,
         oks_sigmas=None if sigmas is None else list(sigmas),

@@ -1,7 +1,8 @@
 """The training loop: iteration-based, explicit, in the manner of DETR's ``engine.py``.
 
 Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
-TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``), ``model_final.pth``
+TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``; the training state, with
+``config``, ``classes`` and ``category_ids`` as below), ``model_final.pth``
 (``{"model", "iteration", "config", "classes", "category_ids"}``: self-contained for ``predict``),
 ``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost",
 "provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance;
@@ -28,6 +29,7 @@ from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .box_only import refuse_box_only_files
+from .categories import category_ids, check_category_files
 from .checkpoint import (
     BackgroundCheckpointer,
     atomic_torch_save,
@@ -66,17 +68,22 @@ def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
     ]
 
 
-def _evaluate(model, val_set, cfg: DictConfig, device, output_file: Path | None = None) -> dict[str, Any]:
-    return inference_on_dataset(model, val_set, coco_evaluator(cfg, val_set, output_file=output_file), device)
+def _evaluate(
+    model, val_set, cfg: DictConfig, device, labels: list[int], output_file: Path | None = None
+) -> dict[str, Any]:
+    """AP on ``val_set``, the model's label k read as category ``labels[k-1]`` (the training set's)."""
+    evaluator = coco_evaluator(cfg, val_set, labels, output_file=output_file)
+    return inference_on_dataset(model, val_set, evaluator, device)
 
 
 def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
-    """What ``model_final.pth`` carries besides weights so that prediction needs nothing else: the merged
-    config (YAML text), the class names and the COCO category id of each label 1..K."""
+    """What ``model_final.pth`` and ``checkpoints/last.pth`` carry besides weights so that prediction and
+    evaluation need nothing else: the merged config (YAML text), the class names and the COCO category id
+    of each label 1..K."""
     return {
         "config": to_yaml(cfg),
         "classes": [c.get("name", str(c["id"])) for c in train_set.categories],
-        "category_ids": [int(c["id"]) for c in train_set.categories],
+        "category_ids": category_ids(train_set.categories),
     }
 
 
@@ -101,6 +108,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     cfg = resolve_data(cfg, out)
     cfg, batch_line = scale_to_world(cfg, world)
     log.info(batch_line)
+    check_category_files(cfg)  # the JSON alone, like the box-only check: before any image is decoded
     if cfg.data.check:
         refuse_box_only_files(cfg)  # a JSON read: before the image decode, which can take minutes
         validate_data(cfg)
@@ -110,6 +118,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     require_masks(cfg, train_set, val_set)
     cfg = with_keypoint_count(cfg, train_set)
     core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
+    labels = category_ids(train_set.categories)  # what the model's labels mean, for every evaluation
     provenance = run_provenance(cfg, core)
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
@@ -145,7 +154,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             "iteration": iteration,
             "rng": rng,
             "cost": cost.as_dict(),
-            "config": to_yaml(cfg),
+            **run_meta(cfg, train_set),  # config and categories: `scratchlab eval` reads them
         }
 
     checkpointer = BackgroundCheckpointer(out / "checkpoints") if is_main_process() else None
@@ -222,7 +231,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             timing = {"time": 0.0, "data_time": 0.0, "n": 0}
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
             writers.write(
-                done, flatten_metrics(_evaluate(core, val_set, cfg, device, detections_file(out, done)))
+                done,
+                flatten_metrics(_evaluate(core, val_set, cfg, device, labels, detections_file(out, done))),
             )
             t_last = time.perf_counter()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0 or done == total:  # the last before the final evaluation
@@ -232,7 +242,9 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     # this frame, and with it the workers, alive until the garbage collector runs.
     del batches
     results = (
-        _evaluate(core, val_set, cfg, device, detections_file(out, total)) if val_set is not None else {}
+        _evaluate(core, val_set, cfg, device, labels, detections_file(out, total))
+        if val_set is not None
+        else {}
     )
     final = {
         "iteration": total,

@@ -512,7 +512,8 @@ class COCOEvaluator(DatasetEvaluator):
     ``process(targets, outputs)``: ``targets[i]["image_id"]`` names the image of ``outputs[i]``
     (a torchvision eval-mode output at the original image size). ``label_to_category_id`` maps the
     contiguous training labels 1..K to COCO category ids (a dict, or a sequence listing the category
-    ids in label order); None means label == category id. Only processed images are evaluated, so a
+    ids in label order); None means label == category id. Detections of a category the ground truth does
+    not list are left out (nothing scores them; Detectron2's evaluator ignores them too). Only processed images are evaluated, so a
     partial pass (e.g. ``eval.max_images``) is not penalised for images it never saw. ``output_file``:
     where ``evaluate`` also writes the COCO-format detections (the main process; Detectron2's
     ``coco_instances_results.json``), e.g. for a bootstrap over the images later.
@@ -538,10 +539,14 @@ class COCOEvaluator(DatasetEvaluator):
         self.backend, self.max_dets, self.per_category = backend, max_dets, per_category
         self._gt = load_coco_gt(coco_gt, backend, require_segm="segm" in self.iou_types)
         self._lookup = _category_lookup(label_to_category_id)
-        known = set(self._gt.cats)
-        if self._lookup is not None and not set(self._lookup.values()) <= known:
-            bad = sorted(set(self._lookup.values()) - known)
-            raise ValueError(f"label_to_category_id maps to category ids {bad} absent from the ground truth")
+        # A model's category the ground truth does not list has nothing to be scored against (COCOeval
+        # scores the ground truth's categories only): its detections are left out, not an error.
+        self._unscored = set() if self._lookup is None else set(self._lookup.values()) - set(self._gt.cats)
+        if self._lookup and self._unscored == set(self._lookup.values()):  # a mapping for another file
+            raise ValueError(
+                f"label_to_category_id maps to category ids {sorted(self._unscored)}, none of them in the "
+                "ground truth"
+            )
         self.reset()
 
     def reset(self) -> None:
@@ -572,6 +577,7 @@ class COCOEvaluator(DatasetEvaluator):
                         f"the image is {(img['height'], img['width'])} (map outputs to the original size)"
                     )
             records = instances_to_coco_results(image_id, output, self._lookup)
+            records = [r for r in records if r["category_id"] not in self._unscored]
             for rec in records:
                 if rec["category_id"] not in self._gt.cats:
                     raise ValueError(

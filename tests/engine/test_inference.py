@@ -21,6 +21,8 @@ from scratchlab.engine.inference import (
 from scratchlab.models import build_model
 from tests.conftest import MINI, TINY
 
+VAL_LABELS = [1, 2, 3]  # the generated set's category ids: a model built on its 3 classes
+
 
 def _boxes(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
     """Boxes clipped to the image as the box head leaves them: some at the borders, some sub-pixel."""
@@ -57,7 +59,7 @@ def _model_and_val(synth_data, extra=()):
     )
     val_set = build_val_set(cfg)
     torch.manual_seed(0)
-    return cfg, build_model(cfg, num_classes=val_set.num_classes).eval(), val_set
+    return cfg, build_model(cfg, num_classes=len(VAL_LABELS)).eval(), val_set
 
 
 def test_binary_mask_paste_only_changes_the_masks_and_restores_the_model(synth_data) -> None:
@@ -82,7 +84,7 @@ def test_batched_inference_gives_the_detections_of_batch_one(synth_data) -> None
     assert len({(val_set[i][0].shape) for i in share.indices}) == 1
     records = {}
     for batch in (1, 3):
-        evaluator = coco_evaluator(cfg, val_set)
+        evaluator = coco_evaluator(cfg, val_set, VAL_LABELS)
         inference_on_dataset(model, share, evaluator, torch.device("cpu"), batch_size=batch)
         records[batch] = evaluator._predictions
     assert len(records[1]) == len(records[3]) > 0
@@ -99,7 +101,9 @@ def test_inference_leaves_the_global_rng_alone(synth_data) -> None:
     """Evaluating during training must not move the training run's random stream (RoI sampling)."""
     cfg, model, val_set = _model_and_val(synth_data)
     before = torch.get_rng_state()
-    inference_on_dataset(model, Subset(val_set, [0]), coco_evaluator(cfg, val_set), torch.device("cpu"))
+    inference_on_dataset(
+        model, Subset(val_set, [0]), coco_evaluator(cfg, val_set, VAL_LABELS), torch.device("cpu")
+    )
     assert torch.equal(torch.get_rng_state(), before)
 
 
@@ -112,5 +116,7 @@ def test_a_failed_evaluation_leaves_a_training_model_in_training_mode(synth_data
 
     model.roi_heads.forward = fail
     with pytest.raises(RuntimeError, match="out of memory"):
-        inference_on_dataset(model, Subset(val_set, [0]), coco_evaluator(cfg, val_set), torch.device("cpu"))
+        inference_on_dataset(
+            model, Subset(val_set, [0]), coco_evaluator(cfg, val_set, VAL_LABELS), torch.device("cpu")
+        )
     assert model.training and all(m.training for m in model.modules())

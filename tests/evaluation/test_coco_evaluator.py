@@ -267,6 +267,38 @@ def test_label_mapping_gives_coco_category_ids(mapping, tmp_path) -> None:
     )
 
 
+def test_detections_of_a_category_the_ground_truth_lacks_are_left_out(tmp_path) -> None:
+    """A model trained on a category the validation file does not list (id 5 here): nothing can score its
+    detections, so they are left out and the other categories' AP is what it would be without them."""
+    gt = make_gt()
+    images = gt["images"][:2]
+    outputs = [
+        _output(
+            img,
+            [
+                (a["segmentation"][0], 0.9, a["category_id"])
+                for a in gt["annotations"]
+                if a["image_id"] == img["id"]
+            ],
+        )
+        for img in images
+    ]
+    targets = [{"image_id": img["id"]} for img in images]
+    alone = COCOEvaluator(gt, label_to_category_id=LABEL_TO_CAT)
+    alone.process(targets, outputs)
+    extra = COCOEvaluator(gt, label_to_category_id=[*LABEL_TO_CAT, 5], output_file=tmp_path / "d.json")
+    stray = {
+        "boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0]]),
+        "scores": torch.tensor([0.99]),
+        "labels": torch.tensor([4]),
+    }
+    stray["masks"] = torch.ones(1, 1, images[0]["height"], images[0]["width"])
+    with_stray = {k: torch.cat([outputs[0][k], stray[k]]) for k in stray}
+    extra.process(targets, [with_stray, outputs[1]])
+    assert extra.evaluate() == alone.evaluate()
+    assert 5 not in {r["category_id"] for r in json.loads((tmp_path / "d.json").read_text())}
+
+
 def test_bad_labels_and_ids_are_clear_errors() -> None:
     gt = make_gt()
     image = gt["images"][0]
@@ -275,8 +307,8 @@ def test_bad_labels_and_ids_are_clear_errors() -> None:
         COCOEvaluator(gt).process([{"image_id": image["id"]}], [out])
     with pytest.raises(ValueError, match=r"label 1 has no entry"):
         instances_to_coco_results(image["id"], out, {2: 7})
-    with pytest.raises(ValueError, match=r"absent from the ground truth"):
-        COCOEvaluator(gt, label_to_category_id=[3, 5])
+    with pytest.raises(ValueError, match=r"ids \[4, 5\], none of them in the ground truth"):
+        COCOEvaluator(gt, label_to_category_id=[5, 4])
     with pytest.raises(ValueError, match="image_id 999"):
         COCOEvaluator(gt, label_to_category_id=LABEL_TO_CAT).process([{"image_id": 999}], [out])
     with pytest.raises(ValueError, match=r"result #0: image_id 999"):
