@@ -333,6 +333,7 @@ def profile_pass(data: str, n_images: int, folder: Path) -> tuple[float, dict[st
     import scratchlab.engine.inference as inference
     import scratchlab.evaluation.coco_evaluator as coco_evaluator
     from scratchlab.config import load_config
+    from scratchlab.engine.categories import category_ids
     from scratchlab.engine.data import build_val_set
     from scratchlab.models import build_model
 
@@ -341,7 +342,7 @@ def profile_pass(data: str, n_images: int, folder: Path) -> tuple[float, dict[st
     val_set = build_val_set(cfg)
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=val_set.num_classes).eval()
-    evaluator = inference.coco_evaluator(cfg, val_set)
+    evaluator = inference.coco_evaluator(cfg, val_set, category_ids(val_set.categories))
     timers = _Timers()
     images = torch.utils.data.Subset(_TimedDataset(val_set, timers), range(min(n_images, len(val_set))))
     timers.wrap(model, "forward", MODEL)
