@@ -22,7 +22,13 @@ from omegaconf import DictConfig
 from ..data.categories import CategoryMismatch, compare_categories, used_category_ids
 from .data import DatasetError
 
-__all__ = ["checkpoint_categories", "check_val_categories", "check_category_files", "category_ids"]
+__all__ = [
+    "checkpoint_categories",
+    "check_val_categories",
+    "check_category_files",
+    "category_ids",
+    "refuse_changed_categories",
+]
 
 log = logging.getLogger("scratchlab")
 Categories = list[dict[str, Any]]
@@ -100,3 +106,23 @@ def checkpoint_categories(weights: str | Path, cfg: DictConfig) -> tuple[Categor
             "set data.train_json to that file, so that the labels map to its categories"
         )
     return found[0], f"{train_json} (data.train_json)"
+
+
+def refuse_changed_categories(
+    saved: list[int] | None, labels: list[int], checkpoint: Path, train_json: str
+) -> None:
+    """``--resume``: the checkpoint's labels must still mean the training file's categories (``saved``: the
+    checkpoint's ``category_ids``, None in a checkpoint from before they were saved). A file whose ids
+    changed since would go on training each label as another class."""
+    if saved is not None and list(saved) != labels:
+        raise DatasetError(
+            f"{checkpoint}: its run trained on category ids {_abridged(saved)}, but {train_json} now gives "
+            f"{_abridged(labels)}; resume with the training file the run started with, or start over "
+            "without --resume"
+        )
+
+
+def _abridged(ids: list[int], shown: int = 12) -> str:
+    return (
+        str(list(ids)) if len(ids) <= shown else f"[{', '.join(map(str, ids[:shown]))}, ... ({len(ids)} ids)]"
+    )

@@ -29,7 +29,7 @@ from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .box_only import refuse_box_only_files
-from .categories import category_ids, check_category_files
+from .categories import category_ids, check_category_files, refuse_changed_categories
 from .checkpoint import (
     BackgroundCheckpointer,
     atomic_torch_save,
@@ -131,6 +131,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     start, cost = 0, Cost()
     if resume and (found := load_latest(out / "checkpoints")) is not None:
         ckpt, path = found
+        refuse_changed_categories(ckpt.get("category_ids"), labels, path, str(cfg.data.train_json))
         core.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

@@ -132,3 +132,25 @@ def test_eval_refuses_a_renamed_category_and_logs_categories_without_ground_trut
     assert "AP-ellipse" not in res["bbox"] and "AP-circle" in res["bbox"]
     notes = [r.getMessage() for r in caplog.records if "has no annotation of" in r.getMessage()]
     assert len(notes) == 1 and "'ellipse' (id 2)" in notes[0]
+
+
+def _shifted_ids(src: str, dst) -> str:
+    """A copy of a COCO file with every category id moved up by 100 (names unchanged)."""
+    data = json.loads(open(src).read())
+    for c in data["categories"]:
+        c["id"] += 100
+    for a in data["annotations"]:
+        a["category_id"] += 100
+    dst.write_text(json.dumps(data))
+    return str(dst)
+
+
+def test_resume_refuses_a_training_file_whose_category_ids_changed(tiny_cfg, tmp_path):
+    tiny_cfg.eval.period = 0
+    train(tiny_cfg, tmp_path / "run")
+    tiny_cfg.data.train_json = _shifted_ids(tiny_cfg.data.train_json, tmp_path / "train.json")
+    tiny_cfg.data.val_json = _shifted_ids(tiny_cfg.data.val_json, tmp_path / "val.json")
+    with pytest.raises(
+        DatasetError, match=r"last\.pth: its run trained on category ids \[1, 2.*train\.json now gives \[101"
+    ):
+        train(tiny_cfg, tmp_path / "run", resume=True)
