@@ -92,6 +92,16 @@ def detections_file(out_dir: Path, iteration: int) -> Path:
     return out_dir / "inference" / f"detections_{iteration:07d}.json"
 
 
+def refuse_past_the_end(iteration: int, total: int, checkpoint: Path) -> None:
+    """``--resume`` with a schedule shorter than the checkpoint's iteration (other overrides than the run's):
+    going on would stamp the run's weights, config.yaml and final metrics with the shorter length."""
+    if iteration > total:
+        raise ValueError(
+            f"{checkpoint} is at iteration {iteration}, past the end of this config's {total} iterations; "
+            "resume with the overrides the run started with (its config.yaml), or a longer schedule"
+        )
+
+
 def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train the detector ``cfg`` describes into ``out_dir`` (the run-dir contract above); return the
     final metrics. ``resume`` continues from ``out_dir/checkpoints/last.pth``.
@@ -132,6 +142,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     if resume and (found := load_latest(out / "checkpoints")) is not None:
         ckpt, path = found
         refuse_changed_categories(ckpt.get("category_ids"), labels, path, str(cfg.data.train_json))
+        refuse_past_the_end(int(ckpt["iteration"]), total, path)
         core.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

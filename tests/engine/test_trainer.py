@@ -267,3 +267,15 @@ def test_loader_workers_stop_when_training_ends(tmp_path, synth_data):
     before = set(multiprocessing.active_children())  # an earlier test's failed run may still hold its own
     train(cfg, tmp_path)
     assert set(multiprocessing.active_children()) - before == set()
+
+
+def test_resuming_with_a_schedule_shorter_than_the_checkpoint_is_refused(tmp_path, tiny_cfg):
+    tiny_cfg.eval.period = 0
+    train(tiny_cfg, tmp_path)  # 6 iterations
+    config_before = (tmp_path / "config.yaml").read_text()
+    shorter = tiny_cfg.copy()
+    shorter.solver.max_iter = 4
+    shorter.solver.lr_drops_from_end = [4, 2]
+    with pytest.raises(ValueError, match=r"last\.pth is at iteration 6, past the end of this config's 4"):
+        train(shorter, tmp_path, resume=True)
+    assert (tmp_path / "config.yaml").read_text() == config_before  # the run is left as it was
