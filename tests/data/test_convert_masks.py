@@ -212,3 +212,13 @@ def test_cli_masks_to_checked_coco(tmp_path, capsys):
         == 2
     )
     assert "--masks-dir only applies to --from masks" in capsys.readouterr().err
+
+
+def test_jpeg_masks_are_refused_as_lossy_not_reported_missing(tmp_path):
+    src = tmp_path / "src"
+    _image(src / "images" / "q.jpg", 8, 8)
+    _image(src / "masks" / "q_mask.jpg", 8, 8)
+    with pytest.raises(
+        ConvertError, match=r"q_mask\.jpg: a \.jpg mask is lossy .* save masks as \.bmp, \.png"
+    ):
+        convert_dataset("masks", src, tmp_path / "out", class_name="c")

@@ -37,6 +37,7 @@ from pycocotools import mask as mask_utils
 from ._common import ConvertError, Obj, Record, Source, list_images, read_image_info
 
 MASK_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".bmp"})  # lossless only: ids must survive
+LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".webp"})  # refused by name, not skipped unexplained
 _SHOWN = 5  # example names listed in a warning
 
 
@@ -65,6 +66,20 @@ def _mask_entries(masks_dir: Path) -> dict[str, Path]:
                 raise ConvertError(f"{masks_dir}: ambiguous masks {entries[key].name} and {path.name}")
             entries[key] = path
     return entries
+
+
+def _refuse_lossy(masks_dir: Path, image_keys: set[str]) -> None:
+    """A JPEG named after an image is meant as its mask, but lossy compression changes pixel values (instance
+    ids, edges); say so instead of reporting the mask as missing."""
+    for path in sorted(masks_dir.rglob("*")):
+        key = _key(path, masks_dir)
+        if path.suffix.lower() in LOSSY_EXTENSIONS and any(
+            key[:end] in image_keys for end in range(len(key), 0, -1)
+        ):
+            raise ConvertError(
+                f"{path}: a {path.suffix} mask is lossy (compression changes its pixel values, so instance ids "
+                f"and edges do not survive); save masks as {', '.join(sorted(MASK_EXTENSIONS))}"
+            )
 
 
 def _suffix(image_keys: set[str], entries: dict[str, Path]) -> str:
@@ -222,6 +237,7 @@ def read_masks(
                 f"{img_dir}: {other.name} and {image.name} differ only in extension; their masks "
                 "would share a name"
             )
+    _refuse_lossy(mask_dir, set(keys))
     entries = _mask_entries(mask_dir)
     suffix = _suffix(set(keys), entries)
     warnings: list[str] = []
