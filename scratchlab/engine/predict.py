@@ -46,9 +46,11 @@ class Predictor:
 def _weights_file(path: Path) -> Path:
     if path.is_dir():
         if not (path / "model_final.pth").is_file():
+            last = path / "checkpoints" / "last.pth"
+            unfinished = f"; for this unfinished run, pass {last}" if last.is_file() else ""
             raise FileNotFoundError(
                 f"{path}: no model_final.pth (a run directory writes it when training "
-                "finishes; pass a run that has finished, or the .pth file itself)"
+                f"finishes; pass a run that has finished, or the .pth file itself{unfinished})"
             )
         return path / "model_final.pth"
     if not path.is_file():

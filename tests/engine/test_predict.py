@@ -83,6 +83,10 @@ def test_missing_inputs_are_named(tiny_run, tmp_path, capsys):
     assert "nope.jpg" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no model_final.pth"):
         load_predictor(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"model": {}}, tmp_path / "checkpoints" / "last.pth")  # an interrupted run
+    with pytest.raises(FileNotFoundError, match=r"for this unfinished run, pass .*checkpoints/last\.pth"):
+        load_predictor(tmp_path)
     torch.save({"model": {}}, tmp_path / "old.pth")
     with pytest.raises(ValueError, match="lacks"):
         load_predictor(tmp_path / "old.pth")
