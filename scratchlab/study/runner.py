@@ -409,6 +409,10 @@ class Study:
     def run(self) -> dict[str, Any]:
         self.write()  # every arm pending: study.json shows the plan from the start
         for arm in self.arms:
+            # `study --status` reads study.json: the arm training now is running, not pending.
+            running = {**_record(arm, "running", self._model(arm)), "run_dir": f"arms/{arm['name']}"}
+            self.records[arm["name"]] = running
+            self.write()
             self.records[arm["name"]] = self.run_arm(arm)
             self.write()
         return self.finish()

@@ -227,3 +227,20 @@ def test_direct_arms_parse_the_training_json_once(tmp_path, synth_data, monkeypa
     assert [c.solver.max_iter for c in stage1_cfgs] == [6, 3]
     for cfg in stage1_cfgs:
         assert cfg.solver.max_iter == stage1_iterations(cfg, len(engine_data.build_train_set(cfg)))
+
+
+def test_status_shows_the_arm_training_now_as_running(tmp_path, synth_data, monkeypatch):
+    from scratchlab.study.status import format_status
+
+    path = _study(tmp_path, synth_data, [{"init": "random", "seed": [0, 1]}])
+    seen = []
+
+    def train_that_reads_the_status(cfg, out, resume=False):
+        seen.append(format_status(tmp_path / "out"))
+        raise RuntimeError("stop here")  # the arm fails at once; only the status mid-training matters
+
+    monkeypatch.setattr(runner, "train", train_that_reads_the_status)
+    run_study(path, tmp_path / "out")
+    first, second = ([line.split()[:2] for line in table.splitlines()[2:]] for table in seen)
+    assert first == [["random_gn_1x_100pct_s0", "running"], ["random_gn_1x_100pct_s1", "pending"]]
+    assert second == [["random_gn_1x_100pct_s0", "failed"], ["random_gn_1x_100pct_s1", "running"]]
