@@ -154,6 +154,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         log.warning("%s holds an earlier run: starting it over from iteration 0 (--resume continues it)", out)
         if is_main_process():
             discard_checkpoints(out / "checkpoints")  # a --resume before this run's first save took them
+    elif resume:  # say so: a mistyped --out would otherwise start a new run without a word
+        log.info("--resume: no checkpoint in %s; starting at iteration 0", out / "checkpoints")
     if is_main_process():
         (out / "config.yaml").write_text(to_yaml(cfg))
 

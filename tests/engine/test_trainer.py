@@ -157,10 +157,12 @@ def test_a_run_started_over_leaves_no_earlier_checkpoint_to_resume(tmp_path, tin
 
 def test_resuming_a_finished_run_logs_its_final_evaluation_once(tmp_path, tiny_cfg):
     tiny_cfg.eval.period = 0
-    train(tiny_cfg, tmp_path)
+    train(tiny_cfg, tmp_path, resume=True)  # nothing to resume yet: a new run, and the log says so
+    assert "--resume: no checkpoint in" in (tmp_path / "log.txt").read_text()
     first = (tmp_path / "metrics.jsonl").read_text()
     train(tiny_cfg, tmp_path, resume=True)  # nothing left to train: only the final evaluation runs again
     assert (tmp_path / "metrics.jsonl").read_text() == first
+    assert (tmp_path / "log.txt").read_text().count("--resume: no checkpoint") == 1
 
 
 def test_nonfinite_loss_stops_with_checkpoint_and_iteration(tmp_path, tiny_cfg):
