@@ -49,7 +49,7 @@ Convert annotations to COCO JSON. Formats:
            stem (plus a suffix such as _mask, found automatically): a PNG of instance ids
            (0 = background) or a folder with one binary PNG per instance. Classes: --class-name
            NAME (one class) and/or --classes FILE (YAML/JSON: {id: name} or {image: {id: name}}).
-           Masks become RLE with exact pixel areas.
+           Masks become RLE with exact pixel areas. PNG, TIFF or BMP: a JPEG mask is refused (lossy).
 Output: DIR/annotations.json, or with --split F a seeded split by image into
 DIR/annotations/instances_train.json and DIR/annotations/instances_val.json (F = val fraction).
 Images are not copied: file_name is relative to the source image folder, printed at the end;
