@@ -181,6 +181,19 @@ def test_missing_class_folders_and_unmatched_masks(tmp_path):
     assert any("1 mask(s) match no image" in w and "unrelated" in w for w in summary["warnings"])
 
 
+def test_a_mask_named_unlike_the_others_is_reported_with_the_naming_in_use(tmp_path):
+    src = tmp_path / "src"
+    for stem in ("a", "b", "c"):
+        _image(src / "images" / f"{stem}.jpg", 8, 8)
+    for name in ("a_mask.png", "b_mask.png", "c.png"):  # c's mask drops the suffix the others share
+        _png(src / "masks" / name, np.ones((8, 8), np.uint8))
+    summary = convert_dataset("masks", src, tmp_path / "out", class_name="c")
+    assert (summary["images"], summary["annotations"]) == (3, 2)
+    naming = "a mask is named <image name>_mask"
+    assert any("1 image(s) have no mask" in w and naming in w and "c.jpg" in w for w in summary["warnings"])
+    assert any("1 mask(s) match no image" in w and naming in w for w in summary["warnings"])
+
+
 def test_cli_masks_to_checked_coco(tmp_path, capsys):
     src = _set(tmp_path / "src")
     assert (

@@ -260,9 +260,10 @@ def read_masks(
             f"{images[0].name} looked for {Path(_key(images[0], img_dir)).name}.png, "
             f"..._mask.png or a folder of that name)"
         )
+    naming = f"a mask is named <image name>{suffix}, the naming most masks here share"
     if missing:
         warnings.append(
-            f"{len(missing)} image(s) have no mask in {mask_dir} and are kept without annotations: "
+            f"{len(missing)} image(s) have no mask in {mask_dir} ({naming}) and are kept without annotations: "
             f"{_examples(missing)}"
         )
     if empty:
@@ -274,6 +275,6 @@ def read_masks(
     orphans = [k for k, p in entries.items() if p not in used and p not in around and p.parent not in used]
     if orphans:
         warnings.append(
-            f"{mask_dir}: {len(orphans)} mask(s) match no image and were ignored: {_examples(orphans)}"
+            f"{mask_dir}: {len(orphans)} mask(s) match no image and were ignored ({naming}): {_examples(orphans)}"
         )
     return Source(img_dir, records, None, warnings)
