@@ -11,7 +11,6 @@ validation file that names an id differently or annotates a category the model d
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,13 @@ import torch
 from omegaconf import DictConfig
 
 from ..data.categories import CategoryMismatch, compare_categories, used_category_ids
+from .box_only import read_annotation_file, refuse_box_only
 from .data import DatasetError
 
 __all__ = [
     "checkpoint_categories",
     "check_val_categories",
-    "check_category_files",
+    "check_annotation_files",
     "category_ids",
     "refuse_changed_categories",
 ]
@@ -39,16 +39,14 @@ def category_ids(categories: Categories) -> list[int]:
     return [int(c["id"]) for c in categories]
 
 
-def _read(ann_file: str | Path) -> tuple[Categories, list[dict]] | None:
-    """(categories sorted by id, annotations) of a COCO file; None when the file cannot be read that way
-    (the data check, or the dataset's loader, says what is wrong with it)."""
+def _categories_and_annotations(data: dict[str, Any] | None) -> tuple[Categories, list[dict]] | None:
+    """(categories sorted by id, annotations) of a parsed COCO file; None when it does not hold them that
+    way (the data check, or the dataset's loader, says what is wrong with it)."""
     try:
-        with open(ann_file) as f:
-            data = json.load(f)
         categories = sorted((dict(c) for c in data["categories"]), key=lambda c: int(c["id"]))
         annotations = [a for a in data.get("annotations", []) if "category_id" in a]
         return categories, annotations
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -74,15 +72,25 @@ def check_val_categories(
         )
 
 
-def check_category_files(cfg: DictConfig) -> None:
-    """Before training: :func:`check_val_categories` of ``data.val_json`` against ``data.train_json`` (the
-    JSON alone, before the data check decodes any image)."""
-    if not cfg.data.val_json:
-        return
-    train, val = _read(cfg.data.train_json), _read(cfg.data.val_json)
-    if train is None or val is None:
-        return
-    check_val_categories(train[0], str(cfg.data.train_json), val[0], val[1], str(cfg.data.val_json))
+def check_annotation_files(cfg: DictConfig) -> None:
+    """Before training, from the annotation JSON alone (each file parsed once, before the data check decodes
+    any image): with ``data.check``, a box-only file for a mask config
+    (:func:`~scratchlab.engine.box_only.refuse_box_only`); always, :func:`check_val_categories` of
+    ``data.val_json`` against ``data.train_json``."""
+    train_categories: Categories | None = None
+    for role, ann in (("train", cfg.data.train_json), ("val", cfg.data.val_json)):
+        data = read_annotation_file(ann) if ann else None
+        if data is None:
+            continue
+        if cfg.data.check:
+            refuse_box_only(cfg, ann, data)
+        found = _categories_and_annotations(data)
+        if found is None:
+            continue
+        if role == "train":
+            train_categories = found[0]
+        elif train_categories is not None:
+            check_val_categories(train_categories, str(cfg.data.train_json), found[0], found[1], str(ann))
 
 
 def checkpoint_categories(weights: str | Path, cfg: DictConfig) -> tuple[Categories, str]:
@@ -98,7 +106,7 @@ def checkpoint_categories(weights: str | Path, cfg: DictConfig) -> tuple[Categor
         cats = [{"id": int(i), "name": str(n)} for i, n in zip(ckpt["category_ids"], names, strict=True)]
         return cats, f"{weights} (its category_ids)"
     train_json = cfg.data.train_json
-    found = _read(train_json) if train_json else None
+    found = _categories_and_annotations(read_annotation_file(train_json)) if train_json else None
     if found is None:
         raise DatasetError(
             f"{weights}: carries no category list (a model_final.pth or checkpoints/last.pth of `scratchlab "

@@ -28,8 +28,7 @@ from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, 
 from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
-from .box_only import refuse_box_only_files
-from .categories import category_ids, check_category_files, refuse_changed_categories
+from .categories import category_ids, check_annotation_files, refuse_changed_categories
 from .checkpoint import (
     BackgroundCheckpointer,
     atomic_torch_save,
@@ -118,9 +117,8 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     cfg = resolve_data(cfg, out)
     cfg, batch_line = scale_to_world(cfg, world)
     log.info(batch_line)
-    check_category_files(cfg)  # the JSON alone, like the box-only check: before any image is decoded
+    check_annotation_files(cfg)  # JSON reads: before the data check's image decode, which can take minutes
     if cfg.data.check:
-        refuse_box_only_files(cfg)  # a JSON read: before the image decode, which can take minutes
         validate_data(cfg)
     device = resolve_device(cfg, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank

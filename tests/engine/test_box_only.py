@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scratchlab.engine import train
-from scratchlab.engine.box_only import refuse_box_only_files
+from scratchlab.engine.categories import check_annotation_files
 from scratchlab.engine.data import DatasetError
 
 
@@ -37,7 +37,7 @@ def test_refusal_comes_before_the_image_check(tiny_cfg, synth_data, tmp_path):
 
 def test_partly_masked_data_is_left_to_the_checks(tiny_cfg, synth_data, tmp_path):
     tiny_cfg.data.update(_copy(synth_data, tmp_path, unmasked=1))
-    refuse_box_only_files(tiny_cfg)  # some masks: the per-image checks decide
+    check_annotation_files(tiny_cfg)  # some masks: the per-image checks decide
     with pytest.raises(DatasetError, match="failed validation"):
         train(tiny_cfg, tmp_path / "run")
 
@@ -45,10 +45,10 @@ def test_partly_masked_data_is_left_to_the_checks(tiny_cfg, synth_data, tmp_path
 def test_box_only_data_suits_a_box_detector(tiny_cfg, synth_data, tmp_path):
     tiny_cfg.data.update(_copy(synth_data, tmp_path))
     tiny_cfg.model.arch = "faster_rcnn"
-    refuse_box_only_files(tiny_cfg)
+    check_annotation_files(tiny_cfg)
 
 
 def test_an_unreadable_file_is_left_to_the_data_check(tiny_cfg, tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     tiny_cfg.data.train_json = str(tmp_path / "broken.json")
-    refuse_box_only_files(tiny_cfg)
+    check_annotation_files(tiny_cfg)
