@@ -22,7 +22,9 @@ import faster_coco_eval
 import faster_coco_eval.faster_eval_api_cpp as _C
 import numpy as np
 
-from scratchlab.evaluation.coco_evaluator import _load_results, _mean_ap, detections_for, load_coco_gt
+from .ground_truth import load_coco_gt
+from .results import detections_for, load_results
+from .summary import mean_ap
 
 __all__ = [
     "BOOTSTRAP_METRICS",
@@ -83,7 +85,7 @@ def per_image_eval(
     for i, r in enumerate(results):
         if r.get("image_id") not in gt.imgs:
             raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
-    dt = _load_results(gt, detections_for(iou_type, results), "faster_coco_eval")
+    dt = load_results(gt, detections_for(iou_type, results), "faster_coco_eval")
     ev = faster_coco_eval.COCOeval_faster(
         gt, dt, iou_type, separate_eval=True, print_function=lambda *_: None
     )
@@ -153,9 +155,9 @@ def _summary(precision: np.ndarray, iou_thresholds: Sequence[float]) -> dict[str
     """AP, AP50, AP75 (percent) from the accumulator's precision [T, R, K, 1, 1]."""
     thr = np.asarray(iou_thresholds)
     return {
-        "AP": _mean_ap(precision),
-        "AP50": _mean_ap(precision[np.isclose(thr, 0.5)]),
-        "AP75": _mean_ap(precision[np.isclose(thr, 0.75)]),
+        "AP": mean_ap(precision),
+        "AP50": mean_ap(precision[np.isclose(thr, 0.5)]),
+        "AP75": mean_ap(precision[np.isclose(thr, 0.75)]),
     }
 
 

@@ -195,11 +195,12 @@ def test_all_twelve_stats_match_direct_pycocotools(backend: str, tmp_path) -> No
 
 def test_mask_results_load_as_pycocotools_loadres_does() -> None:
     """The bulk load of mask results gives each record what loadRes gives it: area, box, id, iscrowd."""
-    from scratchlab.evaluation.coco_evaluator import _load_results, detections_for, load_coco_gt
+    from scratchlab.evaluation.ground_truth import load_coco_gt
+    from scratchlab.evaluation.results import detections_for, load_results
 
     gt = make_gt(seed=5, n_images=10)
     results = _random_predictions(gt, seed=6, backend="faster_coco_eval")._predictions
-    fast = _load_results(load_coco_gt(gt), detections_for("segm", results), "faster_coco_eval")
+    fast = load_results(load_coco_gt(gt), detections_for("segm", results), "faster_coco_eval")
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(gt)

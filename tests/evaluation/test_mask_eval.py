@@ -16,8 +16,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from scratchlab.evaluation import evaluate_predictions, load_coco_gt
-from scratchlab.evaluation.coco_evaluator import _load_results, detections_for
 from scratchlab.evaluation.mask_eval import PreparedMaskEval, _mask_areas
+from scratchlab.evaluation.results import detections_for, load_results
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 SIZE = 200  # px; objects from ~20 px^2 (small) to ~20k px^2 (large)
@@ -70,7 +70,7 @@ def make_set(seed: int) -> tuple[dict, list[dict]]:
 def _faster_own(gt: dict, results: list[dict], max_dets: int, img_ids=None) -> dict:
     """faster-coco-eval's own segm path (loadRes, COCOeval_faster) on the same records."""
     coco_gt = load_coco_gt(gt, require_segm=True)
-    dt = _load_results(coco_gt, detections_for("segm", results), "faster_coco_eval")
+    dt = load_results(coco_gt, detections_for("segm", results), "faster_coco_eval")
     ev = faster_coco_eval.COCOeval_faster(coco_gt, dt, "segm", print_function=lambda *_: None)
     return _tables(ev, max_dets, img_ids)
 
