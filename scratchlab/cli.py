@@ -26,6 +26,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .study.groups import LAUNCHERS
+
 __all__ = ["main", "build_parser"]
 
 
@@ -174,7 +176,7 @@ def _cmd_pretrain_direct(a: argparse.Namespace) -> int:
 
 
 def _cmd_study(a: argparse.Namespace) -> int:
-    from .study.runner import rebuild_report, run_study
+    from .study.store import rebuild_report
 
     if a.status:
         from .study.status import format_status
@@ -188,6 +190,8 @@ def _cmd_study(a: argparse.Namespace) -> int:
             )
         study = rebuild_report(a.report_only)
     elif a.study and a.out and a.launcher == "inline":
+        from .study.runner import run_study
+
         study = run_study(a.study, a.out, a.overrides)
     elif a.study and a.out:
         from .study.launcher import launch_study
@@ -371,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument(
         "--launcher",
-        choices=("inline", "local", "slurm"),
+        choices=LAUNCHERS,
         default="inline",
         help="inline: arms one after another in this process; local/slurm: each arm a submitit job",
     )

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..run_dir import LAST, PREVIOUS
+
 __all__ = [
     "save_checkpoint",
     "BackgroundCheckpointer",
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-LAST, PREVIOUS = "last.pth", "previous.pth"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

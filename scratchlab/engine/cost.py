@@ -3,18 +3,17 @@ the cost of the pre-training the run started from."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import run_dir
 from ..models import describe_init
+from ..run_dir import EXTERNAL
 
-__all__ = ["Cost", "pretrain_cost", "cost_block", "EXTERNAL", "run_provenance"]
+__all__ = ["Cost", "pretrain_cost", "cost_block", "run_provenance"]
 
 _KEYS = ("images_seen", "instances_seen", "pixels_seen", "wall_s")
-# Published weights were paid for elsewhere: the paper's point is that this cost is usually left out.
-EXTERNAL = "not counted: external"
 
 
 @dataclass
@@ -34,13 +33,13 @@ def pretrain_cost(init: str) -> dict[str, Any] | None:
     path = Path(str(init))
     if init in ("", "random") or not path.is_file():
         return None
-    meta = path.parent / "pretrain_meta.json"
+    meta = path.parent / run_dir.PRETRAIN_META
     if meta.is_file():
-        m = json.loads(meta.read_text())
+        m = run_dir.read_json(meta)
         return {"kind": "classify", **{k: m[k] for k in _KEYS if k in m}}
-    final = path.parent / "final_metrics.json"
-    if final.is_file():
-        c = json.loads(final.read_text()).get("cost") or {}
+    final = run_dir.read_final_metrics(path.parent)
+    if final is not None:
+        c = final.get("cost") or {}
         total = c.get("total") or c
         return {"kind": "direct", **{k: total[k] for k in _KEYS if k in total}}
     return None

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from .. import run_dir
 from ..config import config_from_yaml
 from ..data.image_io import ImageLoadError, load_image
 from ..evaluation import instances_to_coco_results
@@ -45,14 +46,14 @@ class Predictor:
 
 def _weights_file(path: Path) -> Path:
     if path.is_dir():
-        if not (path / "model_final.pth").is_file():
-            last = path / "checkpoints" / "last.pth"
+        if not (path / run_dir.MODEL_FINAL).is_file():
+            last = path / run_dir.CHECKPOINTS / run_dir.LAST
             unfinished = f"; for this unfinished run, pass {last}" if last.is_file() else ""
             raise FileNotFoundError(
                 f"{path}: no model_final.pth (a run directory writes it when training "
                 f"finishes; pass a run that has finished, or the .pth file itself{unfinished})"
             )
-        return path / "model_final.pth"
+        return path / run_dir.MODEL_FINAL
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such run directory or weights file")
     return path

@@ -1,13 +1,10 @@
 """The training loop: iteration-based, explicit, in the manner of DETR's ``engine.py``.
 
-Run-dir contract (``out_dir``): ``config.yaml`` (merged, data paths resolved), ``metrics.jsonl``,
-TensorBoard events, ``log.txt``, ``checkpoints/last.pth`` (+ ``previous.pth``; the training state, with
-``config``, ``classes`` and ``category_ids`` as below), ``model_final.pth``
-(``{"model", "iteration", "config", "classes", "category_ids"}``: self-contained for ``predict``),
-``final_metrics.json`` = ``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "cost",
-"provenance"}`` (provenance: where the initial weights came from, engine.cost.run_provenance;
-``"keypoints": {AP, AP50, AP75, APm, APl}`` instead of ``segm`` for a keypoint_rcnn config)
-and ``plots/`` (loss, AP and LR curves drawn from metrics.jsonl).
+It writes the run directory :mod:`scratchlab.run_dir` describes: ``final_metrics.json`` =
+``{"iteration", "bbox": {AP, AP50, AP75, APs, APm, APl}, "segm": {...}, "train_images", "cost",
+"provenance"}`` (``train_images``: the images it trained on, its data regime with images without
+instances left out; provenance: where the initial weights came from, engine.cost.run_provenance;
+``"keypoints": {AP, AP50, AP75, APm, APl}`` instead of ``segm`` for a keypoint_rcnn config).
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from .. import run_dir
 from ..config import max_iter, to_yaml
 from ..models import build_model
 from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
@@ -50,7 +48,7 @@ from .inference import coco_evaluator, inference_on_dataset
 from .schedule import build_optimizer, build_scheduler, scale_to_world
 from .writers import MetricWriters, flatten_metrics
 
-__all__ = ["train", "NonFiniteLossError", "detections_file"]
+__all__ = ["train", "NonFiniteLossError"]
 
 log = logging.getLogger("scratchlab")
 
@@ -86,11 +84,6 @@ def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
     }
 
 
-def detections_file(out_dir: Path, iteration: int) -> Path:
-    """Where a run keeps the val detections of its evaluation at ``iteration`` (for bootstraps later)."""
-    return out_dir / "inference" / f"detections_{iteration:07d}.json"
-
-
 def refuse_past_the_end(iteration: int, total: int, checkpoint: Path) -> None:
     """``--resume`` with a schedule shorter than the checkpoint's iteration (other overrides than the run's):
     going on would stamp the run's weights, config.yaml and final metrics with the shorter length."""
@@ -113,7 +106,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = init_distributed()
-    setup_logging(out)
+    setup_logging(out / run_dir.LOG)
     cfg = resolve_data(cfg, out)
     cfg, batch_line = scale_to_world(cfg, world)
     log.info(batch_line)
@@ -137,7 +130,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     scheduler = build_scheduler(cfg, optimizer)
     amp, amp_dtype, scaler = amp_setup(cfg, device)
     start, cost = 0, Cost()
-    if resume and (found := load_latest(out / "checkpoints")) is not None:
+    if resume and (found := load_latest(out / run_dir.CHECKPOINTS)) is not None:
         ckpt, path = found
         refuse_changed_categories(ckpt.get("category_ids"), labels, path, str(cfg.data.train_json))
         refuse_past_the_end(int(ckpt["iteration"]), total, path)
@@ -148,14 +141,16 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
         start, cost = int(ckpt["iteration"]), Cost(**ckpt["cost"])
         log.info("resumed from %s at iteration %d", path, start)
-    elif (out / "checkpoints" / "last.pth").is_file() or (out / "model_final.pth").is_file():
+    elif (out / run_dir.CHECKPOINTS / run_dir.LAST).is_file() or (out / run_dir.MODEL_FINAL).is_file():
         log.warning("%s holds an earlier run: starting it over from iteration 0 (--resume continues it)", out)
         if is_main_process():
-            discard_checkpoints(out / "checkpoints")  # a --resume before this run's first save took them
+            discard_checkpoints(
+                out / run_dir.CHECKPOINTS
+            )  # a --resume before this run's first save took them
     elif resume:  # say so: a mistyped --out would otherwise start a new run without a word
-        log.info("--resume: no checkpoint in %s; starting at iteration 0", out / "checkpoints")
+        log.info("--resume: no checkpoint in %s; starting at iteration 0", out / run_dir.CHECKPOINTS)
     if is_main_process():
-        (out / "config.yaml").write_text(to_yaml(cfg))
+        (out / run_dir.CONFIG).write_text(to_yaml(cfg))
 
     def state(iteration: int, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -169,7 +164,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
             **run_meta(cfg, train_set),  # config and categories: `scratchlab eval` reads them
         }
 
-    checkpointer = BackgroundCheckpointer(out / "checkpoints") if is_main_process() else None
+    checkpointer = BackgroundCheckpointer(out / run_dir.CHECKPOINTS) if is_main_process() else None
 
     def save(iteration: int) -> None:
         """Collective: every rank's RNG state goes into the checkpoint; the main process writes it (on
@@ -213,7 +208,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
                     checkpointer.close()  # on disk before the error says so
                 raise NonFiniteLossError(
                     f"non-finite loss at iteration {it + 1} on rank(s) {bad}: {gathered[bad[0]]}; the state "
-                    f"before this step is saved in {out / 'checkpoints' / 'last.pth'}"
+                    f"before this step is saved in {out / run_dir.CHECKPOINTS / run_dir.LAST}"
                 )
             micro_losses.append(values)
             # Cost of this micro-step over all ranks (each rank sees its own share of the global batch).
@@ -244,7 +239,9 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         if cfg.eval.period and done % cfg.eval.period == 0 and done != total and val_set is not None:
             writers.write(
                 done,
-                flatten_metrics(_evaluate(core, val_set, cfg, device, labels, detections_file(out, done))),
+                flatten_metrics(
+                    _evaluate(core, val_set, cfg, device, labels, run_dir.detections_file(out, done))
+                ),
             )
             t_last = time.perf_counter()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0 or done == total:  # the last before the final evaluation
@@ -254,13 +251,14 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     # this frame, and with it the workers, alive until the garbage collector runs.
     del batches
     results = (
-        _evaluate(core, val_set, cfg, device, labels, detections_file(out, total))
+        _evaluate(core, val_set, cfg, device, labels, run_dir.detections_file(out, total))
         if val_set is not None
         else {}
     )
     final = {
         "iteration": total,
         **results,
+        "train_images": len(train_set),
         "cost": cost_block(cost, pretrain_cost(cfg.model.init)),
         "provenance": provenance,
     }
@@ -270,10 +268,10 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         writers.write(total, flatten_metrics(results))
         atomic_torch_save(
             {"model": core.state_dict(), "iteration": total, **run_meta(cfg, train_set)},
-            out / "model_final.pth",
+            out / run_dir.MODEL_FINAL,
         )
-        write_json(out / "final_metrics.json", final, indent=2)
+        write_json(out / run_dir.FINAL_METRICS, final, indent=2)
     writers.close()
     if is_main_process():
-        plot_run(out / "metrics.jsonl", out / "plots")
+        plot_run(out / run_dir.METRICS, out / run_dir.PLOTS)
     return final

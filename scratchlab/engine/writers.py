@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import run_dir
 from ..utils.dist import is_main_process
 from ..utils.io import write_text
 
@@ -60,11 +61,11 @@ class MetricWriters:
         if self.enabled:
             out_dir = Path(out_dir)
             if start_iter > 0:
-                drop_rows_after(out_dir / "metrics.jsonl", start_iter, final_eval=start_iter >= max_iter)
+                drop_rows_after(out_dir / run_dir.METRICS, start_iter, final_eval=start_iter >= max_iter)
             # A run from iteration 0 starts its own history: appending to an earlier run's rows in the same
             # folder drew both runs as one curve in plots/ and in a study's AP-vs-iteration figure.
             mode = "a" if start_iter > 0 else "w"
-            self._jsonl = open(out_dir / "metrics.jsonl", mode)  # noqa: SIM115 - closed in close()
+            self._jsonl = open(out_dir / run_dir.METRICS, mode)  # noqa: SIM115 - closed in close()
             if start_iter == 0:  # the same for TensorBoard, which reads every event file in the folder
                 for earlier in out_dir.glob("events.out.tfevents.*"):
                     earlier.unlink()

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
+from .. import run_dir
 from ..config import to_yaml
 from ..data.image_io import load_image
 from ..data.synth_classify import make_synth_classify
@@ -159,7 +160,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = init_distributed()
-    setup_logging(out)
+    setup_logging(out / run_dir.LOG)
     root = _resolve_root(cfg, out) if is_main_process() else None
     root = Path(all_gather_objects(str(root))[0])
     for split in ("train", "val"):
@@ -198,7 +199,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         "data_s": 0.0,
         "epoch_losses": [],
     }
-    if resume and (found := load_latest(out / "checkpoints")) is not None:
+    if resume and (found := load_latest(out / run_dir.CHECKPOINTS)) is not None:
         ckpt, path = found
         core.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -207,7 +208,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         progress = json.loads(ckpt["progress"])
         log.info("resumed from %s after epoch %d", path, progress["epoch"])
     if is_main_process():
-        (out / "config.yaml").write_text(to_yaml(cfg))
+        (out / run_dir.CONFIG).write_text(to_yaml(cfg))
     for epoch in range(progress["epoch"], int(c.epochs)):
         t0, data_s, loss_sum = time.perf_counter(), 0.0, torch.zeros((), dtype=torch.float64, device=device)
         t_data = time.perf_counter()
@@ -254,7 +255,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
                     "progress": json.dumps(progress),
                     "config": to_yaml(cfg),
                 },
-                out / "checkpoints",
+                out / run_dir.CHECKPOINTS,
             )
     acc = _accuracy(core, val_set, int(c.batch_size) // world, loader_workers(cfg.data.num_workers), device)
     # What the backbone was pre-trained on, as run provenance records name it.
@@ -285,8 +286,8 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         "data_root": str(root),
     }
     if is_main_process():
-        atomic_torch_save(core.body.state_dict(), out / "backbone.pth")
-        write_json(out / "pretrain_meta.json", meta, indent=2)
+        atomic_torch_save(core.body.state_dict(), out / run_dir.BACKBONE)
+        write_json(out / run_dir.PRETRAIN_META, meta, indent=2)
     log.info(
         "classification pre-training done: top-1 %.1f%%, top-5 %.1f%% after %d epochs (%.0f s)",
         meta["top1"],

@@ -11,7 +11,6 @@ so one file shows the whole recipe.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -19,14 +18,20 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from .. import run_dir
 from ..config import apply_overrides
 from ..engine import train
 from ..engine.data import resolve_data, train_set_size
 from ..utils.io import write_json
 
-__all__ = ["pretrain_direct", "stage_configs", "stage1_iterations"]
+__all__ = ["pretrain_direct", "stage_configs", "stage1_iterations", "stage1_weights"]
 
 log = logging.getLogger("scratchlab")
+
+
+def stage1_weights(out_dir: str | Path) -> Path:
+    """The detector stage 1 leaves in a direct pre-training's ``out_dir``: what stage 2 starts from."""
+    return Path(out_dir) / run_dir.STAGE1 / run_dir.MODEL_FINAL
 
 
 def stage1_iterations(stage1: DictConfig, train_images: int) -> int:
@@ -47,7 +52,7 @@ def stage_configs(
     if stage1.direct.stage1_epochs is not None:
         images = train_set_size(stage1) if train_images is None else train_images
         stage1 = apply_overrides(stage1, [f"solver.max_iter={stage1_iterations(stage1, images)}"])
-    stage2 = apply_overrides(cfg, [*cfg.direct.stage2, f"model.init={out / 'stage1' / 'model_final.pth'}"])
+    stage2 = apply_overrides(cfg, [*cfg.direct.stage2, f"model.init={stage1_weights(out)}"])
     return stage1, stage2
 
 
@@ -58,14 +63,14 @@ def pretrain_direct(cfg: DictConfig, out_dir: str | Path, resume: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     cfg = resolve_data(cfg, out)  # both stages see the same data (generated once under out/data)
     stage1, stage2 = stage_configs(cfg, out)
-    if (out / "stage1" / "final_metrics.json").is_file() and (out / "stage1" / "model_final.pth").is_file():
-        log.info("stage 1 already finished in %s: reusing it", out / "stage1")
-        first = json.loads((out / "stage1" / "final_metrics.json").read_text())
+    first = run_dir.read_final_metrics(out / run_dir.STAGE1)
+    if first is not None and (out / run_dir.STAGE1 / run_dir.MODEL_FINAL).is_file():
+        log.info("stage 1 already finished in %s: reusing it", out / run_dir.STAGE1)
     else:
         log.info("direct pre-training, stage 1: whole detector at low resolution")
-        first = train(stage1, out / "stage1", resume=resume)
+        first = train(stage1, out / run_dir.STAGE1, resume=resume)
     log.info("direct pre-training, stage 2: fine-tuning from %s", stage2.model.init)
-    final = train(stage2, out / "stage2", resume=resume)
+    final = train(stage2, out / run_dir.STAGE2, resume=resume)
     summary = {**final, "stage1": {k: v for k, v in first.items() if k != "cost"}}
-    write_json(out / "final_metrics.json", summary, indent=2)
+    write_json(out / run_dir.FINAL_METRICS, summary, indent=2)
     return summary

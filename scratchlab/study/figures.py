@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure  # the OO API renders with Agg and leaves pyplot's global state alone
 
-from ..engine.cost import EXTERNAL
+from ..run_dir import EXTERNAL
 from .groups import TASKS, Group, fmt_count, group_arms, regime_order, sched_label
 
 __all__ = ["Skip", "INIT_COLOURS", "styles", "curves_figure", "final_ap_figure", "compute_figure"]

@@ -17,6 +17,7 @@ from .provenance import external_cost, pretraining_label
 
 __all__ = [
     "INITS",
+    "LAUNCHERS",
     "PRETRAINED",
     "UNDECIDED",
     "TASKS",
@@ -39,6 +40,8 @@ __all__ = [
 
 # "weights": published weights (``weights: NAME_OR_PATH``); each source is compared as its own kind.
 INITS = ("random", "classify", "direct", "weights")
+# How a study runs its arms: in this process, or each a submitit job (this machine, or Slurm).
+LAUNCHERS = ("inline", "local", "slurm")
 PRETRAINED = ("classify", "direct")
 STATUSES = ("finished", "failed", "diverged", "pending", "running")
 UNDECIDED = ("pending", "running")  # statuses of arms that may still finish

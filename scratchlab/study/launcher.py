@@ -33,12 +33,14 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .runner import Study, _record
+from .. import run_dir
+from .arms import ArmRecord, ArmSpec
+from .groups import LAUNCHERS
+from .runner import Study
 
-__all__ = ["LAUNCHERS", "ClusterOptions", "StudyJob", "launch_study"]
+__all__ = ["ClusterOptions", "StudyJob", "launch_study"]
 
 log = logging.getLogger("scratchlab")
-LAUNCHERS = ("inline", "local", "slurm")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class StudyJob:
         self.study_file, self.out, self.arm_name, self.kind = str(study_file), str(out), arm_name, kind
         self.overrides = tuple(overrides)  # the command line's key=value, applied to every arm
 
-    def __call__(self) -> dict[str, Any] | None:
+    def __call__(self) -> ArmRecord | None:
         _join_job_process_group()
         study = Study(self.study_file, self.out, self.overrides)
         arm = study.arm(self.arm_name)
@@ -138,17 +140,18 @@ def _executor(launcher: str, folder: Path, opts: ClusterOptions) -> Any:
     return executor
 
 
-class _Scheduler:
-    """Submits pre-training and arm jobs, at most ``max_parallel`` at a time, and records what they give."""
+class Scheduler:
+    """Submits pre-training and arm jobs, at most ``max_parallel`` at a time, and records what they give.
+    ``executor``: a submitit executor (``submit(fn) -> job`` with ``job_id``, ``done()``, ``results()``,
+    ``cancel()``); with ``slurm``, also ``update_parameters`` for the dependencies."""
 
-    def __init__(self, study: Study, launcher: str, opts: ClusterOptions) -> None:
-        self.study, self.launcher, self.opts = study, launcher, opts
-        self.executor = _executor(launcher, study.out / "jobs", opts)
-        self.running: dict[str, tuple[Any, str, dict[str, Any]]] = {}  # job key -> (job, kind, arm)
+    def __init__(self, study: Study, launcher: str, opts: ClusterOptions, executor: Any) -> None:
+        self.study, self.launcher, self.opts, self.executor = study, launcher, opts, executor
+        self.running: dict[str, tuple[Any, str, ArmSpec]] = {}  # job key -> (job, kind, arm)
         self.pretrain_jobs: dict[str, Any] = {}  # pre-training name -> its job (while it runs)
         self.failed_pretraining: dict[str, str] = {}
 
-    def _submit(self, kind: str, arm: dict[str, Any], key: str, after: Any = None) -> Any:
+    def _submit(self, kind: str, arm: ArmSpec, key: str, after: Any = None) -> Any:
         executor = self.executor
         if after is not None:  # Slurm only: the arm waits for its pre-training in the queue (and is
             # cancelled, hence recorded failed, if that pre-training fails)
@@ -158,16 +161,14 @@ class _Scheduler:
                     "kill-on-invalid-dep": "yes",
                 }
             )
-        job = executor.submit(
-            StudyJob(self.study.file, self.study.out, arm["name"], kind, self.study.overrides)
-        )
+        job = executor.submit(StudyJob(self.study.file, self.study.out, arm.name, kind, self.study.overrides))
         if after is not None:
             executor.update_parameters(slurm_additional_parameters={})
         self.running[key] = (job, kind, arm)
         log.info("submitted %s %s as job %s", kind, key, job.job_id)
         return job
 
-    def _ready(self, arm: dict[str, Any]) -> tuple[bool, Any]:
+    def _ready(self, arm: ArmSpec) -> tuple[bool, Any]:
         """Whether ``arm`` may be submitted now, and the job it must wait for (Slurm dependency)."""
         pre = self.study.pretraining(arm)
         if pre is None or pre[1].is_file():
@@ -197,19 +198,11 @@ class _Scheduler:
                     self.failed_pretraining[name] = error
                     log.warning("pre-training %s failed: %s", name, error)
                 continue
-            record = (
-                result
-                if result is not None
-                else {
-                    **_record(arm, "failed", self.study._model(arm)),
-                    "error": error,
-                    "run_dir": f"arms/{arm['name']}",
-                }
-            )
-            self.study.records[arm["name"]] = {**record, "job_id": str(job.job_id)}
+            record = result if result is not None else self.study.record(arm, "failed", error=error)
+            self.study.records[arm.name] = record.with_(job_id=str(job.job_id))
             self.study.write()
 
-    def run(self, pending: list[dict[str, Any]]) -> None:
+    def run(self, pending: list[ArmSpec]) -> None:
         try:
             self._run(pending)
         except BaseException:  # Ctrl-C, SIGTERM (see _sigterm_raises) or an error here: no orphan jobs
@@ -224,16 +217,16 @@ class _Scheduler:
             except Exception as exc:  # noqa: BLE001 - still cancel the others, and stop as asked
                 log.error("could not cancel job %s: %s", job.job_id, exc)
             if kind == "arm":
-                self.study.records[arm["name"]] = {
-                    **_record(arm, "failed", self.study._model(arm)),
-                    "error": f"job {job.job_id} cancelled: the study was stopped",
-                    "job_id": str(job.job_id),
-                    "run_dir": f"arms/{arm['name']}",
-                }
+                self.study.records[arm.name] = self.study.record(
+                    arm,
+                    "failed",
+                    error=f"job {job.job_id} cancelled: the study was stopped",
+                    job_id=str(job.job_id),
+                )
         self.running.clear()
         self.study.write()
 
-    def _run(self, pending: list[dict[str, Any]]) -> None:
+    def _run(self, pending: list[ArmSpec]) -> None:
         while pending or self.running:
             self._collect()
             for arm in list(pending):
@@ -241,13 +234,9 @@ class _Scheduler:
                     break
                 ready, after = self._ready(arm)
                 if ready and len(self.running) < self.opts.max_parallel:
-                    job = self._submit("arm", arm, arm["name"], after)
+                    job = self._submit("arm", arm, arm.name, after)
                     pending.remove(arm)
-                    self.study.records[arm["name"]] = {
-                        **_record(arm, "running", self.study._model(arm)),
-                        "job_id": str(job.job_id),
-                        "run_dir": f"arms/{arm['name']}",
-                    }
+                    self.study.records[arm.name] = self.study.record(arm, "running", job_id=str(job.job_id))
                     self.study.write()
             if pending or self.running:
                 time.sleep(self.opts.poll_s)
@@ -273,11 +262,17 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def launch_study(
-    study_file: str | Path, out: str | Path, launcher: str, overrides: tuple[str, ...] = (), **flags: Any
+    study_file: str | Path,
+    out: str | Path,
+    launcher: str,
+    overrides: tuple[str, ...] = (),
+    executor: Any = None,
+    **flags: Any,
 ) -> dict[str, Any]:
     """Run (or resume) ``study_file`` into ``out`` with each arm a submitit job; return study.json's
     content with the report. ``flags`` (:class:`ClusterOptions` fields; None = not given) override the
-    study file's ``launcher:`` block. Finished arms are recorded without a job."""
+    study file's ``launcher:`` block. Finished arms are recorded without a job. ``executor`` replaces the
+    launcher's submitit executor (see :class:`Scheduler`)."""
     if launcher not in LAUNCHERS[1:]:
         raise ValueError(f"--launcher must be one of {LAUNCHERS}, got {launcher!r}")
     study = Study(study_file, out, overrides)
@@ -285,11 +280,12 @@ def launch_study(
     study.write()
     pending = []
     for arm in study.arms:
-        if (study.out / "arms" / arm["name"] / "final_metrics.json").is_file():
-            log.info("arm %s already finished: skipping", arm["name"])
-            study.records[arm["name"]] = study.run_arm(arm)
+        if run_dir.is_finished(study.out / "arms" / arm.name):
+            log.info("arm %s already finished: skipping", arm.name)
+            study.records[arm.name] = study.run_arm(arm)
         else:
             pending.append(arm)
     with _sigterm_raises():
-        _Scheduler(study, launcher, opts).run(pending)
+        executor = executor or _executor(launcher, study.out / "jobs", opts)
+        Scheduler(study, launcher, opts, executor).run(pending)
     return study.finish()

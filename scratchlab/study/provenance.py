@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.cost import EXTERNAL
+from ..run_dir import EXTERNAL
 
 __all__ = ["arm_provenance", "pretraining_label", "external_cost"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.cost import EXTERNAL
+from ..run_dir import EXTERNAL
 from ..utils.io import write_text
 from .figures import INIT_COLOURS, Skip, compute_figure, curves_figure, final_ap_figure
 from .groups import INITS, METRICS, TASKS, regime_order, sched_label, validate_arms

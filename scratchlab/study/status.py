@@ -3,29 +3,26 @@ each arm's run dir (its ``metrics.jsonl`` says how far a running arm has got).""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
+
+from .. import run_dir
+from ..config import max_iter
 
 __all__ = ["arm_progress", "format_status"]
 
 COLUMNS = ("arm", "status", "iteration", "last AP", "job id")
 
 
-def arm_progress(run_dir: Path) -> tuple[int | None, float | None]:
-    """The last iteration ``run_dir/metrics.jsonl`` logged and the last box AP it holds (None when none);
-    a line torn by a kill is skipped."""
+def arm_progress(run: Path) -> tuple[int | None, float | None]:
+    """The last iteration the run's metrics logged and the last box AP they hold (None when none)."""
     iteration = ap = None
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            iteration = row.get("iteration", iteration)
-            if row.get("bbox/AP") is not None:
-                ap = row["bbox/AP"]
+    for row in run_dir.read_metrics(run):
+        iteration = row.get("iteration", iteration)
+        if row.get("bbox/AP") is not None:
+            ap = row["bbox/AP"]
     return iteration, ap
 
 
@@ -35,6 +32,12 @@ def _cell(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _planned_length(run: Path) -> int | None:
+    """The iterations a running arm trains for, from the config its run wrote (None before it did)."""
+    config = run_dir.read_config(run)
+    return None if config is None else max_iter(OmegaConf.create(config))
+
+
 def format_status(out: str | Path) -> str:
     """A table of the study's arms: status (pending / running / finished / failed / diverged), the last
     logged iteration of max_iter, the last box AP and the job id (cluster launchers)."""
@@ -42,13 +45,15 @@ def format_status(out: str | Path) -> str:
     path = out / "study.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {out} a study directory (scratchlab study ... --out)?")
-    study = json.loads(path.read_text())
+    study = run_dir.read_json(path)
     rows = []
     for arm in study["arms"]:
-        iteration, ap = arm_progress(out / arm.get("run_dir", f"arms/{arm['name']}"))
+        run = out / arm.get("run_dir", f"arms/{arm['name']}")
+        iteration, ap = arm_progress(run)
         if arm.get("final") and arm["final"].get("bbox"):
             ap = arm["final"]["bbox"].get("AP", ap)
-        done = f"{_cell(iteration)}/{arm['max_iter']}" if arm.get("max_iter") else _cell(iteration)
+        total = arm.get("max_iter") or _planned_length(run)
+        done = f"{_cell(iteration)}/{total}" if total else _cell(iteration)
         rows.append((arm["name"], arm["status"], done, _cell(ap), _cell(arm.get("job_id"))))
     widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [COLUMNS, *rows]]

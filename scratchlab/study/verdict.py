@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..engine.cost import EXTERNAL
 from ..evaluation.bootstrap import BOOTSTRAP_METRICS
+from ..run_dir import EXTERNAL
 from .evidence import Evidence
 from .findings import (
     KINDS,

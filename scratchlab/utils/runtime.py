@@ -37,8 +37,8 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(out_dir: Path | None = None) -> None:
-    """Console (and ``out_dir/log.txt``) logging for the main process; other ranks log warnings only."""
+def setup_logging(log_file: Path | None = None) -> None:
+    """Console (and ``log_file``) logging for the main process; other ranks log warnings only."""
     log.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
     if not any(
@@ -50,8 +50,8 @@ def setup_logging(out_dir: Path | None = None) -> None:
     for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
         log.removeHandler(h)
         h.close()
-    if out_dir is not None and is_main_process():
-        fh = logging.FileHandler(Path(out_dir) / "log.txt")
+    if log_file is not None and is_main_process():
+        fh = logging.FileHandler(log_file)
         fh.setFormatter(fmt)
         log.addHandler(fh)
 

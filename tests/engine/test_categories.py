@@ -12,7 +12,7 @@ from scratchlab.config import load_config
 from scratchlab.data.synth import SHAPES
 from scratchlab.engine import evaluate_checkpoint, train
 from scratchlab.engine.data import DatasetError
-from scratchlab.engine.trainer import detections_file
+from scratchlab.run_dir import detections_file
 from tests.conftest import MINI, TINY
 
 

@@ -185,15 +185,16 @@ class _Job:
         self.cancelled = True
 
 
-def test_a_job_that_cannot_be_cancelled_spares_no_other(make_arm, monkeypatch):
-    from scratchlab.study.launcher import _Scheduler
+def test_a_job_that_cannot_be_cancelled_spares_no_other(monkeypatch):
+    from scratchlab.study.arms import ArmRecord, ArmSpec
+    from scratchlab.study.launcher import Scheduler
 
     class _Study:
         def __init__(self) -> None:
             self.records: dict = {}
 
-        def _model(self, arm: dict) -> str:
-            return "mask_rcnn"
+        def record(self, arm: ArmSpec, status: str, **known) -> ArmRecord:
+            return ArmRecord.of(arm, status, "mask_rcnn", **known)
 
         def write(self) -> None:
             pass
@@ -201,16 +202,15 @@ def test_a_job_that_cannot_be_cancelled_spares_no_other(make_arm, monkeypatch):
     def _interrupted(self, pending: list) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_Scheduler, "_run", _interrupted)
+    monkeypatch.setattr(Scheduler, "_run", _interrupted)
     jobs = [_Job("1", refuses=True), _Job("2")]
-    scheduler = _Scheduler.__new__(_Scheduler)  # no executor: the jobs are stand-ins
-    scheduler.study = _Study()
-    arms = [{**make_arm(f"scratch_gn_1x_s{i}", "random"), "weights": None} for i in range(2)]
-    scheduler.running = {a["name"]: (j, "arm", a) for a, j in zip(arms, jobs, strict=True)}
+    scheduler = Scheduler(_Study(), "local", ClusterOptions(), executor=None)  # the jobs are stand-ins
+    arms = [ArmSpec(f"scratch_gn_1x_s{i}") for i in range(2)]
+    scheduler.running = {a.name: (j, "arm", a) for a, j in zip(arms, jobs, strict=True)}
     with pytest.raises(KeyboardInterrupt):
         scheduler.run([])
     assert jobs[1].cancelled and not scheduler.running
-    assert [r["status"] for r in scheduler.study.records.values()] == ["failed", "failed"]
+    assert [r.status for r in scheduler.study.records.values()] == ["failed", "failed"]
 
 
 def test_launcher_options_come_from_the_study_file_then_flags():

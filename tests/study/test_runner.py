@@ -27,7 +27,7 @@ def test_expand_arms_product_and_names():
         [{"init": "random", "schedule": [1, 3], "data": ["100%", "1k"]}, {"name": "pt", "init": "classify"}]
     )
     assert len(arms) == 5
-    assert {a["name"] for a in arms} >= {"random_gn_1x_100pct_s0", "random_gn_3x_1k_s0", "pt"}
+    assert {a.name for a in arms} >= {"random_gn_1x_100pct_s0", "random_gn_3x_1k_s0", "pt"}
     with pytest.raises(ValueError, match="unknown field"):
         expand_arms([{"init": "random", "lr": 0.1}])
     with pytest.raises(ValueError, match="duplicate"):
@@ -148,16 +148,16 @@ def test_shipped_study_files_parse_and_point_at_real_configs():
     for f in files:
         spec = yaml.safe_load(f.read_text())
         arms = expand_arms(spec["arms"])
-        assert len({a["name"] for a in arms}) == len(arms) > 0
+        assert len({a.name for a in arms}) == len(arms) > 0
         assert (f.parent / spec["base"]).is_file()
-        for kind in {a["init"] for a in arms} - {"random", "weights"}:
+        for kind in {a.init for a in arms} - {"random", "weights"}:
             assert (f.parent / spec["pretrain"][kind]["config"]).is_file(), kind
             load_config(
                 f.parent / spec["pretrain"][kind]["config"], spec["pretrain"][kind].get("overrides", [])
             )
         base = load_config(f.parent / spec["base"], spec.get("overrides", []))
         for arm in arms:  # every arm's overrides name real config keys
-            runner.arm_config(base, arm, arm["weights"], ["data.num_workers=0"])
+            runner.arm_config(base, arm, arm.weights, ["data.num_workers=0"])
 
 
 def test_weights_arms_expand_named_by_their_source():
@@ -171,11 +171,11 @@ def test_weights_arms_expand_named_by_their_source():
             }
         ]
     )
-    assert [a["name"] for a in arms] == [
+    assert [a.name for a in arms] == [
         "weights-imagenet1k-v2_frozenbn_1x_100pct_s0",
         "weights-r-50-gn_frozenbn_1x_100pct_s0",
     ]
-    cfg = runner.arm_config(load_config(MINI), arms[1], arms[1]["weights"], ["solver.base_lr=0.01"])
+    cfg = runner.arm_config(load_config(MINI), arms[1], arms[1].weights, ["solver.base_lr=0.01"])
     assert cfg.model.init == "pre/R-50-GN.pkl" and cfg.model.init_data == "ImageNet-1k"
     assert cfg.solver.base_lr == 0.01 and cfg.model.norm == "FrozenBN"
     with pytest.raises(ValueError, match="init: weights"):

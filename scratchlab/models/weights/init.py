@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from ...run_dir import written_by_scratchlab
 from .convert import TORCHVISION, Converted, norm_kind
 from .from_caffe2 import from_caffe2, is_caffe2
 from .from_detectron2 import from_detectron2, is_detectron2
@@ -24,13 +25,7 @@ from .from_torchvision import WEIGHTS_NAME, enum_of_file, read_enum, torchvision
 from .load import load_state
 from .read import as_state_dict, read_file
 
-__all__ = ["load_init", "convert_file", "is_scratchlab_file"]
-
-
-def is_scratchlab_file(path: Path) -> bool:
-    """Written by scratchlab: ``pretrain classify`` (pretrain_meta.json beside it) or ``train``
-    (final_metrics.json beside it)."""
-    return any((path.parent / f).is_file() for f in ("pretrain_meta.json", "final_metrics.json"))
+__all__ = ["load_init", "convert_file"]
 
 
 def convert_file(path: Path) -> Converted:
@@ -47,7 +42,7 @@ def convert_file(path: Path) -> Converted:
         return from_timm(state, source)  # raises, naming the variant's keys
     # checkpoints/last.pth and model_final.pth carry the run config as YAML text
     written_by_train = isinstance(obj, dict) and isinstance(obj.get("config"), str)
-    if written_by_train or is_scratchlab_file(
+    if written_by_train or written_by_scratchlab(
         path
     ):  # trained with this run's kind of settings: no convention
         return Converted(state, "scratchlab", norm_kind(state), None)

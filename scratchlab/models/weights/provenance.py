@@ -14,12 +14,10 @@ record says it is not stated. The cost of the pre-training is added by the train
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ...run_dir import origin_of
 from .from_torchvision import WEIGHTS_NAME, cache_path, enum_data, enum_of_file, weights_enum
 from .read import sha256
 
@@ -35,22 +33,6 @@ def _load_summary(report: dict[str, Any]) -> dict[str, Any]:
         "unexpected": list(report.get("unexpected") or []),
         "re_initialised": list(report.get("skipped_shape") or []),
     }
-
-
-def _own_data(path: Path, train_json: str | None) -> tuple[str, str] | None:
-    """(data, how it was made) for a file scratchlab wrote, from the files beside it."""
-    meta = path.parent / "pretrain_meta.json"
-    if meta.is_file():
-        m = json.loads(meta.read_text())
-        data = m.get("data") or f"{m.get('data_root', '?')} ({m.get('classes', '?')} classes)"
-        return data, "scratchlab pretrain classify"
-    config = path.parent / "config.yaml"
-    if (path.parent / "final_metrics.json").is_file() and config.is_file():
-        trained_on = ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("train_json")
-        if trained_on and train_json and Path(trained_on).resolve() == Path(train_json).resolve():
-            return "the target set", f"scratchlab detector {path.parent.name}"
-        return f"detection on {trained_on}", f"scratchlab detector {path.parent.name}"
-    return None
 
 
 def describe_init(
@@ -89,7 +71,7 @@ def describe_init(
             "load": _load_summary(report),
         }
     fmt = report.get("format") or "file"
-    own = _own_data(path, train_json)
+    own = origin_of(path, train_json)
     enum = enum_of_file(path)
     if own is not None:
         data, how = own

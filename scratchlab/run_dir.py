@@ -1,0 +1,147 @@
+"""The run directory's contract: every file name a run writes, and the readers of what it wrote.
+
+A detector run (``scratchlab train``, each study arm, each stage of direct pre-training)::
+
+    config.yaml            the merged config the run trained with (data resolved, scaled to its world)
+    log.txt                the console log
+    metrics.jsonl          one row per log period and evaluation (``iteration``, losses, ``bbox/AP``, ...)
+    checkpoints/last.pth   the training state (+ previous.pth), with config and categories
+    model_final.pth        {"model", "iteration", "config", "classes", "category_ids"}
+    final_metrics.json     {"iteration", "bbox", "segm" | "keypoints", "train_images", "cost", "provenance"}
+    inference/detections_<iteration>.json   the val detections of each evaluation
+    plots/                 loss, AP and LR curves
+    error.txt              a study arm's traceback when it failed
+
+A classification pre-training (``scratchlab pretrain classify``) writes ``backbone.pth`` and
+``pretrain_meta.json`` (its data, classes and cost) beside ``config.yaml`` and ``checkpoints/``; direct
+pre-training writes ``stage1/`` and ``stage2/`` runs and a ``final_metrics.json`` of both.
+
+This module imports no torch and nothing of scratchlab: every layer reads runs through it (the study
+layer without loading torch).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CONFIG",
+    "LOG",
+    "METRICS",
+    "CHECKPOINTS",
+    "LAST",
+    "PREVIOUS",
+    "MODEL_FINAL",
+    "FINAL_METRICS",
+    "PLOTS",
+    "ERROR",
+    "BACKBONE",
+    "PRETRAIN_META",
+    "STAGE1",
+    "STAGE2",
+    "EXTERNAL",
+    "detections_file",
+    "is_finished",
+    "read_json",
+    "read_final_metrics",
+    "read_config",
+    "read_metrics",
+    "curve",
+    "origin_of",
+    "written_by_scratchlab",
+]
+
+CONFIG = "config.yaml"
+LOG = "log.txt"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+LAST, PREVIOUS = "last.pth", "previous.pth"
+MODEL_FINAL = "model_final.pth"
+FINAL_METRICS = "final_metrics.json"
+PLOTS = "plots"
+ERROR = "error.txt"
+BACKBONE = "backbone.pth"
+PRETRAIN_META = "pretrain_meta.json"
+STAGE1, STAGE2 = "stage1", "stage2"
+# A provenance's cost for published weights: paid for elsewhere (the paper's point is that this cost is
+# usually left out).
+EXTERNAL = "not counted: external"
+
+
+def detections_file(run: Path, iteration: int) -> Path:
+    """Where a run keeps the val detections of its evaluation at ``iteration`` (for bootstraps later)."""
+    return Path(run) / "inference" / f"detections_{iteration:07d}.json"
+
+
+def is_finished(run: Path) -> bool:
+    """The run wrote its final metrics (its last step: everything else is on disk before it)."""
+    return (Path(run) / FINAL_METRICS).is_file()
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of a run, or a ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_final_metrics(run: Path) -> dict[str, Any] | None:
+    """``final_metrics.json`` of ``run`` (None while it has not finished)."""
+    return read_json(Path(run) / FINAL_METRICS) if is_finished(run) else None
+
+
+def read_config(run: Path) -> dict[str, Any] | None:
+    """The config ``run`` trained with, as plain data (None before it started)."""
+    path = Path(run) / CONFIG
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
+
+
+def read_metrics(run: Path) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl``; a line torn by a kill is skipped."""
+    path = Path(run) / METRICS
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def curve(run: Path) -> list[dict[str, Any]]:
+    """AP against iteration: ``{"iteration", "bbox_AP", "segm_AP"}`` for every evaluation row."""
+    return [
+        {"iteration": r["iteration"], "bbox_AP": r["bbox/AP"], "segm_AP": r.get("segm/AP")}
+        for r in read_metrics(run)
+        if "bbox/AP" in r
+    ]
+
+
+def origin_of(weights: Path, train_json: str | None) -> tuple[str, str] | None:
+    """(data, how it was made) of a weights file scratchlab wrote, read from the files beside it; None for
+    a file that is not a scratchlab output. A detector trained on ``train_json`` says "the target set"."""
+    here = Path(weights).parent
+    if (here / PRETRAIN_META).is_file():
+        m = read_json(here / PRETRAIN_META)
+        data = m.get("data") or f"{m.get('data_root', '?')} ({m.get('classes', '?')} classes)"
+        return data, "scratchlab pretrain classify"
+    config = read_config(here)
+    if is_finished(here) and config is not None:
+        trained_on = (config.get("data") or {}).get("train_json")
+        made = f"scratchlab detector {here.name}"
+        if trained_on and train_json and Path(trained_on).resolve() == Path(train_json).resolve():
+            return "the target set", made
+        return f"detection on {trained_on}", made
+    return None
+
+
+def written_by_scratchlab(weights: Path) -> bool:
+    """A ``pretrain classify`` backbone or a detector run's weights: the files beside it say so."""
+    here = Path(weights).parent
+    return (here / PRETRAIN_META).is_file() or is_finished(here)
