@@ -87,6 +87,10 @@ class StudyJob:
 
     def __call__(self) -> ArmRecord | None:
         _join_job_process_group()
+        return self.run()
+
+    def run(self) -> ArmRecord | None:
+        """The job's work in this process: the pre-training, or the arm's run and its record."""
         study = Study(self.study_file, self.out, self.overrides)
         arm = study.arm(self.arm_name)
         if self.kind == "pretrain":
