@@ -209,8 +209,10 @@ def _cmd_study(a: argparse.Namespace) -> int:
         )
     else:
         raise ValueError("scratchlab study: give STUDY.yaml --out DIR, --report-only DIR or --status DIR")
+    from .study.verdict import verdict_lines
+
     print(study["verdict"]["headline"])
-    print("\n".join(study["verdict"]["lines"]))
+    print("\n".join(verdict_lines(study["verdict"])))
     print(f"report: {study['report']['html']}")
     failed = [arm["name"] for arm in study["arms"] if arm["status"] == "failed"]
     if failed and not a.report_only:  # a script must not take a study with crashed arms for a done one

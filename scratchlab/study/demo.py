@@ -25,6 +25,7 @@ import yaml
 from ..config import overrides_of
 from .launcher import launch_study
 from .runner import run_study
+from .verdict import verdict_lines
 
 __all__ = ["demo_study", "run_demo"]
 
@@ -109,6 +110,6 @@ def run_demo(out: str | Path, quick: bool = False) -> dict[str, Any]:
         with _threads_per_job(JOBS):
             study = launch_study(study_file, out, "local", max_parallel=JOBS, poll_s=0.5)
     print(study["verdict"]["headline"])
-    print("\n".join(study["verdict"]["lines"]))
+    print("\n".join(verdict_lines(study["verdict"])))
     print(f"\nreport: {(out / 'report.html').resolve()}\n        {(out / 'report.md').resolve()}")
     return study

@@ -21,7 +21,7 @@ from typing import Any
 
 from .evidence import Evidence
 from .groups import POORLY_NORMED, WELL_NORMED, Group
-from .stats import INCONCLUSIVE, direction, seed_diff_interval, within_margin
+from .stats import INCONCLUSIVE, direction, seed_diff_interval, seed_summary, within_margin
 
 __all__ = [
     "Finding",
@@ -34,11 +34,21 @@ __all__ = [
     "cost",
     "best_group",
     "compare",
+    "headline",
     "KINDS",
 ]
 
 # Every kind a Finding can have, in the order a verdict lists them (study.json's "findings" keys).
-KINDS = ("early", "catch_up", "regime_gap", "localisation", "normalisation", "direct_vs_classify", "cost")
+KINDS = (
+    "headline",
+    "early",
+    "catch_up",
+    "regime_gap",
+    "localisation",
+    "normalisation",
+    "direct_vs_classify",
+    "cost",
+)
 
 
 @dataclass
@@ -119,6 +129,36 @@ def compare(kind: str, ev: Evidence, a: Group, b: Group, task: str, metric: str 
     va, vb = a.mean(task, metric), b.mean(task, metric)
     interval, basis = _diff(ev, a, b, task, metric)
     return Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}, interval, basis)
+
+
+def group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tuple[float, float] | None:
+    """95% interval of a configuration's mean: the paired bootstrap where it has per-image data, else
+    from its seeds."""
+    found = ev.group(g, task, metric)
+    if found is not None:
+        return found[1].interval()
+    s = seed_summary(g.values(task, metric))
+    return None if s is None else s.interval
+
+
+def headline(ev: Evidence, groups: Sequence[Group], regimes: Sequence[str]) -> Finding | None:
+    """At the first data regime (most data first) where any configuration has bbox AP: the best one,
+    held against the best of another start (``b``; None when every finished group shares one start).
+    ``extra.a_interval`` is the best configuration's own interval. No claim rests on it."""
+    for data in regimes:
+        rg = [g for g in groups if g.data == data]
+        best = best_group(rg)
+        if best is None:
+            continue
+        other = best_group([g for g in rg if g.kind != best.kind])
+        if other is None:
+            v = best.mean("bbox")
+            f = Finding("headline", data, "bbox", best, None, {"a": v, "b": None, "diff": None})
+        else:
+            f = compare("headline", ev, best, other, "bbox")
+        f.extra = {"a_interval": group_interval(ev, best, "bbox")}
+        return f
+    return None
 
 
 def _signal(outcome: str, *values: float | None) -> str:

@@ -22,12 +22,11 @@ from .evidence import Evidence
 from .findings import (
     KINDS,
     Finding,
-    best_group,
     catch_up,
-    compare,
     cost,
     direct_vs_classify,
     early,
+    headline,
     localisation,
     normalisation,
     regime_gap,
@@ -52,7 +51,7 @@ from .paper import paper_check
 from .provenance import pretraining_label
 from .stats import LEVEL, seed_summary
 
-__all__ = ["compute_verdict", "QUESTIONS", "MARGIN", "RESAMPLES"]
+__all__ = ["compute_verdict", "verdict_lines", "QUESTIONS", "MARGIN", "RESAMPLES"]
 
 MARGIN = 1.0  # AP points: "caught up" means the difference's interval lies above -MARGIN
 RESAMPLES = 500
@@ -185,29 +184,16 @@ def _trend(gaps: list[Finding], sizes: dict[str, int]) -> list[str]:
 # ------------------------------------------------------------------------------------------ headline
 
 
-def _group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tuple[float, float] | None:
-    found = ev.group(g, task, metric)
-    if found is not None:
-        return found[1].interval()
-    s = seed_summary(g.values(task, metric))
-    return None if s is None else s.interval
-
-
-def _headline(ev: Evidence, arms: list[dict[str, Any]], groups: list[Group], sizes: dict[str, int]) -> str:
-    data = next(
-        (d for d in sorted(sizes, key=lambda d: -sizes[d]) if best_group([g for g in groups if g.data == d])),
-        None,
-    )
-    if data is None:
+def _headline(f: Finding | None, arms: list[dict[str, Any]], sizes: dict[str, int]) -> str:
+    if f is None:
         if arms and not any(a["status"] in UNDECIDED for a in arms):
             return (
                 f"No arm finished with bbox AP (all {len(arms)} ended without): there is no answer to give; "
                 "the problems below say why."
             )
         return "No arm has finished with bbox AP yet: there is no answer to give."
-    rg = [g for g in groups if g.data == data]
-    best = best_group(rg)
-    n = f" ({sizes[data]} training images)" if sizes[data] else ""
+    best, other = f.a, f.b
+    n = f" ({sizes[f.data]} training images)" if sizes.get(f.data) else ""
     total = best.cost("pixels_seen")
     spent = ""
     if total:
@@ -224,12 +210,10 @@ def _headline(ev: Evidence, arms: list[dict[str, Any]], groups: list[Group], siz
             f"total ({share})"
         )
     text = (
-        f"With data {data}{n}, {best.label()} reached the best bbox AP, "
-        f"{fmt_ap(best.mean('bbox'), _group_interval(ev, best, 'bbox'))}{spent}."
+        f"With data {f.data}{n}, {best.label()} reached the best bbox AP, "
+        f"{fmt_ap(f.values['a'], f.extra['a_interval'])}{spent}."
     )
-    other = best_group([g for g in rg if g.kind != best.kind])
     if other is not None:
-        f = compare("headline", ev, best, other, "bbox")
         sure = (
             "its lead is beyond the noise of these images"
             if f.interval and f.interval[0] > 0
@@ -237,7 +221,9 @@ def _headline(ev: Evidence, arms: list[dict[str, Any]], groups: list[Group], siz
             if f.interval
             else "with no interval, how sure that is cannot be said"
         )
-        text += f" The best other start, {other.label()}, reached {other.mean('bbox'):.1f}: {_delta(f)}, so {sure}."
+        text += (
+            f" The best other start, {other.label()}, reached {f.values['b']:.1f}: {_delta(f)}, so {sure}."
+        )
     return text
 
 
@@ -288,8 +274,9 @@ def compute_verdict(
 ) -> dict[str, Any]:
     """The verdict of a study's arms.
 
-    Returns ``{"headline", "questions": [{"key", "title", "lines"}], "lines" (every sentence, the arm
-    count first), "findings" ({kind: [Finding.as_dict()]}), "groups", "paper", "bootstrap"}``. Intervals
+    Returns ``{"headline", "summary" (the arm count), "questions": [{"key", "title", "lines"}],
+    "findings" ({kind: [Finding.as_dict()]}, the headline's among them), "groups", "paper", "bootstrap",
+    "data_regimes"}``; :func:`verdict_lines` lists its sentences. Intervals
     are 95%, in AP points: ``resamples`` paired bootstrap resamples of the validation images (seeded by
     ``seed``; 0 resamples: intervals from seeds only). Raises ``ValueError`` naming a malformed arm.
     """
@@ -310,23 +297,15 @@ def compute_verdict(
                 lines += _trend([f for f in found if f.kind == "regime_gap"], sizes)
         if lines:
             questions.append({"key": key, "title": title, "lines": lines})
-    findings = {k: [f.as_dict() for f in found if f.kind == k] for k in KINDS}
-    paper = paper_check(findings)
-    n_done = sum(finished(a) for a in arms)
-    lines = [f"{n_done} of {len(arms)} arms finished with final metrics."]
-    lines += [line for q in questions for line in q["lines"]]
-    lines += [
-        f"Paper check: {c['claim']}: {c['result']}"
-        + (f" (interval [{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}] AP)." if c["interval"] else ".")
-        for c in paper
-    ]
+    top = headline(ev, groups, regimes)
+    findings = {k: [f.as_dict() for f in [top, *found] if f is not None and f.kind == k] for k in KINDS}
     return {
-        "headline": _headline(ev, arms, groups, sizes),
+        "headline": _headline(top, arms, sizes),
+        "summary": f"{sum(finished(a) for a in arms)} of {len(arms)} arms finished with final metrics.",
         "questions": questions,
-        "lines": lines,
         "findings": findings,
         "groups": [_group_record(ev, g) for g in groups],
-        "paper": paper,
+        "paper": paper_check(findings),
         "bootstrap": {
             "resamples": resamples,
             "seed": seed,
@@ -337,3 +316,13 @@ def compute_verdict(
         },
         "data_regimes": [{"data": d, "data_images": sizes[d]} for d in regimes],
     }
+
+
+def verdict_lines(verdict: dict[str, Any]) -> list[str]:
+    """Every sentence of a verdict in order: the arm count, each question's lines, the paper check."""
+    lines = [verdict["summary"], *(line for q in verdict["questions"] for line in q["lines"])]
+    return lines + [
+        f"Paper check: {c['claim']}: {c['result']}"
+        + (f" (interval [{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}] AP)." if c["interval"] else ".")
+        for c in verdict["paper"]
+    ]

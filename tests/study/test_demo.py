@@ -1,6 +1,7 @@
 import json
 
 from scratchlab.cli import main
+from scratchlab.study.verdict import verdict_lines
 
 
 def test_demo_quick_end_to_end(tmp_path, capsys):
@@ -18,7 +19,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert (out / name).is_file()
     assert list((out / "figures").glob("*.png"))
     printed = capsys.readouterr().out
-    assert "report:" in printed and study["verdict"]["lines"][0] in printed
+    assert "report:" in printed and verdict_lines(study["verdict"])[0] in printed
 
 
 def test_each_demo_job_gets_its_share_of_the_cores_unless_the_user_chose(monkeypatch):

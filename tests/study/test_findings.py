@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scratchlab.study.verdict import compute_verdict
+from scratchlab.study.verdict import compute_verdict, verdict_lines
 from tests.study.conftest import predictions
 
 GOOD, POOR = predictions(1.0), predictions(8.0, miss=0.5, seed=1)
@@ -108,7 +108,7 @@ def test_without_per_image_data_one_seed_cannot_decide(make_arm):
     v = compute_verdict(arms)
     cu = _only(v, "catch_up")
     assert cu["interval"] is None and cu["basis"] == "none" and cu["outcome"] == "inconclusive"
-    assert "(no interval)" in next(x for x in v["lines"] if "(margin 1 AP)" in x)
+    assert "(no interval)" in next(x for x in verdict_lines(v) if "(margin 1 AP)" in x)
 
 
 def test_nothing_learned_decides_nothing(make_arm, score):

@@ -7,6 +7,7 @@ from scratchlab.cli import main
 from scratchlab.config import load_config
 from scratchlab.study import runner
 from scratchlab.study.runner import expand_arms, parse_regime, run_study
+from scratchlab.study.verdict import verdict_lines
 from tests.conftest import MINI, TINY
 
 
@@ -68,7 +69,7 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
     assert half["data_images"] == 6 and ok["data_images"] == 12
     saved = json.loads((tmp_path / "out" / "study.json").read_text())
     assert [a["status"] for a in saved["arms"]] == ["finished", "finished", "failed"]
-    assert saved["verdict"]["lines"] and saved["verdict"]["headline"]
+    assert verdict_lines(saved["verdict"]) and saved["verdict"]["headline"]
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "report.md").is_file()
     # The final val detections were kept, and study.json holds their per-image evaluation and intervals.
     assert (tmp_path / "out" / "arms" / ok["name"] / "inference" / "detections_0000006.json").is_file()

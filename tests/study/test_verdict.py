@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from scratchlab.study.verdict import QUESTIONS, compute_verdict
+from scratchlab.study.verdict import QUESTIONS, compute_verdict, verdict_lines
 
 
 def _one(findings: list[dict], **match: object) -> dict:
@@ -23,7 +23,7 @@ def _init(f: dict) -> str:
 
 
 def _lines_with(verdict: dict, *words: str) -> list[str]:
-    return [x for x in verdict["lines"] if all(w in x for w in words)]
+    return [x for x in verdict_lines(verdict) if all(w in x for w in words)]
 
 
 def test_findings_grouped_by_question_with_their_numbers(caught_up_arms):
@@ -53,7 +53,7 @@ def test_one_regime_names_only_a_non_bbox_task(make_arm):
         make_arm("scratch_gn_1x", "random", 22.0, segm=True),
         make_arm("scratch_gn_3x", "random", 31.0, schedule=3.0, segm=True),
     ]
-    lines = compute_verdict(arms)["lines"]
+    lines = verdict_lines(compute_verdict(arms))
     segm = [x for x in lines if "segm AP" in x]
     assert segm and all(x.startswith("[segm] ") for x in segm)
     assert not any(x.startswith("[data") for x in lines)
@@ -98,7 +98,7 @@ def test_failed_and_diverged_arms_listed_and_excluded(caught_up_arms, make_arm):
     problems = next(q for q in v["questions"] if q["key"] == "problems")["lines"]
     assert any("Arm 'classify_big'" in x and "failed: CUDA out of memory" in x for x in problems)
     assert any("Arm 'scratch_bn_2x'" in x and "diverged: loss became NaN" in x for x in problems)
-    assert v["lines"][0] == "4 of 6 arms finished with final metrics."
+    assert verdict_lines(v)[0] == "4 of 6 arms finished with final metrics."
     norm = _one(v["findings"]["normalisation"])
     assert norm["outcome"] == "reproduced" and norm["b_group"]["schedule"] == 2.0
     assert norm["arms"] == ["scratch_bn_2x", "scratch_gn_2x"]
@@ -139,13 +139,18 @@ def test_cost_direct_vs_classify_and_headline(caught_up_arms, make_arm):
         "With data 100% (10000 training images), random init (GN, 3x) reached the best bbox AP, 31.0"
     )
     assert "The best other start, direct detection pre-training (GN, 1x), reached 30.8" in v["headline"]
+    # The headline's numbers are a finding like the others: the sentence is written from it.
+    (top,) = v["findings"]["headline"]
+    assert (top["a"], top["b"]) == (pytest.approx(31.0), pytest.approx(30.8))
+    assert top["a_group"]["schedule"] == 3.0 and top["b_group"]["init"] == "direct"
+    assert f"{top['a']:.1f}" in v["headline"] and f"{top['b']:.1f}" in v["headline"]
 
 
 def test_numbers_one_decimal_and_json_serialisable(caught_up_arms, seed_arms, regime_arms):
     for arms in (caught_up_arms, seed_arms, regime_arms):
         v = compute_verdict(arms)
         json.dumps(v, allow_nan=False)
-        for line in v["lines"]:
+        for line in verdict_lines(v):
             assert all(len(d) == 1 for d in re.findall(r"\d\.(\d+)", line)), line
         for check in v["paper"]:
             assert set(check) == {"claim", "result", "interval", "arms"}
@@ -154,8 +159,8 @@ def test_numbers_one_decimal_and_json_serialisable(caught_up_arms, seed_arms, re
 def test_no_finding_without_arms(make_arm):
     v = compute_verdict([make_arm("r1", "random", 20.0), make_arm("r2", "random", 25.0, schedule=2.0)])
     assert not v["questions"] and {c["result"] for c in v["paper"]} == {"not tested"}
-    assert v["lines"][0] == "2 of 2 arms finished with final metrics."
-    assert all(x.startswith("Paper check:") for x in v["lines"][1:])
+    assert verdict_lines(v)[0] == "2 of 2 arms finished with final metrics."
+    assert all(x.startswith("Paper check:") for x in verdict_lines(v)[1:])
     assert "no arm has finished" in compute_verdict([])["headline"].lower()
     crashed = [make_arm(f"r{i}", "random", None, status="failed", error="boom") for i in (1, 2)]
     headline = compute_verdict(crashed)["headline"]

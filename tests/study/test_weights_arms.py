@@ -19,6 +19,7 @@ import yaml
 from scratchlab.cli import main
 from scratchlab.config import load_config
 from scratchlab.models import build_backbone_body
+from scratchlab.study.verdict import verdict_lines
 from tests.conftest import MINI, TINY
 from tests.models.weights.formats import to_detectron2
 
@@ -151,7 +152,7 @@ def test_published_weights_arms_end_to_end(tmp_path: Path, synth_data, weight_fi
     rows = {line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")}
     for name, label in labels.items():
         assert label in rows[name] and "not counted: external" in rows[name]
-    lines = study["verdict"]["lines"]
+    lines = verdict_lines(study["verdict"])
     for label in labels.values():
         assert any(f"pre-training on {label}" in line for line in lines), label
     assert any("not counted: external" in line for line in lines)
