@@ -33,6 +33,7 @@ __all__ = [
     "sched_label",
     "fmt_count",
     "fmt_ap",
+    "fmt_interval",
     "finished",
     "phrase",
     "pretrained_kinds",
@@ -225,10 +226,17 @@ def fmt_count(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def fmt_interval(interval: Sequence[float] | None, signed: bool = False) -> str:
+    """``[29.8, 32.5]`` (``[+0.8, +3.9]`` for a difference, ``signed``); ``n/a`` without one. Every interval
+    a report or verdict prints is written here."""
+    if interval is None:
+        return "n/a"
+    f = "+.1f" if signed else ".1f"
+    return f"[{interval[0]:{f}}, {interval[1]:{f}}]"
+
+
 def fmt_ap(value: float | None, interval: Sequence[float] | None = None) -> str:
-    """``31.2 [29.8, 32.5]``: an AP (or AP difference) with its 95% interval where there is one."""
+    """``31.2 [29.8, 32.5]``: an AP with its 95% interval where there is one."""
     if value is None:
         return "n/a"
-    if interval is None:
-        return f"{value:.1f}"
-    return f"{value:.1f} [{interval[0]:.1f}, {interval[1]:.1f}]"
+    return f"{value:.1f}" if interval is None else f"{value:.1f} {fmt_interval(interval)}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CLAIMS", "RESULTS", "paper_check"]
+__all__ = ["CLAIMS", "paper_check"]
 
 CLAIMS = {
     "early": "pre-training speeds up early convergence (He et al. 2019)",
@@ -22,7 +22,6 @@ CLAIMS = {
     "direct_vs_classify": "direct detection pre-training beats classification pre-training at lower cost "
     "(Li et al. 2021)",
 }
-RESULTS = ("reproduced", "not reproduced", "mixed", "inconclusive", "not tested")
 
 
 def _rows(findings: dict[str, list[dict[str, Any]]], kind: str) -> list[dict[str, Any]]:

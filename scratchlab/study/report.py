@@ -21,7 +21,7 @@ from typing import Any
 from ..run_dir import EXTERNAL
 from ..utils.io import write_text
 from .figures import INIT_COLOURS, Skip, compute_figure, curves_figure, final_ap_figure
-from .groups import INITS, METRICS, TASKS, regime_order, sched_label, validate_arms
+from .groups import INITS, METRICS, TASKS, fmt_interval, regime_order, sched_label, validate_arms
 from .provenance import external_cost, pretraining_label
 from .verdict import compute_verdict
 
@@ -109,7 +109,7 @@ def _cell(stat: dict[str, Any] | None) -> str:
     boot, seeds = stat.get("bootstrap_interval"), stat.get("interval")
     for prefix, iv in ((" ", boot), (" seeds " if boot else " ", seeds)):
         if iv:
-            txt += f"{prefix}[{iv[0]:.1f}, {iv[1]:.1f}]"
+            txt += prefix + fmt_interval(iv)
     return txt
 
 
@@ -180,7 +180,7 @@ def _paper_table(paper: list[dict[str, Any]]) -> Table:
         [
             c["claim"],
             c["result"],
-            "n/a" if c.get("interval") is None else f"[{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}]",
+            fmt_interval(c.get("interval"), signed=True),
             ", ".join(c.get("arms") or []),
         ]
         for c in paper

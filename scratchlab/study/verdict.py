@@ -39,6 +39,7 @@ from .groups import (
     finished,
     fmt_ap,
     fmt_count,
+    fmt_interval,
     group_arms,
     phrase,
     pretrained_kinds,
@@ -74,9 +75,8 @@ def _delta(f: Finding) -> str:
     d = f.values["diff"]
     if f.interval is None:
         return f"{d:+.1f} AP (no interval)"
-    lo, hi = f.interval
     basis = " over seeds" if f.basis == "seeds" else ""
-    return f"{d:+.1f} AP [{lo:+.1f}, {hi:+.1f}]{basis}"
+    return f"{d:+.1f} AP {fmt_interval(f.interval, signed=True)}{basis}"
 
 
 def _verdict(f: Finding) -> str:
@@ -323,6 +323,6 @@ def verdict_lines(verdict: dict[str, Any]) -> list[str]:
     lines = [verdict["summary"], *(line for q in verdict["questions"] for line in q["lines"])]
     return lines + [
         f"Paper check: {c['claim']}: {c['result']}"
-        + (f" (interval [{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}] AP)." if c["interval"] else ".")
+        + (f" (interval {fmt_interval(c['interval'], signed=True)} AP)." if c["interval"] else ".")
         for c in verdict["paper"]
     ]
