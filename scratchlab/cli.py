@@ -15,6 +15,7 @@ scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,
     [--nodes N] [--partition P] [--timeout MIN] [--max-parallel N]
 scratchlab study --report-only DIR
 scratchlab study --status DIR
+scratchlab study --calibrate-noise DIR
 scratchlab demo [--quick] --out DIR
 """
 
@@ -182,6 +183,11 @@ def _cmd_study(a: argparse.Namespace) -> int:
         from .study.status import format_status
 
         print(format_status(a.status))
+        return 0
+    if a.calibrate_noise:
+        from .study.store import calibrate_noise
+
+        print(calibrate_noise(a.calibrate_noise), end="")
         return 0
     if a.report_only:
         if a.study or a.overrides:  # they would be silently ignored: the arms have run already
@@ -390,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--max-parallel", type=int, help="at most this many jobs queued or running at once")
     st.add_argument(
         "--status", metavar="DIR", help="print a table of DIR's arms: status, iteration, last AP, job id"
+    )
+    st.add_argument(
+        "--calibrate-noise",
+        metavar="DIR",
+        help="measure training noise on DIR (a finished study with 2+ seeds per arm): print the noise: "
+        "block for study files of that recipe, and write it to DIR/noise.yaml",
     )
     st.set_defaults(func=_cmd_study)
 

@@ -16,6 +16,12 @@ A classification pre-training (``scratchlab pretrain classify``) writes ``backbo
 ``pretrain_meta.json`` (its data, classes and cost) beside ``config.yaml`` and ``checkpoints/``; direct
 pre-training writes ``stage1/`` and ``stage2/`` runs and a ``final_metrics.json`` of both.
 
+A study directory (``scratchlab study``)::
+
+    study.json             the arms' records and the verdict
+    arms/<name>/           each arm's run          pretrain/<name>/   each shared pre-training
+    report.md, report.html, figures/                noise.yaml (``study --calibrate-noise``)
+
 This module imports no torch and nothing of scratchlab: every layer reads runs through it (the study
 layer without loading torch).
 """
@@ -44,6 +50,13 @@ __all__ = [
     "STAGE1",
     "STAGE2",
     "EXTERNAL",
+    "STUDY",
+    "ARMS",
+    "PRETRAIN",
+    "REPORT_MD",
+    "REPORT_HTML",
+    "FIGURES",
+    "NOISE",
     "detections_file",
     "is_finished",
     "read_json",
@@ -70,6 +83,10 @@ STAGE1, STAGE2 = "stage1", "stage2"
 # A provenance's cost for published weights: paid for elsewhere (the paper's point is that this cost is
 # usually left out).
 EXTERNAL = "not counted: external"
+
+STUDY, ARMS, PRETRAIN = "study.json", "arms", "pretrain"
+REPORT_MD, REPORT_HTML, FIGURES = "report.md", "report.html", "figures"
+NOISE = "noise.yaml"
 
 
 def detections_file(run: Path, iteration: int) -> Path:

@@ -146,18 +146,20 @@ def parse_regime(data: Any) -> float | int | None:
     raise ValueError(f"data regime {data!r}: use a percentage ('10%'), a count (1000) or '1k'")
 
 
-def pretraining_name(spec: ArmSpec, model: str) -> str | None:
+def pretraining_name(spec: ArmSpec, model: str, vary_seed: bool = False) -> str | None:
     """The shared pre-training ``spec`` starts from (None for none): arms with the same name share one.
     Classification: one per norm family. Direct: one per norm, data regime and, when the arm's overrides
-    change the detector, per detector (``model``, its label)."""
+    change the detector, per detector (``model``, its label). With ``vary_seed`` (``pretrain.vary_seed``:
+    the pre-training's own seed is part of the training noise measured), one per arm seed too."""
     if spec.init == "classify":
-        return f"classify_{'gn' if spec.norm == 'GN' else 'bn'}"
-    if spec.init != "direct":
+        name = f"classify_{'gn' if spec.norm == 'GN' else 'bn'}"
+    elif spec.init == "direct":
+        name = f"direct_{spec.norm.lower()}_{_slug_regime(spec.data)}"
+        if spec.model_overrides:
+            name += "_" + re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
+    else:
         return None
-    name = f"direct_{spec.norm.lower()}_{_slug_regime(spec.data)}"
-    if spec.model_overrides:
-        name += "_" + re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
-    return name
+    return f"{name}_s{spec.seed}" if vary_seed else name
 
 
 def _slug_regime(data: str) -> str:

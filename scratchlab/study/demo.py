@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from .. import run_dir
 from ..config import overrides_of
 from .launcher import launch_study
 from .runner import run_study
@@ -111,5 +112,5 @@ def run_demo(out: str | Path, quick: bool = False) -> dict[str, Any]:
             study = launch_study(study_file, out, "local", max_parallel=JOBS, poll_s=0.5)
     print(study["verdict"]["headline"])
     print("\n".join(verdict_lines(study["verdict"])))
-    print(f"\nreport: {(out / 'report.html').resolve()}\n        {(out / 'report.md').resolve()}")
+    print(f"\nreport: {(out / run_dir.REPORT_HTML).resolve()}\n        {(out / run_dir.REPORT_MD).resolve()}")
     return study

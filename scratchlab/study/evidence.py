@@ -4,13 +4,14 @@ Each finished arm keeps per-image COCO evaluation data (``per_image[task]`` for 
 ``curve[i]["per_image"]["bbox"]`` at each evaluation during training). For one study every arm evaluated
 on the same images gets the same resampled image lists (one seed), so the samples of two arms are paired:
 their difference on resample b is measured on the same images. A configuration with several seeds
-resamples its seeds too (``mean_over_resampled_seeds``). Samples are computed on first use and kept,
-each with the statistic on the validation set itself, which the bias-corrected interval centres on.
+takes their mean on each resample: the samples carry image sampling only, and training noise is added
+to their interval by :meth:`Evidence.statistic` (the seeds' spread, or a calibrated sigma; ``stats.py``).
+Samples are computed on first use and kept, each with the statistic on the validation set itself, which
+the bias-corrected interval centres on.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +20,10 @@ import numpy as np
 
 from ..evaluation.bootstrap import BOOTSTRAP_METRICS, PerImageAP, resample_indices
 from .groups import Group
-from .stats import bias_corrected_interval, mean_over_resampled_seeds
+from .noise import Calibration
+from .stats import Combined, NoiseTerm, bias_corrected_interval, combined_interval, noise_term
 
-__all__ = ["Evidence", "Samples"]
+__all__ = ["Evidence", "Samples", "Statistic"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,39 @@ class Samples:
     def interval(self) -> tuple[float, float] | None:
         return bias_corrected_interval(self.draws, self.estimate)
 
+    def __mul__(self, c: float) -> Samples:
+        return Samples(None if self.estimate is None else c * self.estimate, c * self.draws)
+
+    def __add__(self, other: Samples) -> Samples:
+        return self - other * -1.0
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A linear combination of configuration means with its spread: ``combined`` (None when nothing
+    measures it), ``basis`` ("images": the paired bootstrap, "seeds": training runs only, "none") and
+    the training-noise ``terms`` of its configurations."""
+
+    estimate: float
+    combined: Combined | None
+    basis: str
+    terms: tuple[NoiseTerm, ...]
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return None if self.combined is None else self.combined.interval
+
+
+def _seed_values(group: Group, task: str, metric: str, iteration: float | None) -> list[float]:
+    """Each finished seed's AP at the end (``iteration`` None) or at one evaluation of its curve."""
+    if iteration is None:
+        return group.values(task, metric)
+    key = f"{task}_{metric}"
+    points = [
+        next((p for p in a.get("curve") or [] if p["iteration"] == iteration), {}) for a in group.finished
+    ]
+    return [float(p[key]) for p in points if p.get(key) is not None]
+
 
 def _per_image(arm: dict[str, Any], task: str, iteration: float | None) -> dict[str, Any] | None:
     if iteration is None:
@@ -51,8 +86,8 @@ def _per_image(arm: dict[str, Any], task: str, iteration: float | None) -> dict[
 class Evidence:
     """Paired bootstrap samples for a study's arms (``resamples=0``: none, intervals come from seeds)."""
 
-    def __init__(self, resamples: int, seed: int) -> None:
-        self.resamples, self.seed = int(resamples), int(seed)
+    def __init__(self, resamples: int, seed: int, noise: Calibration | None = None) -> None:
+        self.resamples, self.seed, self.noise = int(resamples), int(seed), noise
         self._indices: dict[tuple[int, ...], np.ndarray] = {}
         self._arm: dict[tuple[str, str, float | None], tuple[tuple[int, ...], dict[str, Samples]] | None] = {}
 
@@ -74,8 +109,9 @@ class Evidence:
         return self._arm[key]
 
     def group(self, group: Group, task: str, metric: str = "AP", iteration: float | None = None):
-        """(image ids, Samples) of a configuration: its seeds' mean on the images and on each resample;
-        None when a seed lacks per-image data or the seeds were evaluated on different images."""
+        """(image ids, Samples) of a configuration: its seeds' mean on the images and on each resample
+        (image sampling only); None when a seed lacks per-image data or the seeds were evaluated on
+        different images."""
         if metric not in BOOTSTRAP_METRICS or not group.finished:
             return None
         found = [self.arm(a, task, iteration) for a in group.finished]
@@ -84,10 +120,47 @@ class Evidence:
         seeds = [f[1][metric] for f in found]
         estimates = [s.estimate for s in seeds]
         estimate = None if None in estimates else float(np.mean(estimates))
-        rng = np.random.default_rng([self.seed, zlib.crc32(",".join(group.names).encode())])
-        return found[0][0], Samples(
-            estimate, mean_over_resampled_seeds(np.stack([s.draws for s in seeds]), rng)
+        return found[0][0], Samples(estimate, np.mean(np.stack([s.draws for s in seeds]), axis=0))
+
+    def term(self, group: Group, task: str, metric: str = "AP", iteration: float | None = None) -> NoiseTerm:
+        """Training noise of the configuration's mean: its seeds' spread, else the calibration's sigma."""
+        sigma = None if self.noise is None else self.noise.of(task, metric)
+        df = np.inf if self.noise is None else self.noise.df
+        return noise_term(_seed_values(group, task, metric, iteration), sigma, df)
+
+    def derived_term(self, values: Sequence[float], task: str, metrics: Sequence[str]) -> NoiseTerm:
+        """Training noise of a per-run quantity made of several metrics (e.g. AP75 - AP50): its seeds'
+        spread, else the metrics' calibrated sigmas added as if independent (which errs wide)."""
+        sigmas = [None if self.noise is None else self.noise.of(task, m) for m in metrics]
+        sigma = None if None in sigmas else float(np.sqrt(sum(s * s for s in sigmas)))
+        return noise_term(values, sigma, np.inf if self.noise is None else self.noise.df)
+
+    def statistic(
+        self, parts: Sequence[tuple[Group, str, float]], task: str, iteration: float | None = None
+    ) -> Statistic | None:
+        """sum of c x mean(group, metric) over ``parts`` (group, metric, c), with image sampling (the
+        paired bootstrap, where every part has per-image data on the same images) and training noise;
+        None when a part has no value."""
+        means = [_seed_values(g, task, m, iteration) for g, m, _ in parts]
+        if any(not v for v in means):
+            return None
+        estimate = float(sum(c * np.mean(v) for (_, _, c), v in zip(parts, means, strict=True)))
+        terms = tuple(self.term(g, task, m, iteration) for g, m, _ in parts)
+        scaled = tuple(
+            NoiseTerm(c * c * t.var, t.df, t.kind, t.runs, t.sigma)
+            for (_, _, c), t in zip(parts, terms, strict=True)
         )
+        samples = self.paired([(g, m) for g, m, _ in parts], task, iteration)
+        image = None
+        if samples is not None:
+            total = samples[0] * parts[0][2]
+            for s, (_, _, c) in zip(samples[1:], parts[1:], strict=True):
+                total = total + s * c
+            image = total.interval()
+            estimate = total.estimate if total.estimate is not None else estimate
+        combined = combined_interval(estimate, image, scaled)
+        basis = "images" if image is not None else "seeds" if combined is not None else "none"
+        return Statistic(estimate, combined, basis, terms)
 
     def paired(
         self, wanted: Sequence[tuple[Group, str]], task: str, iteration: float | None = None
@@ -99,16 +172,28 @@ class Evidence:
             return None
         return [f[1] for f in found]
 
-    def arm_intervals(self, arms: Sequence[dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
-        """``{arm: {task: {metric: [low, high]}}}`` for every arm with per-image data."""
+    def arm_intervals(self, groups: Sequence[Group], tasks: Sequence[str]) -> dict[str, Any]:
+        """``{arm: {task: {metric: [low, high]}}}`` for every finished arm with per-image data: its own
+        images' bootstrap with one training run's noise (its configuration's seeds, else the calibration)."""
         out: dict[str, Any] = {}
-        for a in arms:
-            for task in tasks:
-                found = self.arm(a, task) if a["status"] == "finished" else None
-                if found is not None:
-                    out.setdefault(a["name"], {})[task] = {
-                        m: _rounded(found[1][m].interval()) for m in BOOTSTRAP_METRICS
-                    }
+        for g in groups:
+            for a in g.finished:
+                for task in tasks:
+                    found = self.arm(a, task)
+                    if found is None:
+                        continue
+                    cells = {}
+                    for m in BOOTSTRAP_METRICS:
+                        mean = self.term(g, task, m)
+                        one_run = NoiseTerm(mean.var * mean.runs, mean.df, mean.kind, 1, mean.sigma)
+                        s = found[1][m]
+                        c = (
+                            None
+                            if s.estimate is None
+                            else combined_interval(s.estimate, s.interval(), [one_run])
+                        )
+                        cells[m] = _rounded(None if c is None else c.interval)
+                    out.setdefault(a["name"], {})[task] = cells
         return out
 
 

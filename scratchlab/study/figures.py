@@ -132,7 +132,7 @@ def final_ap_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pa
         for x, rec in enumerate(rows):
             g = by_key[tuple(rec["arms"])]
             ap = rec[task]["AP"]
-            iv = ap.get("bootstrap_interval") or ap.get("interval")
+            iv = ap.get("noise_interval") or ap.get("bootstrap_interval") or ap.get("interval")
             err = None if iv is None else [[ap["mean"] - iv[0]], [iv[1] - ap["mean"]]]
             s = style[id(g)]
             ax.bar(
@@ -178,7 +178,7 @@ def compute_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pat
     left, right = fig.subplots(1, 2)
     for y, (rec, g) in enumerate(rows):
         ap, total, s = rec["bbox"]["AP"], rec["total"]["pixels_seen"], style[id(g)]
-        iv = ap.get("bootstrap_interval") or ap.get("interval")
+        iv = ap.get("noise_interval") or ap.get("bootstrap_interval") or ap.get("interval")
         err = None if iv is None else [[ap["mean"] - iv[0]], [iv[1] - ap["mean"]]]
         external = g.external_pretraining
         left.errorbar(

@@ -19,9 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evidence import Evidence
+from .evidence import Evidence, Statistic
 from .groups import POORLY_NORMED, WELL_NORMED, Group
-from .stats import INCONCLUSIVE, direction, seed_diff_interval, seed_summary, within_margin
+from .stats import (
+    INCONCLUSIVE,
+    LEVEL,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Combined,
+    combined_interval,
+    direction,
+    holm,
+    noise_kind,
+    within_margin,
+)
 
 __all__ = [
     "Finding",
@@ -35,7 +46,10 @@ __all__ = [
     "best_group",
     "compare",
     "headline",
+    "decide",
     "KINDS",
+    "CONSISTENT",
+    "INCONSISTENT",
 ]
 
 # Every kind a Finding can have, in the order a verdict lists them (study.json's "findings" keys).
@@ -67,6 +81,12 @@ class Finding:
     basis: str = "none"  # "images" (paired bootstrap), "seeds", or "none"
     outcome: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    noise: dict[str, Any] | None = None  # {"kind": seeds | calibrated | none, "seeds", "sigma"}
+    test: Combined | None = None  # the deciding statistic, for the p-value a multiplicity adjustment needs
+    null: float = 0.0  # the value of ``diff`` the claim's test holds it against
+    tested: bool = True  # its outcome rests on ``test`` (not, e.g., on a cost ratio alone)
+    p: float | None = None
+    p_adjusted: float | None = None
 
     @property
     def arms(self) -> list[str]:
@@ -89,10 +109,17 @@ class Finding:
             **{k: r(v) for k, v in self.values.items()},
             "interval": None if self.interval is None else [round(v, 3) for v in self.interval],
             "basis": self.basis,
+            "noise": self.noise,
+            "p": None if self.p is None else round(self.p, 5),
+            "p_adjusted": None if self.p_adjusted is None else round(self.p_adjusted, 5),
             "outcome": self.outcome,
             **self.extra,
         }
 
+
+# A claim decided on one training run per arm with no calibrated training noise: what that run shows,
+# not what the recipe does.
+CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
 
 # ------------------------------------------------------------------------------------------- helpers
 
@@ -110,35 +137,36 @@ def _reference_random(groups: Sequence[Group]) -> list[Group]:
     return good or rand
 
 
-def _diff(
-    ev: Evidence, a: Group, b: Group, task: str, metric: str = "AP", iteration: float | None = None
-) -> tuple[tuple[float, float] | None, str]:
-    """Interval of a - b: paired bootstrap where both have per-image data, else from the seeds."""
-    s = ev.paired([(a, metric), (b, metric)], task, iteration)
-    if s is not None:
-        return (s[0] - s[1]).interval(), "images"
-    if iteration is None:
-        seeds = seed_diff_interval(a.values(task, metric), b.values(task, metric))
-        if seeds is not None:
-            return seeds, "seeds"
-    return None, "none"
+def _noise(stat: Statistic) -> dict[str, Any]:
+    """What training noise a statistic includes: its kind, the fewest runs of a configuration in it, the
+    per-run sigma behind it (the largest of its configurations')."""
+    sigmas = [t.sigma for t in stat.terms if t.sigma is not None]
+    return {
+        "kind": noise_kind(stat.terms),
+        "seeds": min(t.runs for t in stat.terms),
+        "sigma": round(max(sigmas), 4) if sigmas else None,
+    }
+
+
+def _tested(f: Finding, stat: Statistic | None) -> Finding:
+    """``f`` with the statistic's interval, basis, noise and test."""
+    if stat is not None:
+        f.interval, f.basis, f.noise, f.test = stat.interval, stat.basis, _noise(stat), stat.combined
+    return f
 
 
 def compare(kind: str, ev: Evidence, a: Group, b: Group, task: str, metric: str = "AP") -> Finding:
     """a - b on final ``task`` ``metric``, with its interval (no outcome: the caller judges it)."""
     va, vb = a.mean(task, metric), b.mean(task, metric)
-    interval, basis = _diff(ev, a, b, task, metric)
-    return Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}, interval, basis)
+    stat = ev.statistic([(a, metric, 1.0), (b, metric, -1.0)], task)
+    return _tested(Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}), stat)
 
 
 def group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tuple[float, float] | None:
-    """95% interval of a configuration's mean: the paired bootstrap where it has per-image data, else
-    from its seeds."""
-    found = ev.group(g, task, metric)
-    if found is not None:
-        return found[1].interval()
-    s = seed_summary(g.values(task, metric))
-    return None if s is None else s.interval
+    """95% interval of a configuration's mean: image sampling (the bootstrap, where it has per-image
+    data) and training noise (its seeds, or the calibration)."""
+    stat = ev.statistic([(g, metric, 1.0)], task)
+    return None if stat is None else stat.interval
 
 
 def headline(ev: Evidence, groups: Sequence[Group], regimes: Sequence[str]) -> Finding | None:
@@ -159,6 +187,11 @@ def headline(ev: Evidence, groups: Sequence[Group], regimes: Sequence[str]) -> F
         f.extra = {"a_interval": group_interval(ev, best, "bbox")}
         return f
     return None
+
+
+def _strictness(arm: dict[str, Any], task: str) -> float:
+    final = arm["final"][task]
+    return (final.get("AP75") or 0) - (final.get("AP50") or 0)
 
 
 def _signal(outcome: str, *values: float | None) -> str:
@@ -211,19 +244,11 @@ def early(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding
         return None
     it = common[-1]
     va, vb = _curve_value(pt, task, it), _curve_value(rd, task, it)
-    interval, basis = _diff(ev, pt, rd, task, iteration=it)
-    return Finding(
-        "early",
-        pt.data,
-        task,
-        pt,
-        rd,
-        {"a": va, "b": vb, "diff": va - vb},
-        interval,
-        basis,
-        _signal(direction(interval, +1), va, vb),
-        {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop},
-    )
+    stat = ev.statistic([(pt, "AP", 1.0), (rd, "AP", -1.0)], task, iteration=it)
+    f = _tested(Finding("early", pt.data, task, pt, rd, {"a": va, "b": vb, "diff": va - vb}), stat)
+    f.outcome = _signal(direction(f.interval, +1), va, vb)
+    f.extra = {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop}
+    return f
 
 
 def catch_up(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str, margin: float) -> Finding | None:
@@ -236,7 +261,7 @@ def catch_up(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str, margin:
     rd = best_group([g for g in rands if g.schedule == longest], task)
     f = compare("catch_up", ev, rd, pt, task)
     f.outcome = _signal(within_margin(f.interval, margin), f.values["a"], f.values["b"])
-    f.extra = {"margin": margin}
+    f.extra, f.null = {"margin": margin}, -margin
     return f
 
 
@@ -262,18 +287,18 @@ def localisation(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> 
         return None
     gap50, gap75 = v["rd", "AP50"] - v["pt", "AP50"], v["rd", "AP75"] - v["pt", "AP75"]
     s = ev.paired([(rd, "AP75"), (pt, "AP75"), (rd, "AP50"), (pt, "AP50")], task)
-    if s is not None:
-        interval, basis = ((s[0] - s[1]) - (s[2] - s[3])).interval(), "images"
-    else:
-        per_seed = [
-            [(a["final"][task].get("AP75") or 0) - (a["final"][task].get("AP50") or 0) for a in g.finished]
-            for g in (rd, pt)
-        ]
-        interval = seed_diff_interval(*per_seed)
-        basis = "seeds" if interval is not None else "none"
+    image = None if s is None else ((s[0] - s[1]) - (s[2] - s[3])).interval()
+    # Training noise of each side's AP75 - AP50, run by run (the two move together within a run).
+    terms = tuple(
+        ev.derived_term([_strictness(a, task) for a in g.finished], task, ("AP75", "AP50")) for g in (rd, pt)
+    )
+    combined = combined_interval(gap75 - gap50, image, terms)
+    basis = "images" if image is not None else "seeds" if combined is not None else "none"
     values = {"a": gap75, "b": gap50, "diff": gap75 - gap50, **{f"{g}_{m}": x for (g, m), x in v.items()}}
-    outcome = _signal(direction(interval, +1), v["rd", "AP50"], v["pt", "AP50"])
-    return Finding("localisation", pt.data, task, rd, pt, values, interval, basis, outcome)
+    f = Finding("localisation", pt.data, task, rd, pt, values)
+    _tested(f, Statistic(gap75 - gap50, combined, basis, terms))
+    f.outcome = _signal(direction(f.interval, +1), v["rd", "AP50"], v["pt", "AP50"])
+    return f
 
 
 def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
@@ -298,7 +323,7 @@ def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
                     g,
                     ref,
                     {"a": None, "b": ref.mean("bbox"), "diff": None},
-                    outcome="reproduced",
+                    outcome=REPRODUCED,
                     extra=extra,
                 )
             )
@@ -324,7 +349,8 @@ def direct_vs_classify(ev: Evidence, rg: Sequence[Group]) -> Finding | None:
         "classify_pixels": c.cost("pixels_seen"),
     }
     ap = _signal(direction(f.interval, +1), f.values["a"], f.values["b"])
-    f.outcome = "not reproduced" if ratio >= 1 or ap == "not reproduced" else ap
+    f.outcome = NOT_REPRODUCED if ratio >= 1 or ap == NOT_REPRODUCED else ap
+    f.tested = ratio < 1
     return f
 
 
@@ -346,3 +372,19 @@ def cost(ev: Evidence, rg: Sequence[Group], pt_kind: str, rd: Group | None) -> F
     # Published weights: their pre-training is in no figure here (not counted: external).
     f.extra |= {f"{who}_pretrain_external": g.external_pretraining for who, g in (("a", pt), ("b", rd))}
     return f
+
+
+def decide(found: Sequence[Finding]) -> None:
+    """The study's claims as one family: each tested claim's p-value (of its deciding statistic against
+    the claim's null), Holm-adjusted across every claim, task and data regime of the study; a claim
+    whose adjusted p-value is not below 1 - LEVEL is inconclusive. A decided claim whose statistic
+    includes no training noise is only "consistent" / "inconsistent" with the claim in this one run."""
+    family = [f for f in found if f.outcome is not None and f.tested and f.test is not None]
+    ps = [f.test.p_value(f.null) for f in family]
+    for f, p, adjusted in zip(family, ps, holm(ps), strict=True):
+        f.p, f.p_adjusted = p, adjusted
+        if adjusted >= 1 - LEVEL and f.outcome in (REPRODUCED, NOT_REPRODUCED):
+            f.outcome = INCONCLUSIVE
+    for f in found:
+        if f.outcome in (REPRODUCED, NOT_REPRODUCED) and f.tested and (f.noise or {}).get("kind") == "none":
+            f.outcome = CONSISTENT if f.outcome == REPRODUCED else INCONSISTENT

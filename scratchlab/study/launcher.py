@@ -284,7 +284,7 @@ def launch_study(
     study.write()
     pending = []
     for arm in study.arms:
-        if run_dir.is_finished(study.out / "arms" / arm.name):
+        if run_dir.is_finished(study.out / run_dir.ARMS / arm.name):
             log.info("arm %s already finished: skipping", arm.name)
             study.records[arm.name] = study.run_arm(arm)
         else:

@@ -4,7 +4,8 @@ findings (``Finding.as_dict()`` records); never invents a number.
 
 A claim is judged on bbox AP, with the paper's ImageNet-style start where such findings exist
 (classification pre-training, or published weights: ``init: weights``) and direct pre-training otherwise. Several findings (data regimes) give one result:
-``reproduced`` / ``not reproduced`` when all agree, ``inconclusive`` when none decides, else ``mixed``.
+``reproduced`` / ``not reproduced`` (``consistent`` / ``inconsistent`` when training noise is not
+included) when all agree, ``inconclusive`` when none decides, else ``mixed``.
 The interval and arms shown are those of the first finding (the regime with the most data).
 """
 
@@ -40,8 +41,16 @@ def _result(outcomes: list[str]) -> str:
     return "mixed" if set(outcomes) - {"inconclusive"} else "inconclusive"
 
 
+def _noise(row: dict[str, Any]) -> dict[str, Any]:
+    """The training noise the deciding finding's interval includes (none when there is no finding)."""
+    noise = row.get("noise") or {}
+    return {"kind": noise.get("kind", "none"), "seeds": noise.get("seeds", 0), "sigma": noise.get("sigma")}
+
+
 def paper_check(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """``[{"claim", "result", "interval", "arms"}]``, one per claim of ``CLAIMS``, in that order."""
+    """``[{"claim", "result", "interval", "arms", "noise", "adjusted"}]``, one per claim of ``CLAIMS``, in
+    that order: ``noise`` = {kind: seeds | calibrated | none, seeds, sigma} of the deciding finding, and
+    ``adjusted`` the multiplicity adjustment of the outcomes (Holm, across the study's claims)."""
     out = []
     for kind, claim in CLAIMS.items():
         rows = _rows(findings, kind)
@@ -52,6 +61,8 @@ def paper_check(findings: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any
                 "result": _result([r["outcome"] for r in rows]),
                 "interval": first.get("interval"),
                 "arms": first.get("arms", []),
+                "noise": _noise(first),
+                "adjusted": "holm",
             }
         )
     return out

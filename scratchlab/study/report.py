@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import run_dir
 from ..run_dir import EXTERNAL
 from ..utils.io import write_text
 from .figures import INIT_COLOURS, Skip, compute_figure, curves_figure, final_ap_figure
@@ -101,16 +102,13 @@ def _check_study(study: Any) -> None:
 
 
 def _cell(stat: dict[str, Any] | None) -> str:
-    """``29.5 ± 0.7 [28.1, 30.9] seeds [23.1, 35.9]``: mean, ± seed std, [bootstrap interval], and the
-    t-interval over seeds (in brackets alone when there is no bootstrap interval)."""
+    """``29.5 ± 0.7 [26.1, 32.9]``: mean, ± seed std, and the widest 95% interval the record has: images
+    and training noise together, else the images' bootstrap, else the seeds' t-interval."""
     if stat is None:
         return "n/a"
     txt = f"{stat['mean']:.1f}" + (f" ± {stat['std']:.1f}" if stat.get("std") is not None else "")
-    boot, seeds = stat.get("bootstrap_interval"), stat.get("interval")
-    for prefix, iv in ((" ", boot), (" seeds " if boot else " ", seeds)):
-        if iv:
-            txt += prefix + fmt_interval(iv)
-    return txt
+    iv = stat.get("noise_interval") or stat.get("bootstrap_interval") or stat.get("interval")
+    return txt + (" " + fmt_interval(iv) if iv else "")
 
 
 def final_table(groups: list[dict[str, Any]], arms: list[dict[str, Any]], task: str) -> Table:
@@ -213,14 +211,24 @@ def _figures(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> t
 def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> list[Section]:
     """The whole report, top to bottom, as sections (figures are drawn into ``fig_dir``)."""
     boot = verdict.get("bootstrap") or {}
+    noise = boot.get("noise")
+    calibration = (
+        f"a calibrated per-run sigma (noise block, from {noise.get('from') or 'the study file'}, "
+        f"{noise.get('df'):g} degrees of freedom)"
+        if noise
+        else "no calibration (an arm with one seed adds no training noise, and a claim resting on it is "
+        "only 'consistent' or 'inconsistent' with the paper in this one run)"
+    )
     method = (
         f"Intervals are 95%, in AP points: a paired bootstrap over the validation images "
-        f"({boot.get('resamples')} resamples, seed {boot.get('seed')}, {boot.get('interval', 'percentile')} "
-        f"intervals; seeds resampled too where an "
-        f"arm has several), or from the seeds alone where there is no per-image data. A claim is "
-        f"decided only when its interval excludes the other outcome; 'caught up' means the interval "
-        f"of scratch minus pre-trained lies above -{boot.get('margin', 1.0):g} AP (the equivalence margin). "
-        f"'No interval': a side has one seed and no per-image data, so that finding cannot decide."
+        f"({boot.get('resamples')} resamples, seed {boot.get('seed')}, bias-corrected percentile), with "
+        f"training noise added: the spread of each configuration's seeds (Welch-Satterthwaite t) or, for "
+        f"one seed, {calibration}. Without per-image data, the training noise alone. Each finding says "
+        f"which noise it includes. A claim is decided only when its interval excludes the other outcome "
+        f"and its p-value, Holm-adjusted over every claim of the study ({boot.get('adjusted', 'holm')}), is "
+        f"below 0.05; 'caught up' means the interval of scratch minus pre-trained lies above "
+        f"-{boot.get('margin', 1.0):g} AP (the equivalence margin). 'No interval': nothing measures that "
+        "finding's spread, so it cannot decide."
     )
     sections = [
         Section("Answer", [verdict.get("headline") or ""], css="headline"),
@@ -237,8 +245,9 @@ def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path
                 Section(
                     f"Final {task} AP",
                     [
-                        "mean ± seed std [95% interval, bootstrap over images and seeds]; 'seeds [...]' or, without "
-                        "per-image data, [...] alone: 95% t-interval of the mean over seeds"
+                        "mean ± seed std [95% interval: the validation images' bootstrap with the "
+                        "training noise added (seeds or calibration); without per-image data, the "
+                        "training noise alone]"
                     ],
                     table=table,
                 )
@@ -330,7 +339,7 @@ def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """
     _check_study(study)
     out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
+    fig_dir = out_dir / run_dir.FIGURES
     fig_dir.mkdir(parents=True, exist_ok=True)
     verdict = study.get("verdict") or {}
     if not verdict.get("headline"):
@@ -338,7 +347,7 @@ def write_report(study: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     sections = build_sections(study, verdict, fig_dir)
     title = f"Study report: {study.get('name', 'study')}"
     sections.insert(0, Section(None, [_dataset_line(study.get("dataset") or {})]))
-    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path, html_path = out_dir / run_dir.REPORT_MD, out_dir / run_dir.REPORT_HTML
     write_text(md_path, to_markdown(title, sections))
     write_text(html_path, to_html(title, sections))
     figures = [p for s in sections for _, p in s.figures]

@@ -29,7 +29,9 @@ Every arm records the provenance of its initial weights (source, sha256, data, p
 overrides apply to every arm and to the shared pre-training, after the study's own.
 ``data``: "100%", "10%", a count such as 1000 or "1k": a seeded subset, the same images for every arm.
 ``pretrain.classify.finetune``: overrides for the arms that fine-tune the classification backbone; the
-direct arms fine-tune with the direct config's ``direct.stage2`` overrides.
+direct arms fine-tune with the direct config's ``direct.stage2`` overrides. ``pretrain.vary_seed: true``:
+each arm seed pre-trains with its own seed (a training-noise calibration varies the pre-training's seed
+too). ``noise:``: a calibrated training-noise block for arms with one seed (``study/noise.py``).
 Each arm is a normal run dir under ``DIR/arms/<name>`` (a name is a plain word: letters, digits, ``.``,
 ``_``, ``-``); a crashing or diverging arm is recorded and the
 others go on; running the study again skips finished arms and resumes unfinished ones.
@@ -64,6 +66,7 @@ from ..pretrain.direct import stage1_weights, stage_configs
 from ..run_dir import EXTERNAL
 from ..utils.runtime import setup_logging
 from .arms import ArmRecord, ArmSpec, expand_arms, finished_record, parse_regime, pretraining_name
+from .noise import Calibration
 from .report import write_report
 from .store import rebuild_report, write_study
 from .verdict import RESAMPLES, compute_verdict
@@ -137,6 +140,8 @@ class Study:
         setup_logging(self.out / run_dir.LOG)
         self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
         self.pretrain_spec = spec.get("pretrain") or {}
+        self.noise = spec.get("noise")
+        Calibration.from_block(self.noise, f"{self.file}: noise")  # a bad block fails now, not at the end
         self.records: dict[str, ArmRecord] = {}
         self._gt: Any = None  # the val ground truth, loaded when the first arm finishes
         self._direct_cfgs: dict[str, DictConfig] = {}
@@ -195,10 +200,19 @@ class Study:
             self.file.parent / p["config"], [*data, *p.get("overrides", []), *self.overrides, *extra]
         )
 
+    @property
+    def vary_seed(self) -> bool:
+        """``pretrain.vary_seed``: each arm seed pre-trains with that seed (a noise calibration varies it)."""
+        return bool(self.pretrain_spec.get("vary_seed", False))
+
+    def _seed(self, arm: ArmSpec) -> list[str]:
+        return [f"seed={arm.seed}"] if self.vary_seed else []
+
     def _direct_cfg(self, arm: ArmSpec) -> DictConfig:
         """Direct pre-training's config for ``arm``: its norm, data regime and detector."""
         if arm.name not in self._direct_cfgs:
             extra = [*_norm_overrides(arm.norm), f"data.subset={override_value(parse_regime(arm.data))}"]
+            extra += self._seed(arm)
             self._direct_cfgs[arm.name] = self._pretrain_cfg("direct", [*extra, *arm.model_overrides])
         return self._direct_cfgs[arm.name]
 
@@ -206,11 +220,11 @@ class Study:
         """The shared pre-training ``arm`` starts from: its name and the file it leaves once done (None for
         none). Arms with the same name share one pre-training (a cluster launcher's dependency)."""
         if arm.init == "classify":
-            name = pretraining_name(arm, "")
-            return name, self.out / "pretrain" / name / run_dir.BACKBONE
+            name = pretraining_name(arm, "", self.vary_seed)
+            return name, self.out / run_dir.PRETRAIN / name / run_dir.BACKBONE
         if arm.init == "direct":
-            name = pretraining_name(arm, model_label(self._direct_cfg(arm)))
-            return name, stage1_weights(self.out / "pretrain" / name)
+            name = pretraining_name(arm, model_label(self._direct_cfg(arm)), self.vary_seed)
+            return name, stage1_weights(self.out / run_dir.PRETRAIN / name)
         return None
 
     def run_pretraining(self, arm: ArmSpec) -> None:
@@ -222,17 +236,18 @@ class Study:
 
     def classify_backbone(self, arm: ArmSpec) -> str:
         """One classification pre-training per norm family (GN, or BN for BN/SyncBN/FrozenBN arms)."""
-        name, backbone = self.pretraining(arm)
+        _, backbone = self.pretraining(arm)
         if not backbone.is_file():
             family = "GN" if arm.norm == "GN" else "BN"
-            pretrain_classify(self._pretrain_cfg("classify", _norm_overrides(family)), backbone.parent)
+            cfg = self._pretrain_cfg("classify", [*_norm_overrides(family), *self._seed(arm)])
+            pretrain_classify(cfg, backbone.parent)
         return str(backbone)
 
     def direct_stage1(self, arm: ArmSpec) -> tuple[str, DictConfig]:
         """Stage 1 of direct pre-training on the arm's data regime (shared by arms with the same regime,
         norm and detector); returns its weights and the stage-2 config to fine-tune with."""
         name, weights = self.pretraining(arm)
-        out = self.out / "pretrain" / name
+        out = self.out / run_dir.PRETRAIN / name
         stage1, stage2 = stage_configs(self._direct_cfg(arm), out)
         if not weights.is_file():
             train(stage1, out / run_dir.STAGE1, resume=True)
@@ -240,7 +255,7 @@ class Study:
 
     # -- arms ---------------------------------------------------------------------------------------
     def run_arm(self, arm: ArmSpec) -> ArmRecord:
-        run = self.out / "arms" / arm.name
+        run = self.out / run_dir.ARMS / arm.name
         record = self.record(arm, "running")
         try:
             base, init_path = self.base, None
@@ -299,9 +314,10 @@ class Study:
             "overrides": self.overrides,
             "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
             "arms": arms,
-            "verdict": compute_verdict(arms, resamples=resamples),
+            **({"noise": self.noise} if self.noise else {}),
+            "verdict": compute_verdict(arms, resamples=resamples, noise=self.noise),
         }
-        write_study(self.out / "study.json", study)
+        write_study(self.out / run_dir.STUDY, study)
         return study
 
     def run(self) -> dict[str, Any]:
@@ -318,7 +334,7 @@ class Study:
         """Once every arm has a record: the verdict with its bootstrap intervals, and the report."""
         study = self.write(RESAMPLES)
         study["report"] = write_report(study, self.out)
-        log.info("study report: %s", self.out / "report.html")
+        log.info("study report: %s", self.out / run_dir.REPORT_HTML)
         return study
 
 

@@ -6,6 +6,12 @@
   89% of trials at AP ~6 in ``benchmarks/bootstrap_coverage.py``; the bias-corrected one (Efron 1981:
   percentiles shifted by how far the estimate sits from the samples' median) covered 94-95%.
 * Student-t intervals of a mean over seeds.
+* Training noise: a configuration's mean varies from training run to run as well as with the images.
+  Its variance is added to the bootstrap's (per side of the estimate), from the configuration's own
+  seeds (s^2 / k, k - 1 degrees of freedom) or, for a single run, from a calibrated per-run sigma; the
+  degrees of freedom are Welch-Satterthwaite's. A statistic with a configuration that has neither
+  includes no training noise, and says so.
+* Several claims decided in one study: Holm's step-down adjustment of their p-values.
 * A claim is decided only when the interval of the difference that tests it lies wholly on one side:
   ``direction`` for "A is ahead of B", ``within_margin`` for "B caught up with A" (an equivalence
   margin: the difference is at worst ``-margin``).
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+from scipy.special import stdtr, stdtrit
 
 __all__ = [
     "LEVEL",
@@ -29,46 +36,20 @@ __all__ = [
     "bias_corrected_interval",
     "seed_summary",
     "seed_diff_interval",
-    "mean_over_resampled_seeds",
+    "NoiseTerm",
+    "seed_term",
+    "calibrated_term",
+    "noise_term",
+    "Combined",
+    "combined_interval",
+    "noise_kind",
+    "holm",
     "direction",
     "within_margin",
 ]
 
 LEVEL = 0.95
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-# Two-sided 95% Student-t quantiles by degrees of freedom 1-30; beyond, the normal 1.96 (within 4%).
-_T975 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
 
 
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float] | None:
@@ -132,30 +113,130 @@ def seed_summary(values: Sequence[float]) -> SeedSummary | None:
     return SeedSummary(mean, std, len(values), (mean - half, mean + half))
 
 
-def _t975(df: int) -> float:
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+def _t975(df: float) -> float:
+    """The two-sided 95% Student-t quantile (the normal one for infinite ``df``)."""
+    return float(stdtrit(df, 1 - (1 - LEVEL) / 2)) if np.isfinite(df) else _Z
+
+
+_Z = NormalDist().inv_cdf(1 - (1 - LEVEL) / 2)
 
 
 def seed_diff_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
-    """95% interval of mean(a) - mean(b) from the seeds alone (Welch's standard error with the smaller
-    sample's degrees of freedom, which errs wide); None unless both sides have two seeds or more."""
+    """95% interval of mean(a) - mean(b) from the seeds alone (Welch's standard error, Welch-Satterthwaite
+    degrees of freedom); None unless both sides have two seeds or more."""
     if len(a) < 2 or len(b) < 2:
         return None
-    diff = float(np.mean(a) - np.mean(b))
-    se = float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
-    half = _t975(min(len(a), len(b)) - 1) * se
-    return diff - half, diff + half
+    return combined_interval(float(np.mean(a) - np.mean(b)), None, [seed_term(a), seed_term(b)]).interval
 
 
-def mean_over_resampled_seeds(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """[seeds, resamples] -> [resamples]: per resample, the mean over seeds drawn with replacement, so a
-    configuration's samples carry the seed-to-seed spread as well as the image sampling (one seed: its
-    own row)."""
-    rows = np.asarray(rows, dtype=float)
-    if len(rows) == 1:
-        return rows[0]
-    picks = rng.integers(0, len(rows), size=rows.shape)  # [seeds drawn, resamples]
-    return np.take_along_axis(rows, picks, axis=0).mean(axis=0)
+@dataclass(frozen=True)
+class NoiseTerm:
+    """Training noise in a configuration's mean AP: ``var`` (AP points squared) of the mean over its
+    ``runs``, with ``df`` degrees of freedom (inf: known exactly; 0 runs' worth of nothing when ``kind`` is
+    "none"). ``kind``: "seeds" (its own seeds' spread), "calibrated" (a measured per-run sigma) or "none"."""
+
+    var: float
+    df: float
+    kind: str
+    runs: int
+    sigma: float | None  # the per-run standard deviation behind ``var``
+
+
+def seed_term(values: Sequence[float]) -> NoiseTerm:
+    """The spread of several training runs of one configuration on the same images: training noise of
+    their mean, s^2 / k with k - 1 degrees of freedom."""
+    k = len(values)
+    s2 = float(np.var(values, ddof=1))
+    return NoiseTerm(s2 / k, k - 1, "seeds", k, float(np.sqrt(s2)))
+
+
+def calibrated_term(runs: int, sigma: float | None, df: float) -> NoiseTerm:
+    """Training noise of the mean of ``runs`` runs from a calibrated per-run ``sigma`` (None: not
+    calibrated, the term is "none" and adds nothing)."""
+    if sigma is None:
+        return NoiseTerm(0.0, np.inf, "none", runs, None)
+    return NoiseTerm(sigma**2 / runs, df, "calibrated", runs, float(sigma))
+
+
+def noise_term(values: Sequence[float], sigma: float | None, df: float) -> NoiseTerm:
+    """Its own seeds' spread with two seeds or more, else the calibrated sigma (or none)."""
+    return seed_term(values) if len(values) >= 2 else calibrated_term(max(len(values), 1), sigma, df)
+
+
+@dataclass(frozen=True)
+class Combined:
+    """A statistic's 95% interval with image sampling and training noise: ``se_low`` / ``se_high`` are
+    the standard errors below and above ``estimate`` (the bootstrap's may differ), ``df`` the
+    Welch-Satterthwaite degrees of freedom of the training part (inf: none)."""
+
+    estimate: float
+    se_low: float
+    se_high: float
+    df: float
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        t = _t975(self.df)
+        return self.estimate - t * self.se_low, self.estimate + t * self.se_high
+
+    def p_value(self, null: float = 0.0) -> float:
+        """Two-sided p-value of ``estimate == null``, from the standard error on the null's side."""
+        se = self.se_low if self.estimate >= null else self.se_high
+        if se == 0:
+            return 0.0 if self.estimate != null else 1.0
+        tail = float(stdtr(self.df, -abs(self.estimate - null) / se)) if np.isfinite(self.df) else None
+        if tail is None:
+            tail = NormalDist().cdf(-abs(self.estimate - null) / se)
+        return min(1.0, 2 * tail)
+
+
+def combined_interval(
+    estimate: float, image_interval: Sequence[float] | None, terms: Sequence[NoiseTerm]
+) -> Combined | None:
+    """Image sampling and training noise of ``estimate`` (a difference of configuration means, or one
+    mean): the bootstrap interval's half-widths, read as normal standard errors on each side, add in
+    variance to the training terms (one per configuration in the statistic); the degrees of freedom are
+    Welch-Satterthwaite's over the terms (the image part counts as known). None when neither the images
+    nor any training run says anything about its spread."""
+    var = sum(t.var for t in terms)
+    if image_interval is None and all(t.kind == "none" for t in terms):
+        return None
+    se_img = (0.0, 0.0)
+    if image_interval is not None:
+        se_img = ((estimate - image_interval[0]) / _Z, (image_interval[1] - estimate) / _Z)
+    df = _welch_satterthwaite(terms)
+    low, high = (float(np.sqrt(max(s, 0.0) ** 2 + var)) for s in se_img)
+    return Combined(float(estimate), low, high, float(df))
+
+
+def _welch_satterthwaite(terms: Sequence[NoiseTerm]) -> float:
+    """Degrees of freedom of the summed variance. Calibrated terms all scale one estimated sigma, so they
+    count as one variance estimate (their sum, the calibration's df), not as independent ones."""
+    calibrated = [t for t in terms if t.kind == "calibrated"]
+    parts = [(t.var, t.df) for t in terms if t.kind == "seeds"]
+    if calibrated:
+        parts.append((sum(t.var for t in calibrated), min(t.df for t in calibrated)))
+    parts = [(v, d) for v, d in parts if v > 0 and np.isfinite(d)]
+    if not parts:
+        return np.inf
+    return sum(v for v, _ in parts) ** 2 / sum(v**2 / d for v, d in parts)
+
+
+def noise_kind(terms: Sequence[NoiseTerm]) -> str:
+    """What training noise a statistic over these configurations includes: "none" when one lacks it."""
+    kinds = {t.kind for t in terms}
+    return "none" if "none" in kinds else "calibrated" if "calibrated" in kinds else "seeds"
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given (Holm 1979): the i-th smallest of m is
+    multiplied by m - i + 1, and the adjusted values are kept non-decreasing in that order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def direction(interval: Sequence[float] | None, sign: int = 1) -> str:

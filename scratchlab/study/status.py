@@ -42,7 +42,7 @@ def format_status(out: str | Path) -> str:
     """A table of the study's arms: status (pending / running / finished / failed / diverged), the last
     logged iteration of max_iter, the last box AP and the job id (cluster launchers)."""
     out = Path(out)
-    path = out / "study.json"
+    path = out / run_dir.STUDY
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {out} a study directory (scratchlab study ... --out)?")
     study = run_dir.read_json(path)

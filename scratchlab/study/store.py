@@ -7,11 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from .. import run_dir
 from ..utils.io import write_text
+from .noise import calibrate
 from .report import load_study, write_report
 from .verdict import RESAMPLES, compute_verdict
 
-__all__ = ["write_study", "rebuild_report"]
+__all__ = ["write_study", "rebuild_report", "calibrate_noise"]
 
 
 def write_study(path: Path, study: dict[str, Any]) -> None:
@@ -43,9 +47,19 @@ def rebuild_report(out: str | Path, resamples: int = RESAMPLES) -> dict[str, Any
     """``scratchlab study --report-only DIR``: recompute the verdict (bootstrap included) from the arms
     kept in DIR/study.json, without running any arm, and rewrite study.json and the report."""
     out = Path(out)
-    study = load_study(out / "study.json")
-    study["verdict"] = compute_verdict(study["arms"], resamples=resamples)
+    study = load_study(out / run_dir.STUDY)
+    study["verdict"] = compute_verdict(study["arms"], resamples=resamples, noise=study.get("noise"))
     study.pop("report", None)
-    write_study(out / "study.json", study)
+    write_study(out / run_dir.STUDY, study)
     study["report"] = write_report(study, out)
     return study
+
+
+def calibrate_noise(out: str | Path) -> str:
+    """``scratchlab study --calibrate-noise DIR``: the ``noise:`` block of DIR's finished seeds (pooled
+    within-configuration spread), written to DIR/noise.yaml; returns its YAML text."""
+    out = Path(out)
+    study = load_study(out / run_dir.STUDY)
+    text = yaml.safe_dump({"noise": calibrate(study["arms"], str(out)).as_block()}, sort_keys=False)
+    write_text(out / run_dir.NOISE, text)
+    return text

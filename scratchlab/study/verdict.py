@@ -24,6 +24,7 @@ from .findings import (
     Finding,
     catch_up,
     cost,
+    decide,
     direct_vs_classify,
     early,
     headline,
@@ -48,9 +49,10 @@ from .groups import (
     sched_label,
     validate_arms,
 )
+from .noise import Calibration
 from .paper import paper_check
 from .provenance import pretraining_label
-from .stats import LEVEL, seed_summary
+from .stats import LEVEL, noise_kind, seed_summary
 
 __all__ = ["compute_verdict", "verdict_lines", "QUESTIONS", "MARGIN", "RESAMPLES"]
 
@@ -70,6 +72,13 @@ QUESTIONS = (
 # --------------------------------------------------------------------------------------------- prose
 
 
+NOISE_WORDS = {
+    "seeds": "training noise from {seeds} seeds",
+    "calibrated": "training noise calibrated (one run: sigma {sigma} AP)",
+    "none": "one training run per arm: training noise not included",
+}
+
+
 def _delta(f: Finding) -> str:
     """``+2.3 AP [+0.8, +3.9]`` and where the interval comes from."""
     d = f.values["diff"]
@@ -79,8 +88,19 @@ def _delta(f: Finding) -> str:
     return f"{d:+.1f} AP {fmt_interval(f.interval, signed=True)}{basis}"
 
 
+def _noise(f: Finding) -> str:
+    """Which training noise the finding's interval includes (the words of :data:`NOISE_WORDS`)."""
+    if f.noise is None or f.interval is None:
+        return ""
+    n = f.noise
+    sigma = "?" if n.get("sigma") is None else f"{n['sigma']:.1f}"
+    return " (" + NOISE_WORDS[n["kind"]].format(seeds=n["seeds"], sigma=sigma) + ")"
+
+
 def _verdict(f: Finding) -> str:
-    return f" → {f.outcome}." if f.outcome else "."
+    p = f.p_adjusted
+    adjusted = "" if p is None else f", Holm-adjusted p {'< 0.001' if p < 0.001 else f'{p:.2g}'}"
+    return f"{_noise(f)}{adjusted} → {f.outcome}." if f.outcome else f"{_noise(f)}."
 
 
 def _where(f: Finding, sizes: dict[str, int], many: bool) -> str:
@@ -214,10 +234,12 @@ def _headline(f: Finding | None, arms: list[dict[str, Any]], sizes: dict[str, in
         f"{fmt_ap(f.values['a'], f.extra['a_interval'])}{spent}."
     )
     if other is not None:
+        noisy = (f.noise or {}).get("kind") not in (None, "none")
+        measured = "these images and training runs" if noisy else "these images (one training run each)"
         sure = (
-            "its lead is beyond the noise of these images"
+            f"its lead is beyond the noise of {measured}"
             if f.interval and f.interval[0] > 0
-            else "the two cannot be told apart on these images"
+            else f"the two cannot be told apart on {measured}"
             if f.interval
             else "with no interval, how sure that is cannot be said"
         )
@@ -244,6 +266,10 @@ def _group_record(ev: Evidence, g: Group) -> dict[str, Any]:
             if m in BOOTSTRAP_METRICS and (found := ev.group(g, task, m)) is not None:
                 iv = found[1].interval()
                 rec[task][m]["bootstrap_interval"] = None if iv is None else [round(x, 3) for x in iv]
+            stat = ev.statistic([(g, m, 1.0)], task)
+            if stat is not None and stat.interval is not None:
+                rec[task][m]["noise_interval"] = [round(x, 3) for x in stat.interval]
+                rec[task][m]["noise"] = noise_kind(stat.terms)
     rec["total"] = {k: g.cost(k) for k in ("images_seen", "instances_seen", "pixels_seen", "wall_s")}
     return rec
 
@@ -270,7 +296,11 @@ def _findings(ev: Evidence, groups: list[Group], regimes: Sequence[str], margin:
 
 
 def compute_verdict(
-    arms: list[dict[str, Any]], margin: float = MARGIN, resamples: int = RESAMPLES, seed: int = 0
+    arms: list[dict[str, Any]],
+    margin: float = MARGIN,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    noise: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The verdict of a study's arms.
 
@@ -278,13 +308,16 @@ def compute_verdict(
     "findings" ({kind: [Finding.as_dict()]}, the headline's among them), "groups", "paper", "bootstrap",
     "data_regimes"}``; :func:`verdict_lines` lists its sentences. Intervals
     are 95%, in AP points: ``resamples`` paired bootstrap resamples of the validation images (seeded by
-    ``seed``; 0 resamples: intervals from seeds only). Raises ``ValueError`` naming a malformed arm.
+    ``seed``; 0 resamples: intervals from seeds only) with training noise added (each configuration's
+    seeds, else the ``noise`` calibration block of the study; ``noise.py``); the claims are decided
+    together, Holm-adjusted. Raises ``ValueError`` naming a malformed arm or noise block.
     """
     validate_arms(arms)
-    ev = Evidence(resamples, seed)
+    ev = Evidence(resamples, seed, Calibration.from_block(noise))
     groups = group_arms(arms)
     sizes, regimes = regime_sizes(arms), regime_order(arms)
     found = _findings(ev, groups, regimes, margin)
+    decide(found)
     many = len(regimes) > 1
     questions = []
     for key, title in QUESTIONS:
@@ -310,9 +343,11 @@ def compute_verdict(
             "resamples": resamples,
             "seed": seed,
             "level": LEVEL,
-            "interval": "bias-corrected percentile",
+            "interval": "bias-corrected percentile, with training noise added (Welch-Satterthwaite t)",
+            "noise": noise,
+            "adjusted": "holm",
             "margin": margin,
-            "arms": ev.arm_intervals(arms, TASKS),
+            "arms": ev.arm_intervals(groups, TASKS),
         },
         "data_regimes": [{"data": d, "data_images": sizes[d]} for d in regimes],
     }

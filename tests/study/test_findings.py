@@ -8,6 +8,8 @@ from scratchlab.study.verdict import compute_verdict, verdict_lines
 from tests.study.conftest import predictions
 
 GOOD, POOR = predictions(1.0), predictions(8.0, miss=0.5, seed=1)
+# A measured per-run sigma of 0.5 AP points (every metric), as `study --calibrate-noise` writes it.
+CALIBRATED = {"sigma": {t: {m: 0.5 for m in ("AP", "AP50", "AP75")} for t in ("bbox", "segm")}, "df": 10}
 
 
 def _only(v: dict, kind: str, **match) -> dict:
@@ -28,17 +30,22 @@ def test_identical_arms_give_a_zero_interval(make_arm, score):
     v = compute_verdict(_pair(make_arm, score, GOOD, GOOD), resamples=200)
     early = _only(v, "early", task="bbox")
     assert early["interval"] == [0.0, 0.0] and early["basis"] == "images"
-    assert early["outcome"] == "not reproduced"  # no lead at all
+    # No lead at all: the estimate sits on the claim's null, so no test can reject it.
+    assert early["p"] == 1.0 and early["outcome"] == "inconclusive"
     cu = _only(v, "catch_up", task="bbox")
-    assert cu["interval"] == [0.0, 0.0] and cu["outcome"] == "reproduced"  # level: caught up
+    # Level, far inside the margin; one run per arm and no calibration: only this run's word.
+    assert cu["interval"] == [0.0, 0.0] and cu["outcome"] == "consistent"
+    assert cu["noise"] == {"kind": "none", "seeds": 1, "sigma": None}
 
 
 def test_clearly_better_arm_excludes_zero(make_arm, score):
     arms = _pair(make_arm, score, GOOD, POOR, pt_early=GOOD, rd_early=POOR)
-    v = compute_verdict(arms, resamples=300)
+    v = compute_verdict(arms, resamples=300, noise=CALIBRATED)
     early = _only(v, "early", task="bbox")
     lo, hi = early["interval"]
     assert 0 < lo <= early["diff"] <= hi and early["outcome"] == "reproduced"
+    assert early["noise"] == {"kind": "calibrated", "seeds": 1, "sigma": 0.5}
+    assert early["p"] <= early["p_adjusted"] < 0.05
     assert early["arms"] == ["classify_gn_1x", "scratch_gn_3x"] and early["iteration"] == 50
     cu = _only(v, "catch_up", task="bbox")
     assert cu["interval"][1] < -1.0 and cu["outcome"] == "not reproduced"
@@ -66,9 +73,10 @@ def test_close_arms_are_inconclusive(make_arm, score):
 def test_equivalence_margin_decides_catch_up(make_arm, score):
     """Scratch 0.3 AP behind with an interval about +-5 AP wide: caught up only within a wide margin."""
     arms = _pair(make_arm, score, GOOD, predictions(1.0, seed=5))
-    wide = _only(compute_verdict(arms, resamples=300, margin=5.0), "catch_up")
-    assert -5.0 < wide["interval"][0] < -1.0 and wide["outcome"] == "reproduced" and wide["margin"] == 5.0
-    assert _only(compute_verdict(arms, resamples=300, margin=1.0), "catch_up")["outcome"] == "inconclusive"
+    wide = _only(compute_verdict(arms, resamples=300, margin=8.0, noise=CALIBRATED), "catch_up")
+    assert -8.0 < wide["interval"][0] < -1.0 and wide["outcome"] == "reproduced" and wide["margin"] == 8.0
+    narrow = _only(compute_verdict(arms, resamples=300, margin=1.0, noise=CALIBRATED), "catch_up")
+    assert narrow["outcome"] == "inconclusive"
 
 
 def test_seeds_are_resampled_and_summarised(make_arm, score):
@@ -93,11 +101,14 @@ def test_seeds_are_resampled_and_summarised(make_arm, score):
 def test_poorly_normalised_scratch(make_arm, score):
     gn = score(make_arm("scratch_gn_1x", "random", 1.0), GOOD)
     bn = score(make_arm("scratch_bn_1x", "random", 1.0, norm="BN"), POOR)
-    v = compute_verdict([gn, bn], resamples=200)
+    v = compute_verdict([gn, bn], resamples=200, noise=CALIBRATED)
     norm = _only(v, "normalisation")
     assert norm["interval"][1] < 0 and norm["outcome"] == "reproduced"
+    uncalibrated = _only(compute_verdict([gn, bn], resamples=200), "normalisation")
+    assert uncalibrated["interval"][1] < 0 and uncalibrated["outcome"] == "consistent"
     same = score(make_arm("scratch_bn_1x", "random", 1.0, norm="BN"), GOOD)
-    assert _only(compute_verdict([gn, same], resamples=50), "normalisation")["outcome"] == "not reproduced"
+    tie = _only(compute_verdict([gn, same], resamples=50, noise=CALIBRATED), "normalisation")
+    assert tie["diff"] == 0 and tie["outcome"] == "inconclusive"
 
 
 def test_without_per_image_data_one_seed_cannot_decide(make_arm):

@@ -34,6 +34,8 @@ def test_claims_from_findings():
         "result": "reproduced",
         "interval": [0.5, 3.0],
         "arms": ["a", "b"],
+        "noise": {"kind": "none", "seeds": 0, "sigma": None},
+        "adjusted": "holm",
     }
     assert _result(checks, "catch_up")["result"] == "not reproduced"
     assert _result(checks, "localisation")["result"] == "mixed"

@@ -1,15 +1,22 @@
 """Intervals and decisions on hand-made numbers."""
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
+from scipy.special import stdtrit
 
 from scratchlab.study.stats import (
     bias_corrected_interval,
+    calibrated_term,
+    combined_interval,
     direction,
-    mean_over_resampled_seeds,
+    holm,
+    noise_kind,
     percentile_interval,
     seed_diff_interval,
     seed_summary,
+    seed_term,
     within_margin,
 )
 
@@ -76,7 +83,7 @@ def test_bias_corrected_interval_is_finite_at_the_extremes_and_none_without_data
 def test_seed_summary_t_interval():
     s = seed_summary([29.0, 31.0, 30.0])
     assert (s.mean, s.std, s.n) == (30.0, 1.0, 3)
-    half = 4.303 * 1.0 / np.sqrt(3)  # t(0.975, 2 df)
+    half = 4.3027 * 1.0 / np.sqrt(3)  # t(0.975, 2 df)
     assert s.interval == pytest.approx((30 - half, 30 + half))
     one = seed_summary([12.0])
     assert one.std is None and one.interval is None
@@ -89,9 +96,51 @@ def test_seed_diff_interval_needs_two_seeds_a_side():
     assert lo < 10.0 < hi and lo > 0
 
 
-def test_resampled_seeds_keep_one_seed_and_mix_several():
-    rows = np.array([[1.0, 2.0, 3.0]])
-    assert np.array_equal(mean_over_resampled_seeds(rows, np.random.default_rng(0)), rows[0])
-    two = np.array([[0.0] * 200, [10.0] * 200])
-    mixed = mean_over_resampled_seeds(two, np.random.default_rng(0))
-    assert set(np.unique(mixed)) == {0.0, 5.0, 10.0}  # both seeds drawn, either one twice
+def test_seed_diff_interval_uses_welch_satterthwaite_degrees_of_freedom():
+    # Unequal spreads: s^2/k = 4/4 = 1 and 1/2 = 0.5, so se = sqrt(1.5) and
+    # df = 1.5^2 / (1^2 / 3 + 0.5^2 / 1) = 2.25 / (1/3 + 1/4) = 3.857...
+    a, b = [0.0, 2.0, 2.0, 4.0], [1.0, 2.0]
+    va, vb = np.var(a, ddof=1) / 4, np.var(b, ddof=1) / 2
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 1)
+    lo, hi = seed_diff_interval(a, b)
+    half = float(stdtrit(df, 0.975)) * np.sqrt(va + vb)
+    assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half))
+
+
+def test_training_noise_adds_in_variance_to_each_side_of_the_bootstrap_interval():
+    # Image interval [8, 13] around 10: standard errors 2/1.96 below, 3/1.96 above; the seed term of a
+    # mean over 2 seeds at 9 and 11 has variance 2/2 = 1 with 1 degree of freedom.
+    seeds = seed_term([9.0, 11.0])
+    assert (seeds.var, seeds.df, seeds.kind, seeds.runs) == (1.0, 1, "seeds", 2)
+    c = combined_interval(10.0, (8.0, 13.0), [seeds])
+    z = NormalDist().inv_cdf(0.975)
+    t = float(stdtrit(1, 0.975))
+    assert c.df == 1 and c.se_low == pytest.approx(np.sqrt((2 / z) ** 2 + 1))
+    assert c.interval == pytest.approx(
+        (10 - t * np.sqrt((2 / z) ** 2 + 1), 10 + t * np.sqrt((3 / z) ** 2 + 1))
+    )
+    # No training term: the bootstrap interval comes back as it was.
+    none = calibrated_term(1, None, np.inf)
+    assert combined_interval(10.0, (8.0, 13.0), [none]).interval == pytest.approx((8.0, 13.0))
+    assert combined_interval(10.0, None, [none]) is None and noise_kind([seeds, none]) == "none"
+    # A calibrated sigma of one run: var sigma^2 / runs with the calibration's degrees of freedom.
+    cal = calibrated_term(1, 0.5, 12)
+    assert (cal.var, cal.df, cal.kind) == (0.25, 12, "calibrated")
+    assert noise_kind([seeds, cal]) == "calibrated" and noise_kind([seeds, seeds]) == "seeds"
+    both = combined_interval(1.0, None, [seeds, cal])
+    assert both.df == pytest.approx(1.25**2 / (1**2 / 1 + 0.25**2 / 12))
+
+
+def test_p_value_from_the_side_facing_the_null():
+    c = combined_interval(3.0, (1.0, 7.0), [calibrated_term(1, None, np.inf)])
+    z = NormalDist().inv_cdf(0.975)
+    assert c.p_value() == pytest.approx(2 * NormalDist().cdf(-3.0 / (2.0 / z)))
+    assert c.p_value(null=5.0) == pytest.approx(2 * NormalDist().cdf(-2.0 / (4.0 / z)))
+    assert c.p_value(null=3.0) == pytest.approx(1.0)
+
+
+def test_holm_on_hand_made_p_values():
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (kept non-decreasing), 0.5.
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.4, 0.9]) == pytest.approx([0.8, 0.9])
+    assert holm([]) == []
