@@ -204,11 +204,14 @@ DEFAULTS: dict[str, Any] = {
         # Test-time augmentation for `scratchlab eval` (scratchlab/engine/tta.py): the test size plus these
         # short sides (capped at max_size), each also flipped when `flip`, merged before NMS. Defaults:
         # Detectron's configs/test_time_aug (BBOX_AUG / MASK_AUG SCALES, MAX_SIZE, H_FLIP, SCALE_H_FLIP).
+        # vote_thresh: box voting of the merged boxes at this IoU (Detectron's BBOX_VOTE VOTE_TH 0.9 in
+        # those files); 0 = no voting.
         "tta": {
             "enabled": False,
             "min_sizes": [400, 500, 600, 700, 900, 1000, 1100, 1200],
             "max_size": 2000,
             "flip": True,
+            "vote_thresh": 0.0,
         },
     },
     "log": {"period": 20},
