@@ -115,6 +115,9 @@ DEFAULTS: dict[str, Any] = {
             "ious": [0.5, 0.6, 0.7],
             "bbox_reg_weights": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
             "stage_loss_weights": [1.0, 0.5, 0.25],
+            # training iteration from which the later stages run; before it stage 1 trains alone (the
+            # paper's X152: Mask R-CNN, then the cascade for the final 270k iterations); 0 = all along
+            "start_iter": 0,
         },
     },
     "input": {
@@ -231,6 +234,10 @@ DEFAULTS: dict[str, Any] = {
         "warmup_epochs": 0,
         "image_size": 224,  # RandomResizedCrop size; val: resize to image_size / 0.875, centre crop
         "min_crop_scale": 0.08,
+        # brightness / contrast / saturation jitter factor (0 = none) and PCA lighting std (0 = none), as
+        # fb.resnet.torch's ColorJitter(0.4, 0.4, 0.4) and Lighting(0.1) which the GN paper's ImageNet runs use
+        "color_jitter": 0.0,
+        "pca_lighting": 0.0,
         # Used when data.root is not given: a generated ImageFolder set, made once under <out>/data.
         "synth": {"classes": 16, "per_class": 60, "image_size": 64, "seed": 0, "class_colours": False},
     },
@@ -254,6 +261,7 @@ _PATH = Optional(Str())
 TYPES: dict[str, ValueType] = {
     "model.arch": Choice(*ARCHS),
     "model.cascade.bbox_reg_weights": ListOf(ListOf(Float(), length=4)),
+    "model.cascade.start_iter": Int(minimum=0),
     "model.num_classes": Optional(Int()),
     "model.init_data": Optional(Str()),
     "model.norm": Choice(*NORMS),

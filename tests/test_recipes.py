@@ -240,4 +240,6 @@ def test_imagenet_gn_recipe_follows_the_gn_paper():
     c = cfg.classify
     assert (cfg.model.norm, cfg.model.gn_groups, cfg.model.backbone.depth) == ("GN", 32, 50)
     assert (c.epochs, list(c.lr_steps), c.base_lr, c.batch_size) == (100, [30, 60, 90], 0.1, 256)
-    assert c.zero_init_residual and c.weight_decay_norm == 0.0 and c.weight_decay == 1e-4
+    # Sec. 4.1: decay 1e-4 on all weight layers, gamma and beta included; fb.resnet.torch's augmentation
+    assert c.zero_init_residual and c.weight_decay_norm == 1e-4 and c.weight_decay == 1e-4
+    assert (c.min_crop_scale, c.color_jitter, c.pca_lighting) == (0.08, 0.4, 0.1)
