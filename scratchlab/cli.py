@@ -16,6 +16,7 @@ scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,
 scratchlab study --report-only DIR
 scratchlab study --status DIR
 scratchlab demo [--quick] --out DIR
+scratchlab recipes [--folder configs/coco] [--check]
 """
 
 from __future__ import annotations
@@ -225,6 +226,22 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipes(a: argparse.Namespace) -> int:
+    from .recipes import stale_snapshots, write_snapshots
+
+    if a.check:
+        stale = stale_snapshots(a.folder)
+        for name in stale:
+            print(f"{a.folder}/resolved/{name}: differs from what the recipes resolve to")
+        return 1 if stale else 0
+    changed = write_snapshots(a.folder)
+    print(
+        f"{len(changed)} snapshot(s) written or removed in {a.folder}/resolved"
+        + "".join(f"\n  {n}" for n in changed)
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scratchlab",
@@ -391,6 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="runs/demo")
     dm.add_argument("--quick", action="store_true", help="a much shorter smoke version")
     dm.set_defaults(func=_cmd_demo)
+
+    rc = sub.add_parser(
+        "recipes", help="write every recipe's fully resolved config and the published APs to FOLDER/resolved/"
+    )
+    rc.add_argument("--folder", default="configs/coco", help="the recipes and their RECIPES.md")
+    rc.add_argument("--check", action="store_true", help="write nothing; exit 1 when a snapshot differs")
+    rc.set_defaults(func=_cmd_recipes)
     return p
 
 
