@@ -249,9 +249,9 @@ def test_a_changed_value_anywhere_makes_a_snapshot_stale(tmp_path, file, old, ne
     (folder / file).write_text(text.replace(old, new))
     stale = stale_snapshots(folder)
     if file == "RECIPES.md":
-        assert stale == ["published_ap.yaml"]
+        assert stale == ["published_ap.json"]
     else:  # every recipe inherits base.yaml (the direct stage-1 rows override the RoI batch and flips)
-        assert len(stale) >= 25 and "published_ap.yaml" not in stale
+        assert len(stale) >= 25 and "published_ap.json" not in stale
 
 
 def test_every_ap_cell_is_a_sourced_number_or_says_not_published(table):
