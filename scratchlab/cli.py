@@ -16,7 +16,7 @@ scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,
 scratchlab study --report-only DIR
 scratchlab study --status DIR
 scratchlab demo [--quick] --out DIR
-scratchlab recipes [--folder configs/coco] [--check]
+scratchlab recipes [FOLDER ...] [--check]
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import sys
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
+
+RECIPE_FOLDERS = ("configs/coco", "configs/imagenet")  # the full-size recipes `scratchlab recipes` snapshots
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -229,17 +231,20 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 def _cmd_recipes(a: argparse.Namespace) -> int:
     from .recipes import stale_snapshots, write_snapshots
 
-    if a.check:
-        stale = stale_snapshots(a.folder)
-        for name in stale:
-            print(f"{a.folder}/resolved/{name}: differs from what the recipes resolve to")
-        return 1 if stale else 0
-    changed = write_snapshots(a.folder)
-    print(
-        f"{len(changed)} snapshot(s) written or removed in {a.folder}/resolved"
-        + "".join(f"\n  {n}" for n in changed)
-    )
-    return 0
+    stale = 0
+    for folder in a.folders:
+        if a.check:
+            names = stale_snapshots(folder)
+            stale += len(names)
+            for name in names:
+                print(f"{folder}/resolved/{name}: differs from what the recipes resolve to")
+        else:
+            changed = write_snapshots(folder)
+            print(
+                f"{len(changed)} snapshot(s) written or removed in {folder}/resolved"
+                + "".join(f"\n  {n}" for n in changed)
+            )
+    return 1 if stale else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,9 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=_cmd_demo)
 
     rc = sub.add_parser(
-        "recipes", help="write every recipe's fully resolved config and the published APs to FOLDER/resolved/"
+        "recipes", help="write each recipe's fully resolved config (and RECIPES.md's APs) to FOLDER/resolved/"
     )
-    rc.add_argument("--folder", default="configs/coco", help="the recipes and their RECIPES.md")
+    rc.add_argument(
+        "folders",
+        nargs="*",
+        default=list(RECIPE_FOLDERS),
+        metavar="FOLDER",
+        help="recipe folders (default: configs/coco configs/imagenet); a RECIPES.md there is snapshotted too",
+    )
     rc.add_argument("--check", action="store_true", help="write nothing; exit 1 when a snapshot differs")
     rc.set_defaults(func=_cmd_recipes)
     return p

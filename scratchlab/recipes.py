@@ -3,7 +3,7 @@
 ``scratchlab recipes`` writes, for every recipe row (a direct pre-training recipe has one per stage), the
 fully resolved config (every key, after ``_base_``, the defaults and, for a stage, its overrides) to
 ``<folder>/resolved/<recipe>.yaml`` (``<recipe>.stage1.yaml`` / ``.stage2.yaml``), and the published AP
-cells of ``RECIPES.md``, parsed, to ``resolved/published_ap.json``. ``--check`` compares instead of
+cells of the folder's ``RECIPES.md`` (where it has one), parsed, to ``resolved/published_ap.json``. ``--check`` compares instead of
 writing. A change to ``base.yaml`` then shows in review as a change to every snapshot it touches.
 """
 
@@ -118,6 +118,8 @@ def snapshot_texts(folder: str | Path) -> dict[str, str]:
         + to_yaml(cfg)
         for row, cfg in recipe_rows(folder).items()
     }
+    if not (folder / "RECIPES.md").is_file():
+        return texts
     _, table = parse_table((folder / "RECIPES.md").read_text())
     published = {}
     for row, cells in table.items():

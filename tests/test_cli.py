@@ -186,11 +186,11 @@ def test_recipes_check_then_write_then_check_again(tmp_path, capsys):
 
     folder = tmp_path / "configs" / "coco"
     shutil.copytree(ROOT / "configs" / "coco", folder)
-    assert main(["recipes", "--folder", str(folder), "--check"]) == 0
+    assert main(["recipes", str(folder), "--check"]) == 0
     base = folder / "base.yaml"
     base.write_text(base.read_text().replace("hflip_prob: 0.5", "hflip_prob: 0.0"))
-    assert main(["recipes", "--folder", str(folder), "--check"]) == 1
+    assert main(["recipes", str(folder), "--check"]) == 1
     assert "resolved/mask_rcnn_R50_FPN_gn_scratch_3x.yaml: differs" in capsys.readouterr().out
-    assert main(["recipes", "--folder", str(folder)]) == 0
+    assert main(["recipes", str(folder)]) == 0
     assert "hflip_prob: 0.0" in (folder / "resolved" / "mask_rcnn_R50_FPN_gn_scratch_3x.yaml").read_text()
-    assert main(["recipes", "--folder", str(folder), "--check"]) == 0
+    assert main(["recipes", str(folder), "--check"]) == 0

@@ -226,9 +226,10 @@ def test_imagenet_gn_recipe_follows_the_gn_paper():
     assert (c.min_crop_scale, c.color_jitter, c.pca_lighting) == (0.08, 0.4, 0.1)
 
 
-def test_every_recipe_resolves_to_its_checked_in_snapshot():
-    stale = stale_snapshots(COCO)
-    assert stale == [], f"{stale}: run `scratchlab recipes` and review the diff of configs/coco/resolved/"
+@pytest.mark.parametrize("folder", [COCO, CONFIGS / "imagenet"], ids=["coco", "imagenet"])
+def test_every_recipe_resolves_to_its_checked_in_snapshot(folder):
+    stale = stale_snapshots(folder)
+    assert stale == [], f"{stale}: run `scratchlab recipes` and review the diff of {folder.name}/resolved/"
 
 
 @pytest.mark.parametrize(
