@@ -372,6 +372,10 @@ def check_model(name: str, cfg: DictConfig, model: nn.Module) -> None:
     for p in predictors:
         assert _std_close(p.cls_score.weight, 0.01) and _std_close(p.bbox_pred.weight, 0.001), name
         assert not p.cls_score.bias.any() and not p.bbox_pred.bias.any(), name
+    if heads.has_keypoint():  # MSRA fan-out (Detectron's keypoint recipe: KRCNN.CONV_INIT MSRAFill)
+        deconv = heads.keypoint_predictor.kps_score_lowres
+        fan_out = deconv.weight.shape[0] * deconv.weight[0, 0].numel()
+        assert _std_close(deconv.weight, (2 / fan_out) ** 0.5) and not deconv.bias.any(), name
     if heads.has_mask():
         logits = heads.mask_predictor.mask_fcn_logits
         assert _std_close(logits.weight, 0.001) and not logits.bias.any(), name
