@@ -17,6 +17,7 @@ scratchlab study --report-only DIR
 scratchlab study --status DIR
 scratchlab study --calibrate-noise DIR
 scratchlab demo [--quick] --out DIR
+scratchlab recipes [FOLDER ...] [--check]
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from collections.abc import Sequence
 from .study.groups import LAUNCHERS
 
 __all__ = ["main", "build_parser"]
+
+RECIPE_FOLDERS = ("configs/coco", "configs/imagenet")  # the full-size recipes `scratchlab recipes` snapshots
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -237,6 +240,25 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipes(a: argparse.Namespace) -> int:
+    from .recipes import stale_snapshots, write_snapshots
+
+    stale = 0
+    for folder in a.folders:
+        if a.check:
+            names = stale_snapshots(folder)
+            stale += len(names)
+            for name in names:
+                print(f"{folder}/resolved/{name}: differs from what the recipes resolve to")
+        else:
+            changed = write_snapshots(folder)
+            print(
+                f"{len(changed)} snapshot(s) written or removed in {folder}/resolved"
+                + "".join(f"\n  {n}" for n in changed)
+            )
+    return 1 if stale else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scratchlab",
@@ -409,6 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="runs/demo")
     dm.add_argument("--quick", action="store_true", help="a much shorter smoke version")
     dm.set_defaults(func=_cmd_demo)
+
+    rc = sub.add_parser(
+        "recipes", help="write each recipe's fully resolved config (and RECIPES.md's APs) to FOLDER/resolved/"
+    )
+    rc.add_argument(
+        "folders",
+        nargs="*",
+        default=list(RECIPE_FOLDERS),
+        metavar="FOLDER",
+        help="recipe folders (default: configs/coco configs/imagenet); a RECIPES.md there is snapshotted too",
+    )
+    rc.add_argument("--check", action="store_true", help="write nothing; exit 1 when a snapshot differs")
+    rc.set_defaults(func=_cmd_recipes)
     return p
 
 

@@ -115,6 +115,9 @@ DEFAULTS: dict[str, Any] = {
             "ious": [0.5, 0.6, 0.7],
             "bbox_reg_weights": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
             "stage_loss_weights": [1.0, 0.5, 0.25],
+            # training iteration from which the later stages run; before it stage 1 trains alone (the
+            # paper's X152: Mask R-CNN, then the cascade for the final 270k iterations); 0 = all along
+            "start_iter": 0,
         },
     },
     "input": {
@@ -204,11 +207,14 @@ DEFAULTS: dict[str, Any] = {
         # Test-time augmentation for `scratchlab eval` (scratchlab/engine/tta.py): the test size plus these
         # short sides (capped at max_size), each also flipped when `flip`, merged before NMS. Defaults:
         # Detectron's configs/test_time_aug (BBOX_AUG / MASK_AUG SCALES, MAX_SIZE, H_FLIP, SCALE_H_FLIP).
+        # vote_thresh: box voting of the merged boxes at this IoU (Detectron's BBOX_VOTE VOTE_TH 0.9 in
+        # those files); 0 = no voting.
         "tta": {
             "enabled": False,
             "min_sizes": [400, 500, 600, 700, 900, 1000, 1100, 1200],
             "max_size": 2000,
             "flip": True,
+            "vote_thresh": 0.0,
         },
     },
     "log": {"period": 20},
@@ -228,6 +234,10 @@ DEFAULTS: dict[str, Any] = {
         "warmup_epochs": 0,
         "image_size": 224,  # RandomResizedCrop size; val: resize to image_size / 0.875, centre crop
         "min_crop_scale": 0.08,
+        # brightness / contrast / saturation jitter factor (0 = none) and PCA lighting std (0 = none), as
+        # fb.resnet.torch's ColorJitter(0.4, 0.4, 0.4) and Lighting(0.1) which the GN paper's ImageNet runs use
+        "color_jitter": 0.0,
+        "pca_lighting": 0.0,
         # Used when data.root is not given: a generated ImageFolder set, made once under <out>/data.
         "synth": {"classes": 16, "per_class": 60, "image_size": 64, "seed": 0, "class_colours": False},
     },
@@ -251,6 +261,7 @@ _PATH = Optional(Str())
 TYPES: dict[str, ValueType] = {
     "model.arch": Choice(*ARCHS),
     "model.cascade.bbox_reg_weights": ListOf(ListOf(Float(), length=4)),
+    "model.cascade.start_iter": Int(minimum=0),
     "model.num_classes": Optional(Int()),
     "model.init_data": Optional(Str()),
     "model.norm": Choice(*NORMS),

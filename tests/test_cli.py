@@ -1,6 +1,7 @@
 """The command line: exit codes and messages, never a traceback on bad input."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -178,3 +179,18 @@ def test_pretrained_mini_config_without_backbone_says_how_to_make_one(tmp_path, 
         ]
     )
     assert code == 2 and "scratchlab pretrain classify" in capsys.readouterr().err
+
+
+def test_recipes_check_then_write_then_check_again(tmp_path, capsys):
+    from tests.conftest import ROOT
+
+    folder = tmp_path / "configs" / "coco"
+    shutil.copytree(ROOT / "configs" / "coco", folder)
+    assert main(["recipes", str(folder), "--check"]) == 0
+    base = folder / "base.yaml"
+    base.write_text(base.read_text().replace("hflip_prob: 0.5", "hflip_prob: 0.0"))
+    assert main(["recipes", str(folder), "--check"]) == 1
+    assert "resolved/mask_rcnn_R50_FPN_gn_scratch_3x.yaml: differs" in capsys.readouterr().out
+    assert main(["recipes", str(folder)]) == 0
+    assert "hflip_prob: 0.0" in (folder / "resolved" / "mask_rcnn_R50_FPN_gn_scratch_3x.yaml").read_text()
+    assert main(["recipes", str(folder), "--check"]) == 0

@@ -1,23 +1,31 @@
 """configs/coco/RECIPES.md is the contract for the full-size recipes: every file under configs/coco/ has a
 row there (two for the direct recipe: one per stage), and every checked cell equals what the file
 resolves to. The table is parsed, not copied, so a changed value, a new file without a row or a row
-without a file fails here."""
+without a file fails here. Every other value is in the checked-in snapshots (configs/coco/resolved/,
+written by `scratchlab recipes`): a recipe that resolves to anything else, or a changed AP cell, fails
+here; the models built from the recipes are checked for what no config value shows (RoIAlign, anchors,
+which modules are normalised, initialisation)."""
 
 from __future__ import annotations
 
+import functools
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig
+from torch import nn
+from torchvision.ops import roi_align
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from scratchlab.config import load_config, max_iter, schedule_steps
-from scratchlab.models.norm import resolve_part_norm
-from scratchlab.pretrain.direct import stage_configs
+from scratchlab.models.norm import SyncBatchNorm, resolve_part_norm
+from scratchlab.recipes import STAGE_OUT, parse_ap_cell, parse_table, recipe_rows, stale_snapshots
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 COCO = CONFIGS / "coco"
 TABLE = COCO / "RECIPES.md"
-NOT_RECIPES = {"base.yaml"}  # shared settings, inherited by every recipe
 # Columns rendered from the config; the others (what the row reproduces, the AP to expect) are prose.
 CHECKED = (
     "model",
@@ -37,9 +45,6 @@ CHECKED = (
     "init",
 )
 PROSE = ("reproduces", "box AP", "mask AP")
-STAGE_OUT = "OUT"  # the run dir the direct recipe's stage configs are resolved under
-# COCO train2017's images with at least one instance: what direct.stage1_epochs counts passes over.
-COCO_TRAIN_IMAGES = 117_266
 
 
 def _k(n: int) -> str:
@@ -129,36 +134,11 @@ def render(cfg: DictConfig) -> dict[str, str]:
     }
 
 
+@functools.cache
 def shipped_rows() -> dict[str, DictConfig]:
-    """Row name -> resolved config, for every recipe file under configs/coco/ (a direct pre-training
-    recipe gives one row per stage)."""
-    rows = {}
-    for f in sorted(COCO.glob("*.yaml")):
-        if f.name in NOT_RECIPES:
-            continue
-        cfg = load_config(f)
-        if cfg.direct.stage1 or cfg.direct.stage2:
-            stage1, stage2 = stage_configs(cfg, STAGE_OUT, COCO_TRAIN_IMAGES)
-            rows[f"{f.name} stage 1"], rows[f"{f.name} stage 2"] = stage1, stage2
-        else:
-            rows[f.name] = cfg
-    return rows
-
-
-def parse_table(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """The one Markdown table in ``text``: its header and its rows keyed by the first cell (backticks
-    stripped)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("|")]
-    cells = [[c.strip().strip("`").strip() for c in ln.strip("|").split("|")] for ln in lines]
-    header, body = cells[0], cells[2:]
-    rows = {}
-    for row in body:
-        assert len(row) == len(header), (
-            f"RECIPES.md row {row[0]!r} has {len(row)} cells, header {len(header)}"
-        )
-        assert row[0] not in rows, f"RECIPES.md lists {row[0]!r} twice"
-        rows[row[0]] = dict(zip(header, row, strict=True))
-    return header, rows
+    """Row name -> resolved config of every recipe under configs/coco/ (read once: callers copy before
+    changing one)."""
+    return recipe_rows(COCO)
 
 
 @pytest.fixture(scope="module")
@@ -200,9 +180,9 @@ def test_a_drifted_value_is_caught(table):
 
 
 def test_every_recipe_builds_its_full_size_model_and_optimizer():
-    """Item 9 and item 1 on the real models: each distinct full-size model builds from its recipe with no
-    data (model.num_classes 80), and the optimizer puts every trainable norm parameter in a group without
-    weight decay and every other trainable parameter in the recipe's weight-decay group."""
+    """Each distinct full-size model builds from its recipe with no data (model.num_classes 80) and has
+    what check_model wants, and the optimizer puts every trainable norm parameter in the recipe's norm
+    weight-decay group and every other trainable parameter in its weight-decay group."""
     from scratchlab.config import apply_overrides
     from scratchlab.engine.schedule import NO_DECAY_PARAMS, NORM_TYPES, build_optimizer
     from scratchlab.models import build_model
@@ -218,6 +198,7 @@ def test_every_recipe_builds_its_full_size_model_and_optimizer():
         built.add(key)
         model = build_model(cfg)
         assert model.roi_heads.box_predictor.cls_score.out_features == cfg.model.num_classes + 1, name
+        check_model(name, cfg, model)
         decay = {
             id(p): g["weight_decay"] for g in build_optimizer(cfg, model).param_groups for p in g["params"]
         }
@@ -240,4 +221,162 @@ def test_imagenet_gn_recipe_follows_the_gn_paper():
     c = cfg.classify
     assert (cfg.model.norm, cfg.model.gn_groups, cfg.model.backbone.depth) == ("GN", 32, 50)
     assert (c.epochs, list(c.lr_steps), c.base_lr, c.batch_size) == (100, [30, 60, 90], 0.1, 256)
-    assert c.zero_init_residual and c.weight_decay_norm == 0.0 and c.weight_decay == 1e-4
+    # Sec. 4.1: decay 1e-4 on all weight layers, gamma and beta included; fb.resnet.torch's augmentation
+    assert c.zero_init_residual and c.weight_decay_norm == 1e-4 and c.weight_decay == 1e-4
+    assert (c.min_crop_scale, c.color_jitter, c.pca_lighting) == (0.08, 0.4, 0.1)
+
+
+@pytest.mark.parametrize("folder", [COCO, CONFIGS / "imagenet"], ids=["coco", "imagenet"])
+def test_every_recipe_resolves_to_its_checked_in_snapshot(folder):
+    stale = stale_snapshots(folder)
+    assert stale == [], f"{stale}: run `scratchlab recipes` and review the diff of {folder.name}/resolved/"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new"),
+    [
+        ("base.yaml", "pre_nms_top_n_train: 2000", "pre_nms_top_n_train: 12000"),
+        ("base.yaml", "batch_size_per_image: 512}", "batch_size_per_image: 64}"),
+        ("base.yaml", "hflip_prob: 0.5", "hflip_prob: 0.0"),
+        ("RECIPES.md", "41.3 (He et al. 2019", "99.9 (He et al. 2019"),
+    ],
+)
+def test_a_changed_value_anywhere_makes_a_snapshot_stale(tmp_path, file, old, new):
+    """The drifts the table's columns cannot see: each makes the snapshots it touches stale."""
+    folder = tmp_path / "configs" / "coco"
+    shutil.copytree(COCO, folder)
+    text = (folder / file).read_text()
+    assert text.count(old) == 1
+    (folder / file).write_text(text.replace(old, new))
+    stale = stale_snapshots(folder)
+    if file == "RECIPES.md":
+        assert stale == ["published_ap.json"]
+    else:  # every recipe inherits base.yaml (the direct stage-1 rows override the RoI batch and flips)
+        assert len(stale) >= 25 and "published_ap.json" not in stale
+
+
+def test_every_ap_cell_is_a_sourced_number_or_says_not_published(table):
+    _, rows = table
+    shipped = shipped_rows()
+    for name, row in rows.items():
+        cfg = shipped[name]
+        assert parse_ap_cell(row["box AP"]) is not None, f"{name}: every detector has box AP"
+        has_second_output = str(cfg.model.arch) in ("mask_rcnn", "cascade_mask_rcnn", "keypoint_rcnn")
+        assert (parse_ap_cell(row["mask AP"]) is not None) == has_second_output, name
+
+
+def test_published_numbers_of_the_keypoint_and_x152_rows(table):
+    _, rows = table
+
+    def aps(row: str, col: str) -> list[tuple[float, bool]]:
+        return [(e["ap"], e["tta"]) for e in parse_ap_cell(rows[row][col]) if "ap" in e]
+
+    assert aps("keypoint_rcnn_R50_FPN_gn_scratch_2x.yaml", "mask AP") == [(65.6, False)]
+    assert aps("keypoint_rcnn_R50_FPN_gn_pretrained_2x.yaml", "mask AP") == [(65.5, False)]
+    x152 = "cascade_mask_rcnn_X152_32x8d_FPN_gn_scratch_9x_trainaug.yaml"
+    assert aps(x152, "box AP") == [(48.6, False), (50.9, True)]
+    assert aps(x152, "mask AP") == [(41.4, False), (43.2, True)]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "",
+        "41.3",
+        "see Table 3",
+        "41.3 (my notes)",
+        "not printed",
+        "not published",
+        "41.3 (He et al. 2019 Table 2);",
+    ],
+)
+def test_an_empty_or_unparsable_ap_cell_is_refused(cell):
+    with pytest.raises(ValueError, match="AP cell entry"):
+        parse_ap_cell(cell)
+
+
+def test_the_x152_recipe_switches_to_the_cascade_for_the_final_270k_and_votes_boxes():
+    cfg = shipped_rows()["cascade_mask_rcnn_X152_32x8d_FPN_gn_scratch_9x_trainaug.yaml"]
+    assert max_iter(cfg) - cfg.model.cascade.start_iter == 270_000
+    assert cfg.eval.tta.vote_thresh == 0.9  # Detectron's configs/test_time_aug BBOX_VOTE VOTE_TH
+
+
+NORM_MODULES = {
+    "GN": {nn.GroupNorm},
+    "BN": {nn.BatchNorm2d},
+    "SyncBN": {SyncBatchNorm},
+    "FrozenBN": {FrozenBatchNorm2d},
+    "": set(),
+}
+
+
+def _norm_types(module: nn.Module) -> set[type]:
+    kinds = (nn.GroupNorm, nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d, nn.LayerNorm)
+    return {type(m) for m in module.modules() if isinstance(m, kinds)}
+
+
+def _std_close(weight: torch.Tensor, want: float) -> bool:
+    return abs(float(weight.detach().std()) / want - 1) < 0.1
+
+
+def check_model(name: str, cfg: DictConfig, model: nn.Module) -> None:
+    """What the built model must be beyond what the table shows: RoIAlign (sampling ratio 2, the P2-P5
+    scales, torchvision's aligned=False: Detectron's RoIAlign), anchors, GN groups, the norm of every
+    part, and the init of the backbone convs, the RPN head, the box head fcs and every predictor."""
+    m, heads = cfg.model, model.roi_heads
+    pools = {"box": (heads.box_roi_pool, 7), "mask": (heads.mask_roi_pool, 14)}
+    pools["keypoint"] = (getattr(heads, "keypoint_roi_pool", None), 14)
+    features = {k: torch.rand(1, 2, 256 >> i, 256 >> i) for i, k in enumerate(("0", "1", "2", "3"))}
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])  # 32 px: pooled from P2 (stride 4)
+    for part, (pool, size) in pools.items():
+        if pool is None:
+            continue
+        assert (pool.sampling_ratio, tuple(pool.output_size)) == (2, (size, size)), (name, part)
+        assert pool.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32], (name, part)
+        want = roi_align(features["0"], [box], size, spatial_scale=1 / 4, sampling_ratio=2, aligned=False)
+        assert torch.allclose(pool(features, [box], [(1024, 1024)]), want), (name, part)
+    anchors = model.rpn.anchor_generator
+    assert anchors.sizes == tuple((int(s),) for s in m.rpn.anchor_sizes), name
+    assert all(list(a) == list(m.rpn.aspect_ratios) for a in anchors.aspect_ratios), name
+    assert all(g.num_groups == m.gn_groups for g in model.modules() if isinstance(g, nn.GroupNorm)), name
+    swin = str(m.backbone.get("name", "resnet")) == "swin_t"
+    backbone_norm = {nn.LayerNorm} if swin else NORM_MODULES[str(m.norm)]
+    if not swin and int(m.backbone.freeze_at) > 0 and str(m.norm) in ("BN", "SyncBN"):
+        assert isinstance(model.backbone.body.bn1, FrozenBatchNorm2d), name
+    parts = {
+        # the last stage: freeze_at never reaches it (frozen stages' BN becomes FrozenBN, checked below)
+        "backbone": (model.backbone.body if swin else model.backbone.body.layer4, backbone_norm),
+        "fpn": (model.backbone.fpn, NORM_MODULES[resolve_part_norm(m.fpn.norm, str(m.norm))]),
+        "rpn": (model.rpn.head, set()),
+        "box": (
+            nn.ModuleList([heads.box_head, *getattr(heads, "cascade_heads", [])]),
+            NORM_MODULES[resolve_part_norm(m.roi_box_head.norm, str(m.norm))],
+        ),
+    }
+    if heads.has_mask():
+        parts["mask"] = (heads.mask_head, NORM_MODULES[resolve_part_norm(m.roi_mask_head.norm, str(m.norm))])
+        parts["mask predictor"] = (heads.mask_predictor, set())
+    if heads.has_keypoint():
+        kh = resolve_part_norm(m.roi_keypoint_head.norm, str(m.norm))
+        parts["keypoint"] = (heads.keypoint_head, NORM_MODULES[kh])
+    for part, (module, want) in parts.items():
+        assert _norm_types(module) == want, (name, part, _norm_types(module))
+    if not swin:  # MSRA: kaiming normal, fan-out (torchvision's ResNet, Detectron2's c2_msra_fill)
+        conv = model.backbone.body.layer3[0].conv2
+        assert _std_close(conv.weight, (2 / (conv.out_channels * 9)) ** 0.5), name
+    rpn = model.rpn.head
+    assert all(_std_close(c.weight, 0.01) for c in (rpn.conv[0][0], rpn.cls_logits, rpn.bbox_pred)), name
+    fc = [x for x in heads.box_head.modules() if isinstance(x, nn.Linear)][-1]
+    assert _std_close(fc.weight, fc.in_features**-0.5) and not fc.bias.any(), name  # Xavier (c2_xavier_fill)
+    predictors = [heads.box_predictor, *getattr(heads, "cascade_predictors", [])]
+    for p in predictors:
+        assert _std_close(p.cls_score.weight, 0.01) and _std_close(p.bbox_pred.weight, 0.001), name
+        assert not p.cls_score.bias.any() and not p.bbox_pred.bias.any(), name
+    if heads.has_keypoint():  # MSRA fan-out (Detectron's keypoint recipe: KRCNN.CONV_INIT MSRAFill)
+        deconv = heads.keypoint_predictor.kps_score_lowres
+        fan_out = deconv.weight.shape[0] * deconv.weight[0, 0].numel()
+        assert _std_close(deconv.weight, (2 / fan_out) ** 0.5) and not deconv.bias.any(), name
+    if heads.has_mask():
+        logits = heads.mask_predictor.mask_fcn_logits
+        assert _std_close(logits.weight, 0.001) and not logits.bias.any(), name
+        assert not heads.mask_predictor.conv5_mask.bias.any(), name

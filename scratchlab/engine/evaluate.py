@@ -70,7 +70,9 @@ def evaluate_checkpoint(
     evaluator = coco_evaluator(cfg, val_set, category_ids(categories), per_class=per_class)
     tta = cfg.eval.tta
     if tta.enabled:
-        model = TTADetector(model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip))
+        model = TTADetector(
+            model, list(tta.min_sizes), int(tta.max_size), bool(tta.flip), float(tta.vote_thresh)
+        )
     results = inference_on_dataset(
         model, val_set, evaluator, device, num_workers=loader_workers(cfg.data.num_workers)
     )

@@ -97,7 +97,7 @@ def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:
     REFERENCE_WORLD_SIZE rule: the recipe's images per device (``ims_per_batch / reference_world_size``)
     are kept over ``world x accumulate`` devices, and with ``scale = world x accumulate / reference`` the
     batch and base LR are multiplied by ``scale`` (linear scaling, Goyal et al. 2017) while the iteration
-    counts (schedule, LR drops, warm-up, checkpoint and eval periods) are divided by it. The returned config
+    counts (schedule, LR drops, warm-up, cascade start, checkpoint and eval periods) are divided by it. The returned config
     names ``world x accumulate`` as its reference, so applying the rule again changes nothing (a resume).
     """
     s = cfg.solver
@@ -121,6 +121,8 @@ def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:
         s.max_iter = None if s.max_iter is None else _shorter(s.max_iter, scale)
         s.lr_drops_from_end = [_shorter(d, scale) for d in s.lr_drops_from_end]
         s.warmup_iters = _shorter(s.warmup_iters, scale) if s.warmup_iters else 0
+        start = cfg.model.cascade.start_iter
+        cfg.model.cascade.start_iter = _shorter(start, scale) if start else 0
         cfg.checkpoint.period = _shorter(cfg.checkpoint.period, scale)
         cfg.eval.period = _shorter(cfg.eval.period, scale) if cfg.eval.period else 0
         s.reference_world_size = devices

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from .. import run_dir
 from ..config import max_iter, to_yaml
-from ..models import build_model
+from ..models import build_model, switch_cascade
 from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
 from ..utils.io import write_json
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
@@ -124,7 +124,10 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     if world > 1:
         torch.manual_seed(cfg.seed + rank)  # ranks sample RoIs differently (Detectron2 seeds seed + rank too)
         model = torch.nn.parallel.DistributedDataParallel(
-            core, device_ids=[local_rank] if device.type == "cuda" else None
+            core,
+            device_ids=[local_rank] if device.type == "cuda" else None,
+            # the later cascade stages have no gradient before model.cascade.start_iter
+            find_unused_parameters=int(cfg.model.cascade.start_iter) > 0,
         )
     optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
     scheduler = build_scheduler(cfg, optimizer)
@@ -180,6 +183,7 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     timing = {"time": 0.0, "data_time": 0.0, "n": 0}  # averaged over each log period
     batches, accumulate = iter(loader), int(cfg.solver.accumulate)
     for it in range(start, total):
+        switch_cascade(core, it, int(cfg.model.cascade.start_iter), total)
         optimizer.zero_grad(set_to_none=True)
         micro_losses = []
         for micro in range(accumulate):

@@ -5,8 +5,11 @@ detector runs at the test scale and at each of ``eval.tta.min_sizes``, each also
 (H_FLIP, SCALE_H_FLIP); every run's scored boxes *before* NMS (score threshold only) are mapped back to the
 original image and pooled, and the one per-class NMS and top-``detections_per_img`` cut of the model run
 on the union. Masks (MASK_AUG, SOFT_AVG): for the merged boxes, the mask head's soft masks of every run
-are averaged (a flipped run's mask mirrored back) and pasted once. Bounding-box voting (Detectron's
-BBOX_VOTE) is not done.
+are averaged (a flipped run's mask mirrored back) and pasted once. Box voting (Detectron's BBOX_VOTE with
+SCORING_METHOD 'ID', ``eval.tta.vote_thresh``; 0 turns it off): each box NMS keeps becomes the
+score-weighted mean of every pooled box of its class overlapping it at IoU >= the threshold (itself
+included), its score unchanged (detectron/utils/boxes.py box_voting, called per class after NMS in
+detectron/core/test.py). IoU is torchvision's continuous one, not Detectron's +1-pixel convention.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import maskrcnn_inference, paste_masks_in_image
 from torchvision.ops import boxes as box_ops
 
-__all__ = ["TTADetector", "augmentations"]
+__all__ = ["TTADetector", "augmentations", "vote_boxes"]
 
 
 def augmentations(test_size: int, min_sizes: Sequence[int], flip: bool) -> list[tuple[int, bool]]:
@@ -32,17 +35,37 @@ def _mirror(boxes: Tensor, width: int) -> Tensor:
     return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
+def vote_boxes(
+    kept: Tensor, kept_labels: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor, thresh: float
+) -> Tensor:
+    """``kept`` (the boxes NMS kept) each replaced by the ``scores``-weighted mean of the ``boxes`` of its
+    label that overlap it at IoU >= ``thresh``; a kept box is one of ``boxes``, so it always votes."""
+    iou = box_ops.box_iou(kept, boxes)
+    votes = (iou >= thresh) & (kept_labels[:, None] == labels[None, :])
+    weights = votes.to(scores.dtype) * scores[None, :]
+    return (weights @ boxes) / weights.sum(1, keepdim=True)
+
+
 class TTADetector(nn.Module):
     """Wraps a torchvision two-stage detector (Faster / Mask / Cascade R-CNN) in eval mode: ``forward``
     takes a list of images and returns torchvision's outputs, merged over :func:`augmentations`."""
 
-    def __init__(self, model: nn.Module, min_sizes: Sequence[int], max_size: int, flip: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        min_sizes: Sequence[int],
+        max_size: int,
+        flip: bool,
+        vote_thresh: float = 0.0,
+    ) -> None:
         super().__init__()
         if getattr(model.roi_heads, "keypoint_roi_pool", None) is not None:
             raise ValueError(
                 "eval.tta: test-time augmentation supports box and mask models, not keypoint_rcnn"
             )
-        self.model, self.max_size = model, int(max_size)
+        if not 0.0 <= vote_thresh <= 1.0:
+            raise ValueError(f"eval.tta.vote_thresh must be in [0, 1] (0: no box voting), got {vote_thresh}")
+        self.model, self.max_size, self.vote_thresh = model, int(max_size), float(vote_thresh)
         self.runs = augmentations(model.transform.min_size[-1], min_sizes, flip)
 
     @contextlib.contextmanager
@@ -76,6 +99,10 @@ class TTADetector(nn.Module):
         heads = self.model.roi_heads
         keep = box_ops.batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
         result = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+        if self.vote_thresh > 0 and len(keep):
+            result["boxes"] = vote_boxes(
+                result["boxes"], result["labels"], boxes, scores, labels, self.vote_thresh
+            )
         if heads.mask_roi_pool is not None:
             result["masks"] = self._masks(image, result["boxes"], result["labels"])
         return result

@@ -6,6 +6,7 @@ alone, for classification pre-training) and :func:`load_init` (``model.init``: r
 weights or a weights file) and :func:`describe_init` (its provenance).
 """
 
+from .cascade import switch_cascade
 from .detector import ResNetFPN, TrainNoResizeTransform, build_model, model_label
 from .norm import NORM_NAMES, freeze_batchnorm, norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
@@ -27,4 +28,5 @@ __all__ = [
     "norm_factory",
     "read_checkpoint",
     "resolve_part_norm",
+    "switch_cascade",
 ]

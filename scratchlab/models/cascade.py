@@ -7,8 +7,13 @@ adds the ground-truth boxes and samples 512 RoIs with 25% foreground, and its lo
 1 / 0.5 / 0.25 -- MMDetection's cascade_rcnn_r50_fpn (stage_loss_weights, target_stds 0.1/0.05/0.033 x
 (1, 1, 2, 2), one sampler per stage). At test time the class scores are the mean of the three stages'
 softmax (each on its own input boxes) and the boxes are the last stage's, as in the paper and Detectron2.
-The mask head (one, as Detectron2's CascadeROIHeads) trains on stage 1's foreground RoIs and predicts on
-the final boxes.
+The mask head (one) is on the last stage, as He et al. 2019 (Sec. 5.1) add it: it trains on the
+foreground RoIs the last stage samples and predicts on the final boxes.
+
+``cascade_on`` False runs stage 1 alone (training and test: a Mask R-CNN whose stage 1 is the cascade's
+first stage, the mask head on its RoIs); :func:`switch_cascade` turns the later stages on at
+``model.cascade.start_iter``, as the paper trains its X152 as Mask R-CNN and switches to the cascade for
+the final 270k iterations.
 
 Stage 1 keeps torchvision's attribute names (``box_head``, ``box_predictor``), later stages are
 ``cascade_heads[i]`` / ``cascade_predictors[i]``.
@@ -25,7 +30,7 @@ from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.ops import boxes as box_ops
 
-__all__ = ["AgnosticBoxPredictor", "CascadeRoIHeads"]
+__all__ = ["AgnosticBoxPredictor", "CascadeRoIHeads", "switch_cascade"]
 
 
 class AgnosticBoxPredictor(nn.Module):
@@ -90,10 +95,12 @@ class CascadeRoIHeads(RoIHeads):
         ]
         self.stage_coders = [det_utils.BoxCoder(tuple(float(v) for v in w)) for w in reg_weights]
         self.stage_loss_weights = [float(w) for w in loss_weights]
+        self.cascade_on = True
 
     @property
     def num_stages(self) -> int:
-        return 1 + len(self.cascade_heads)
+        """The stages that run: all of them, or stage 1 alone while ``cascade_on`` is False."""
+        return 1 + len(self.cascade_heads) if self.cascade_on else 1
 
     def stage(self, t: int) -> tuple[nn.Module, nn.Module]:
         """(head, predictor) of stage ``t`` (0-based)."""
@@ -164,19 +171,16 @@ class CascadeRoIHeads(RoIHeads):
         if targets is None:
             raise ValueError("targets should not be None in training")
         losses: dict[str, Tensor] = {}
-        boxes, first = proposals, None
+        boxes = proposals
         for t in range(self.num_stages):
             rois, matched, labels, deltas_target = self._sample(t, [b.detach() for b in boxes], targets)
-            if t == 0:
-                first = (rois, matched, labels)
             logits, deltas = self._run_stage(t, features, rois, image_shapes)
             loss_cls, loss_box = _agnostic_loss(logits, deltas, torch.cat(labels), deltas_target)
             w = self.stage_loss_weights[t]
             losses[f"loss_classifier_stage{t + 1}"] = w * loss_cls
             losses[f"loss_box_reg_stage{t + 1}"] = w * loss_box
             boxes = self._refine(t, deltas.detach(), rois, image_shapes)
-        if self.has_mask():
-            rois, matched, labels = first
+        if self.has_mask():  # on the last stage's sampled RoIs
             pos = [torch.where(lab > 0)[0] for lab in labels]
             mask_rois = [r[p] for r, p in zip(rois, pos, strict=True)]
             logits = self._mask_logits(features, mask_rois, image_shapes)
@@ -205,6 +209,19 @@ class CascadeRoIHeads(RoIHeads):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
         return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+def switch_cascade(model: nn.Module, iteration: int, start_iter: int, total: int) -> None:
+    """Run ``model``'s later cascade stages from training iteration ``start_iter`` of ``total`` on (0:
+    always); no-op for other models. A start at or past the end is refused: the saved model would have
+    stages that never trained, which evaluation runs."""
+    if not isinstance(model.roi_heads, CascadeRoIHeads):
+        return
+    if start_iter >= total:
+        raise ValueError(
+            f"model.cascade.start_iter={start_iter} is not before the end of the schedule ({total} iterations)"
+        )
+    model.roi_heads.cascade_on = iteration >= start_iter
 
 
 def _agnostic_loss(logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

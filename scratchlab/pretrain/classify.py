@@ -33,6 +33,7 @@ from torchvision.transforms import v2
 from .. import run_dir
 from ..config import to_yaml
 from ..data.image_io import load_image
+from ..data.lighting import PCALighting
 from ..data.synth_classify import make_synth_classify
 from ..engine.checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
 from ..engine.schedule import param_groups
@@ -71,20 +72,17 @@ class BackboneClassifier(nn.Module):
 
 def _transforms(cfg: DictConfig, train: bool) -> v2.Compose:
     size, c = int(cfg.classify.image_size), cfg.classify
-    norm = [
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(cfg.input.pixel_mean), list(cfg.input.pixel_std)),
-    ]
-    if train:
-        return v2.Compose(
-            [
-                v2.RandomResizedCrop(size, scale=(float(c.min_crop_scale), 1.0)),
-                v2.RandomHorizontalFlip(),
-                *norm,
-            ]
-        )
-    return v2.Compose([v2.Resize(int(round(size / 0.875))), v2.CenterCrop(size), *norm])
+    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    normalise = v2.Normalize(list(cfg.input.pixel_mean), list(cfg.input.pixel_std))
+    if not train:
+        return v2.Compose([v2.Resize(int(round(size / 0.875))), v2.CenterCrop(size), *to_float, normalise])
+    # fb.resnet.torch's augmentation: colour jitter then lighting on [0, 1] RGB before normalising (it
+    # flips last; a flip commutes with both).
+    jitter = float(c.color_jitter)
+    colour = [v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter)] if jitter else []
+    lighting = [PCALighting(float(c.pca_lighting))] if c.pca_lighting else []
+    crop = v2.RandomResizedCrop(size, scale=(float(c.min_crop_scale), 1.0))
+    return v2.Compose([crop, v2.RandomHorizontalFlip(), *to_float, *colour, *lighting, normalise])
 
 
 def _lr_factor(cfg: DictConfig, epoch_float: float) -> float:

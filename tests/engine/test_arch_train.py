@@ -39,17 +39,34 @@ def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
     assert records and all(len(r["keypoints"]) == 9 for r in records)
 
 
-@pytest.mark.parametrize("name", ["cascade_mask_rcnn_gn_scratch.yaml", "mask_rcnn_swin_t.yaml"])
-def test_mask_config_trains_and_writes_box_and_mask_ap(tmp_path, name):
-    final = train(load_config(MINI / name, [*TINY, *SHORT]), tmp_path)
+def test_swin_mask_config_trains_and_writes_box_and_mask_ap(tmp_path):
+    final = train(load_config(MINI / "mask_rcnn_swin_t.yaml", [*TINY, *SHORT]), tmp_path)
     assert {"bbox", "segm"} <= set(final) and "AP" in final["segm"]
     assert (tmp_path / "model_final.pth").is_file()
+
+
+def test_cascade_trains_stage_one_alone_until_its_start_iteration(tmp_path):
+    """model.cascade.start_iter=1 of 2: iteration 1 logs stage 1's losses only, iteration 2 every
+    stage's; the final metrics carry box and mask AP."""
+    overrides = [*TINY, *SHORT, "model.cascade.start_iter=1", "log.period=1"]
+    final = train(load_config(MINI / "cascade_mask_rcnn_gn_scratch.yaml", overrides), tmp_path)
+    assert {"bbox", "segm"} <= set(final) and "AP" in final["segm"]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = {
+        r["iteration"]: {k for k in r if k.startswith("loss_") and "stage" in k}
+        for r in logged
+        if "loss" in r
+    }
+    stage1 = {"loss_classifier_stage1", "loss_box_reg_stage1"}
+    assert losses[1] == stage1
+    assert losses[2] == stage1 | {f"loss_{k}_stage{t}" for k in ("classifier", "box_reg") for t in (2, 3)}
 
 
 @pytest.mark.parametrize(
     "name, extra",
     [
         ("cascade_mask_rcnn_gn_scratch.yaml", []),
+        ("cascade_mask_rcnn_gn_scratch.yaml", ["model.cascade.start_iter=4"]),  # the switch after the resume
         ("keypoint_rcnn_gn_scratch.yaml", ["model.roi_keypoint_head.conv_dim=16"]),
     ],
 )

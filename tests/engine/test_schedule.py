@@ -93,6 +93,9 @@ def test_reference_world_size_scales_batch_lr_and_iterations_linearly():
     )
     assert list(one.solver.lr_drops_from_end) == [480000, 160000] and one.solver.warmup_iters == 8000
     assert (one.checkpoint.period, one.eval.period) == (40000, 80000)
+    assert one.model.cascade.start_iter == 0  # "from the start" stays so
+    cascade = load_config(None, ["solver.reference_world_size=8", "model.cascade.start_iter=540000"])
+    assert scale_to_world(cascade, world=1)[0].model.cascade.start_iter == 4320000
     assert "linear scaling" in line and "= 2 images per iteration" in line
     assert scale_to_world(one, world=1)[0] == one  # applying the rule again (a resume) changes nothing
     # Accumulation reaches the recipe's global batch on fewer devices: nothing to scale.

@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from scratchlab.config import load_config
-from scratchlab.engine.tta import TTADetector, augmentations
+from scratchlab.engine.tta import TTADetector, augmentations, vote_boxes
 from scratchlab.models import build_model
 from tests.conftest import MINI, TINY
 
@@ -98,3 +98,55 @@ def test_keypoint_models_are_refused():
     )
     with pytest.raises(ValueError, match="keypoint"):
         TTADetector(model, [], 100, flip=True)
+
+
+# Hand-made detections of one image: a kept box, a box at IoU 0.95 with it, one at IoU 0.8 (below Detectron's
+# VOTE_TH 0.9), one of another class on top of it, and a far one.
+VOTE_BOXES = torch.tensor(
+    [
+        [0.0, 0.0, 10.0, 10.0],
+        [0.0, 0.0, 10.0, 10.5],
+        [0.0, 0.0, 10.0, 12.5],
+        [0.0, 0.0, 10.0, 10.0],
+        [50.0, 50, 60, 60],
+    ]
+)
+VOTE_SCORES = torch.tensor([0.9, 0.3, 0.8, 0.7, 0.6])
+VOTE_LABELS = torch.tensor([1, 1, 1, 2, 1])
+
+
+def test_vote_boxes_averages_the_same_class_boxes_over_the_threshold_by_score():
+    voted = vote_boxes(VOTE_BOXES[:1], VOTE_LABELS[:1], VOTE_BOXES, VOTE_SCORES, VOTE_LABELS, 0.9)
+    want = (0.9 * VOTE_BOXES[0] + 0.3 * VOTE_BOXES[1]) / 1.2
+    assert torch.allclose(voted, want[None])
+    alone = vote_boxes(VOTE_BOXES[4:], VOTE_LABELS[4:], VOTE_BOXES, VOTE_SCORES, VOTE_LABELS, 0.9)
+    assert torch.allclose(alone, VOTE_BOXES[4:])
+
+
+class FixedDetector(nn.Module):
+    """Returns the hand-made detections above whatever the image (no NMS of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transform = GeneralizedRCNNTransform(64, 107, [0.0] * 3, [1.0] * 3)
+        self.roi_heads = nn.Module()
+        self.roi_heads.nms_thresh, self.roi_heads.detections_per_img = 0.5, 10
+        self.roi_heads.mask_roi_pool = None
+
+    def forward(self, images):
+        return [{"boxes": VOTE_BOXES, "scores": VOTE_SCORES, "labels": VOTE_LABELS} for _ in images]
+
+
+def test_tta_votes_the_boxes_nms_keeps_and_keeps_their_scores():
+    image = torch.zeros(3, 64, 64)
+    plain = TTADetector(FixedDetector(), [], 200, flip=False)([image])[0]
+    voted = TTADetector(FixedDetector(), [], 200, flip=False, vote_thresh=0.9)([image])[0]
+    assert torch.equal(voted["scores"], plain["scores"]) and torch.equal(voted["labels"], plain["labels"])
+    assert torch.equal(plain["boxes"][0], VOTE_BOXES[0])  # NMS at 0.5 keeps the 0.9 box, drops 0.3 and 0.8
+    assert torch.allclose(voted["boxes"][0], (0.9 * VOTE_BOXES[0] + 0.3 * VOTE_BOXES[1]) / 1.2)
+    assert torch.allclose(voted["boxes"][1:], plain["boxes"][1:])  # the class-2 and far boxes: no other voter
+
+
+def test_vote_threshold_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="eval.tta.vote_thresh"):
+        TTADetector(FixedDetector(), [], 200, flip=False, vote_thresh=1.5)

@@ -3,12 +3,13 @@ and the whole model trains and predicts in torchvision's formats."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from scratchlab.config import load_config
 from scratchlab.models import build_model
-from scratchlab.models.cascade import CascadeRoIHeads
+from scratchlab.models.cascade import CascadeRoIHeads, switch_cascade
 from tests.conftest import ROOT, TINY
 
 MINI = ROOT / "configs" / "mini" / "cascade_mask_rcnn_gn_scratch.yaml"
@@ -89,3 +90,72 @@ def test_papers_x152_cascade_recipe_builds_full_size():
     assert [m.high_threshold for m in heads.stage_matchers] == [0.5, 0.6, 0.7]
     assert heads.box_predictor.cls_score.out_features == 81
     assert not [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _record_samples(heads: CascadeRoIHeads) -> list:
+    """Wrap ``heads._sample`` so that each stage's sampled (RoIs, matched, labels) are kept, in order."""
+    seen, sample = [], heads._sample
+
+    def recording(t, proposals, targets):
+        out = sample(t, proposals, targets)
+        seen.append(out[:3])
+        return out
+
+    heads._sample = recording
+    return seen
+
+
+def _record_mask_rois(heads: CascadeRoIHeads) -> list:
+    seen, mask_logits = [], heads._mask_logits
+
+    def recording(features, boxes, image_shapes):
+        seen.append(boxes)
+        return mask_logits(features, boxes, image_shapes)
+
+    heads._mask_logits = recording
+    return seen
+
+
+def test_mask_head_trains_on_the_last_stages_foreground_rois():
+    images, targets = _batch()
+    model = _model().train()
+    samples, mask_rois = _record_samples(model.roi_heads), _record_mask_rois(model.roi_heads)
+    model(images, targets)
+    assert len(samples) == 3 and len(mask_rois) == 1
+    rois, _, labels = samples[-1]
+    want = [r[lab > 0] for r, lab in zip(rois, labels, strict=True)]
+    first = [r[lab > 0] for r, lab in zip(samples[0][0], samples[0][2], strict=True)]
+    assert all(torch.equal(a, b) for a, b in zip(mask_rois[0], want, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(mask_rois[0], first, strict=True))
+
+
+def test_before_the_switch_stage_one_trains_and_predicts_alone():
+    images, targets = _batch()
+    model = _model().train()
+    switch_cascade(model, 1, start_iter=2, total=3)
+    losses = model(images, targets)
+    assert {k for k in losses if "stage" in k} == {"loss_classifier_stage1", "loss_box_reg_stage1"}
+    sum(losses.values()).backward()
+    later = [
+        p
+        for m in (*model.roi_heads.cascade_heads, *model.roi_heads.cascade_predictors)
+        for p in m.parameters()
+    ]
+    assert all(p.grad is None for p in later)  # SGD skips them: no decay, no momentum before the switch
+    assert model.roi_heads.box_predictor.cls_score.weight.grad is not None
+    model.eval()
+    calls = []
+    run_stage = model.roi_heads._run_stage
+    model.roi_heads._run_stage = lambda t, *a: calls.append(t) or run_stage(t, *a)
+    with torch.no_grad():
+        model([images[0]])
+    assert calls == [0]
+    switch_cascade(model, 2, start_iter=2, total=3)
+    with torch.no_grad():
+        model([images[0]])
+    assert calls == [0, 0, 1, 2]
+
+
+def test_a_cascade_start_at_the_end_of_the_schedule_is_refused():
+    with pytest.raises(ValueError, match="model.cascade.start_iter=3"):
+        switch_cascade(_model(), 0, start_iter=3, total=3)

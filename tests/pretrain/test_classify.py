@@ -193,3 +193,20 @@ def test_a_run_resumed_after_an_epoch_ends_with_the_uninterrupted_runs_weights(t
     )
     assert differing_tensors(want["model"], got["model"]) == []
     assert again["epoch_losses"] == whole["epoch_losses"] and again["top1"] == whole["top1"]
+
+
+def test_train_transforms_add_colour_jitter_and_lighting_only_when_set():
+    from torchvision.transforms import v2
+
+    from scratchlab.data.lighting import PCALighting
+    from scratchlab.pretrain.classify import _transforms
+
+    def kinds(overrides):
+        return [type(t) for t in _transforms(load_config(None, overrides), True).transforms]
+
+    plain = kinds([])
+    assert v2.ColorJitter not in plain and PCALighting not in plain
+    augmented = kinds(["classify.color_jitter=0.4", "classify.pca_lighting=0.1"])
+    assert augmented.index(v2.ColorJitter) < augmented.index(PCALighting) < augmented.index(v2.Normalize)
+    jitter = _transforms(load_config(None, ["classify.color_jitter=0.4"]), True).transforms[4]
+    assert (jitter.brightness, jitter.contrast, jitter.saturation) == ((0.6, 1.4),) * 3
