@@ -6,7 +6,7 @@ scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [
 scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
 scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
 scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
-    [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
+    [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE] [--names FILE]
 scratchlab data check ANN.json --images DIR
 scratchlab data show ANN.json --images DIR --out DIR [-n 16]
 scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
@@ -136,6 +136,7 @@ def _cmd_convert(a: argparse.Namespace) -> int:
                 images_dir=a.images_dir,
                 masks_dir=a.masks_dir,
                 classes=a.classes,
+                names=a.names,
             )
         )
     )
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo", "labelme", "masks"])
-    c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file)")
+    c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file, or the YOLO dataset YAML)")
     c.add_argument("--out", required=True)
     c.add_argument("--split", type=float, default=None, help="fraction of images for a seeded val split")
     c.add_argument("--seed", type=int, default=0)
@@ -326,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--classes",
         metavar="FILE",
         help="masks: YAML/JSON map of instance id -> class name (or image -> such a map)",
+    )
+    c.add_argument(
+        "--names",
+        metavar="FILE",
+        help="yolo: the dataset YAML (names:, train:, val:) or class names file (one a line)",
     )
     c.set_defaults(func=_cmd_convert)
 
