@@ -3,6 +3,7 @@
 scratchlab train CONFIG --out DIR [--resume] [key=value ...]
 scratchlab eval CONFIG --weights FILE [--out DIR] [--per-class] [--dump-detections] [key=value ...]
 scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [--device auto]
+scratchlab export RUN_DIR --format {torchscript,onnx} --out FILE
 scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
 scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
 scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
@@ -89,6 +90,14 @@ def _cmd_predict(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .engine.export import export_model
+
+    done = export_model(a.run, a.format, a.out)
+    print(f"wrote {done['file']} ({done['format']}, {done['arch']}, outputs {', '.join(done['outputs'])})")
     return 0
 
 
@@ -275,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-thresh", type=float, default=0.5, help="keep detections scoring at least this")
     pr.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
     pr.set_defaults(func=_cmd_predict)
+
+    ex = sub.add_parser("export", help="write a trained Mask/Faster R-CNN as TorchScript or ONNX")
+    ex.add_argument("run", metavar="RUN_DIR", help="a finished run directory or its model_final.pth")
+    ex.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    ex.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
+    ex.set_defaults(func=_cmd_export)
 
     d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(
         dest="data_cmd", required=True
