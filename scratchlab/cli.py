@@ -8,6 +8,7 @@ scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed 
 scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
 scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
     [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE] [--names FILE]
+scratchlab data export --to yolo ANN.json [ANN.json] --images DIR [DIR] --out DIR [--copy]
 scratchlab data check ANN.json --images DIR
 scratchlab data show ANN.json --images DIR --out DIR [-n 16]
 scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
@@ -149,6 +150,17 @@ def _cmd_convert(a: argparse.Namespace) -> int:
             )
         )
     )
+    return 0
+
+
+def _cmd_data_export(a: argparse.Namespace) -> int:
+    from .data.export_yolo import export_yolo
+
+    done = export_yolo(a.ann, a.images, a.out, copy=a.copy)
+    for split, n in done["splits"].items():
+        crowd = f", {n['crowd_skipped']} crowd regions left out" if n["crowd_skipped"] else ""
+        print(f"{split}: {n['images']} images, {n['annotations']} labels{crowd}")
+    print(f"wrote {done['yaml']} ({len(done['names'])} classes: {', '.join(done['names'][:20])})")
     return 0
 
 
@@ -349,6 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="yolo: the dataset YAML (names:, train:, val:) or class names file (one a line)",
     )
     c.set_defaults(func=_cmd_convert)
+
+    dx = d.add_parser(
+        "export", help="write COCO annotations and their images as an Ultralytics (YOLO) dataset"
+    )
+    dx.add_argument("--to", required=True, choices=["yolo"])
+    dx.add_argument(
+        "ann", nargs="+", metavar="ANN.json", help="COCO files, e.g. instances_train.json instances_val.json"
+    )
+    dx.add_argument(
+        "--images", required=True, nargs="+", metavar="DIR", help="their image folder (one, or one per file)"
+    )
+    dx.add_argument("--out", required=True, help="folder for data.yaml, images/ and labels/")
+    dx.add_argument("--copy", action="store_true", help="copy the images (default: symlinks to them)")
+    dx.set_defaults(func=_cmd_data_export)
 
     ck = d.add_parser("check", help="validate a COCO dataset: exit 0 when clean, 1 when problems were found")
     ck.add_argument("ann", help="COCO annotations JSON")

@@ -34,7 +34,7 @@ from ._common import (
     polygon_object,
     read_image_info,
 )
-from .yolo_dataset import Dataset, Keypoints, read_dataset
+from .yolo_dataset import Dataset, Keypoints, label_path, read_dataset
 
 # Normalised values a hair outside [0, 1] are rounding from the exporting tool, not errors.
 _TOLERANCE = 0.01
@@ -150,15 +150,6 @@ def _record(
     return rec
 
 
-def _label_of(root: Path, image: Path) -> Path:
-    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels``, the suffix ``.txt``."""
-    parts = list(image.relative_to(root).parts)
-    last = max((i for i, p in enumerate(parts[:-1]) if p == "images"), default=None)
-    if last is not None:
-        parts[last] = "labels"
-    return root.joinpath(*parts).with_suffix(".txt")
-
-
 def _category_fields(kp: Keypoints | None) -> dict[str, Any]:
     if kp is None:
         return {}
@@ -175,7 +166,7 @@ def _read_splits(ds: Dataset) -> Source:
         for image in images:
             file_name = image.relative_to(ds.root).as_posix()
             if file_name not in records:
-                label = _label_of(ds.root, image)
+                label = label_path(ds.root, image)
                 records[file_name] = _record(image, file_name, label, ds.names, ds.keypoints, warnings)
             splits[split].append(file_name)
     if len(splits) == 1:  # a train list alone is one set, split (or not) like a folder

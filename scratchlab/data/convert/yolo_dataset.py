@@ -83,6 +83,15 @@ def inside(root: Path, rel: str, where: str) -> Path:
     return root / norm
 
 
+def label_path(root: Path, image: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels``, the suffix ``.txt``."""
+    parts = list(image.relative_to(root).parts)
+    last = max((i for i, p in enumerate(parts[:-1]) if p == "images"), default=None)
+    if last is not None:
+        parts[last] = "labels"
+    return root.joinpath(*parts).with_suffix(".txt")
+
+
 def _root(yaml_file: Path, data: dict[str, Any], default: Path) -> Path:
     path = data.get("path")
     if path is None or str(path).strip() == "":
