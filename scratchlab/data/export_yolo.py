@@ -47,11 +47,13 @@ def _n(v: float) -> str:
     return f"{min(max(v, 0.0), 1.0):.6f}"
 
 
-def _line(ann: dict[str, Any], cls: int, w: int, h: int, pose: bool) -> str:
+def _line(ann: dict[str, Any], cls: int, w: int, h: int, num_keypoints: int) -> str:
+    """One label line; ``num_keypoints`` K > 0 makes it a pose line (an object without keypoints gets K
+    unlabelled points, as every line of a pose dataset has K)."""
     x, y, bw, bh = (float(v) for v in ann["bbox"])
     box = [_n((x + bw / 2) / w), _n((y + bh / 2) / h), _n(bw / w), _n(bh / h)]
-    if pose:
-        kps = ann.get("keypoints") or []
+    if num_keypoints:
+        kps = ann.get("keypoints") or [0] * (3 * num_keypoints)
         pts = [f"{_n(kps[i] / w)} {_n(kps[i + 1] / h)} {int(kps[i + 2])}" for i in range(0, len(kps), 3)]
         return " ".join([str(cls), *box, *pts])
     seg = ann.get("segmentation")
@@ -79,7 +81,7 @@ def _export_split(
     out: Path,
     split: str,
     classes: dict[int, int],
-    pose: bool,
+    num_keypoints: int,
     copy: bool,
 ) -> dict[str, int]:
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -98,7 +100,9 @@ def _export_split(
             if a.get("iscrowd"):
                 counts["crowd_skipped"] += 1
                 continue
-            lines.append(_line(a, classes[a["category_id"]], int(img["width"]), int(img["height"]), pose))
+            lines.append(
+                _line(a, classes[a["category_id"]], int(img["width"]), int(img["height"]), num_keypoints)
+            )
         write_text(label_path(out, dst), "".join(f"{ln}\n" for ln in lines))
         counts["images"] += 1
         counts["annotations"] += len(lines)
@@ -135,7 +139,9 @@ def export_yolo(
     schema = keypoint_schema(cocos[0]["categories"], str(files[0]))
     classes = {cid: i for i, (cid, _) in enumerate(cats)}
     counts = {
-        split: _export_split(coco, f, root, out_path, split, classes, schema is not None, copy)
+        split: _export_split(
+            coco, f, root, out_path, split, classes, len(schema) if schema is not None else 0, copy
+        )
         for f, coco, root, split in zip(files, cocos, roots, splits, strict=True)
     }
     train = "train" if "train" in splits else splits[0]

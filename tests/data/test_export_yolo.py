@@ -18,10 +18,10 @@ SIZES = {"a.jpg": (40, 20), "sub/b.png": (30, 50), "c.jpg": (64, 48)}
 CATEGORIES = [{"id": 5, "name": "zebra"}, {"id": 2, "name": "ant"}]  # id order: ant is class 0
 
 
-def _coco(path: Path, images_dir: Path, names: list[str], anns: list[dict]) -> Path:
+def _coco(path: Path, images_dir: Path, names: list[str], anns: list[dict], sizes=SIZES) -> Path:
     images = []
     for i, name in enumerate(names, start=1):
-        w, h = SIZES[name]
+        w, h = sizes[name]
         (images_dir / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (w, h), (10, 80, 160)).save(images_dir / name)
         images.append({"id": i, "file_name": name, "width": w, "height": h})
@@ -111,7 +111,7 @@ def test_keypoints_export_with_kpt_shape_and_flip_idx(tmp_path):
         tmp_path / "kp.json",
         tmp_path / "img",
         ["a.jpg"],
-        [_ann(1, 1, 1, [4, 2, 20, 10], keypoints=[10, 5, 2, 0, 0, 0, 20, 8, 1])],
+        [_ann(1, 1, 1, [4, 2, 20, 10], keypoints=[10, 5, 2, 0, 0, 0, 20, 8, 1]), _ann(2, 1, 1, [0, 0, 8, 8])],
     )
     coco.write_text(json.dumps({**json.loads(coco.read_text()), "categories": kp_cats}))
     done = export_yolo([coco], [tmp_path / "img"], tmp_path / "yolo", copy=True)
@@ -123,8 +123,9 @@ def test_keypoints_export_with_kpt_shape_and_flip_idx(tmp_path):
     )
     assert not (tmp_path / "yolo" / "images" / "kp" / "a.jpg").is_symlink()
     back = convert_dataset("yolo", done["yaml"], tmp_path / "back")
-    ann = json.loads(Path(back["files"][0]).read_text())["annotations"][0]
+    ann, without = json.loads(Path(back["files"][0]).read_text())["annotations"]
     assert ann["keypoints"] == [10, 5, 2, 0, 0, 0, 20, 8, 1] and ann["bbox"] == [4, 2, 20, 10]
+    assert without["num_keypoints"] == 0 and without["bbox"] == [0, 0, 8, 8]  # a box without keypoints
 
 
 def test_image_names_that_leave_the_folder_are_refused(tmp_path):
@@ -134,3 +135,20 @@ def test_image_names_that_leave_the_folder_are_refused(tmp_path):
     coco.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"x\.json: image id 1: '\.\./a\.jpg' leaves the dataset folder"):
         export_yolo([coco], [tmp_path / "img"], tmp_path / "yolo")
+
+
+def test_file_names_with_an_images_folder_keep_their_labels_findable(tmp_path):
+    name = "images/val2017/d.jpg"  # a COCO file converted from an Ultralytics dataset
+    coco = _coco(
+        tmp_path / "instances_val.json",
+        tmp_path / "ds",
+        [name],
+        [_ann(1, 1, 2, [2, 4, 10, 8])],
+        {name: (20, 20)},
+    )
+    done = export_yolo([coco], [tmp_path / "ds"], tmp_path / "yolo")
+    assert (
+        tmp_path / "yolo" / "images" / "val" / "labels" / "val2017" / "d.txt"
+    ).is_file()  # Ultralytics' rule
+    back = convert_dataset("yolo", done["yaml"], tmp_path / "back")
+    assert json.loads(Path(back["files"][0]).read_text())["annotations"][0]["bbox"] == [2, 4, 10, 8]
