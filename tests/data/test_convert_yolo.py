@@ -65,6 +65,10 @@ def test_yaml_of_any_name_gives_its_split_and_class_order(tmp_path):
         (3, [10, 5, 20, 10]),
     ]
     assert [(a["category_id"], a["bbox"]) for a in val["annotations"]] == [(2, [0, 0, 40, 20])]
+    assert summary["warnings"] == []
+    (data.parent / "labels").rename(data.parent / "labels_elsewhere")
+    warned = convert_dataset("yolo", data, tmp_path / "unlabelled")["warnings"]
+    assert any("none of the 3 images has a label file (looked for e.g." in w for w in warned)
     with pytest.raises(ConvertError, match="own train / val split; --split is for a dataset without one"):
         convert_dataset("yolo", data, tmp_path / "again", split=0.2)
 
@@ -158,6 +162,9 @@ def test_pose_points_without_visibility_and_a_bad_flip_idx(tmp_path):
     train, _ = (_load(f) for f in convert_dataset("yolo", data, tmp_path / "out")["files"])
     assert train["annotations"][0]["keypoints"] == [20, 10, 2, 0, 0, 0]  # 0 0 = not labelled
     assert train["categories"][0]["keypoints"] == ["kp0", "kp1"]
+    data.write_text(data.read_text() + "kpt_names: [[tip, root]]\n")  # the list-of-lists spelling
+    train, _ = (_load(f) for f in convert_dataset("yolo", data, tmp_path / "named")["files"])
+    assert train["categories"][0]["keypoints"] == ["tip", "root"]
     data.write_text(data.read_text() + "flip_idx: [1, 1]\n")
     with pytest.raises(
         ConvertError, match=r"coco8\.yaml: flip_idx must give each of the 2 keypoints its mirror"

@@ -169,6 +169,13 @@ def _read_splits(ds: Dataset) -> Source:
                 label = label_path(ds.root, image)
                 records[file_name] = _record(image, file_name, label, ds.names, ds.keypoints, warnings)
             splits[split].append(file_name)
+    missing = [label_path(ds.root, i) for images in ds.splits.values() for i in images]
+    missing = [p for p in missing if not p.is_file()]
+    if missing and len(missing) == len(records):  # a layout mistake, not a set of background images
+        warnings.append(
+            f"{ds.root}: none of the {len(records)} images has a label file (looked for e.g. {missing[0]}); "
+            "every image is kept without annotations"
+        )
     if len(splits) == 1:  # a train list alone is one set, split (or not) like a folder
         splits = {}
     return Source(ds.root, list(records.values()), ds.names, warnings, splits, _category_fields(ds.keypoints))

@@ -153,8 +153,11 @@ def _keypoints(yaml_file: Path, data: dict[str, Any]) -> Keypoints | None:
     if count < 1 or dims not in (2, 3):
         raise ConvertError(f"{yaml_file}: kpt_shape must be [K, 2] or [K, 3] with K >= 1, got {shape!r}")
     names = data.get("kpt_names")
-    if isinstance(names, dict) and names:  # Ultralytics: {class index: [keypoint names]}
+    # Ultralytics: {class index: [keypoint names]}, also seen as [[keypoint names]]; one list for all classes
+    if isinstance(names, dict) and names:
         names = names[sorted(names)[0]]
+    elif isinstance(names, list) and names and isinstance(names[0], list):
+        names = names[0]
     names = [str(n) for n in names] if isinstance(names, list) else [f"kp{i}" for i in range(count)]
     if len(names) != count or len(set(names)) != count:
         raise ConvertError(f"{yaml_file}: kpt_names must be {count} distinct names, got {names}")
