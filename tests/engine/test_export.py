@@ -24,11 +24,11 @@ BOX_ATOL, VALUE_ATOL = 1e-3, 1e-4
 SIZES = [(64, 80), (72, 56), (150, 120)]
 
 
-def _run_dir(tmp_path, arch: str):
-    cfg = load_config(MINI, [*TINY, f"model.arch={arch}", "model.roi_box_head.score_thresh=0.0"])
+def _run_dir(tmp_path, arch: str, score_thresh: float = 0.0):
+    cfg = load_config(MINI, [*TINY, f"model.arch={arch}", f"model.roi_box_head.score_thresh={score_thresh}"])
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=2)
-    run = tmp_path / arch
+    run = tmp_path / f"{arch}_{score_thresh}"
     run.mkdir()
     ckpt = {
         "model": model.state_dict(),
@@ -84,6 +84,29 @@ def test_torchscript_and_onnx_detections_match_pytorch(tmp_path, arch):
     for img, ref in zip(_images(), refs, strict=True):
         got = dict(zip(names, session.run(None, {"image": img.numpy()}), strict=True))
         _assert_close({k: torch.from_numpy(v) for k, v in got.items()}, ref)
+
+
+@pytest.mark.slow
+def test_onnx_keeps_the_number_of_detections_data_dependent(tmp_path):
+    import onnxruntime
+
+    model = load_predictor(_run_dir(tmp_path, "faster_rcnn"), device="cpu").model
+    with torch.no_grad():
+        top = model([_images()[0]])[0]["scores"]
+    # A threshold between the first image's 5th and 6th best scores: images then keep different numbers.
+    run = _run_dir(tmp_path, "faster_rcnn", float(top[4] + top[5]) / 2)
+    model = load_predictor(run, device="cpu").model
+    session = onnxruntime.InferenceSession(export_model(run, "onnx", tmp_path / "m.onnx")["file"])
+    counts = []
+    for img in _images():
+        with torch.no_grad():
+            ref = model([img])[0]
+        got = dict(zip(["boxes", "labels", "scores"], session.run(None, {"image": img.numpy()}), strict=True))
+        assert len(got["boxes"]) == len(ref["boxes"])
+        if len(ref["boxes"]):
+            _assert_close({k: torch.from_numpy(v) for k, v in got.items()}, ref)
+        counts.append(len(ref["boxes"]))
+    assert counts[0] == 5 and len(set(counts)) > 1, counts
 
 
 def test_export_command_and_refusals(tmp_path, capsys):
