@@ -3,10 +3,12 @@
 scratchlab train CONFIG --out DIR [--resume] [key=value ...]
 scratchlab eval CONFIG --weights FILE [--out DIR] [--per-class] [--dump-detections] [key=value ...]
 scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [--device auto]
+scratchlab export RUN_DIR --format {torchscript,onnx} --out FILE
 scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
 scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
 scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
-    [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE]
+    [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE] [--names FILE]
+scratchlab data export --to yolo ANN.json [ANN.json] --images DIR [DIR] --out DIR [--copy]
 scratchlab data check ANN.json --images DIR
 scratchlab data show ANN.json --images DIR --out DIR [-n 16]
 scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
@@ -98,6 +100,14 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .engine.export import export_model
+
+    done = export_model(a.run, a.format, a.out)
+    print(f"wrote {done['file']} ({done['format']}, {done['arch']}, outputs {', '.join(done['outputs'])})")
+    return 0
+
+
 def _cmd_show(a: argparse.Namespace) -> int:
     from .vis.show import show_dataset
 
@@ -142,9 +152,21 @@ def _cmd_convert(a: argparse.Namespace) -> int:
                 images_dir=a.images_dir,
                 masks_dir=a.masks_dir,
                 classes=a.classes,
+                names=a.names,
             )
         )
     )
+    return 0
+
+
+def _cmd_data_export(a: argparse.Namespace) -> int:
+    from .data.export_yolo import export_yolo
+
+    done = export_yolo(a.ann, a.images, a.out, copy=a.copy)
+    for split, n in done["splits"].items():
+        crowd = f", {n['crowd_skipped']} crowd regions left out" if n["crowd_skipped"] else ""
+        print(f"{split}: {n['images']} images, {n['annotations']} labels{crowd}")
+    print(f"wrote {done['yaml']} ({len(done['names'])} classes: {', '.join(done['names'][:20])})")
     return 0
 
 
@@ -309,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
     pr.set_defaults(func=_cmd_predict)
 
+    ex = sub.add_parser("export", help="write a trained Mask/Faster R-CNN as TorchScript or ONNX")
+    ex.add_argument("run", metavar="RUN_DIR", help="a finished run directory or its model_final.pth")
+    ex.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    ex.add_argument("--out", required=True, metavar="FILE", help="the model file to write")
+    ex.set_defaults(func=_cmd_export)
+
     d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(
         dest="data_cmd", required=True
     )
@@ -342,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo", "labelme", "masks"])
-    c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file)")
+    c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file, or the YOLO dataset YAML)")
     c.add_argument("--out", required=True)
     c.add_argument("--split", type=float, default=None, help="fraction of images for a seeded val split")
     c.add_argument("--seed", type=int, default=0)
@@ -361,7 +389,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="masks: YAML/JSON map of instance id -> class name (or image -> such a map)",
     )
+    c.add_argument(
+        "--names",
+        metavar="FILE",
+        help="yolo: the dataset YAML (names:, train:, val:) or class names file (one a line)",
+    )
     c.set_defaults(func=_cmd_convert)
+
+    dx = d.add_parser(
+        "export", help="write COCO annotations and their images as an Ultralytics (YOLO) dataset"
+    )
+    dx.add_argument("--to", required=True, choices=["yolo"])
+    dx.add_argument(
+        "ann", nargs="+", metavar="ANN.json", help="COCO files, e.g. instances_train.json instances_val.json"
+    )
+    dx.add_argument(
+        "--images", required=True, nargs="+", metavar="DIR", help="their image folder (one, or one per file)"
+    )
+    dx.add_argument("--out", required=True, help="folder for data.yaml, images/ and labels/")
+    dx.add_argument("--copy", action="store_true", help="copy the images (default: symlinks to them)")
+    dx.set_defaults(func=_cmd_data_export)
 
     ck = d.add_parser("check", help="validate a COCO dataset: exit 0 when clean, 1 when problems were found")
     ck.add_argument("ann", help="COCO annotations JSON")

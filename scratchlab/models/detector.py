@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
@@ -78,7 +79,7 @@ class ExactAnchorGenerator(AnchorGenerator):
         super().__init__(sizes, aspect_ratios)
         self.exact_cell_anchors = list(self.cell_anchors)
 
-    def set_cell_anchors(self, dtype, device) -> None:  # type: ignore[override]
+    def set_cell_anchors(self, dtype: torch.dtype, device: torch.device) -> None:
         self.exact_cell_anchors = [a.to(device=device) for a in self.exact_cell_anchors]
         self.cell_anchors = [a.to(dtype=dtype) for a in self.exact_cell_anchors]
 
@@ -111,10 +112,10 @@ class TrainNoResizeTransform(GeneralizedRCNNTransform):
     ``postprocess``), as usual.
     """
 
-    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):  # type: ignore[override]
-        if self.training:
-            return image, target
-        return super().resize(image, target)
+    def __init__(self, min_size, max_size, image_mean, image_std, **kwargs) -> None:
+        # torchvision's own switch, not an overridden resize: the model then stays scriptable
+        # (TorchScript cannot compile a call through super()).
+        super().__init__(min_size, max_size, image_mean, image_std, _skip_resize=True, **kwargs)
 
 
 ARCH_LABELS = {

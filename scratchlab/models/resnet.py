@@ -103,14 +103,15 @@ class ResNetBody(ResNet):
     def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # type: ignore[override]
         return super()._make_layer(block, self._scaled(planes), blocks, stride=stride, dilate=dilate)
 
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:  # type: ignore[override]
+    def forward(self, x: Tensor) -> dict[str, Tensor]:  # type: ignore[override]
         """Return ``{"0": res2, "1": res3, "2": res4, "3": res5}`` for images ``x`` of shape (N, 3, H, W)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        out: OrderedDict[str, Tensor] = OrderedDict()
-        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
-            x = layer(x)
-            out[str(i)] = x
-        return out
+        # Spelled out, not a loop over a tuple of stages: TorchScript cannot call modules held in a tuple.
+        res2 = self.layer1(x)
+        res3 = self.layer2(res2)
+        res4 = self.layer3(res3)
+        res5 = self.layer4(res4)
+        return OrderedDict([("0", res2), ("1", res3), ("2", res4), ("3", res5)])
 
 
 def build_backbone_body(cfg: DictConfig, zero_init_residual: bool = False) -> ResNetBody | SwinBody:

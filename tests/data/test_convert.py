@@ -468,8 +468,9 @@ def test_yolo_boxes_polygons_and_unlabelled_images(tmp_path, names_file):
     assert _snapshot(src) == before
     assert summary["image_root"] == str((src / "images").resolve())
     assert (summary["images"], summary["annotations"]) == (5, 4)
-    assert summary["categories"] == ["ant", "cow", "zebra"]
+    assert summary["categories"] == ["zebra", "ant", "cow"]  # the names file's order: index i -> id i + 1
     coco = _load(summary["files"][0])
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "zebra"), (2, "ant"), (3, "cow")]
     by = _anns_by_file(coco)
     assert sorted(by) == ["a.jpg", "b.png", "c.jpg", "d.jpg", "sub/e.jpg"]
     assert by["c.jpg"] == [] and by["d.jpg"] == []
@@ -524,7 +525,7 @@ def test_yolo_without_names_file_or_images(tmp_path):
     with pytest.raises(ConvertError, match=r"classes\.txt already names the classes; --class-name is for"):
         convert_dataset("yolo", src, tmp_path / "out", class_name="thing")
     (src / "classes.txt").unlink()
-    with pytest.raises(ConvertError, match="no class names file .* pass --class-name NAME"):
+    with pytest.raises(ConvertError, match="no class names file .* --names FILE, or .* --class-name NAME"):
         convert_dataset("yolo", src, tmp_path / "out")
     with pytest.raises(ConvertError, match="no images/ folder"):
         convert_dataset("yolo", tmp_path / "src" / "labels", tmp_path / "out")

@@ -4,7 +4,7 @@
 source, and images are not copied: each image's ``file_name`` is relative to the source's image folder,
 which is returned as ``image_root`` for training's ``--images``. Image sizes always come from the image
 files (after EXIF orientation), never from the annotation files. Ids are deterministic: images sorted by
-``file_name`` get ids 1..N, categories sorted by name get ids 1..K.
+``file_name`` get ids 1..N, categories sorted by name get ids 1..K (YOLO: the names file's order).
 Each format is a reader (source -> :class:`~._common.Record` list) and :func:`~._common.build_coco` the
 one writer. Per-format details live in the docstrings of :mod:`.voc`, :mod:`.via`, :mod:`.yolo`,
 :mod:`.labelme` and :mod:`.masks`.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...utils.io import write_json
-from ._common import ConvertError, Source, build_coco, ensure_outside, split_coco
+from ._common import ConvertError, Source, build_coco, ensure_outside, split_coco, subset_coco
 from .labelme import read_labelme
 from .masks import read_masks
 from .via import read_via
@@ -39,9 +39,12 @@ Convert annotations to COCO JSON. Formats:
            the class is the region attribute given by --attribute, else the project's first
            region attribute; --class-name NAME gives regions without one a class (a file with
            "region_attributes": {}, like the balloon example, needs it).
-  yolo     SRC/images/, SRC/labels/*.txt ('cls cx cy w h' normalised, or segment polygons) and
-           data.yaml (names:), classes.txt or obj.names (or --class-name for one class);
-           images without labels are kept empty.
+  yolo     an Ultralytics dataset YAML (any name: path, train, val, names; kpt_shape and
+           flip_idx for keypoints) whose train/val split the output follows, class index i ->
+           category id i + 1; or a folder SRC/images/ + SRC/labels/*.txt ('cls cx cy w h'
+           normalised, segment polygons, pose points) named by --names FILE, data.yaml,
+           classes.txt or obj.names (or --class-name for one class); images without labels are
+           kept empty.
   labelme  a folder of LabelMe *.json files (one per image; imagePath relative to the JSON);
            polygons and circles -> polygons, rectangles -> boxes; shapes sharing a group_id are one
            instance; the image file must exist (embedded imageData is not extracted).
@@ -51,7 +54,8 @@ Convert annotations to COCO JSON. Formats:
            NAME (one class) and/or --classes FILE (YAML/JSON: {id: name} or {image: {id: name}}).
            Masks become RLE with exact pixel areas. PNG, TIFF or BMP: a JPEG mask is refused (lossy).
 Output: DIR/annotations.json, or with --split F a seeded split by image into
-DIR/annotations/instances_train.json and DIR/annotations/instances_val.json (F = val fraction).
+DIR/annotations/instances_train.json and DIR/annotations/instances_val.json (F = val fraction);
+a YOLO YAML's own train/val split writes those two files (no --split).
 Images are not copied: file_name is relative to the source image folder, printed at the end;
 pass that folder as --images. Image sizes are read from the image files (after EXIF rotation).
 Box-only output (no masks) trains with a faster_rcnn config. Nothing is written into SRC."""
@@ -62,6 +66,7 @@ _ONLY_FOR = {
     "images_dir": ("--images-dir", ("masks",)),
     "masks_dir": ("--masks-dir", ("masks",)),
     "classes": ("--classes", ("masks",)),
+    "names": ("--names", ("yolo",)),
 }
 
 
@@ -78,7 +83,8 @@ def _read(fmt: str, src: Path, options: dict[str, Any]) -> Source:
     if fmt == "via":
         return read_via(src, options.get("attribute"), class_name)
     if fmt == "yolo":
-        return read_yolo(src, class_name)
+        names = options.get("names")
+        return read_yolo(src, class_name, Path(names) if names is not None else None)
     if fmt == "labelme":
         return read_labelme(src, class_name)
     return read_masks(
@@ -98,6 +104,7 @@ def convert_dataset(
     images_dir: str | None = None,
     masks_dir: str | None = None,
     classes: str | os.PathLike[str] | None = None,
+    names: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Convert the ``fmt`` (one of :data:`FORMATS`) dataset in ``src`` to COCO JSON under ``out``.
 
@@ -105,7 +112,9 @@ def convert_dataset(
     by-image split into ``out/annotations/instances_{train,val}.json``. ``attribute`` picks the VIA
     region attribute that holds the class; ``class_name`` is the class of objects without one (every
     object of a single-class set); ``images_dir``, ``masks_dir`` and ``classes`` are the masks
-    reader's folders and class map. Returns ``{"images", "annotations", "categories", "files",
+    reader's folders and class map; ``names`` the YOLO class names file. A YOLO dataset YAML with
+    ``train`` and ``val`` writes ``out/annotations/instances_{train,val}.json`` following its split
+    (``split`` is then refused). Returns ``{"images", "annotations", "categories", "files",
     "file_sizes" (each file's image and annotation counts), "image_root", "without_mask", "box_only", "warnings"}``. Raises :class:`ConvertError` (a
     ValueError) naming the file and record for bad input.
     """
@@ -124,10 +133,22 @@ def convert_dataset(
             "images_dir": images_dir,
             "masks_dir": masks_dir,
             "classes": classes,
+            "names": names,
         },
     )
+    ensure_outside(out_path, source.image_root)
     coco = build_coco(source)
-    if split is None:
+    if source.splits:
+        if split is not None:
+            raise ConvertError(
+                f"{src_path}: the dataset has its own {' / '.join(source.splits)} split; "
+                "--split is for a dataset without one"
+            )
+        parts = {
+            out_path / "annotations" / f"instances_{name}.json": subset_coco(coco, set(files))
+            for name, files in source.splits.items()
+        }
+    elif split is None:
         parts = {out_path / "annotations.json": coco}
     else:
         train, val = split_coco(coco, split, seed)

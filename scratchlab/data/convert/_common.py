@@ -46,8 +46,11 @@ class Source:
 
     image_root: Path
     records: list[Record]
-    categories: list[str] | None = None  # every class name (YOLO), or None = the names that occur
+    # Every class name in id order (YOLO: index i is id i + 1), or None = the names that occur, sorted.
+    categories: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
+    splits: dict[str, list[str]] = field(default_factory=dict)  # the dataset's own split: file names
+    category_fields: dict[str, Any] = field(default_factory=dict)  # added to every category (keypoints)
 
 
 def read_image_info(path: Path) -> ImageInfo:
@@ -146,13 +149,12 @@ def _r(v: float) -> float:
 
 
 def build_coco(source: Source) -> dict[str, Any]:
-    """COCO dict: images sorted by file_name with ids 1..N, annotations ids 1..M, categories sorted by
-    name with ids 1..K — so the same source always gives the same file."""
+    """COCO dict: images sorted by file_name with ids 1..N, annotations ids 1..M, categories with ids
+    1..K in the source's order (sorted by name when it has none) — so the same source always gives the
+    same file."""
     names = source.categories
     if names is None:
         names = sorted({o.category for r in source.records for o in r.objects})
-    else:
-        names = sorted(names)
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
     images, anns = [], []
     for img_id, rec in enumerate(sorted(source.records, key=lambda r: r.file_name), start=1):
@@ -176,7 +178,19 @@ def build_coco(source: Source) -> dict[str, Any]:
         "licenses": [],
         "images": images,
         "annotations": anns,
-        "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cat_ids.items()],
+        "categories": [
+            {"id": i, "name": n, "supercategory": "", **source.category_fields} for n, i in cat_ids.items()
+        ],
+    }
+
+
+def subset_coco(coco: dict[str, Any], file_names: set[str]) -> dict[str, Any]:
+    """The images named ``file_names`` and their annotations; every category is kept so ids agree."""
+    keep = {i["id"] for i in coco["images"] if i["file_name"] in file_names}
+    return {
+        **coco,
+        "images": [i for i in coco["images"] if i["id"] in keep],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep],
     }
 
 
