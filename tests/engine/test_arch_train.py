@@ -23,6 +23,7 @@ SHORT = [
 ]
 
 
+@pytest.mark.slow
 def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
     cfg = load_config(
         MINI / "keypoint_rcnn_gn_scratch.yaml", [*TINY, "model.roi_keypoint_head.conv_dim=16", *SHORT]
@@ -40,6 +41,7 @@ def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["cascade_mask_rcnn_gn_scratch.yaml", "mask_rcnn_swin_t.yaml"])
+@pytest.mark.slow
 def test_mask_config_trains_and_writes_box_and_mask_ap(tmp_path, name):
     final = train(load_config(MINI / name, [*TINY, *SHORT]), tmp_path)
     assert {"bbox", "segm"} <= set(final) and "AP" in final["segm"]

@@ -189,6 +189,7 @@ def _box_only(synth_data, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_box_only_data_is_refused_for_mask_rcnn_before_training(synth_data, tmp_path, capsys):
     from scratchlab.cli import main
     from tests.conftest import MINI, TINY
