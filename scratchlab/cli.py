@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True)
     sc.add_argument("--classes", type=int)
     sc.add_argument("--per-class", type=int)
-    sc.add_argument("--val-per-class", type=int, help="validation images per class (default: max(2, per-class // 5))")
+    sc.add_argument(
+        "--val-per-class", type=int, help="validation images per class (default: max(2, per-class // 5))"
+    )
     sc.add_argument("--image-size", type=int)
     sc.add_argument("--seed", type=int)
     sc.add_argument(
