@@ -9,7 +9,7 @@ weights or a weights file) and :func:`describe_init` (its provenance).
 from .detector import ResNetFPN, TrainNoResizeTransform, build_model, model_label
 from .norm import freeze_batchnorm, norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
-from .weights import describe_init, load_init, load_state, read_checkpoint
+from .weights import describe_init, load_init, load_state
 
 __all__ = [
     "ResNetBody",
@@ -24,6 +24,5 @@ __all__ = [
     "load_state",
     "model_label",
     "norm_factory",
-    "read_checkpoint",
     "resolve_part_norm",
 ]
