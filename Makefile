@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ test: setup browser
 	$(VENV)/bin/ruff check scratchlab tests benchmarks
 	$(VENV)/bin/ruff format --check scratchlab tests benchmarks
 	$(VENV)/bin/python -m pytest -q
+
+# The suite without the tests marked `slow` (each over ~5 s on 2 cores: multi-process, resume, studies).
+test-fast: setup
+	$(VENV)/bin/ruff check scratchlab tests benchmarks
+	$(VENV)/bin/ruff format --check scratchlab tests benchmarks
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 # Regenerates the measured part of BENCHMARKS.md (between its `make bench` markers; the rest is kept).
 # ARGS passes options through, e.g. `make bench ARGS="--only loop --repeats 5"`.

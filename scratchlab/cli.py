@@ -4,8 +4,8 @@ scratchlab train CONFIG --out DIR [--resume] [key=value ...]
 scratchlab eval CONFIG --weights FILE [--out DIR] [--per-class] [--dump-detections] [key=value ...]
 scratchlab predict RUN_DIR_OR_WEIGHTS IMAGES... --out DIR [--score-thresh 0.5] [--device auto]
 scratchlab export RUN_DIR --format {torchscript,onnx} --out FILE
-scratchlab data synth --out DIR --num-train N --num-val M --image-size S --seed K
-scratchlab data synth-classify --out DIR --classes C --per-class N --image-size S --seed K
+scratchlab data synth --out DIR [--num-train N] [--num-val M] [--image-size S] [--seed K] [key=value ...]
+scratchlab data synth-classify --out DIR [--classes C] [--per-class N] [--image-size S] [--seed K] [key=value ...]
 scratchlab data convert --from {voc,via,yolo,labelme,masks} SRC --out DIR [--split F] [--seed K]
     [--class-name NAME] [--attribute NAME] [--images-dir D --masks-dir D --classes FILE] [--names FILE]
 scratchlab data export --to yolo ANN.json [ANN.json] --images DIR [DIR] --out DIR [--copy]
@@ -116,12 +116,28 @@ def _cmd_show(a: argparse.Namespace) -> int:
     return 0
 
 
+def _synth_section(a: argparse.Namespace, section: str, flags: dict[str, str]) -> dict:
+    """The config's ``section`` (``DEFAULTS`` <- the given flags <- ``key=value`` overrides) as a dict.
+
+    ``flags`` maps an argparse destination to its key in the section; an override's key may be written
+    with or without the section's prefix (``max_objects=3`` or ``data.synth.max_objects=3``)."""
+    from omegaconf import OmegaConf
+
+    from .config import load_config
+
+    given = [
+        f"{section}.{key}={getattr(a, dest)}" for dest, key in flags.items() if getattr(a, dest) is not None
+    ]
+    extra = [o if o.startswith(section + ".") else f"{section}.{o}" for o in a.overrides]
+    cfg = load_config(None, [*given, *extra])
+    return OmegaConf.to_container(OmegaConf.select(cfg, section))
+
+
 def _cmd_synth(a: argparse.Namespace) -> int:
     from .data.synth import make_synth_detection
 
-    summary = make_synth_detection(
-        a.out, a.num_train, a.num_val, a.image_size, a.seed, min_object_size=a.min_object_size
-    )
+    flags = {k: k for k in ("num_train", "num_val", "image_size", "seed", "min_object_size")}
+    summary = make_synth_detection(a.out, **_synth_section(a, "data.synth", flags))
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -129,9 +145,9 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 def _cmd_synth_classify(a: argparse.Namespace) -> int:
     from .data.synth_classify import make_synth_classify
 
-    summary = make_synth_classify(
-        a.out, a.classes, a.per_class, a.image_size, a.seed, val_per_class=a.val_per_class
-    )
+    flags = {k: k for k in ("classes", "per_class", "image_size", "seed")}
+    section = _synth_section(a, "classify.synth", flags)
+    summary = make_synth_classify(a.out, **section, val_per_class=a.val_per_class)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -340,27 +356,38 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="make, convert and check datasets").add_subparsers(
         dest="data_cmd", required=True
     )
-    s = d.add_parser("synth", help="generate the synthetic instance-segmentation set (COCO JSON)")
+    s = d.add_parser(
+        "synth",
+        help="generate the synthetic instance-segmentation set (COCO JSON); defaults: the config's data.synth",
+    )
     s.add_argument("--out", required=True)
-    s.add_argument("--num-train", type=int, default=160)
-    s.add_argument("--num-val", type=int, default=40)
-    s.add_argument("--image-size", type=int, default=128)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--num-train", type=int)
+    s.add_argument("--num-val", type=int)
+    s.add_argument("--image-size", type=int)
+    s.add_argument("--seed", type=int)
     s.add_argument(
         "--min-object-size",
         type=float,
-        default=0.08,
         help="smallest object, as a fraction of the short side (0.2+ drops small objects)",
     )
+    s.add_argument("overrides", nargs="*", help="data.synth key=value overrides, e.g. max_objects=3")
     s.set_defaults(func=_cmd_synth)
 
-    sc = d.add_parser("synth-classify", help="generate an ImageFolder classification set (pre-training)")
+    sc = d.add_parser(
+        "synth-classify",
+        help="generate an ImageFolder classification set (pre-training); defaults: the config's classify.synth",
+    )
     sc.add_argument("--out", required=True)
-    sc.add_argument("--classes", type=int, default=16)
-    sc.add_argument("--per-class", type=int, default=50)
-    sc.add_argument("--val-per-class", type=int, default=None)
-    sc.add_argument("--image-size", type=int, default=64)
-    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--classes", type=int)
+    sc.add_argument("--per-class", type=int)
+    sc.add_argument(
+        "--val-per-class", type=int, help="validation images per class (default: max(2, per-class // 5))"
+    )
+    sc.add_argument("--image-size", type=int)
+    sc.add_argument("--seed", type=int)
+    sc.add_argument(
+        "overrides", nargs="*", help="classify.synth key=value overrides, e.g. class_colours=true"
+    )
     sc.set_defaults(func=_cmd_synth_classify)
 
     c = d.add_parser(

@@ -34,6 +34,7 @@ from .config_types import (
     ValueType,
     infer_type,
 )
+from .enums import NORMS
 
 __all__ = [
     "ARCHS",
@@ -252,7 +253,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-NORMS = ("GN", "SyncBN", "BN", "FrozenBN")
 _PART_NORM = Optional(Choice(*NORMS, ""))  # None = model.norm, "" = no norm
 _PATH = Optional(Str())
 

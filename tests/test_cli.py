@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from scratchlab.cli import main
+from scratchlab.config import DEFAULTS
 from tests.conftest import MINI, TINY
 from tests.data.test_check import CASES, _clean, _write
 
@@ -138,6 +139,23 @@ def test_synth_classify_command_layout(tmp_path):
     train_dirs = sorted(p.name for p in (tmp_path / "train").iterdir())
     assert len(train_dirs) == 3 and sorted(p.name for p in (tmp_path / "val").iterdir()) == train_dirs
     assert all(len(list((tmp_path / "train" / d).glob("*.png"))) == 4 for d in train_dirs)
+
+
+def test_synth_commands_take_their_defaults_from_the_config_and_key_value_overrides(tmp_path, capsys):
+    classify = tmp_path / "classify"
+    assert main(["data", "synth-classify", "--out", str(classify), "--classes", "2", "image_size=24"]) == 0
+    per_class = DEFAULTS["classify"]["synth"]["per_class"]
+    assert all(len(list(d.glob("*.png"))) == per_class for d in (classify / "train").iterdir())
+    detect = tmp_path / "detect"
+    argv = ["data", "synth", "--out", str(detect), "--num-train", "4", "--num-val", "1"]
+    assert main([*argv, "data.synth.image_size=40", "max_objects=1"]) == 0
+    train = json.loads((detect / "annotations" / "instances_train.json").read_text())
+    assert max(max(i["width"], i["height"]) for i in train["images"]) == 40
+    per_image = [sum(a["image_id"] == i["id"] for a in train["annotations"]) for i in train["images"]]
+    assert max(per_image) == 1
+    capsys.readouterr()
+    assert main(["data", "synth", "--out", str(tmp_path / "bad"), "max_object=1"]) == 2
+    assert "data.synth.max_object" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_python_dash_m_entry_point():

@@ -179,6 +179,7 @@ def test_a_drifted_value_is_caught(table):
     assert render(cfg)["weight decay"] != rows["mask_rcnn_R50_FPN_gn_scratch_6x.yaml"]["weight decay"]
 
 
+@pytest.mark.slow
 def test_every_recipe_builds_its_full_size_model_and_optimizer():
     """Each distinct full-size model builds from its recipe with no data (model.num_classes 80) and has
     what check_model wants, and the optimizer puts every trainable norm parameter in the recipe's norm

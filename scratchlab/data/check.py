@@ -24,7 +24,7 @@ from .check_keypoints import annotation_keypoint_problems, category_keypoint_pro
 from .image_io import ImageLoadError, image_info
 from .keypoints import keypoint_schema
 
-__all__ = ["Problem", "check_dataset", "format_report", "has_errors"]
+__all__ = ["Problem", "check_dataset", "format_report"]
 
 BOX_TOLERANCE = 1.0  # pixels a box or polygon may stick out of its image (rounding in tools)
 
@@ -412,11 +412,6 @@ def check_dataset(
             "internal",
         )
         return checker.problems
-
-
-def has_errors(problems: list[Problem]) -> bool:
-    """True when any problem is an error (warnings alone do not fail a check)."""
-    return any(p.severity == "error" for p in problems)
 
 
 def format_report(problems: list[Problem], max_per_kind: int = 10) -> str:

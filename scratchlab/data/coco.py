@@ -87,16 +87,6 @@ class CocoDetection(torch.utils.data.Dataset):
             raise ValueError(f"{self.ann_file}: no category defines 'keypoints'; a keypoint model needs them")
         self.with_keypoints = with_keypoints
 
-    def annotations_without_keypoints(self) -> list[int]:
-        """Ids of the selected (non-crowd) annotations of keypoint categories that carry no keypoints."""
-        cats = {c["id"] for c in self.categories if c.get("keypoints")}
-        return [
-            a.get("id")
-            for i in self.ids
-            for a in self.anns[i]
-            if not a.get("iscrowd", 0) and a["category_id"] in cats and not a.get("keypoints")
-        ]
-
     @property
     def num_classes(self) -> int:
         return len(self.categories)
@@ -110,9 +100,6 @@ class CocoDetection(torch.utils.data.Dataset):
             for a in self.anns[i]
             if not a.get("iscrowd", 0) and not a.get("segmentation")
         ]
-
-    def num_instances(self, image_id: int) -> int:
-        return sum(1 for a in self.anns[image_id] if not a.get("iscrowd", 0))
 
     def __len__(self) -> int:
         return len(self.ids)

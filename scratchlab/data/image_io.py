@@ -172,7 +172,7 @@ def load_image_tensor(path: str | os.PathLike[str]) -> torch.Tensor:
 
     JPEGs (most photographs) are decoded by ``torchvision.io.decode_jpeg`` where this torchvision has it
     (libjpeg-turbo, EXIF orientation applied, grey and CMYK converted to RGB): the same pixels as Pillow's
-    decode, faster on large photos (1280x1024: 4.9 against 7.6 ms, BENCHMARKS.md). Anything else, a JPEG
+    decode, faster on large photos (1280x1024: 4.9 against 7.6 ms, docs/notes/). Anything else, a JPEG
     it refuses (truncated, corrupt), or every file where torchvision.io has no decoder, goes through
     :func:`load_image`, which handles every mode and names the file in its error. Either way the tensor
     is a CHW view of HWC memory: no transposing copy, and the resize that follows takes uint8

@@ -5,7 +5,7 @@ receiving process opens each one through a socket round trip to the worker (torc
 ``file_descriptor`` strategy), about 0.5 ms per tensor on 2 cores. A detection batch is many small tensors
 (image, boxes, labels, masks per image: 32 in a mini batch of 8), so the hand-over cost more than the
 loading itself: 8% of a mini step, spent in the training process (``benchmarks/bench_data.py``,
-BENCHMARKS.md). :func:`pack` copies a batch's tensors into one buffer in the worker; :func:`unpack` rebuilds
+docs/notes/). :func:`pack` copies a batch's tensors into one buffer in the worker; :func:`unpack` rebuilds
 them in the training process as views of it, with their tensor subclass (``tv_tensors``) and metadata.
 
 Guarantee: ``unpack(pack(batch))`` equals ``batch``: the same structure (lists, tuples, dicts, other

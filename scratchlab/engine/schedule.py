@@ -13,7 +13,6 @@ from ..config import max_iter, schedule_steps
 __all__ = [
     "NORM_TYPES",
     "lr_factor",
-    "lr_at",
     "param_groups",
     "build_optimizer",
     "build_scheduler",
@@ -43,12 +42,6 @@ def lr_factor(it: int, steps: list[int], gamma: float, warmup_iters: int, warmup
         alpha = it / warmup_iters
         factor *= warmup_factor * (1 - alpha) + alpha
     return factor
-
-
-def lr_at(cfg: DictConfig, it: int) -> float:
-    """The LR the config's recipe uses at iteration ``it``."""
-    s = cfg.solver
-    return s.base_lr * lr_factor(it, schedule_steps(cfg), s.gamma, s.warmup_iters, s.warmup_factor)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, weight_decay_norm: float) -> list[dict]:

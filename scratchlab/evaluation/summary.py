@@ -194,7 +194,7 @@ def accumulated(
     keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
     sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
     # One IoU worker: faster-coco-eval's mask IoU holds the GIL, so its default 8 threads only add
-    # scheduling (BENCHMARKS.md, "Evaluation and inference speed").
+    # scheduling (docs/notes/performance.md, "Evaluation and inference speed").
     extra = {"print_function": _log.debug, "rle_iou_max_workers": 1} if backend == "faster_coco_eval" else {}
     if iou_type == "segm" and backend == "faster_coco_eval":
         # The same COCOeval_faster, fed from the records in bulk and the ground truth prepared once.

@@ -8,12 +8,11 @@ weights or a weights file) and :func:`describe_init` (its provenance).
 
 from .cascade import switch_cascade
 from .detector import ResNetFPN, TrainNoResizeTransform, build_model, model_label
-from .norm import NORM_NAMES, freeze_batchnorm, norm_factory, resolve_part_norm
+from .norm import freeze_batchnorm, norm_factory, resolve_part_norm
 from .resnet import ResNetBody, build_backbone_body, freeze_stages
-from .weights import describe_init, load_init, load_state, read_checkpoint
+from .weights import describe_init, load_init, load_state
 
 __all__ = [
-    "NORM_NAMES",
     "ResNetBody",
     "ResNetFPN",
     "TrainNoResizeTransform",
@@ -26,7 +25,6 @@ __all__ = [
     "load_state",
     "model_label",
     "norm_factory",
-    "read_checkpoint",
     "resolve_part_norm",
     "switch_cascade",
 ]

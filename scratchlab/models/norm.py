@@ -14,16 +14,15 @@ import torch.distributed as dist
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from ..enums import NORMS
+
 __all__ = [
-    "NORM_NAMES",
     "NormFactory",
     "resolve_part_norm",
     "norm_factory",
     "freeze_batchnorm",
     "SyncBatchNorm",
 ]
-
-NORM_NAMES = ("GN", "SyncBN", "BN", "FrozenBN")
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -72,7 +71,7 @@ def norm_factory(name: str, gn_groups: int = 32, where: str = "model") -> NormFa
         return SyncBatchNorm
     if name == "FrozenBN":
         return FrozenBatchNorm2d
-    raise ValueError(f"{where}: unknown norm {name!r}; expected one of {', '.join(NORM_NAMES)} or '' (none)")
+    raise ValueError(f"{where}: unknown norm {name!r}; expected one of {', '.join(NORMS)} or '' (none)")
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from scratchlab.data.check import Problem, check_dataset, format_report, has_errors
+from scratchlab.data.check import Problem, check_dataset, format_report
 
 
 def _noise_image(path: Path, w: int, h: int, orientation: int | None = None) -> None:
@@ -23,6 +23,11 @@ def _noise_image(path: Path, w: int, h: int, orientation: int | None = None) -> 
         exif[0x0112] = orientation
         kwargs["exif"] = exif.tobytes()
     Image.fromarray(arr).save(path, **kwargs)
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that fail a check (warnings alone do not)."""
+    return [p for p in problems if p.severity == "error"]
 
 
 def _clean(root: Path) -> tuple[dict, Path]:
@@ -428,9 +433,9 @@ def test_malformed_dataset_is_reported_in_one_line(
     if case_id == "size_mismatch":  # no EXIF rotation: the message does not send the user looking for one
         assert "EXIF" not in p.message
     if severity == "error":
-        assert has_errors(problems)
+        assert errors(problems)
     else:  # the only problem is this warning, and warnings do not fail a check
-        assert problems == [p] and not has_errors(problems)
+        assert problems == [p] and not errors(problems)
 
 
 @pytest.mark.parametrize(
@@ -464,7 +469,7 @@ def test_malformed_dataset_is_reported_in_one_line(
 def test_garbage_never_raises(tmp_path, text):
     problems = check_dataset(_write(tmp_path, text), tmp_path)
     assert problems and all(isinstance(p, Problem) for p in problems)
-    assert has_errors(problems)
+    assert errors(problems)
     report = format_report(problems)
     assert report.count("\n") + 1 >= min(len(problems), 2)
 
@@ -497,6 +502,6 @@ def test_progress_bar_only_when_asked(tmp_path, capsys):
     ann = _write(tmp_path, data)
     check_dataset(ann, img_dir)
     assert capsys.readouterr().err == ""
-    assert not has_errors(check_dataset(ann, img_dir, progress=True))
+    assert not errors(check_dataset(ann, img_dir, progress=True))
     err = capsys.readouterr().err
     assert "checking ann.json" in err and "3/3" in err

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from scratchlab.data.check import check_dataset, has_errors
+from scratchlab.data.check import check_dataset
 from scratchlab.data.convert import CONVERT_HELP, ConvertError, convert_dataset, format_summary
+from tests.data.test_check import errors
 
 
 def _image(path: Path, w: int, h: int, orientation: int | None = None) -> None:
@@ -105,7 +106,7 @@ def test_voc_both_layouts(tmp_path, layout):
     assert by["c.jpg"] == []
     assert by["phone.jpg"][0]["bbox"] == [1, 2, 9, 28]
     assert any("phone.xml" in w and "EXIF orientation 6" in w for w in summary["warnings"])
-    assert not has_errors(check_dataset(summary["files"][0], summary["image_root"]))
+    assert not errors(check_dataset(summary["files"][0], summary["image_root"]))
 
 
 def test_voc_finds_image_by_stem_when_filename_is_stale(tmp_path):
@@ -358,7 +359,7 @@ def test_via_without_region_attributes_needs_and_takes_class_name(tmp_path):
     assert not summary["box_only"] and summary["without_mask"] == 0
     ann = _load(summary["files"][0])["annotations"][0]
     assert ann["segmentation"] == [[10, 10, 50, 10, 30, 40]] and ann["area"] == 600
-    assert not has_errors(check_dataset(summary["files"][0], summary["image_root"]))
+    assert not errors(check_dataset(summary["files"][0], summary["image_root"]))
 
 
 def test_cli_passes_class_name_and_attribute(tmp_path, capsys):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scratchlab.data.check import check_dataset, has_errors
+from scratchlab.data.check import check_dataset
 from scratchlab.data.convert import ConvertError, convert_dataset
+from tests.data.test_check import errors
 
 
 def _image(path: Path, w: int, h: int) -> None:
@@ -93,7 +94,7 @@ def test_shapes_groups_and_images_in_another_folder(tmp_path):
     assert rect["bbox"] == [5, 30, 50, 5] and rect["area"] == 250 and "segmentation" not in rect
     assert circle["bbox"] == pytest.approx([15, 5, 10, 10], abs=0.01)
     assert circle["area"] == pytest.approx(math.pi * 25, rel=0.01)
-    assert not has_errors(check_dataset(summary["files"][0], summary["image_root"]))
+    assert not errors(check_dataset(summary["files"][0], summary["image_root"]))
 
 
 def test_single_file_empty_label_and_class_name(tmp_path):

@@ -13,9 +13,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from scratchlab.cli import main
-from scratchlab.data.check import check_dataset, has_errors
+from scratchlab.data.check import check_dataset
 from scratchlab.data.coco import CocoDetection
 from scratchlab.data.convert import ConvertError, convert_dataset, format_summary
+from tests.data.test_check import errors
 
 
 def _image(path: Path, w: int, h: int) -> None:
@@ -92,7 +93,7 @@ def test_instance_ids_and_folders_become_exact_rle(tmp_path):
     assert b[0]["segmentation"]["size"] == [15, 20]
     # The output passes the checker and trains: the dataset decodes the same masks.
     problems = check_dataset(summary["files"][0], summary["image_root"])
-    assert not has_errors(problems)
+    assert not errors(problems)
     dataset = CocoDetection(summary["files"][0], summary["image_root"], with_masks=True)
     index = dataset.ids.index(block["image_id"])
     _, target = dataset[index]

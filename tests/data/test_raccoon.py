@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchlab.data.check import check_dataset, has_errors
+from scratchlab.data.check import check_dataset
 from scratchlab.data.convert import convert_dataset
 from scratchlab.data.image_io import image_size, load_image
+from tests.data.test_check import errors
 
 RACCOON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raccoon"
 
@@ -41,7 +42,7 @@ def test_raccoon_converts_to_200_images_217_boxes_and_checks_clean(tmp_path):
     assert ann["bbox"] == [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]
 
     problems = check_dataset(summary["files"][0], summary["image_root"])
-    assert not has_errors(problems), "\n".join(map(str, problems))
+    assert not errors(problems), "\n".join(map(str, problems))
     assert problems == []  # every raccoon photo has at least one box
 
     split = convert_dataset("voc", RACCOON, tmp_path / "split", split=0.2, seed=0)
@@ -49,7 +50,7 @@ def test_raccoon_converts_to_200_images_217_boxes_and_checks_clean(tmp_path):
     assert (len(train["images"]), len(val["images"])) == (160, 40)
     assert len(train["annotations"]) + len(val["annotations"]) == 217
     for f in split["files"]:
-        assert not has_errors(check_dataset(f, split["image_root"]))
+        assert not errors(check_dataset(f, split["image_root"]))
 
     assert _snapshot(RACCOON) == before  # nothing written into the shared folder
 

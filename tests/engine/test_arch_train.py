@@ -23,6 +23,7 @@ SHORT = [
 ]
 
 
+@pytest.mark.slow
 def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
     cfg = load_config(
         MINI / "keypoint_rcnn_gn_scratch.yaml", [*TINY, "model.roi_keypoint_head.conv_dim=16", *SHORT]
@@ -39,6 +40,7 @@ def test_keypoint_config_trains_and_writes_keypoint_ap(tmp_path):
     assert records and all(len(r["keypoints"]) == 9 for r in records)
 
 
+@pytest.mark.slow
 def test_swin_mask_config_trains_and_writes_box_and_mask_ap(tmp_path):
     final = train(load_config(MINI / "mask_rcnn_swin_t.yaml", [*TINY, *SHORT]), tmp_path)
     assert {"bbox", "segm"} <= set(final) and "AP" in final["segm"]

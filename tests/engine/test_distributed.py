@@ -18,6 +18,7 @@ from tests.conftest import MINI, ROOT, TINY
     shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent)) is None,
     reason="torchrun not installed beside this Python",
 )
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path, synth_data):
     data = [f"data.{k}={v}" for k, v in synth_data.items()]
     torchrun = str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
@@ -82,6 +83,7 @@ trainer.train(load_config(sys.argv[1], sys.argv[3:]), sys.argv[2])
     shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent)) is None,
     reason="torchrun not installed beside this Python",
 )
+@pytest.mark.slow
 def test_nonfinite_loss_on_one_rank_stops_every_rank(tmp_path, synth_data):
     script = tmp_path / "nan_on_rank_1.py"
     script.write_text(NAN_ON_RANK_1)
@@ -125,6 +127,7 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank(tmp_path, synth_data):
     shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent)) is None,
     reason="torchrun not installed beside this Python",
 )
+@pytest.mark.slow
 def test_two_nodes_meet_through_the_c10d_rendezvous(tmp_path, synth_data):
     """The README's multi-node command, with two local torchrun agents as the two nodes."""
     import socket

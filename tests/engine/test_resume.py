@@ -106,6 +106,7 @@ def _assert_resumed_exactly(killed: Path, reference: Path) -> None:
     assert "resumed from" in (killed / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, synth_data):
     overrides, env = _overrides(synth_data), _env(tmp_path)
     train(load_config(MINI, overrides), tmp_path / "reference")
@@ -117,6 +118,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, synth_data):
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+@pytest.mark.slow
 def test_two_rank_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, synth_data):
     overrides, env = _overrides(synth_data), _env(tmp_path)
     _run(_train_cmd(tmp_path / "reference", overrides, 2), env)

@@ -1,8 +1,18 @@
 import pytest
+import torch
 
 from scratchlab.config import load_config
-from scratchlab.engine.schedule import lr_at
+from scratchlab.engine.schedule import build_scheduler
 from tests.conftest import MINI
+
+
+def _optimizer(cfg) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.solver.base_lr)
+
+
+def lr_at(cfg, it: int) -> float:
+    """The LR the trainer's scheduler gives iteration ``it``, without stepping through the ones before."""
+    return cfg.solver.base_lr * build_scheduler(cfg, _optimizer(cfg)).lr_lambdas[0](it)
 
 
 @pytest.fixture
@@ -30,15 +40,11 @@ def test_constant_lr_has_no_drops():
     assert lr_at(cfg, 89_999) == pytest.approx(0.02)
 
 
-def test_scheduler_follows_lr_at(cfg):
-    import torch
-
-    from scratchlab.engine.schedule import build_scheduler
-
+def test_stepping_the_scheduler_reaches_each_iterations_lr(cfg):
     cfg.solver.max_iter = 30
     cfg.solver.lr_drops_from_end = [20, 5]
     cfg.solver.warmup_iters = 4
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.solver.base_lr)
+    opt = _optimizer(cfg)
     sched = build_scheduler(cfg, opt)
     for it in range(30):
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, it)), it

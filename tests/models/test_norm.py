@@ -76,6 +76,7 @@ dist.destroy_process_group()
     shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
     reason="torchrun not installed beside this Python",
 )
+@pytest.mark.slow
 def test_syncbn_on_two_ranks_one_without_instances(tmp_path, synth_data):
     script = tmp_path / "two_ranks.py"
     script.write_text(TWO_RANKS)

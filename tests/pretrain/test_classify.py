@@ -113,6 +113,7 @@ def _torchrun(out, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_shard_checkpoint_and_resume_exactly(tmp_path):
     """2 gloo ranks, each its half of every epoch; killed (SIGKILL, every rank) after its first epoch's
     checkpoint and resumed with --resume, the backbone is bit-identical to the uninterrupted run's."""

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import pytest
 import torch
 
 from scratchlab.config import load_config
@@ -72,6 +73,7 @@ def test_stage1_epochs_set_its_length_from_the_training_images_the_regime_keeps(
     assert unset.solver.max_iter == 999  # without stage1_epochs the list's own length stands
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_either_stage_and_resumed_ends_with_the_uninterrupted_runs_weights(
     tmp_path, synth_data, monkeypatch
 ):

@@ -1,9 +1,12 @@
 import json
 
+import pytest
+
 from scratchlab.cli import main
 from scratchlab.study.verdict import verdict_lines
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0

@@ -87,6 +87,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "model_final.pth", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_local_launcher_matches_inline_and_resumes_a_killed_arm(tmp_path, synth_data):
     study = _study_file(tmp_path, synth_data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -144,6 +145,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.slow
 def test_stopping_the_study_process_cancels_its_jobs(tmp_path, synth_data, stop):
     """The signal goes to the study's process alone (not its group, as a terminal's Ctrl-C would)."""
     out = tmp_path / "out"

@@ -51,6 +51,7 @@ def test_a_bad_study_file_is_named(tmp_path, synth_data):
         run_study(tmp_path / "nope.yaml", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
     arms = [
         {"name": "ok", "init": "random", "data": ["100%", "50%"]},
@@ -117,6 +118,7 @@ def test_unfinished_arm_resumes_from_its_checkpoint(tmp_path, synth_data):
     assert "resumed from" in (run_dir / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_shared_pretraining_is_done_once(tmp_path, synth_data, monkeypatch):
     from tests.pretrain.test_classify import CLASSIFY, SMALL
 

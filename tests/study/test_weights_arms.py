@@ -60,6 +60,7 @@ def weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     return {"torchvision": cache, "timm": timm, "detectron2": d2_file, "partial": partial_file}
 
 
+@pytest.mark.slow
 def test_published_weights_arms_end_to_end(tmp_path: Path, synth_data, weight_files, capsys):
     spec = {
         "name": "published weights",

@@ -9,6 +9,5 @@ scratchlab's own ``backbone.pth`` / ``model_final.pth``. :func:`load_init` picks
 from .init import load_init
 from .load import load_state
 from .provenance import describe_init
-from .read import read_checkpoint
 
-__all__ = ["describe_init", "load_init", "load_state", "read_checkpoint"]
+__all__ = ["describe_init", "load_init", "load_state"]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_checkpoint", "read_file", "read_pickle", "read_safetensors", "sha256", "as_state_dict"]
+__all__ = ["read_file", "read_pickle", "read_safetensors", "sha256", "as_state_dict"]
 
 # The only globals a weights pickle may name: what numpy needs to rebuild arrays and scalars (under
 # numpy 1's and numpy 2's module names), OrderedDict, and the codec Python 2 pickles use for bytes.
@@ -152,9 +152,3 @@ def as_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
     if all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel wrapper
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """Read a state dict from ``path`` (see :func:`as_state_dict`). Raises :class:`ValueError` naming the
-    file if it cannot be read or is not a dict of tensors."""
-    return as_state_dict(read_file(path), str(path))
