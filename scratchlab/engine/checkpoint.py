@@ -24,6 +24,7 @@ __all__ = [
     "save_checkpoint",
     "BackgroundCheckpointer",
     "load_latest",
+    "UnreadableCheckpointsError",
     "discard_checkpoints",
     "capture_rng",
     "restore_rng",
@@ -101,10 +102,17 @@ class BackgroundCheckpointer:
             self._thread.shutdown()
 
 
+class UnreadableCheckpointsError(ValueError):
+    """Checkpoints exist but none of them loads: resuming cannot continue the run, and starting over
+    would discard what may still be recovered."""
+
+
 def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
     """Load ``last.pth``, falling back to ``previous.pth`` (with a warning) if it is missing or corrupt.
-    Returns ``None`` when there is no usable checkpoint."""
+    Returns ``None`` when there is no checkpoint; raises :class:`UnreadableCheckpointsError` (touching
+    no file) when every checkpoint there is unreadable."""
     ckpt_dir = Path(ckpt_dir)
+    unreadable = []
     for name in (LAST, PREVIOUS):
         path = ckpt_dir / name
         if not path.exists():
@@ -112,12 +120,15 @@ def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
         try:
             return torch.load(path, map_location="cpu", weights_only=True), path
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the older one
-            log.warning(
-                "checkpoint %s is unreadable (%s: %s); falling back to the previous one",
-                path,
-                type(exc).__name__,
-                exc,
-            )
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log.warning("checkpoint %s is unreadable (%s); falling back to the previous one", path, why)
+            unreadable.append(f"{name} ({why})")
+    if unreadable:
+        raise UnreadableCheckpointsError(
+            f"--resume: no readable checkpoint in {ckpt_dir}: {'; '.join(unreadable)}; every file was kept. "
+            "Restore a readable last.pth or previous.pth to continue, or move them away (or train without "
+            "--resume) to start over"
+        )
     return None
 
 

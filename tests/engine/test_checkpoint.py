@@ -6,6 +6,7 @@ import torch
 
 from scratchlab.engine.checkpoint import (
     BackgroundCheckpointer,
+    UnreadableCheckpointsError,
     capture_rng,
     load_latest,
     restore_rng,
@@ -59,7 +60,9 @@ def test_weights_only_refuses_pickled_code(tmp_path):
     import argparse
 
     torch.save({"x": argparse.Namespace(cmd="rm -rf /")}, tmp_path / "last.pth")
-    assert load_latest(tmp_path) is None
+    with pytest.raises(UnreadableCheckpointsError, match=r"last\.pth \(UnpicklingError"):
+        load_latest(tmp_path)
+    assert (tmp_path / "last.pth").is_file()
 
 
 def test_interrupt_during_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

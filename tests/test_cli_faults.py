@@ -1,0 +1,67 @@
+"""Faults and hostile input through the command line, as a user meets them: each refusal is one line on
+stderr naming the file, no traceback, and every file that was there before is still there, unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import MINI, ROOT, TINY
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "scratchlab", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path -> SHA-256)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_kept(before: dict[str, str], folder: Path) -> None:
+    """Every file of ``before`` (``checksums``) is still in ``folder`` with the same content."""
+    now = checksums(folder)
+    assert {name: now.get(name) for name in before} == before
+
+
+def one_line_error(res: subprocess.CompletedProcess, *named: str) -> str:
+    """The refusal's stderr: a single ``scratchlab:`` line naming each of ``named``, no traceback."""
+    assert res.returncode != 0, res.stdout
+    lines = [line for line in res.stderr.splitlines() if line.startswith("scratchlab:")]
+    assert "Traceback" not in res.stderr, res.stderr
+    assert len(lines) == 1, res.stderr
+    for name in named:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+def train_args(synth_data: dict[str, str], out: Path, *extra: str) -> list[str]:
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    return ["train", str(MINI), "--out", str(out), *extra, *TINY, *data, "eval.period=0"]
+
+
+@pytest.mark.slow
+def test_resume_with_every_checkpoint_unreadable_refuses_and_deletes_nothing(tmp_path, synth_data):
+    import argparse
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    (ckpts / "last.pth").write_bytes(b"PK\x03\x04 truncated")
+    torch.save({"x": argparse.Namespace(cmd="echo owned")}, ckpts / "previous.pth")  # weights_only refuses it
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 2, "loss": 1.0}\n')
+    before = checksums(tmp_path)
+    res = run_cli(*train_args(synth_data, tmp_path, "--resume"))
+    one_line_error(res, str(ckpts), "last.pth", "previous.pth", "kept")
+    assert_kept(before, tmp_path)
