@@ -65,3 +65,36 @@ def test_resume_with_every_checkpoint_unreadable_refuses_and_deletes_nothing(tmp
     res = run_cli(*train_args(synth_data, tmp_path, "--resume"))
     one_line_error(res, str(ckpts), "last.pth", "previous.pth", "kept")
     assert_kept(before, tmp_path)
+
+
+@pytest.fixture
+def photos(tmp_path, synth_data) -> Path:
+    """A copy of the tiny training images with their annotation file, in a folder of the test's own."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(synth_data["train_images"], folder)
+    shutil.copy(synth_data["train_json"], tmp_path / "train.json")
+    return folder
+
+
+@pytest.mark.parametrize("out", ["photos/.", "link"])
+def test_data_show_refuses_to_draw_over_its_input_images(tmp_path, photos, out):
+    (tmp_path / "link").symlink_to(photos)
+    before = checksums(photos)
+    res = run_cli(
+        "data", "show", str(tmp_path / "train.json"), "--images", str(photos), "--out", str(tmp_path / out)
+    )
+    one_line_error(res, "--out", str(tmp_path / out))
+    assert checksums(photos) == before
+
+
+@pytest.mark.parametrize("which", ["folder", "file"])
+def test_predict_refuses_to_draw_over_its_input_images(tmp_path, tiny_run, photos, which):
+    image = next(photos.iterdir())
+    before = checksums(photos)
+    res = run_cli(
+        "predict", str(tiny_run[0]), str(photos if which == "folder" else image), "--out", str(photos)
+    )
+    one_line_error(res, "--out", str(photos))
+    assert checksums(photos) == before

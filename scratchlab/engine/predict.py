@@ -22,7 +22,7 @@ from ..evaluation import instances_to_coco_results
 from ..models import build_model
 from ..utils.io import write_json
 from ..utils.runtime import device_named
-from ..vis.draw import count_phrase, draw_instances, save_image, unique_path
+from ..vis.draw import count_phrase, draw_instances, refuse_input_folder, save_image, unique_path
 from .inference import binary_mask_paste
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_predictor", "predict"]
@@ -172,9 +172,13 @@ def predict(
     """
     p = run_or_weights if isinstance(run_or_weights, Predictor) else load_predictor(run_or_weights, device)
     out_dir = Path(out) if out is not None else None
+    inputs = list(images)  # read twice: an iterator would be spent by the first
+    files = list_images(inputs)
+    if out_dir is not None:
+        refuse_input_folder(out_dir, [*files, *inputs], "predict")
     taken: set[str] = set()
     results, records, images_json = [], [], []
-    for file in list_images(images):
+    for file in files:
         try:
             pil = load_image(file)
         except ImageLoadError as exc:  # one broken file in a folder of photos must not cost the others

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.coco import CocoDetection
-from .draw import count_phrase, draw_instances, save_image, unique_path
+from .draw import count_phrase, draw_instances, refuse_input_folder, save_image, unique_path
 
 __all__ = ["show_dataset"]
 
@@ -26,6 +26,9 @@ def show_dataset(
     if n < 1:
         raise ValueError(f"data show: -n must be >= 1, got {n}")
     ds = CocoDetection(ann_file, image_root, transforms=None, with_masks=True)
+    refuse_input_folder(
+        out_dir, [image_root, *(ds.image_root / ds.images[i]["file_name"] for i in ds.ids)], "data show"
+    )
     names = {label: c.get("name", str(c["id"])) for label, c in enumerate(ds.categories, start=1)}
     out, taken, written = Path(out_dir), set(), []
     for index in range(min(n, len(ds))):
