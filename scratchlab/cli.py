@@ -415,13 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     from .config import ConfigError
+    from .utils.lock import DirectoryInUseError
 
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"scratchlab: config error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
+    # FileExistsError / NotADirectoryError: an --out (or a folder in it) that names an existing file.
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, DirectoryInUseError) as exc:
         print(f"scratchlab: error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # a diverged run: the message names the iteration and checkpoint

@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,26 @@ def test_predict_refuses_to_draw_over_its_input_images(tmp_path, tiny_run, photo
     )
     one_line_error(res, "--out", str(photos))
     assert checksums(photos) == before
+
+
+@pytest.mark.slow
+def test_two_trains_on_one_out_exactly_one_runs(tmp_path, synth_data):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "scratchlab", *train_args(synth_data, tmp_path, "solver.iters_1x=100000")]
+    runs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in "ab"
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while all(r.poll() is None for r in runs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        refused = [r for r in runs if r.poll() is not None]
+        assert len(refused) == 1, "exactly one of the two stops; the other trains on"
+        res = subprocess.CompletedProcess(cmd, refused[0].returncode, "", refused[0].stderr.read())
+        running = next(r for r in runs if r is not refused[0])
+        one_line_error(res, str(tmp_path), "in use by", f"pid {running.pid} on host")
+    finally:
+        for r in runs:
+            r.kill()
+            r.communicate()

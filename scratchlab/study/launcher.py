@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..utils.lock import exclusive_directory
 from .runner import Study, _record
 
 __all__ = ["LAUNCHERS", "ClusterOptions", "StudyJob", "launch_study"]
@@ -280,7 +281,11 @@ def launch_study(
     study file's ``launcher:`` block. Finished arms are recorded without a job."""
     if launcher not in LAUNCHERS[1:]:
         raise ValueError(f"--launcher must be one of {LAUNCHERS}, got {launcher!r}")
-    study = Study(study_file, out, overrides)
+    with exclusive_directory(out):  # two studies in one folder would submit the same arms twice
+        return _launch(Study(study_file, out, overrides), launcher, flags)
+
+
+def _launch(study: Study, launcher: str, flags: dict[str, Any]) -> dict[str, Any]:
     opts = ClusterOptions.from_study(study.spec, **flags)
     study.write()
     pending = []

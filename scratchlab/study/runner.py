@@ -65,6 +65,7 @@ from ..models import describe_init, model_label
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage_configs
 from ..utils.io import write_text
+from ..utils.lock import exclusive_directory
 from ..utils.runtime import setup_logging
 from .groups import sched_label
 from .provenance import arm_provenance
@@ -455,7 +456,8 @@ def run_study(
 ) -> dict[str, Any]:
     """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report.
     ``overrides`` (``key=value``) apply to every arm and to the shared pre-training, after the study's own."""
-    return Study(study_file, out, overrides).run()
+    with exclusive_directory(out):  # two studies in one folder would train the same arms at once
+        return Study(study_file, out, overrides).run()
 
 
 def rebuild_report(out: str | Path, resamples: int = RESAMPLES) -> dict[str, Any]:

@@ -244,3 +244,18 @@ def test_status_shows_the_arm_training_now_as_running(tmp_path, synth_data, monk
     first, second = ([line.split()[:2] for line in table.splitlines()[2:]] for table in seen)
     assert first == [["random_gn_1x_100pct_s0", "running"], ["random_gn_1x_100pct_s1", "pending"]]
     assert second == [["random_gn_1x_100pct_s0", "failed"], ["random_gn_1x_100pct_s1", "running"]]
+
+
+@pytest.mark.parametrize("entry", ["run_study", "launch_study"])
+def test_a_study_folder_in_use_is_refused_before_anything_runs(tmp_path, entry):
+    from scratchlab.study.launcher import launch_study
+    from scratchlab.study.runner import run_study
+    from scratchlab.utils.lock import DirectoryInUseError, exclusive_directory
+
+    start = {
+        "run_study": lambda: run_study("none.yaml", tmp_path),
+        "launch_study": lambda: launch_study("none.yaml", tmp_path, "local"),
+    }
+    with exclusive_directory(tmp_path), pytest.raises(DirectoryInUseError, match="in use by pid"):
+        start[entry]()
+    assert not list(tmp_path.iterdir())
