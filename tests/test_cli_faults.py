@@ -22,6 +22,15 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
+def cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``scratchlab ARGS`` in this process (no interpreter start-up): exit code, stdout and stderr."""
+    from scratchlab.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["scratchlab", *args], code, out, err)
+
+
 def checksums(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (relative path -> SHA-256)."""
     return {
@@ -80,7 +89,7 @@ def photos(tmp_path, synth_data) -> Path:
 
 
 @pytest.mark.parametrize("out", ["photos/.", "link"])
-def test_data_show_refuses_to_draw_over_its_input_images(tmp_path, photos, out):
+def test_data_show_refuses_to_draw_over_its_input_images(tmp_path, photos, out, capsys):
     (tmp_path / "link").symlink_to(photos)
     before = checksums(photos)
     res = run_cli(
@@ -91,7 +100,7 @@ def test_data_show_refuses_to_draw_over_its_input_images(tmp_path, photos, out):
 
 
 @pytest.mark.parametrize("which", ["folder", "file"])
-def test_predict_refuses_to_draw_over_its_input_images(tmp_path, tiny_run, photos, which):
+def test_predict_refuses_to_draw_over_its_input_images(tmp_path, tiny_run, photos, which, capsys):
     image = next(photos.iterdir())
     before = checksums(photos)
     res = run_cli(
@@ -122,3 +131,31 @@ def test_two_trains_on_one_out_exactly_one_runs(tmp_path, synth_data):
         for r in runs:
             r.kill()
             r.communicate()
+
+
+def _via_file(src: Path, filename: str) -> Path:
+    """A one-region VIA export listing ``filename`` (which may point anywhere)."""
+    import json
+
+    region = {
+        "shape_attributes": {"name": "rect", "x": 2, "y": 2, "width": 8, "height": 8},
+        "region_attributes": {},
+    }
+    meta = {"k": {"filename": filename, "size": 1, "regions": [region], "file_attributes": {}}}
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "via.json").write_text(json.dumps(meta))
+    return src / "via.json"
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "sub/../../outside.png", "ABSOLUTE", "..\\outside.png"])
+def test_via_convert_refuses_image_names_outside_its_folder(tmp_path, name, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "outside.png")
+    name = str(tmp_path / "outside.png") if name == "ABSOLUTE" else name
+    via = _via_file(tmp_path / "src", name)
+    res = run_cli(
+        "data", "convert", "--from", "via", str(via), "--out", str(tmp_path / "coco"), "--class-name", "x"
+    )
+    one_line_error(res, str(via), "file_name")
+    assert not (tmp_path / "coco").exists()
