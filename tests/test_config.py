@@ -141,7 +141,10 @@ def test_float_written_1e_3_is_a_float_in_override_and_yaml(tmp_path):
         ("solver.base_lr=abc", "solver.base_lr='abc': expected float"),
         ("solver.ims_per_batch=2.5", "solver.ims_per_batch=2.5: expected int"),
         ("data.check=maybe", "data.check='maybe': expected bool"),
-        ("input.min_size_train=[600, big]", "input.min_size_train=[600, 'big']: expected int >= 1 | list[int >= 1] of at least 1"),
+        (
+            "input.min_size_train=[600, big]",
+            "input.min_size_train=[600, 'big']: expected int >= 1 | list[int >= 1] of at least 1",
+        ),
         ("model.arch=retinanet", "model.arch='retinanet': expected one of 'mask_rcnn' | 'faster_rcnn'"),
         ("model.norm=gn", "model.norm='gn': expected one of 'GN'"),
         ("model.fpn.norm=LN", "model.fpn.norm='LN': expected one of"),
