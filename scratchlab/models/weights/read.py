@@ -42,6 +42,34 @@ class _ArraysOnly(pickle.Unpickler):
             f"refusing to load {module}.{name}: a weights pickle may only hold numpy arrays, dicts and plain values"
         )
 
+    def load(self) -> Any:
+        obj = super().load()
+        _refuse_object_dtypes(obj)
+        return obj
+
+
+def _refuse_object_dtypes(obj: Any) -> None:
+    """Refuse an array, scalar or dtype holding Python objects or fields: the allowed names can build one
+    whose object slots are raw bytes from the file, which numpy would read as pointers (a crash at best).
+    Only dtypes are looked at, never the elements."""
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Mapping):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            stack += item
+        else:
+            dtype = item if isinstance(item, np.dtype) else getattr(item, "dtype", None)
+            if isinstance(dtype, np.dtype) and (dtype.hasobject or dtype.fields is not None):
+                raise pickle.UnpicklingError(
+                    f"refusing a numpy {'object' if dtype.hasobject else 'structured'} dtype: a weights pickle "
+                    "may only hold numeric arrays"
+                )
+
 
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
