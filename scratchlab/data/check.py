@@ -158,6 +158,8 @@ class _Checker:
                     "missing 'id'" if v is None else f"id {_describe(v)} is not an integer",
                     "id",
                 )
+            elif not -(2**63) <= v < 2**63:  # training and evaluation hold ids in int64 tensors and arrays
+                self.add(f"{key}[{i}]", f"id {_describe(v)} does not fit a signed 64-bit integer", "id")
             elif v in by_id:
                 self.add(
                     f"{what} id {v}",
