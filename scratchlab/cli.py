@@ -422,16 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"scratchlab: config error: {exc}", file=sys.stderr)
         return 2
-    # FileExistsError / NotADirectoryError: an --out (or a folder in it) that names an existing file.
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, DirectoryInUseError) as exc:
+    except BrokenPipeError:  # the reader left (`scratchlab data synth ... | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
+        return 1
+    # OSError: a missing file, an --out naming an existing file, a full disk, no permission: each message
+    # names the path.
+    except (OSError, ValueError, DirectoryInUseError) as exc:
         print(f"scratchlab: error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # a diverged run: the message names the iteration and checkpoint
         print(f"scratchlab: training stopped: {exc}", file=sys.stderr)
         return 3
-    except BrokenPipeError:  # the reader left (`scratchlab data synth ... | head`): stop quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
-        return 1
 
 
 if __name__ == "__main__":

@@ -159,3 +159,51 @@ def test_via_convert_refuses_image_names_outside_its_folder(tmp_path, name, caps
     )
     one_line_error(res, str(via), "file_name")
     assert not (tmp_path / "coco").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "data show", "data synth", "data convert", "study"])
+def test_an_out_naming_an_existing_file_is_one_line(tmp_path, tiny_run, synth_data, command, capsys):
+    out = tmp_path / "taken.txt"
+    out.write_text("the user's file")
+    args = {
+        "train": train_args(synth_data, out),
+        "predict": ["predict", str(tiny_run[0]), synth_data["val_images"], "--out", str(out)],
+        "data show": [
+            "data",
+            "show",
+            synth_data["val_json"],
+            "--images",
+            synth_data["val_images"],
+            "--out",
+            str(out),
+        ],
+        "data synth": [
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--num-train",
+            "1",
+            "--num-val",
+            "1",
+            "--image-size",
+            "32",
+        ],
+        "data convert": [
+            "data",
+            "convert",
+            "--from",
+            "via",
+            str(_via_file(tmp_path / "src", "a.png")),
+            "--out",
+            str(out),
+        ],
+        "study": ["study", str(ROOT / "configs" / "studies" / "mini_architectures.yaml"), "--out", str(out)],
+    }[command]
+    if command == "data convert":
+        from PIL import Image
+
+        Image.new("RGB", (32, 32)).save(tmp_path / "src" / "a.png")
+        args += ["--class-name", "x"]
+    one_line_error(cli(capsys, *args), str(out))
+    assert out.read_text() == "the user's file"

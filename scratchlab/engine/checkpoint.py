@@ -10,9 +10,11 @@ on a thread (the fsync is most of a save's time), from a copy of the state taken
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,14 +31,30 @@ __all__ = [
     "capture_rng",
     "restore_rng",
     "atomic_torch_save",
+    "DiskFullError",
 ]
 
 log = logging.getLogger(__name__)
 LAST, PREVIOUS = "last.pth", "previous.pth"
 
 
+class DiskFullError(OSError):
+    """A checkpoint or weights file did not fit on its disk (what was there before is intact)."""
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``. A full disk
+    raises :class:`DiskFullError` naming the path and the space it needs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -46,8 +64,18 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        # torch's writer reports a full disk as a RuntimeError ("file write failed"), not as ENOSPC
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        if full or (isinstance(exc, RuntimeError) and "write failed" in str(exc)):
+            need, free = _tensor_bytes(obj), shutil.disk_usage(path.parent).free
+            if full or free < need:
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f"No space left on the disk of {path}: writing it needs about {need / 2**20:.1f} MiB, "
+                    f"{free / 2**20:.1f} MiB are free (the files written before are intact)",
+                ) from None
         raise
 
 

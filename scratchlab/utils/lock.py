@@ -27,7 +27,7 @@ _RECORD_BYTES = 512  # a lock file is a short JSON record: never read (or print)
 
 
 class DirectoryInUseError(RuntimeError):
-    """Another live process holds the directory's lock."""
+    """Another live process holds the directory's lock (or the directory cannot be made or locked)."""
 
 
 def _holder(fd: int) -> str:
@@ -85,6 +85,10 @@ def exclusive_directory(directory: str | Path) -> Iterator[None]:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             fd = _acquire(directory)
+        except OSError as exc:  # an --out naming a file, no permission: every rank must hear of it
+            refused = (
+                f"{directory}: {exc.strerror or exc}" if not isinstance(exc, BlockingIOError) else str(exc)
+            )
         except DirectoryInUseError as exc:
             refused = str(exc)
     refused = all_gather_objects(refused)[0]
