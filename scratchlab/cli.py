@@ -95,8 +95,17 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 def _cmd_show(a: argparse.Namespace) -> int:
     from .vis.show import show_dataset
 
-    written = show_dataset(a.ann, a.images, a.out, n=a.n, on_image=lambda line: print(line, flush=True))
+    unreadable: list[str] = []
+    written = show_dataset(
+        a.ann, a.images, a.out, n=a.n, on_image=lambda line: print(line, flush=True), unreadable=unreadable
+    )
     print(f"{len(written)} image(s) with ground truth drawn in {a.out}")
+    if unreadable:
+        print(
+            f"scratchlab: {len(unreadable)} unreadable image(s) skipped: {', '.join(unreadable)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

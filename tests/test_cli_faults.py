@@ -207,3 +207,24 @@ def test_an_out_naming_an_existing_file_is_one_line(tmp_path, tiny_run, synth_da
         args += ["--class-name", "x"]
     one_line_error(cli(capsys, *args), str(out))
     assert out.read_text() == "the user's file"
+
+
+def test_data_show_skips_and_names_unreadable_images(tmp_path, photos, capsys):
+    broken = sorted(photos.iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:30])
+    before = checksums(photos)
+    res = cli(
+        capsys,
+        "data",
+        "show",
+        str(tmp_path / "train.json"),
+        "--images",
+        str(photos),
+        "--out",
+        str(tmp_path / "drawn"),
+    )
+    assert res.returncode == 1
+    one_line_error(res, broken.name, "unreadable")
+    drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
+    assert broken.name not in drawn and len(drawn) == len(before) - 1
+    assert checksums(photos) == before
