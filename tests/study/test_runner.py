@@ -53,7 +53,7 @@ def test_a_bad_study_file_is_named(tmp_path, synth_data):
 def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
     arms = [
         {"name": "ok", "init": "random", "data": ["100%", "50%"]},
-        {"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]},
+        {"name": "broken", "init": "random", "overrides": ["model.gn_groups=3"]},
     ]  # fails in train()
     path = _study(tmp_path, synth_data, arms)
     study = run_study(path, tmp_path / "out")
@@ -98,7 +98,7 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
 
 def test_study_command_exits_1_naming_the_failed_arms(tmp_path, synth_data, capsys):
     path = _study(
-        tmp_path, synth_data, [{"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]}]
+        tmp_path, synth_data, [{"name": "broken", "init": "random", "overrides": ["model.gn_groups=3"]}]
     )
     assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 1
     assert "1 arm(s) failed: broken" in capsys.readouterr().err
