@@ -52,6 +52,7 @@ def one_line_error(res: subprocess.CompletedProcess, *named: str) -> str:
     lines = [line for line in res.stderr.splitlines() if line.startswith("scratchlab:")]
     assert "Traceback" not in res.stderr, res.stderr
     assert len(lines) == 1, res.stderr
+    assert res.stderr.rstrip().splitlines()[-1] == lines[0], "the error is one line, the last one"
     for name in named:
         assert name in lines[0], lines[0]
     return lines[0]
@@ -228,3 +229,22 @@ def test_data_show_skips_and_names_unreadable_images(tmp_path, photos, capsys):
     drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
     assert broken.name not in drawn and len(drawn) == len(before) - 1
     assert checksums(photos) == before
+
+
+@pytest.mark.parametrize("hostile", ["0-d cls_score", "1-d conv1", "stride-0 view"])
+def test_predict_with_a_hostile_model_final_is_one_line(tmp_path, tiny_run, synth_data, hostile, capsys):
+    ckpt = torch.load(tiny_run[0] / "model_final.pth", weights_only=True)
+    state = ckpt["model"]
+    cls = next(k for k in state if k.endswith("cls_score.weight"))
+    conv1 = next(k for k in state if k.endswith("conv1.weight"))
+    if hostile == "0-d cls_score":
+        state[cls] = torch.tensor(1.0)
+    elif hostile == "1-d conv1":
+        state[conv1] = torch.zeros(5)
+    else:
+        state[conv1] = torch.zeros(1).as_strided((64, 3, 100000, 100000), (0, 0, 0, 0))
+    path = tmp_path / "model_final.pth"
+    torch.save(ckpt, path)
+    res = cli(capsys, "predict", str(path), synth_data["val_images"], "--out", str(tmp_path / "drawn"))
+    one_line_error(res, str(path))
+    assert not (tmp_path / "drawn").exists()

@@ -20,6 +20,7 @@ from ..config import config_from_yaml
 from ..data.image_io import ImageLoadError, load_image
 from ..evaluation import instances_to_coco_results
 from ..models import build_model
+from ..models.weights.read import as_state_dict
 from ..utils.io import write_json
 from ..utils.runtime import device_named
 from ..vis.draw import count_phrase, draw_instances, refuse_input_folder, save_image, unique_path
@@ -75,10 +76,12 @@ def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predicto
     cfg = config_from_yaml(ckpt["config"], f"{path} (config)")
     cfg.model.init = "random"  # the weights come from the checkpoint, not from the run's init source
     model = build_model(cfg, num_classes=len(ckpt["classes"]))
+    state = as_state_dict(ckpt["model"], str(path))  # every tensor checked before anything copies it
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the model its config builds: {exc}") from exc
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # torch lists each mismatch on a line of its own: one line here
+        why = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+        raise ValueError(f"{path}: weights do not fit the model its config builds: {why[:500]}") from exc
     dev = device_named(device)
     return Predictor(
         model.to(dev).eval(), cfg, list(ckpt["classes"]), [int(c) for c in ckpt["category_ids"]], dev
