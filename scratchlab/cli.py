@@ -111,8 +111,17 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def _cmd_show(a: argparse.Namespace) -> int:
     from .vis.show import show_dataset
 
-    written = show_dataset(a.ann, a.images, a.out, n=a.n, on_image=lambda line: print(line, flush=True))
+    unreadable: list[str] = []
+    written = show_dataset(
+        a.ann, a.images, a.out, n=a.n, on_image=lambda line: print(line, flush=True), unreadable=unreadable
+    )
     print(f"{len(written)} image(s) with ground truth drawn in {a.out}")
+    if unreadable:
+        print(
+            f"scratchlab: {len(unreadable)} unreadable image(s) skipped: {', '.join(unreadable)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -542,21 +551,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     from .config import ConfigError
+    from .utils.lock import DirectoryInUseError
 
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"scratchlab: config error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except BrokenPipeError:  # the reader left (`scratchlab data synth ... | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
+        return 1
+    # OSError: a missing file, an --out naming an existing file, a full disk, no permission: each message
+    # names the path.
+    except (OSError, ValueError, DirectoryInUseError) as exc:
         print(f"scratchlab: error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # a diverged run: the message names the iteration and checkpoint
         print(f"scratchlab: training stopped: {exc}", file=sys.stderr)
         return 3
-    except BrokenPipeError:  # the reader left (`scratchlab data synth ... | head`): stop quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
-        return 1
 
 
 if __name__ == "__main__":

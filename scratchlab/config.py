@@ -33,6 +33,7 @@ from .config_types import (
     Str,
     ValueType,
     infer_type,
+    shown,
 )
 from .enums import NORMS
 
@@ -262,7 +263,6 @@ TYPES: dict[str, ValueType] = {
     "model.arch": Choice(*ARCHS),
     "model.cascade.bbox_reg_weights": ListOf(ListOf(Float(), length=4)),
     "model.cascade.start_iter": Int(minimum=0),
-    "model.num_classes": Optional(Int()),
     "model.init_data": Optional(Str()),
     "model.norm": Choice(*NORMS),
     "model.backbone.name": Choice("resnet", "swin_t"),
@@ -273,9 +273,6 @@ TYPES: dict[str, ValueType] = {
     "model.roi_keypoint_head.norm": _PART_NORM,
     "model.roi_keypoint_head.num_keypoints": Optional(Int()),
     "eval.keypoint_oks_sigmas": Optional(ListOf(Float())),
-    "eval.tta.min_sizes": ListOf(Int()),
-    "input.min_size_train": AnyOf(Int(), ListOf(Int())),
-    "input.crop_size": Optional(Int()),
     "input.scale_jitter": Optional(ListOf(Float(), length=2)),
     "input.pixel_mean": ListOf(Float(), length=3),
     "input.pixel_std": ListOf(Float(), length=3),
@@ -291,7 +288,6 @@ TYPES: dict[str, ValueType] = {
     "data.synth.max_object_size": Optional(Float()),
     "solver.optimizer": Choice("sgd", "adamw"),
     "solver.betas": ListOf(Float(), length=2),
-    "solver.max_iter": Optional(Int()),
     "solver.clip_grad_norm": Optional(Float()),
     "solver.amp_dtype": Choice("float16", "bfloat16"),
     "classify.lr_schedule": Choice("step", "cosine"),
@@ -300,6 +296,69 @@ TYPES: dict[str, ValueType] = {
     "direct.stage1_epochs": Optional(Float()),
     "device": Pattern(r"auto|cpu|mps|cuda(:\d+)?", "auto | cpu | cuda | cuda:N | mps"),
 }
+# Ranges: checked when the config is loaded, not met as a division by zero or a torch error mid-run.
+_POSITIVE = Int(minimum=1)
+_FRACTION = Float(minimum=0.0, maximum=1.0)
+TYPES.update(
+    {
+        key: _POSITIVE
+        for key in (
+            "model.gn_groups",
+            "model.fpn.channels",
+            "model.rpn.batch_size_per_image",
+            "model.rpn.pre_nms_top_n_train",
+            "model.rpn.post_nms_top_n_train",
+            "model.rpn.pre_nms_top_n_test",
+            "model.rpn.post_nms_top_n_test",
+            "model.roi_box_head.conv_dim",
+            "model.roi_box_head.fc_dim",
+            "model.roi_box_head.batch_size_per_image",
+            "model.roi_box_head.detections_per_img",
+            "model.roi_mask_head.conv_dim",
+            "model.roi_keypoint_head.conv_dim",
+            "input.max_size_train",
+            "input.min_size_test",
+            "input.max_size_test",
+            "solver.ims_per_batch",
+            "solver.iters_1x",
+            "solver.accumulate",
+            "eval.tta.max_size",
+            "log.period",
+            "checkpoint.period",
+            "checkpoint.keep",
+            "classify.epochs",
+            "classify.batch_size",
+            "classify.image_size",
+        )
+    }
+)
+TYPES.update(
+    {
+        key: _FRACTION
+        for key in (
+            "model.rpn.positive_fraction",
+            "model.rpn.nms_thresh",
+            "model.roi_box_head.positive_fraction",
+            "model.roi_box_head.score_thresh",
+            "model.roi_box_head.nms_thresh",
+            "input.hflip_prob",
+        )
+    }
+)
+TYPES.update(
+    {
+        "model.num_classes": Optional(_POSITIVE),
+        "input.min_size_train": AnyOf(_POSITIVE, ListOf(_POSITIVE, min_length=1)),
+        "input.crop_size": Optional(_POSITIVE),
+        "eval.tta.min_sizes": ListOf(_POSITIVE),
+        "eval.period": Int(minimum=0),
+        "solver.warmup_iters": Int(minimum=0),
+        "solver.max_iter": Optional(_POSITIVE),
+        "solver.schedule": Float(above=0.0),
+        "solver.base_lr": Float(above=0.0),
+        "classify.base_lr": Float(above=0.0),
+    }
+)
 
 
 def _leaf_types(schema: Mapping[str, Any], prefix: str = "") -> dict[str, ValueType]:
@@ -383,7 +442,7 @@ def _typed(key: str, value: Any, schema: Any) -> Any:
     mapping of them); raises :class:`ConfigError` naming the key, the value and the expected type."""
     if isinstance(schema, Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}={value!r}: expected a mapping of {', '.join(schema)}")
+            raise ConfigError(f"{key}={shown(value)}: expected a mapping of {', '.join(schema)}")
         if unknown := [f"{key}.{k}" for k in value if k not in schema]:
             raise ConfigError(_unknown(unknown))
         return {k: _typed(f"{key}.{k}", v, schema[k]) for k, v in value.items()}
@@ -391,7 +450,7 @@ def _typed(key: str, value: Any, schema: Any) -> Any:
     try:
         return value_type(value)
     except Refused:
-        raise ConfigError(f"{key}={value!r}: expected {value_type.name}") from None
+        raise ConfigError(f"{key}={shown(value)}: expected {value_type.name}") from None
 
 
 def _typed_tree(tree: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -445,7 +504,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     OmegaConf.set_struct(cfg, True)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"override {shown(item)} is not of the form key=value")
         key, value = item.split("=", 1)
         key = key.strip()
         node = cfg
@@ -460,7 +519,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         try:
             OmegaConf.update(cfg, key, typed, merge=False)
         except (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException) as exc:
-            raise ConfigError(f"cannot set {key!r} to {value!r}: {exc}") from exc
+            raise ConfigError(f"cannot set {key!r} to {shown(value)}: {exc}") from exc
     return cfg
 
 

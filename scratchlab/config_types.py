@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,19 @@ __all__ = [
     "Optional",
     "AnyOf",
     "infer_type",
+    "shown",
 ]
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict = 2, 4, 4, 4
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 60, 60, 40
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short whatever its size: a refused value in an error message costs nothing,
+    even a YAML alias bomb that expands to billions of items."""
+    return _SHOWN.repr(value)
 
 
 class Refused(ValueError):
@@ -45,8 +58,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # every float key ends up in a float32 tensor or op
+
+
 class Float(ValueType):
+    """A finite float a float32 can hold; ``above`` (exclusive) and ``maximum`` (inclusive) bound it."""
+
     name = "float"
+
+    def __init__(
+        self, above: float | None = None, maximum: float | None = None, minimum: float | None = None
+    ):
+        self.above, self.maximum, self.minimum = above, maximum, minimum
+        bounds = [f"> {above}" if above is not None else "", f">= {minimum}" if minimum is not None else ""]
+        bounds.append(f"<= {maximum}" if maximum is not None else "")
+        if any(bounds):
+            self.name = "float " + " and ".join(b for b in bounds if b)
 
     def __call__(self, value: Any) -> float:
         if isinstance(value, str):
@@ -54,7 +81,13 @@ class Float(ValueType):
                 value = float(value.strip())
             except ValueError:
                 raise Refused from None
-        if not _is_number(value) or not math.isfinite(value):
+        if not _is_number(value) or not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise Refused
+        if self.above is not None and not value > self.above:
+            raise Refused
+        if self.minimum is not None and value < self.minimum:
+            raise Refused
+        if self.maximum is not None and value > self.maximum:
             raise Refused
         return float(value)
 
@@ -165,14 +198,18 @@ class Pattern(ValueType):
 
 
 class ListOf(ValueType):
-    def __init__(self, item: ValueType, length: int | None = None) -> None:
-        self.item, self.length = item, length
+    def __init__(self, item: ValueType, length: int | None = None, min_length: int = 0) -> None:
+        self.item, self.length, self.min_length = item, length, min_length
         self.name = f"list[{item.name}]" + (f" of length {length}" if length is not None else "")
+        if min_length:
+            self.name += f" of at least {min_length}"
 
     def __call__(self, value: Any) -> list[Any]:
         if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
             raise Refused
         if self.length is not None and len(value) != self.length:
+            raise Refused
+        if len(value) < self.min_length:
             raise Refused
         return [self.item(v) for v in value]
 

@@ -141,7 +141,10 @@ def test_float_written_1e_3_is_a_float_in_override_and_yaml(tmp_path):
         ("solver.base_lr=abc", "solver.base_lr='abc': expected float"),
         ("solver.ims_per_batch=2.5", "solver.ims_per_batch=2.5: expected int"),
         ("data.check=maybe", "data.check='maybe': expected bool"),
-        ("input.min_size_train=[600, big]", "input.min_size_train=[600, 'big']: expected int | list[int]"),
+        (
+            "input.min_size_train=[600, big]",
+            "input.min_size_train=[600, 'big']: expected int >= 1 | list[int >= 1] of at least 1",
+        ),
         ("model.arch=retinanet", "model.arch='retinanet': expected one of 'mask_rcnn' | 'faster_rcnn'"),
         ("model.norm=gn", "model.norm='gn': expected one of 'GN'"),
         ("model.fpn.norm=LN", "model.fpn.norm='LN': expected one of"),
@@ -227,3 +230,48 @@ def test_every_mini_recipe_drops_at_the_scaled_1x_steps(tmp_path):
         else:
             found[f.name] = schedule_steps(cfg)
     assert found == MINI_STEPS
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "solver.schedule=0",
+        "solver.schedule=-1",
+        "solver.base_lr=1e39",  # overflows float32
+        "solver.ims_per_batch=0",
+        "solver.iters_1x=0",
+        "solver.max_iter=-3",
+        "solver.accumulate=0",
+        "log.period=0",
+        "checkpoint.period=0",
+        "eval.period=-1",
+        "input.min_size_train=[]",
+        "input.min_size_train=0",
+        "input.max_size_test=0",
+        "model.num_classes=0",
+        "model.roi_box_head.score_thresh=nan",
+        "model.roi_box_head.score_thresh=1.5",
+        "model.rpn.nms_thresh=-0.1",
+        "model.fpn.channels=0",
+        "classify.batch_size=0",
+    ],
+)
+def test_out_of_range_values_are_refused_at_load_time(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=re.escape(key) + r"=.*: expected"):
+        load_config(MINI, [override])
+
+
+def test_a_refused_yaml_alias_bomb_is_not_printed_whole(tmp_path):
+    import time
+
+    # 10**10 integers once the aliases are expanded, in a file of a few hundred bytes
+    levels = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"_base_: {MINI}\nsolver:\n  ims_per_batch: [{', '.join(levels)}]\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="solver.ims_per_batch=") as refused:
+        load_config(path)
+    assert time.perf_counter() - start < 5
+    assert len(str(refused.value)) < 500

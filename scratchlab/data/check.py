@@ -24,7 +24,7 @@ from .check_keypoints import annotation_keypoint_problems, category_keypoint_pro
 from .image_io import ImageLoadError, image_info
 from .keypoints import keypoint_schema
 
-__all__ = ["Problem", "check_dataset", "format_report"]
+__all__ = ["Problem", "check_dataset", "file_name_outside", "format_report"]
 
 BOX_TOLERANCE = 1.0  # pixels a box or polygon may stick out of its image (rounding in tools)
 
@@ -60,6 +60,16 @@ def _key(v: Any) -> int | None:
 def _describe(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def file_name_outside(name: str) -> str | None:
+    """Why the image path ``name`` would leave its images folder (absolute, or through ``..``), or None."""
+    norm = posixpath.normpath(name.replace("\\", "/"))
+    if posixpath.isabs(norm) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
+        return f"file_name {_describe(name)} is absolute; it must be relative to the images folder"
+    if norm == ".." or norm.startswith("../"):
+        return f"file_name {_describe(name)} escapes the images folder with '..'"
+    return None
 
 
 def _rle_string_counts(s: str) -> list[int] | None:
@@ -148,6 +158,8 @@ class _Checker:
                     "missing 'id'" if v is None else f"id {_describe(v)} is not an integer",
                     "id",
                 )
+            elif not -(2**63) <= v < 2**63:  # training and evaluation hold ids in int64 tensors and arrays
+                self.add(f"{key}[{i}]", f"id {_describe(v)} does not fit a signed 64-bit integer", "id")
             elif v in by_id:
                 self.add(
                     f"{what} id {v}",
@@ -193,13 +205,10 @@ class _Checker:
         if name in names:
             self.add(rec, f"file_name {name!r} is also used by {names[name]}", "path")
         names.setdefault(name, rec)
+        if (outside := file_name_outside(name)) is not None:
+            self.add(rec, outside, "path")
+            return ok
         norm = posixpath.normpath(name.replace("\\", "/"))
-        if posixpath.isabs(norm) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
-            self.add(rec, f"file_name {name!r} is absolute; it must be relative to the images folder", "path")
-            return ok
-        if norm == ".." or norm.startswith("../"):
-            self.add(rec, f"file_name {name!r} escapes the images folder with '..'", "path")
-            return ok
         if not on_disk:
             return ok
         path = self.images_dir / norm

@@ -49,7 +49,15 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
 class ImageLoadError(ValueError):
-    """An image file is missing, not an image, truncated or otherwise undecodable."""
+    """An image file is missing, not an image, truncated or otherwise undecodable.
+
+    A DataLoader worker's error is re-raised in the main process as ``ImageLoadError(text)``, the text
+    being the worker's whole traceback; the message keeps only its last line, the one naming the file."""
+
+    def __init__(self, message: str = "") -> None:
+        if message.startswith("Caught ImageLoadError") and "ImageLoadError: " in message:
+            message = message.rstrip().rsplit("ImageLoadError: ", 1)[1]
+        super().__init__(message)
 
 
 class ImageInfo(NamedTuple):

@@ -10,9 +10,11 @@ on a thread (the fsync is most of a save's time), from a copy of the state taken
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,17 +28,34 @@ __all__ = [
     "save_checkpoint",
     "BackgroundCheckpointer",
     "load_latest",
+    "UnreadableCheckpointsError",
     "discard_checkpoints",
     "capture_rng",
     "restore_rng",
     "atomic_torch_save",
+    "DiskFullError",
 ]
 
 log = logging.getLogger(__name__)
 
 
+class DiskFullError(OSError):
+    """A checkpoint or weights file did not fit on its disk (what was there before is intact)."""
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``. A full disk
+    raises :class:`DiskFullError` naming the path and the space it needs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -46,8 +65,18 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        # torch's writer reports a full disk as a RuntimeError ("file write failed"), not as ENOSPC
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        if full or (isinstance(exc, RuntimeError) and "write failed" in str(exc)):
+            need, free = _tensor_bytes(obj), shutil.disk_usage(path.parent).free
+            if full or free < need:
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f"No space left on the disk of {path}: writing it needs about {need / 2**20:.1f} MiB, "
+                    f"{free / 2**20:.1f} MiB are free (the files written before are intact)",
+                ) from None
         raise
 
 
@@ -102,10 +131,17 @@ class BackgroundCheckpointer:
             self._thread.shutdown()
 
 
+class UnreadableCheckpointsError(ValueError):
+    """Checkpoints exist but none of them loads: resuming cannot continue the run, and starting over
+    would discard what may still be recovered."""
+
+
 def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
     """Load ``last.pth``, falling back to ``previous.pth`` (with a warning) if it is missing or corrupt.
-    Returns ``None`` when there is no usable checkpoint."""
+    Returns ``None`` when there is no checkpoint; raises :class:`UnreadableCheckpointsError` (touching
+    no file) when every checkpoint there is unreadable."""
     ckpt_dir = Path(ckpt_dir)
+    unreadable = []
     for name in (LAST, PREVIOUS):
         path = ckpt_dir / name
         if not path.exists():
@@ -113,12 +149,15 @@ def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
         try:
             return torch.load(path, map_location="cpu", weights_only=True), path
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the older one
-            log.warning(
-                "checkpoint %s is unreadable (%s: %s); falling back to the previous one",
-                path,
-                type(exc).__name__,
-                exc,
-            )
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log.warning("checkpoint %s is unreadable (%s); falling back to the previous one", path, why)
+            unreadable.append(f"{name} ({why})")
+    if unreadable:
+        raise UnreadableCheckpointsError(
+            f"--resume: no readable checkpoint in {ckpt_dir}: {'; '.join(unreadable)}; every file was kept. "
+            "Restore a readable last.pth or previous.pth to continue, or move them away (or train without "
+            "--resume) to start over"
+        )
     return None
 
 

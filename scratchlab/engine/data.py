@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 from datetime import datetime, timedelta, timezone
@@ -101,16 +102,34 @@ def check_cache_dir() -> Path:
     return Path(root) / "data_check"
 
 
+def _image_stamps(ann_bytes: bytes, folder: Path) -> str:
+    """Size and modification time of every image the annotation file names: an image rewritten in place
+    (the folder's own mtime unchanged) is a different dataset. Empty for a file the checker will refuse."""
+    try:
+        images = json.loads(ann_bytes).get("images", [])
+    except (ValueError, AttributeError):
+        return ""
+    stamps = []
+    for img in images if isinstance(images, list) else []:
+        name = img.get("file_name") if isinstance(img, dict) else None
+        try:
+            st = (folder / name).stat() if isinstance(name, str) else None
+        except (OSError, ValueError):
+            st = None
+        stamps.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}" if st else f"{name}\0-")
+    return "\0".join(stamps)
+
+
 def _check_key(ann: Path, images: Path) -> str:
     """sha256 of the annotation file's bytes, the image folder (resolved path and modification time:
-    adding or removing images changes it) and :data:`CHECK_CACHE_VERSION`."""
-    digest = hashlib.sha256()
-    with open(ann, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    adding or removing images changes it), each listed image's size and mtime and
+    :data:`CHECK_CACHE_VERSION`."""
+    ann_bytes = ann.read_bytes()
     folder = images.resolve()
     mtime = folder.stat().st_mtime_ns if folder.is_dir() else -1
-    digest.update(f"\0{folder}\0{mtime}\0{CHECK_CACHE_VERSION}".encode())
+    digest = hashlib.sha256(ann_bytes)
+    digest.update(f"\0{folder}\0{mtime}\0{CHECK_CACHE_VERSION}\0".encode())
+    digest.update(_image_stamps(ann_bytes, folder).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 

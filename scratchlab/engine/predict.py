@@ -21,9 +21,10 @@ from ..config import config_from_yaml
 from ..data.image_io import ImageLoadError, load_image
 from ..evaluation import instances_to_coco_results
 from ..models import build_model
+from ..models.weights.read import as_state_dict
 from ..utils.io import write_json
 from ..utils.runtime import device_named
-from ..vis.draw import count_phrase, draw_instances, save_image, unique_path
+from ..vis.draw import count_phrase, draw_instances, refuse_input_folder, save_image, unique_path
 from .inference import binary_mask_paste
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_predictor", "predict"]
@@ -76,10 +77,12 @@ def load_predictor(run_or_weights: str | Path, device: str = "auto") -> Predicto
     cfg = config_from_yaml(ckpt["config"], f"{path} (config)")
     cfg.model.init = "random"  # the weights come from the checkpoint, not from the run's init source
     model = build_model(cfg, num_classes=len(ckpt["classes"]))
+    state = as_state_dict(ckpt["model"], str(path))  # every tensor checked before anything copies it
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the model its config builds: {exc}") from exc
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # torch lists each mismatch on a line of its own: one line here
+        why = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+        raise ValueError(f"{path}: weights do not fit the model its config builds: {why[:500]}") from exc
     dev = device_named(device)
     return Predictor(
         model.to(dev).eval(), cfg, list(ckpt["classes"]), [int(c) for c in ckpt["category_ids"]], dev
@@ -173,9 +176,13 @@ def predict(
     """
     p = run_or_weights if isinstance(run_or_weights, Predictor) else load_predictor(run_or_weights, device)
     out_dir = Path(out) if out is not None else None
+    inputs = list(images)  # read twice: an iterator would be spent by the first
+    files = list_images(inputs)
+    if out_dir is not None:
+        refuse_input_folder(out_dir, [*files, *inputs], "predict")
     taken: set[str] = set()
     results, records, images_json = [], [], []
-    for file in list_images(images):
+    for file in files:
         try:
             pil = load_image(file)
         except ImageLoadError as exc:  # one broken file in a folder of photos must not cost the others

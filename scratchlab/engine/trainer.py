@@ -24,6 +24,7 @@ from ..config import max_iter, to_yaml
 from ..models import build_model, switch_cascade
 from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
 from ..utils.io import write_json
+from ..utils.lock import exclusive_directory
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
 from .categories import category_ids, check_annotation_files, refuse_changed_categories
@@ -103,7 +104,12 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
         cfg = load_config("configs/mini/mask_rcnn_gn_scratch.yaml", ["solver.schedule=0.5"])
         final = train(cfg, "runs/mini")  # {"iteration", "bbox": {"AP", ...}, "segm": {...}, "cost"}
     """
-    out = Path(out_dir)
+    init_distributed()  # taking the directory's lock is a collective
+    with exclusive_directory(out_dir):  # a second run there would interleave its files with this one's
+        return _train(cfg, Path(out_dir), resume)
+
+
+def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = init_distributed()
     setup_logging(out / run_dir.LOG)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import run_dir
+from ..utils.lock import exclusive_directory
 from .arms import ArmRecord, ArmSpec
 from .groups import LAUNCHERS
 from .runner import Study
@@ -279,7 +280,11 @@ def launch_study(
     launcher's submitit executor (see :class:`Scheduler`)."""
     if launcher not in LAUNCHERS[1:]:
         raise ValueError(f"--launcher must be one of {LAUNCHERS}, got {launcher!r}")
-    study = Study(study_file, out, overrides)
+    with exclusive_directory(out):  # two studies in one folder would submit the same arms twice
+        return _launch(Study(study_file, out, overrides), launcher, flags, executor)
+
+
+def _launch(study: Study, launcher: str, flags: dict[str, Any], executor: Any) -> dict[str, Any]:
     opts = ClusterOptions.from_study(study.spec, **flags)
     study.write()
     pending = []

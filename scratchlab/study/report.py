@@ -96,6 +96,24 @@ def _check_study(study: Any) -> None:
     if not isinstance(study, dict) or not isinstance(study.get("arms"), list):
         raise ValueError("a study must be a mapping with an 'arms' list")
     validate_arms(study["arms"])
+    _refuse_inconsistent_arms(study["arms"])
+
+
+def _refuse_inconsistent_arms(arms: list[dict[str, Any]]) -> None:
+    """Arm records the verdict would silently mis-pair: a name recorded twice, a finished arm without the
+    per-image data the others carry (its intervals would be left out), a final AP that is not a number."""
+    names = [str(arm.get("name")) for arm in arms]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"arm record(s) listed more than once: {', '.join(twice[:5])}")
+    done = [arm for arm in arms if arm["status"] == "finished" and arm.get("final")]
+    for task in sorted({t for arm in done for t in (arm.get("per_image") or {})}):
+        if lacking := [str(arm.get("name")) for arm in done if task not in (arm.get("per_image") or {})]:
+            raise ValueError(f"finished arm(s) without per-image {task} data: {', '.join(lacking[:5])}")
+    for arm in done:
+        for task, metrics in arm["final"].items():
+            for metric, value in metrics.items() if isinstance(metrics, dict) else ():
+                if isinstance(value, float) and value != value:
+                    raise ValueError(f"arm {str(arm.get('name'))[:80]!r}: final.{task}.{metric} is NaN")
 
 
 # -------------------------------------------------------------------------------------------- tables

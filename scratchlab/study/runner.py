@@ -64,6 +64,7 @@ from ..models import describe_init, model_label
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage1_weights, stage_configs
 from ..run_dir import EXTERNAL
+from ..utils.lock import exclusive_directory
 from ..utils.runtime import setup_logging
 from .arms import ArmRecord, ArmSpec, expand_arms, finished_record, parse_regime, pretraining_name
 from .noise import Calibration
@@ -343,4 +344,5 @@ def run_study(
 ) -> dict[str, Any]:
     """Run (or resume) every arm of ``study_file`` into ``out``; write study.json and the report.
     ``overrides`` (``key=value``) apply to every arm and to the shared pre-training, after the study's own."""
-    return Study(study_file, out, overrides).run()
+    with exclusive_directory(out):  # two studies in one folder would train the same arms at once
+        return Study(study_file, out, overrides).run()

@@ -4,7 +4,7 @@ truth) write, so both look the same. A class keeps its colour across images."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +17,7 @@ __all__ = [
     "PALETTE",
     "class_color",
     "count_phrase",
+    "refuse_input_folder",
     "draw_instances",
     "save_image",
     "to_uint8",
@@ -128,6 +129,19 @@ def count_phrase(names: Sequence[str]) -> str:
     for name in names:
         counts[name] = counts.get(name, 0) + 1
     return ", ".join(f"{n} {name}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def refuse_input_folder(out_dir: str | Path, inputs: Iterable[str | Path], command: str) -> None:
+    """Refuse an ``--out`` that is the folder of an input image (or an input folder): the drawn copies,
+    named as the images are, would overwrite the user's pictures."""
+    out = Path(out_dir).resolve()
+    for item in map(Path, inputs):
+        resolved = item.resolve()
+        if (resolved if resolved.is_dir() else resolved.parent) == out:
+            raise ValueError(
+                f"{command}: --out {out_dir} holds the input images ({item}); the drawn copies would "
+                "overwrite them: give another --out"
+            )
 
 
 def unique_path(out_dir: Path, name: str, taken: set[str]) -> Path:

@@ -505,3 +505,17 @@ def test_progress_bar_only_when_asked(tmp_path, capsys):
     assert not errors(check_dataset(ann, img_dir, progress=True))
     err = capsys.readouterr().err
     assert "checking ann.json" in err and "3/3" in err
+
+
+@pytest.mark.parametrize("key", ["images", "annotations", "categories"])
+@pytest.mark.parametrize("big", [2**63, -(2**63) - 1, 10**30])
+def test_ids_past_64_bits_are_refused(tmp_path, key, big):
+    data, img_dir = _clean(tmp_path)
+    data[key][0]["id"] = big
+    if key == "images":
+        data["annotations"][0]["image_id"] = big
+    if key == "categories":
+        data["annotations"][0]["category_id"] = big
+        data["annotations"][2]["category_id"] = big
+    problems = check_dataset(_write(tmp_path, data), img_dir)
+    assert any(p.kind == "id" and "signed 64-bit" in p.message for p in problems), problems

@@ -268,3 +268,28 @@ def test_a_torchvision_io_whose_decoder_fails_selects_pillow(monkeypatch):
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", no_extension)
     assert image_io._torchvision_jpeg_reader() is None
+
+
+class _Broken(torch.utils.data.Dataset):
+    def __init__(self, path):
+        self.path = path
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        from scratchlab.data.image_io import load_image_tensor
+
+        return load_image_tensor(self.path)
+
+
+def test_a_workers_image_error_is_one_line_naming_the_file(tmp_path):
+    from scratchlab.data.image_io import ImageLoadError
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    loader = torch.utils.data.DataLoader(_Broken(broken), num_workers=1, batch_size=None)
+    with pytest.raises(ImageLoadError) as caught:
+        next(iter(loader))
+    assert str(broken) in str(caught.value)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)

@@ -6,6 +6,7 @@ import torch
 
 from scratchlab.engine.checkpoint import (
     BackgroundCheckpointer,
+    UnreadableCheckpointsError,
     capture_rng,
     load_latest,
     restore_rng,
@@ -59,7 +60,9 @@ def test_weights_only_refuses_pickled_code(tmp_path):
     import argparse
 
     torch.save({"x": argparse.Namespace(cmd="rm -rf /")}, tmp_path / "last.pth")
-    assert load_latest(tmp_path) is None
+    with pytest.raises(UnreadableCheckpointsError, match=r"last\.pth \(UnpicklingError"):
+        load_latest(tmp_path)
+    assert (tmp_path / "last.pth").is_file()
 
 
 def test_interrupt_during_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -118,3 +121,33 @@ def test_background_write_errors_reach_the_caller(tmp_path, monkeypatch):
         writer.close()
     monkeypatch.undo()
     assert load_latest(tmp_path)[0]["iteration"] == 1
+
+
+@pytest.mark.parametrize("failure", ["torch-writer", "enospc"])
+def test_a_full_disk_names_the_path_and_the_space_needed(tmp_path, monkeypatch, failure):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from scratchlab.engine import checkpoint
+
+    save_checkpoint({"iteration": 1, "w": torch.zeros(4)}, tmp_path)
+    before = (tmp_path / "last.pth").read_bytes()
+
+    def full(obj, f):
+        f.write(b"partial")
+        if failure == "enospc":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file write failed"
+        )
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1024))
+    with pytest.raises(checkpoint.DiskFullError) as full_disk:
+        save_checkpoint({"iteration": 2, "w": torch.zeros(1 << 20)}, tmp_path)
+    message = str(full_disk.value)
+    assert str(tmp_path / "last.pth.new") in message and "4.0 MiB" in message and "\n" not in message
+    assert (tmp_path / "last.pth").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]

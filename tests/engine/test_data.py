@@ -167,3 +167,20 @@ def test_train_set_size_parses_a_file_again_only_once_it_changed(tiny_cfg, tmp_p
     coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != first]
     ann.write_text(json.dumps(coco))
     assert engine_data.train_set_size(cfg) == 11 and len(parsed) == 2
+
+
+def test_an_image_rewritten_in_place_is_checked_again(tiny_cfg, counted, tmp_path):
+    import os
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(tiny_cfg.data.train_images, images)
+    tiny_cfg.data.train_images, tiny_cfg.data.val_json = str(images), None
+    validate_data(tiny_cfg)
+    victim = sorted(images.iterdir())[0]
+    folder_times = os.stat(images)
+    victim.write_bytes(victim.read_bytes()[:40])  # truncated: the folder's mtime does not change
+    os.utime(images, ns=(folder_times.st_atime_ns, folder_times.st_mtime_ns))
+    with pytest.raises(DatasetError, match=victim.name):
+        validate_data(tiny_cfg)
+    assert counted == ["instances_train.json"] * 2

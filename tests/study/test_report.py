@@ -350,3 +350,26 @@ def test_chromium_screenshot_not_blank(caught_up_arms, make_arm, tmp_path):
     assert any("curve colour" in p for p in bad_img), bad_img
     bad_empty = _screenshot_problems(_screenshot(chromium, empty, tmp_path))
     assert any("blank" in p for p in bad_empty), bad_empty
+
+
+@pytest.mark.parametrize("fault", ["duplicate", "no per-image", "NaN AP"])
+def test_report_only_refuses_inconsistent_arm_records_naming_them(study, tmp_path, fault, capsys):
+    from scratchlab.cli import main
+
+    faulty = copy.deepcopy(study)
+    arms = faulty["arms"]
+    if fault == "duplicate":
+        arms.append(copy.deepcopy(arms[0]))
+        named = "listed more than once: scratch_gn_1x"
+    elif fault == "no per-image":
+        arms[0]["per_image"] = {"bbox": {"image_ids": [1], "cells": []}}  # the others have none
+        named = "without per-image bbox data: scratch_gn_2x_s0, scratch_gn_2x_s1"
+    else:
+        arms[0]["final"]["bbox"]["AP"] = float("nan")
+        named = "'scratch_gn_1x': final.bbox.AP is NaN"
+    (tmp_path / "study.json").write_text(json.dumps(faulty))
+    before = (tmp_path / "study.json").read_bytes()
+    assert main(["study", "--report-only", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(tmp_path / "study.json") in err and named in err, err
+    assert (tmp_path / "study.json").read_bytes() == before

@@ -55,7 +55,7 @@ def test_a_bad_study_file_is_named(tmp_path, synth_data):
 def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path, synth_data, monkeypatch):
     arms = [
         {"name": "ok", "init": "random", "data": ["100%", "50%"]},
-        {"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]},
+        {"name": "broken", "init": "random", "overrides": ["model.gn_groups=3"]},
     ]  # fails in train()
     path = _study(tmp_path, synth_data, arms)
     study = run_study(path, tmp_path / "out")
@@ -100,7 +100,7 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
 
 def test_study_command_exits_1_naming_the_failed_arms(tmp_path, synth_data, capsys):
     path = _study(
-        tmp_path, synth_data, [{"name": "broken", "init": "random", "overrides": ["model.gn_groups=0"]}]
+        tmp_path, synth_data, [{"name": "broken", "init": "random", "overrides": ["model.gn_groups=3"]}]
     )
     assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 1
     assert "1 arm(s) failed: broken" in capsys.readouterr().err
@@ -247,3 +247,18 @@ def test_status_shows_the_arm_training_now_as_running(tmp_path, synth_data, monk
     first, second = ([line.split()[:2] for line in table.splitlines()[2:]] for table in seen)
     assert first == [["random_gn_1x_100pct_s0", "running"], ["random_gn_1x_100pct_s1", "pending"]]
     assert second == [["random_gn_1x_100pct_s0", "failed"], ["random_gn_1x_100pct_s1", "running"]]
+
+
+@pytest.mark.parametrize("entry", ["run_study", "launch_study"])
+def test_a_study_folder_in_use_is_refused_before_anything_runs(tmp_path, entry):
+    from scratchlab.study.launcher import launch_study
+    from scratchlab.study.runner import run_study
+    from scratchlab.utils.lock import DirectoryInUseError, exclusive_directory
+
+    start = {
+        "run_study": lambda: run_study("none.yaml", tmp_path),
+        "launch_study": lambda: launch_study("none.yaml", tmp_path, "local"),
+    }
+    with exclusive_directory(tmp_path), pytest.raises(DirectoryInUseError, match="in use by pid"):
+        start[entry]()
+    assert not list(tmp_path.iterdir())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...utils.io import write_json
+from ..check import file_name_outside
 from ._common import ConvertError, Source, build_coco, ensure_outside, split_coco, subset_coco
 from .labelme import read_labelme
 from .masks import read_masks
@@ -137,6 +138,9 @@ def convert_dataset(
         },
     )
     ensure_outside(out_path, source.image_root)
+    for rec in source.records:  # data check would refuse the file: never write it
+        if (outside := file_name_outside(rec.file_name)) is not None:
+            raise ConvertError(f"{src_path}: {outside}")
     coco = build_coco(source)
     if source.splits:
         if split is not None:

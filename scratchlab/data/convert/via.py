@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..check import file_name_outside
 from ._common import (
     ConvertError,
     Obj,
@@ -154,6 +155,8 @@ def _image_root(json_path: Path, entries: list[dict[str, Any]]) -> Path:
     for name in names:
         if "://" in name:
             raise ConvertError(f"{json_path}: image {name!r} is a URL; download the images beside the JSON")
+        if (outside := file_name_outside(name)) is not None:  # before any file outside is looked at
+            raise ConvertError(f"{json_path}: {outside}")
     roots = [json_path.parent, json_path.parent / "images"]
     for root in roots:
         if all((root / n).is_file() for n in names):

@@ -89,6 +89,9 @@ def from_caffe2(obj: Any, source: str) -> Converted:
                 state[stats + "running_var"] = torch.full_like(value, 1 - FROZEN_BN_EPS)
     if len(kinds) > 1:
         raise ValueError(f"{source}: the file mixes BN and GN blobs; cannot tell which ResNet it is")
+    if "conv1.weight" in state and state["conv1.weight"].ndim != 4:  # flip(1) below indexes dimension 1
+        shape = "x".join(map(str, state["conv1.weight"].shape)) or "a scalar"
+        raise ValueError(f"{source}: conv1_w is {shape}, expected a 4-D convolution weight")
     if "conv1.weight" in state:  # trained on BGR: reorder conv1's input channels for RGB images
         state["conv1.weight"] = state["conv1.weight"].flip(1).contiguous()
     gn = kinds == {"gn"}

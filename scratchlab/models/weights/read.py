@@ -42,6 +42,34 @@ class _ArraysOnly(pickle.Unpickler):
             f"refusing to load {module}.{name}: a weights pickle may only hold numpy arrays, dicts and plain values"
         )
 
+    def load(self) -> Any:
+        obj = super().load()
+        _refuse_object_dtypes(obj)
+        return obj
+
+
+def _refuse_object_dtypes(obj: Any) -> None:
+    """Refuse an array, scalar or dtype holding Python objects or fields: the allowed names can build one
+    whose object slots are raw bytes from the file, which numpy would read as pointers (a crash at best).
+    Only dtypes are looked at, never the elements."""
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Mapping):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            stack += item
+        else:
+            dtype = item if isinstance(item, np.dtype) else getattr(item, "dtype", None)
+            if isinstance(dtype, np.dtype) and (dtype.hasobject or dtype.fields is not None):
+                raise pickle.UnpicklingError(
+                    f"refusing a numpy {'object' if dtype.hasobject else 'structured'} dtype: a weights pickle "
+                    "may only hold numeric arrays"
+                )
+
 
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
@@ -127,6 +155,28 @@ def _tensor(value: Any) -> Tensor | None:
     return None
 
 
+# The largest tensor a detector's weights file may declare: ten times a ResNeXt-152 / Swin-L layer. A file
+# declaring more (a stride-0 view of 64x3x100000x100000) is refused before any conversion copies it.
+TENSOR_BUDGET = 2**31
+
+
+def _refuse_hostile_tensor(key: str, tensor: Tensor, source: str) -> None:
+    """A tensor larger than :data:`TENSOR_BUDGET`, or a view declaring more elements than its storage holds
+    (stride 0): copying it, as every conversion does, would try to allocate all of it."""
+    declared = tensor.numel() * tensor.element_size()
+    shape = "x".join(map(str, tensor.shape)) or "scalar"
+    if declared > TENSOR_BUDGET:
+        raise ValueError(
+            f"{source}: entry {key[:80]!r} declares {shape} ({declared / 2**30:.1f} GiB), over the "
+            f"{TENSOR_BUDGET / 2**30:.0f} GiB a weight tensor may take"
+        )
+    if declared > tensor.untyped_storage().nbytes():
+        raise ValueError(
+            f"{source}: entry {key[:80]!r} declares {shape} over a storage of "
+            f"{tensor.untyped_storage().nbytes()} bytes (a broadcast view, not weights)"
+        )
+
+
 def as_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
     """``name -> tensor`` from a state dict, possibly wrapped as ``{"model": ...}``, ``{"state_dict": ...}``
     or ``{"blobs": ...}`` (Caffe2), with numpy arrays turned into tensors and a DDP ``module.`` prefix
@@ -148,6 +198,7 @@ def as_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
                 f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor; "
                 "expected a state_dict or {'model': state_dict}"
             )
+        _refuse_hostile_tensor(str(key), tensor, source)
         state[str(key)] = tensor
     if all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel wrapper
         state = {k[len("module.") :]: v for k, v in state.items()}

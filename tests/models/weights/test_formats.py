@@ -259,3 +259,31 @@ def test_torchvision_v1_detector_file_with_legacy_names_loads_whole(tmp_path: Pa
     got = model.state_dict()
     assert torch.equal(got["roi_heads.box_head.3.weight"], src["roi_heads.box_head.fc7.weight"])
     _assert_same(got, {k: v for k, v in src.items() if "box_head" not in k})
+
+
+# ------------------------------------------------------------------------------------- hostile tensors
+
+
+def test_a_1d_caffe2_conv1_is_refused_naming_it(tmp_path: Path):
+    import numpy as np
+
+    blobs = to_caffe2(_random_body("BN").state_dict(), "bn")
+    blobs["conv1_w"] = np.zeros(5, np.float32)
+    path = write_pickle({"blobs": blobs}, tmp_path / "R-50.pkl")
+    with pytest.raises(ValueError, match=r"R-50.pkl: conv1_w is 5, expected a 4-D convolution weight"):
+        load_init(build_model(narrow_cfg(*C2_INPUT, "model.norm=FrozenBN"), num_classes=3), str(path))
+
+
+@pytest.mark.parametrize("kind", ["stride-0 view", "over budget"])
+def test_a_tensor_declaring_terabytes_is_refused_before_it_is_copied(tmp_path: Path, kind):
+    state = build_model(narrow_cfg(), num_classes=3).state_dict()
+    if kind == "stride-0 view":
+        state["backbone.body.conv1.weight"] = torch.zeros(1).as_strided((64, 3, 7, 7), (0, 0, 0, 0))
+        match = r"declares 64x3x7x7 over a storage of 4 bytes"
+    else:
+        state["backbone.body.conv1.weight"] = torch.zeros(1).as_strided((64, 3, 100000, 100000), (0, 0, 0, 0))
+        match = r"declares 64x3x100000x100000 \(7152\.6 GiB\), over the 2 GiB"
+    path = tmp_path / "hostile.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(ValueError, match=r"hostile.pth: entry 'backbone.body.conv1.weight' " + match):
+        load_init(build_model(narrow_cfg(), num_classes=3), str(path))

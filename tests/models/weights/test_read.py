@@ -6,6 +6,7 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +51,23 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path: Path):
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(ValueError, match="cut.safetensors: cannot read safetensors file"):
         read_safetensors(path)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([None, 1], dtype=object),
+        np.array([(1, 2.0)], dtype=[("a", "i8"), ("b", "f8")]),
+        np.zeros(2, dtype=[("w", "f4"), ("o", "O")]),
+    ],
+    ids=["object", "structured", "structured-with-object-field"],
+)
+def test_read_pickle_refuses_object_and_structured_arrays(tmp_path, array):
+    import pickle
+
+    from scratchlab.models.weights.read import read_pickle
+
+    path = tmp_path / "w.pkl"
+    path.write_bytes(pickle.dumps({"model": {"conv1_w": np.zeros(3, "f4"), "x": [array]}}))
+    with pytest.raises(ValueError, match=f"{path}: .*(object|structured) dtype"):
+        read_pickle(path)
