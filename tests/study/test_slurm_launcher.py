@@ -203,10 +203,11 @@ def test_a_job_the_partition_can_never_run_stops_the_study(
     tmp_path, synth_data, slurm_cluster, setting, value, reason
 ):
     study = _study_file(tmp_path, synth_data, [{"init": "random"}], **{setting: value})
-    start = time.monotonic()
     proc = _launch(study, tmp_path / "out")
-    assert proc.wait(timeout=60) == 2
-    assert time.monotonic() - start < 60
+    try:
+        assert proc.wait(timeout=60) == 2
+    finally:
+        proc.kill()
     log = (tmp_path / "launcher.log").read_text()
     assert reason in log and f"Change the study's launcher: {setting}: {value}" in log, log[-3000:]
     active = ("PENDING", "RUNNING")
