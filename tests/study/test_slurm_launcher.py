@@ -25,7 +25,6 @@ from tests.pretrain.test_direct import DIRECT
 from tests.study.test_launcher import _study_json
 
 pytest.importorskip("submitit")
-pytestmark = pytest.mark.slow
 
 DIRECT_STAGES = [
     "direct.stage1=[solver.max_iter=2]",
@@ -99,6 +98,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "model_final.pth", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_slurm_study_pretrains_first_requeues_and_resumes(tmp_path, synth_data, slurm_cluster):
     # Two arms alike but for their names: one is requeued mid-run, the other is not. With --max-parallel 2
     # the pre-training and one arm are queued first; the other arm waits for a free slot.
@@ -161,6 +161,7 @@ launcher.launch_study(sys.argv[1], sys.argv[2], "slurm")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "stops",
     [[signal.SIGTERM], [signal.SIGINT], [signal.SIGTERM, signal.SIGTERM]],
@@ -198,6 +199,7 @@ def test_stopping_the_study_cancels_every_slurm_job(tmp_path, synth_data, slurm_
         subprocess.run(["scancel", "-u", "root"], check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "setting, value, reason",
     [
