@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser demo test test-fast lint bench clean
+.PHONY: setup browser slurm demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -25,10 +25,21 @@ browser:
 	      || echo "chromium install failed: the report screenshot test will skip"; \
 	  else echo "chromium not installed (needs root + apt-get): the report screenshot test will skip"; fi; }
 
+# The Slurm launcher's tests start a throw-away one-node cluster of this machine (Debian's Slurm and
+# munge). Installed when missing and we can (root with apt-get); otherwise those tests skip and say why.
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
+	  && command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null) \
+	      || echo "Slurm install failed: the Slurm launcher tests will skip"; \
+	  else echo "Slurm not installed (needs root + apt-get): the Slurm launcher tests will skip"; fi; }
+
 demo: setup
 	$(VENV)/bin/scratchlab demo --out runs/demo
 
-test: setup browser
+test: setup browser slurm
 	$(VENV)/bin/ruff check scratchlab tests benchmarks
 	$(VENV)/bin/ruff format --check scratchlab tests benchmarks
 	$(VENV)/bin/python -m pytest -q

@@ -87,6 +87,7 @@ EXTERNAL = "not counted: external"
 STUDY, ARMS, PRETRAIN = "study.json", "arms", "pretrain"
 REPORT_MD, REPORT_HTML, FIGURES = "report.md", "report.html", "figures"
 NOISE = "noise.yaml"
+JOBS, QUEUE = "jobs", "queue.json"  # a cluster launcher's job folders; the Slurm states it last saw
 
 
 def detections_file(run: Path, iteration: int) -> Path:

@@ -8,16 +8,22 @@ workers run: :meth:`Study.run_arm` -> ``train``. Shared pre-trainings run first,
 arm that needs one is submitted once it is done (on Slurm: at once, with an ``afterok`` dependency). At
 most ``max_parallel`` jobs are queued or running at a time; this process waits for them all, keeping
 ``DIR/study.json`` current (each arm's status and job id), then writes the verdict and report as
-``inline`` does. Stopping that process (Ctrl-C, or SIGTERM to it alone) cancels the jobs it has running
-(submitit's ``Job.cancel``) before it exits non-zero; their arms are recorded failed, and re-submitting
-the study resumes them.
+``inline`` does. Stopping that process (Ctrl-C, or SIGTERM to it alone, once or more) cancels the jobs it
+has running (submitit's ``Job.cancel``) before it exits non-zero; their arms are recorded failed, and
+re-submitting the study resumes them.
+
+On Slurm the jobs' states come from ``squeue`` (see :mod:`.slurm`; accounting may be off), written to
+``DIR/jobs/queue.json`` for ``study --status``. A job the partition can never run (a pending reason such
+as ``PartitionConfig``, or sbatch refusing it) stops the study with Slurm's reason and the ``launcher:``
+setting to change.
 
 Preemption and time limits: a job that submitit requeues or that times out calls
 :meth:`StudyJob.checkpoint`, which resubmits the same job; it resumes from the arm's last checkpoint
 (``train(resume=True)``). A re-submitted study skips finished arms and resumes unfinished ones.
 
 Resources come from the study file's ``launcher:`` block (``gpus_per_node``, ``nodes``, ``partition``,
-``timeout`` in minutes, ``max_parallel``, ``cpus_per_task``), and command-line flags override them.
+``timeout`` in minutes, ``max_parallel``, ``cpus_per_task``, ``mem_gb``), and command-line flags override
+them. Unset on Slurm, ``cpus_per_task`` is what the partition's nodes give each task, at most 10.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import run_dir
+from ..utils.io import write_json
 from ..utils.lock import exclusive_directory
+from . import slurm
 from .arms import ArmRecord, ArmSpec
 from .groups import LAUNCHERS
 from .runner import Study
 
-__all__ = ["ClusterOptions", "StudyJob", "launch_study"]
+__all__ = ["CannotRun", "ClusterOptions", "Scheduler", "StudyJob", "fit_to_partition", "launch_study"]
 
 log = logging.getLogger("scratchlab")
 
@@ -53,7 +61,8 @@ class ClusterOptions:
     partition: str | None = None
     timeout: int = 24 * 60  # minutes
     max_parallel: int = 4
-    cpus_per_task: int = 10  # Slurm: data-loading CPUs of each task (DETR's and ConvNeXt's submitit default)
+    cpus_per_task: int | None = None  # Slurm: data-loading CPUs of each task (None: see fit_to_partition)
+    mem_gb: float | None = None  # Slurm: memory per node (None: the partition's default)
     poll_s: float = 2.0  # how often this process looks at its jobs
 
     @classmethod
@@ -138,20 +147,53 @@ def _executor(launcher: str, folder: Path, opts: ClusterOptions) -> Any:
     }
     if launcher == "slurm":
         # USR2 two minutes before the time limit: submitit then calls StudyJob.checkpoint and requeues.
-        params.update(cpus_per_task=opts.cpus_per_task, slurm_signal_delay_s=120)
+        params["slurm_signal_delay_s"] = 120
+        if opts.cpus_per_task is not None:
+            params["cpus_per_task"] = opts.cpus_per_task
+        if opts.mem_gb is not None:
+            params["mem_gb"] = opts.mem_gb
         if opts.partition:
             params["slurm_partition"] = opts.partition
     executor.update_parameters(**params)
     return executor
 
 
+DETR_CPUS_PER_TASK = 10  # DETR's and ConvNeXt's submitit default: the most a task asks for unless told
+
+
+def fit_to_partition(opts: ClusterOptions, nodes: slurm.Nodes | None) -> ClusterOptions:
+    """``opts`` with ``cpus_per_task``, when unset, what ``nodes`` give each task (at most
+    :data:`DETR_CPUS_PER_TASK`; that many when sinfo could not say)."""
+    if opts.cpus_per_task is not None:
+        return opts
+    tasks = max(1, opts.gpus_per_node)
+    cpus = DETR_CPUS_PER_TASK if nodes is None else max(1, min(DETR_CPUS_PER_TASK, nodes.cpus // tasks))
+    log.info("cpus_per_task %d: what the nodes of the partition give each of %d task(s)", cpus, tasks)
+    return replace(opts, cpus_per_task=cpus)
+
+
+class CannotRun(ValueError):
+    """The cluster refuses the jobs or can never start them: every job asks the same, so none will run."""
+
+
 class Scheduler:
     """Submits pre-training and arm jobs, at most ``max_parallel`` at a time, and records what they give.
     ``executor``: a submitit executor (``submit(fn) -> job`` with ``job_id``, ``done()``, ``results()``,
-    ``cancel()``); with ``slurm``, also ``update_parameters`` for the dependencies."""
+    ``cancel()``); with ``slurm``, also ``update_parameters`` for the dependencies. ``nodes``: what the
+    Slurm partition's nodes give (to name the setting a job that can never run must change)."""
 
-    def __init__(self, study: Study, launcher: str, opts: ClusterOptions, executor: Any) -> None:
+    def __init__(
+        self,
+        study: Study,
+        launcher: str,
+        opts: ClusterOptions,
+        executor: Any,
+        nodes: slurm.Nodes | None = None,
+    ) -> None:
         self.study, self.launcher, self.opts, self.executor = study, launcher, opts, executor
+        self.nodes = nodes
+        self.states: dict[str, slurm.JobState] = {}  # Slurm job id -> its state at the last poll
+        self.queue_error: str | None = None
         self.running: dict[str, tuple[Any, str, ArmSpec]] = {}  # job key -> (job, kind, arm)
         self.pretrain_jobs: dict[str, Any] = {}  # pre-training name -> its job (while it runs)
         self.failed_pretraining: dict[str, str] = {}
@@ -166,7 +208,14 @@ class Scheduler:
                     "kill-on-invalid-dep": "yes",
                 }
             )
-        job = executor.submit(StudyJob(self.study.file, self.study.out, arm.name, kind, self.study.overrides))
+        try:
+            job = executor.submit(
+                StudyJob(self.study.file, self.study.out, arm.name, kind, self.study.overrides)
+            )
+        except Exception as exc:
+            if self.launcher != "slurm":
+                raise
+            raise CannotRun(f"sbatch refused the job of {kind} {key}: {exc}{self._unfit()}") from exc
         if after is not None:
             executor.update_parameters(slurm_additional_parameters={})
         self.running[key] = (job, kind, arm)
@@ -187,13 +236,66 @@ class Scheduler:
             return False, None
         return (True, self.pretrain_jobs[name]) if self.launcher == "slurm" else (False, None)
 
+    def _unfit(self) -> str:
+        """What the jobs ask beyond the partition's nodes, as the settings to change ('' if unknown)."""
+        if self.nodes is None:
+            return ""
+        opts = self.opts
+        tasks = max(1, opts.gpus_per_node)
+        unfit = slurm.unfit_settings(
+            self.nodes, opts.cpus_per_task or 1, tasks, opts.gpus_per_node, opts.mem_gb, opts.nodes
+        )
+        return f". Change the study's launcher: {unfit}" if unfit else ""
+
+    def _poll_queue(self) -> None:
+        """Slurm: every running job's state, once per poll; a job that can never start stops the study."""
+        ids = [str(job.job_id) for job, _, _ in self.running.values()]
+        try:
+            states = slurm.queue(ids)
+        except OSError as exc:  # the controller is busy or restarting: ask again next poll
+            if str(exc) != self.queue_error:
+                log.warning("%s: the study waits and asks again", exc)
+            self.queue_error = str(exc)
+            return
+        self.queue_error = None
+        # a job just submitted is always listed: one missing has ended and been forgotten
+        states = {i: states.get(i, slurm.JobState("ENDED", "None")) for i in ids}
+        if states.items() - self.states.items():
+            self.states.update(states)
+            write_json(
+                self.study.out / run_dir.JOBS / run_dir.QUEUE, {i: str(s) for i, s in self.states.items()}
+            )
+        for key, (job, kind, _) in self.running.items():
+            state = states[str(job.job_id)]
+            if state.state == "PENDING" and state.reason in slurm.NEVER_RUNS:
+                raise CannotRun(
+                    f"job {job.job_id} ({kind} {key}) can never start: Slurm's reason {state.reason}"
+                    f"{self._unfit() or ' (see scontrol show job ' + str(job.job_id) + ')'}"
+                )
+
+    def _ended(self, job: Any) -> bool:
+        if self.launcher != "slurm":
+            return job.done()
+        state = self.states.get(str(job.job_id))
+        return state is not None and not state.active
+
+    def _results(self, job: Any) -> Any:
+        """Task 0's record (every task returns one). On Slurm a job without its result files ended
+        without a result (submitit would ask sacct, and wait)."""
+        tasks = [job.task(i) for i in range(job.num_tasks)]
+        if self.launcher == "slurm" and not all(t.paths.result_pickle.exists() for t in tasks):
+            raise RuntimeError(f"Slurm state {self.states[str(job.job_id)].state}, no result file")
+        return job.results()[0]
+
     def _collect(self) -> None:
+        if self.launcher == "slurm" and self.running:
+            self._poll_queue()
         for key, (job, kind, arm) in list(self.running.items()):
-            if not job.done():
+            if not self._ended(job):
                 continue
             del self.running[key]
             try:
-                result, error = job.results()[0], None  # task 0's record (every task returns one)
+                result, error = self._results(job), None
             except Exception as exc:  # noqa: BLE001 - a dead job (killed, OOM, node failure) fails its arm only
                 result, error = None, f"job {job.job_id} ended without a result: {type(exc).__name__}: {exc}"
             if kind == "pretrain":
@@ -210,13 +312,14 @@ class Scheduler:
     def run(self, pending: list[ArmSpec]) -> None:
         try:
             self._run(pending)
-        except BaseException:  # Ctrl-C, SIGTERM (see _sigterm_raises) or an error here: no orphan jobs
-            self._cancel_running()
+        except BaseException as exc:  # Ctrl-C, SIGTERM (see _sigterm_raises) or an error: no orphan jobs
+            with _stop_signals_deferred():
+                self._cancel_running(str(exc) if isinstance(exc, CannotRun) else "the study was stopped")
             raise
 
-    def _cancel_running(self) -> None:
+    def _cancel_running(self, why: str = "the study was stopped") -> None:
         for key, (job, kind, arm) in self.running.items():
-            log.warning("the study was stopped: cancelling %s %s (job %s)", kind, key, job.job_id)
+            log.warning("%s: cancelling %s %s (job %s)", why, kind, key, job.job_id)
             try:
                 job.cancel(check=False)
             except Exception as exc:  # noqa: BLE001 - still cancel the others, and stop as asked
@@ -225,7 +328,7 @@ class Scheduler:
                 self.study.records[arm.name] = self.study.record(
                     arm,
                     "failed",
-                    error=f"job {job.job_id} cancelled: the study was stopped",
+                    error=f"job {job.job_id} cancelled: {why}",
                     job_id=str(job.job_id),
                 )
         self.running.clear()
@@ -245,6 +348,25 @@ class Scheduler:
                     self.study.write()
             if pending or self.running:
                 time.sleep(self.opts.poll_s)
+
+
+@contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """While the jobs are being cancelled, a second Ctrl-C or SIGTERM only says so: raising then would
+    leave the rest of the jobs queued and their arms recorded running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _wait(signum: int, frame: Any) -> None:
+        log.warning("already stopping: cancelling the study's jobs first")
+
+    before = {s: signal.signal(s, _wait) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 @contextmanager
@@ -286,6 +408,9 @@ def launch_study(
 
 def _launch(study: Study, launcher: str, flags: dict[str, Any], executor: Any) -> dict[str, Any]:
     opts = ClusterOptions.from_study(study.spec, **flags)
+    nodes = slurm.partition_nodes(opts.partition) if launcher == "slurm" else None
+    if launcher == "slurm":
+        opts = fit_to_partition(opts, nodes)
     study.write()
     pending = []
     for arm in study.arms:
@@ -295,6 +420,6 @@ def _launch(study: Study, launcher: str, flags: dict[str, Any], executor: Any) -
         else:
             pending.append(arm)
     with _sigterm_raises():
-        executor = executor or _executor(launcher, study.out / "jobs", opts)
-        Scheduler(study, launcher, opts, executor).run(pending)
+        executor = executor or _executor(launcher, study.out / run_dir.JOBS, opts)
+        Scheduler(study, launcher, opts, executor, nodes).run(pending)
     return study.finish()

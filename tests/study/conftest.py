@@ -2,13 +2,15 @@
 
 Arms follow the ``study.json`` schema. Curves are ``final * (1 - exp(-it / tau))`` evaluated every 25
 iterations, so a small ``tau`` converges fast (pre-trained) and a large one slowly (scratch); the final
-metrics and costs are derived from the arguments, so each test states the numbers it relies on.
+metrics and costs are derived from the arguments, so each test states the numbers it relies on. The
+session's one-node Slurm cluster is here too (``slurm_cluster``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -255,3 +257,22 @@ def scored(
 def score() -> Callable[..., dict[str, Any]]:
     """Attach per-image data to an arm (see :func:`scored`)."""
     return scored
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Any]:
+    """A one-node Slurm cluster of this machine for the session (see ``tests.slurm_cluster``); skips
+    with the reason when it cannot start. SLURM_CONF points every client at it while it runs."""
+    from tests.slurm_cluster import ClusterUnavailable, SlurmCluster
+
+    cluster = SlurmCluster()
+    try:
+        try:
+            cluster.start()
+        except (ClusterUnavailable, OSError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"no Slurm cluster: {exc}")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SLURM_CONF", str(cluster.conf))
+            yield cluster
+    finally:
+        cluster.stop()

@@ -232,7 +232,9 @@ def test_slurm_jobs_ask_for_the_options_and_wait_for_their_pretraining(tmp_path,
     (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 0\n")
     (tmp_path / "bin" / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    opts = ClusterOptions(gpus_per_node=8, nodes=2, partition="learn", timeout=4320)
+    opts = ClusterOptions(
+        gpus_per_node=8, nodes=2, partition="learn", timeout=4320, cpus_per_task=6, mem_gb=64
+    )
     executor = _executor("slurm", tmp_path / "jobs", opts)
     executor.update_parameters(
         slurm_additional_parameters={"dependency": "afterok:123", "kill-on-invalid-dep": "yes"}
@@ -246,6 +248,7 @@ def test_slurm_jobs_ask_for_the_options_and_wait_for_their_pretraining(tmp_path,
         "--time=4320",
         "--signal=USR2@120",
         "--dependency=afterok:123",
-        "--cpus-per-task=10",
+        "--cpus-per-task=6",
+        "--mem=64GB",
     ):
         assert f"#SBATCH {line}" in sbatch, line
