@@ -37,6 +37,7 @@ __all__ = [
     "build_val_set",
     "aspect_groups",
     "build_train_loader",
+    "require_class_count",
     "require_masks",
     "with_keypoint_count",
 ]
@@ -299,6 +300,17 @@ def require_masks(cfg: DictConfig, *datasets: CocoDetection | None) -> None:
                 f"box-only data cannot train Mask R-CNN (model.arch={cfg.model.arch}). Train a box detector: a "
                 "faster_rcnn config (e.g. configs/mini/faster_rcnn_gn_scratch.yaml) or model.arch=faster_rcnn"
             )
+
+
+def require_class_count(cfg: DictConfig, train_set: CocoDetection) -> None:
+    """Refuse a ``model.num_classes`` that the training set contradicts: the model is built with the
+    set's classes, so the setting would otherwise be dropped without a word."""
+    wanted = cfg.model.num_classes
+    if wanted is not None and wanted != train_set.num_classes:
+        raise DatasetError(
+            f"model.num_classes={wanted}, but {train_set.ann_file} has {train_set.num_classes} "
+            "categories: leave model.num_classes unset (it is taken from the training set) or fix the file"
+        )
 
 
 def aspect_groups(dataset: CocoDetection) -> list[int]:

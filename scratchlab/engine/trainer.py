@@ -40,6 +40,7 @@ from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import (
     build_datasets,
     build_train_loader,
+    require_class_count,
     require_masks,
     resolve_data,
     validate_data,
@@ -123,6 +124,7 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, val_set = build_datasets(cfg)
     require_masks(cfg, train_set, val_set)
+    require_class_count(cfg, train_set)
     cfg = with_keypoint_count(cfg, train_set)
     core = model = build_model(cfg, num_classes=train_set.num_classes).to(device)
     labels = category_ids(train_set.categories)  # what the model's labels mean, for every evaluation

@@ -282,8 +282,9 @@ class Scheduler:
     def _results(self, job: Any) -> Any:
         """Task 0's record (every task returns one). On Slurm a job without its result files ended
         without a result (submitit would ask sacct, and wait)."""
-        tasks = [job.task(i) for i in range(job.num_tasks)]
-        if self.launcher == "slurm" and not all(t.paths.result_pickle.exists() for t in tasks):
+        if self.launcher == "slurm" and not all(
+            job.task(i).paths.result_pickle.exists() for i in range(job.num_tasks)
+        ):
             raise RuntimeError(f"Slurm state {self.states[str(job.job_id)].state}, no result file")
         return job.results()[0]
 
