@@ -15,6 +15,7 @@ scratchlab pretrain classify CONFIG --out DIR [--resume] [key=value ...]
 scratchlab pretrain direct CONFIG --out DIR [--resume] [key=value ...]
 scratchlab study STUDY.yaml --out DIR [key=value ...] [--launcher {inline,local,slurm}] [--gpus-per-node N]
     [--nodes N] [--partition P] [--timeout MIN] [--max-parallel N]
+scratchlab study STUDY.yaml --plan [--out DIR] [key=value ...]
 scratchlab study --report-only DIR
 scratchlab study --status DIR
 scratchlab study --calibrate-noise DIR
@@ -238,6 +239,13 @@ def _cmd_study(a: argparse.Namespace) -> int:
         from .study.store import calibrate_noise
 
         print(calibrate_noise(a.calibrate_noise), end="")
+        return 0
+    if a.plan:
+        if not a.study:
+            raise ValueError("scratchlab study --plan: give the STUDY.yaml to plan")
+        from .study.runner import plan_study
+
+        print(plan_study(a.study, a.out, a.overrides))
         return 0
     if a.report_only:
         if a.study or a.overrides:  # they would be silently ignored: the arms have run already
@@ -481,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
         "data.train_json=... (point a shipped study at your dataset)",
     )
     st.add_argument("--out", help="the study's directory (arms, study.json, report)")
+    st.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the arms as a tree of shared trunks, their segments and the iterations the study runs "
+        "against the arms' sum (last line: 'iterations: RUN of SUM (P%%)'); runs nothing. With --out DIR: "
+        "which segments are done",
+    )
     st.add_argument(
         "--report-only",
         metavar="DIR",

@@ -13,6 +13,7 @@ from ..config import max_iter, schedule_steps
 __all__ = [
     "NORM_TYPES",
     "lr_factor",
+    "follow_schedule",
     "param_groups",
     "build_optimizer",
     "build_scheduler",
@@ -80,6 +81,18 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> torch.
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(it, steps, s.gamma, s.warmup_iters, s.warmup_factor)
     )
+
+
+def follow_schedule(
+    cfg: DictConfig, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR
+) -> None:
+    """After loading a checkpoint: set the next iteration's LR by this config's schedule. The checkpoint's
+    LR is the schedule of the run that saved it, which for an arm forked from a longer arm's trunk drops
+    later; the product is the one ``LambdaLR.step`` computes, so a plain resume is unchanged bit for bit."""
+    s, steps = cfg.solver, schedule_steps(cfg)
+    factor = lr_factor(scheduler.last_epoch, steps, s.gamma, s.warmup_iters, s.warmup_factor)
+    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * factor
 
 
 def scale_to_world(cfg: DictConfig, world: int) -> tuple[DictConfig, str]:

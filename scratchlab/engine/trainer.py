@@ -47,7 +47,7 @@ from .data import (
     with_keypoint_count,
 )
 from .inference import coco_evaluator, inference_on_dataset
-from .schedule import build_optimizer, build_scheduler, scale_to_world
+from .schedule import build_optimizer, build_scheduler, follow_schedule, scale_to_world
 from .writers import MetricWriters, flatten_metrics
 
 __all__ = ["train", "NonFiniteLossError"]
@@ -148,6 +148,7 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
         core.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        follow_schedule(cfg, optimizer, scheduler)
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
         start, cost = int(ckpt["iteration"]), Cost(**ckpt["cost"])

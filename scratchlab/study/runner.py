@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .. import run_dir
 from ..config import apply_overrides, load_config, override_value
@@ -68,11 +68,12 @@ from ..utils.lock import exclusive_directory
 from ..utils.runtime import setup_logging
 from .arms import ArmRecord, ArmSpec, expand_arms, finished_record, parse_regime, pretraining_name
 from .noise import Calibration
+from .plan import StudyPlan, format_plan, plan_arms
 from .report import write_report
 from .store import rebuild_report, write_study
 from .verdict import RESAMPLES, compute_verdict
 
-__all__ = ["run_study", "rebuild_report", "arm_config", "Study"]
+__all__ = ["run_study", "plan_study", "rebuild_report", "arm_config", "Study"]
 
 log = logging.getLogger("scratchlab")
 
@@ -122,8 +123,13 @@ class Study:
     """Runs the arms of one study file into ``out`` and keeps ``study.json`` up to date."""
 
     def __init__(
-        self, study_file: str | Path, out: str | Path, overrides: list[str] | tuple[str, ...] = ()
+        self,
+        study_file: str | Path,
+        out: str | Path,
+        overrides: list[str] | tuple[str, ...] = (),
+        plan_only: bool = False,
     ) -> None:
+        """``plan_only``: only read the study (``--plan``): create nothing, generate no data."""
         self.file, self.out, self.overrides = Path(study_file), Path(out), list(overrides)
         if not self.file.is_file():
             raise FileNotFoundError(f"{self.file}: no such study file")
@@ -137,9 +143,12 @@ class Study:
             raise ValueError(f"{self.file}: {exc}") from exc
         here = self.file.parent
         base = load_config(here / spec["base"], [*spec.get("overrides", []), *self.overrides])
-        self.out.mkdir(parents=True, exist_ok=True)
-        setup_logging(self.out / run_dir.LOG)
-        self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
+        if plan_only:  # every arm has the same data keys: the plan needs no data on disk
+            self.base = base
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            setup_logging(self.out / run_dir.LOG)
+            self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
         self.pretrain_spec = spec.get("pretrain") or {}
         self.noise = spec.get("noise")
         Calibration.from_block(self.noise, f"{self.file}: noise")  # a bad block fails now, not at the end
@@ -255,20 +264,33 @@ class Study:
         return str(weights), stage2
 
     # -- arms ---------------------------------------------------------------------------------------
+    def config(self, arm: ArmSpec, pretrain: bool = True) -> DictConfig:
+        """The config ``arm`` trains with; ``pretrain``: do (or find done) its shared pre-training first
+        (without: the config it will have, for the plan)."""
+        base, init_path = self.base, None
+        if arm.init == "classify":
+            init_path = self.classify_backbone(arm) if pretrain else str(self.pretraining(arm)[1])
+            base = apply_overrides(base, self.pretrain_spec["classify"].get("finetune", []))
+        elif arm.init == "direct":
+            if pretrain:
+                init_path, stage2 = self.direct_stage1(arm)
+            else:  # stage 2's overrides, without stage 1's length (which may need the data)
+                init_path, stage2 = str(self.pretraining(arm)[1]), self._direct_cfg(arm)
+            base = apply_overrides(base, list(stage2.direct.stage2))
+        elif arm.init == "weights":
+            init_path = arm.weights
+        return arm_config(base, arm, init_path, self.overrides)
+
+    def plan(self) -> StudyPlan:
+        """The arms as a tree of shared trunks (study/plan.py), from the configs they will train with."""
+        configs = [(a.name, OmegaConf.to_container(self.config(a, pretrain=False))) for a in self.arms]
+        return plan_arms(configs)
+
     def run_arm(self, arm: ArmSpec) -> ArmRecord:
         run = self.out / run_dir.ARMS / arm.name
         record = self.record(arm, "running")
         try:
-            base, init_path = self.base, None
-            if arm.init == "classify":
-                init_path = self.classify_backbone(arm)
-                base = apply_overrides(base, self.pretrain_spec["classify"].get("finetune", []))
-            elif arm.init == "direct":
-                init_path, stage2 = self.direct_stage1(arm)
-                base = apply_overrides(base, list(stage2.direct.stage2))
-            elif arm.init == "weights":
-                init_path = arm.weights
-            cfg = arm_config(base, arm, init_path, self.overrides)
+            cfg = self.config(arm)
             record = record.with_(data_images=self._regime_size(cfg))
             if run_dir.is_finished(run):
                 log.info("arm %s already finished: skipping", arm.name)
@@ -346,3 +368,13 @@ def run_study(
     ``overrides`` (``key=value``) apply to every arm and to the shared pre-training, after the study's own."""
     with exclusive_directory(out):  # two studies in one folder would train the same arms at once
         return Study(study_file, out, overrides).run()
+
+
+def plan_study(
+    study_file: str | Path, out: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> str:
+    """``study --plan``: the arm tree of ``study_file``, without running anything; with ``out`` (a study
+    directory already started), which segments are done. Its last line: ``iterations: RUN of SUM (P%)``."""
+    study = Study(study_file, out or Path(study_file).parent, overrides, plan_only=True)
+    started = Path(out) if out is not None and Path(out).is_dir() else None
+    return format_plan(study.plan(), study.spec.get("name", study.file.stem), started)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from scratchlab.config import load_config
-from scratchlab.engine.schedule import build_scheduler
+from scratchlab.engine.schedule import build_scheduler, follow_schedule
 from tests.conftest import MINI
 
 
@@ -50,6 +50,38 @@ def test_stepping_the_scheduler_reaches_each_iterations_lr(cfg):
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, it)), it
         opt.step()
         sched.step()
+
+
+def _lrs(cfg, opt, sched, n: int) -> list[float]:
+    lrs = []
+    for _ in range(n):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_resuming_a_longer_schedules_checkpoint_follows_this_configs_drops():
+    # A 1x forked from a 3x's checkpoint at the 1x's first drop: the LR from there on is the 1x's, the
+    # same floats as the 1x trained alone (and a plain resume keeps its own schedule).
+    mini = [*(f"solver.{k}" for k in ("iters_1x=30", "lr_drops_from_end=[20,5]", "warmup_iters=4"))]
+    short, long = (load_config(None, [*mini, f"solver.schedule={s}"]) for s in (1, 3))
+    alone_opt = _optimizer(short)
+    alone = _lrs(short, alone_opt, build_scheduler(short, alone_opt), 30)
+    k = 20  # the 1x's first drop (2/3 of 30); the 3x drops at 70
+    trunk_opt = _optimizer(long)
+    trunk_sched = build_scheduler(long, trunk_opt)
+    assert _lrs(long, trunk_opt, trunk_sched, k) == alone[:k]
+    for cfg, expected in ((short, alone[k:]), (long, None)):
+        opt = _optimizer(cfg)
+        sched = build_scheduler(cfg, opt)
+        opt.load_state_dict(trunk_opt.state_dict())
+        sched.load_state_dict(trunk_sched.state_dict())
+        follow_schedule(cfg, opt, sched)
+        if expected is not None:
+            assert _lrs(cfg, opt, sched, 30 - k) == expected
+        else:
+            assert opt.param_groups[0]["lr"] == trunk_opt.param_groups[0]["lr"]
 
 
 @pytest.mark.parametrize("norm", ["GN", "BN", "SyncBN"])
