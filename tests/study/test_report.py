@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from scratchlab.study.groups import METRICS
+from scratchlab.study.paper import CLAIMS
 from scratchlab.study.report import (
     INIT_COLOURS,
     TABLE_HEAD_COLOUR,
@@ -228,9 +229,10 @@ def test_paper_table_same_in_both_formats(written):
     md = _md_tables(res["markdown"].read_text())["Paper check"]
     html_rows = _html_tables(res["html"].read_text()).tables["paper"]
     assert md == html_rows
-    assert md[0] == ["Claim", "Result", "95% interval (AP)", "Arms"] and len(md) == 6
+    assert md[0] == ["Claim", "Result", "95% interval (AP)", "Arms"] and len(md) == 1 + len(CLAIMS)
     results = {r[1] for r in md[1:]}
-    assert results <= {"reproduced", "not reproduced", "mixed", "inconclusive", "not tested"}
+    allowed = {"reproduced", "not reproduced", "mixed", "inconclusive", "not tested", "not testable here"}
+    assert results <= allowed | {"consistent", "inconsistent"}
 
 
 def test_stored_verdict_is_used(never_arms, tmp_path):
