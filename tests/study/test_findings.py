@@ -135,3 +135,42 @@ def test_nothing_learned_decides_nothing(make_arm, score):
     # Curves that sit at one AP50 (0) never span a range to match along: not testable, said why.
     loc = _only(v, "localisation")
     assert loc["outcome"] == "not testable here" and loc["untestable"] == "curves_never_meet"
+
+
+def _regime(make_arm, score, data, images, pt_preds, rd_preds):
+    """Classification-pre-trained 1x and scratch 3x at one data regime, on the same validation images."""
+    tag = data.replace("%", "pct")
+    return [
+        score(make_arm(f"cls_{tag}", "classify", 1.0, data=data, data_images=images), pt_preds),
+        score(make_arm(f"rnd_{tag}", "random", 1.0, schedule=3.0, data=data, data_images=images), rd_preds),
+    ]
+
+
+def test_data_regime_interaction_and_crossover(make_arm, score):
+    """Level at 100% and 25%, scratch far behind at 10%: the lead grows with less data, and random init
+    stays within the margin down to 25% of the data."""
+    arms = (
+        _regime(make_arm, score, "100%", 1000, GOOD, GOOD)
+        + _regime(make_arm, score, "25%", 250, GOOD, GOOD)
+        + _regime(make_arm, score, "10%", 100, GOOD, POOR)
+    )
+    # Two calibrated runs of sigma 0.5 give about +-1.6 AP at a tie: a 2 AP margin can be met.
+    v = compute_verdict(arms, resamples=300, noise=CALIBRATED, margin=2.0)
+    dr = _only(v, "data_regime", task="bbox")
+    assert dr["small"] == "10%" and dr["full"] == "100%" and dr["basis"] == "images"
+    assert dr["b"] == 0 and dr["diff"] == dr["a"] > 0 and dr["interval"][0] > 0
+    assert dr["outcome"] == "reproduced" and len(dr["arms"]) == 4
+    cross = _only(v, "crossover", task="bbox")
+    assert cross["share"] == 0.25 and cross["below"] == "10%"
+    assert [r["within_margin"] for r in cross["regimes"]] == ["reproduced", "reproduced", "not reproduced"]
+    assert "random init stays within 2 AP of pre-training down to 25% of the data" in v["headline"]
+    # No interaction: the same gap at every regime leaves the claim undecided.
+    flat = (
+        _regime(make_arm, score, "100%", 1000, GOOD, POOR)
+        + _regime(make_arm, score, "25%", 250, GOOD, POOR)
+        + _regime(make_arm, score, "10%", 100, GOOD, POOR)
+    )
+    none = _only(compute_verdict(flat, resamples=300, noise=CALIBRATED), "data_regime", task="bbox")
+    assert none["diff"] == 0 and none["outcome"] == "inconclusive"
+    cross = _only(compute_verdict(flat, resamples=300, noise=CALIBRATED, margin=2.0), "crossover")
+    assert cross["share"] is None and cross["data"] == "100%"
