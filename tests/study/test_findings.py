@@ -174,3 +174,30 @@ def test_data_regime_interaction_and_crossover(make_arm, score):
     assert none["diff"] == 0 and none["outcome"] == "inconclusive"
     cross = _only(compute_verdict(flat, resamples=300, noise=CALIBRATED, margin=2.0), "crossover")
     assert cross["share"] is None and cross["data"] == "100%"
+
+
+def test_early_reach_iterations_with_an_interval(make_arm, score):
+    """Random init at POOR through the window and GOOD at the end: it reaches the pre-trained AP of
+    iteration 100 between its last evaluation (100) and its final one (600), with an interval over the
+    images inside that stretch."""
+    pt = score(make_arm("cls", "classify", 1.0, schedule=3.0), GOOD, {50: GOOD, 100: GOOD})
+    rd = score(make_arm("rnd", "random", 1.0, schedule=3.0), GOOD, {50: POOR, 100: POOR})
+    early = _only(compute_verdict([pt, rd], resamples=200, noise=CALIBRATED), "early")
+    assert early["reach_at"] == 100 and early["reach_basis"] == "images"
+    assert 100 < early["reach_iteration"] <= 600
+    low, high = early["reach_interval"]
+    assert 100 <= low <= early["reach_iteration"] and (high is None or high <= 600)
+
+
+def test_keypoints_claim_on_keypoint_ap(make_arm):
+    arms = [
+        make_arm("cls", "classify", 30.0, schedule=2.0),
+        make_arm("rnd", "random", 29.0, schedule=2.0),
+    ]
+    for arm, ap in zip(arms, (50.0, 49.8), strict=True):
+        arm["final"]["keypoints"] = {"AP": ap, "AP50": ap + 20, "AP75": ap + 5}
+    v = compute_verdict(arms, noise={"sigma": {"keypoints": {"AP": 0.2}}, "df": 10})
+    kp = _only(v, "keypoints", task="keypoints")
+    assert kp["diff"] == pytest.approx(-0.2) and kp["schedule"] == 2.0 and kp["outcome"] == "reproduced"
+    check = next(c for c in v["paper"] if "keypoint AP" in c["claim"])
+    assert check["result"] == "reproduced" and "final keypoint AP at the same schedule" in check["compared"]
