@@ -133,12 +133,22 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
 
 
 def curve(run: Path) -> list[dict[str, Any]]:
-    """AP against iteration: ``{"iteration", "bbox_AP", "segm_AP"}`` for every evaluation row."""
+    """AP against iteration: ``{"iteration", "bbox_AP", "segm_AP", ...}`` for every evaluation row, with
+    AP50 and AP75 (the localisation claim reads them along the curve) and keypoint AP where logged."""
+    more = [f"{t}/{m}" for t in ("bbox", "segm", "keypoints") for m in CURVE_METRICS]
     return [
-        {"iteration": r["iteration"], "bbox_AP": r["bbox/AP"], "segm_AP": r.get("segm/AP")}
+        {
+            "iteration": r["iteration"],
+            "bbox_AP": r["bbox/AP"],
+            "segm_AP": r.get("segm/AP"),
+            **{k.replace("/", "_"): r[k] for k in more if k in r},
+        }
         for r in read_metrics(run)
         if "bbox/AP" in r
     ]
+
+
+CURVE_METRICS = ("AP", "AP50", "AP75")
 
 
 def origin_of(weights: Path, train_json: str | None) -> tuple[str, str] | None:

@@ -1,19 +1,39 @@
-"""What a run cost (the paper's Fig. 2 counts): images, instances and pixels seen and wall time, plus
-the cost of the pre-training the run started from."""
+"""What a run cost (the paper's Fig. 2 counts): images, instances and pixels seen, wall time and peak
+memory, plus the cost of the pre-training the run started from.
+
+Peak memory is the process's: ``torch.cuda.max_memory_allocated`` on a GPU (reset when the run's cost
+starts counting), else the peak resident set size (``resource.getrusage``), which a process cannot
+reset: arms run in one process (``--launcher inline``) each report the highest of those so far; the
+local and Slurm launchers run each arm in a process of its own."""
 
 from __future__ import annotations
 
+import resource
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .. import run_dir
 from ..models import describe_init
 from ..run_dir import EXTERNAL
 
-__all__ = ["Cost", "pretrain_cost", "cost_block", "run_provenance"]
+__all__ = ["Cost", "pretrain_cost", "cost_block", "run_provenance", "peak_memory_mb"]
 
-_KEYS = ("images_seen", "instances_seen", "pixels_seen", "wall_s")
+_SUMMED = ("images_seen", "instances_seen", "pixels_seen", "wall_s")  # a run's total adds its pre-training's
+_PEAK = "peak_memory_mb"  # a run's total is the larger of its own and its pre-training's
+_KEYS = (*_SUMMED, _PEAK)
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process so far, MB: the CUDA allocator's peak where CUDA is in use, else the
+    peak resident set size (ru_maxrss: kilobytes on Linux, bytes on macOS)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 @dataclass
@@ -22,6 +42,11 @@ class Cost:
     instances_seen: int = 0
     pixels_seen: int = 0
     wall_s: float = 0.0
+    peak_memory_mb: float | None = None  # measured when the block is written (:func:`cost_block`)
+
+    def __post_init__(self) -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()  # this run's peak, not an earlier one's in this process
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,9 +71,13 @@ def pretrain_cost(init: str) -> dict[str, Any] | None:
 
 
 def cost_block(own: Cost, pretrain: dict[str, Any] | None) -> dict[str, Any]:
-    """``final_metrics.json``'s ``cost``: this run's counts, the pre-training's, and their sum."""
+    """``final_metrics.json``'s ``cost``: this run's counts and peak memory (measured now, at the end of
+    the run, unless already set), the pre-training's, and their total (sums; the larger peak)."""
+    if own.peak_memory_mb is None:
+        own.peak_memory_mb = peak_memory_mb()
     block: dict[str, Any] = {**own.as_dict(), "pretrain": pretrain}
-    block["total"] = {k: block[k] + ((pretrain or {}).get(k) or 0) for k in _KEYS}
+    block["total"] = {k: block[k] + ((pretrain or {}).get(k) or 0) for k in _SUMMED}
+    block["total"][_PEAK] = max(own.peak_memory_mb, (pretrain or {}).get(_PEAK) or 0.0)
     return block
 
 

@@ -36,6 +36,7 @@ from ..data.image_io import load_image
 from ..data.lighting import PCALighting
 from ..data.synth_classify import make_synth_classify
 from ..engine.checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
+from ..engine.cost import peak_memory_mb
 from ..engine.schedule import param_groups
 from ..models import build_backbone_body
 from ..utils.dist import (
@@ -271,6 +272,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         "instances_seen": progress["images_seen"],
         "pixels_seen": int(progress["pixels_seen"]),
         "wall_s": round(progress["wall_s"], 3),
+        "peak_memory_mb": peak_memory_mb(),
         "data_wait_s": round(progress["data_s"], 3),
         "world_size": world,
         "top1": round(acc["top1"], 2),

@@ -8,6 +8,10 @@ or, without per-image data, from the seeds alone; with neither it is None and th
 
 * Pre-trained starts are chosen by ``Group.kind`` (``pt_kind``): classify, direct, or one source of
   published weights, named by its provenance label.
+* A claim both starts were run for but that the study cannot test as the papers state it (no equal
+  long schedule, curves that never meet) is a finding with outcome ``NOT_TESTABLE`` and its reason.
+* Curve-based claims (early convergence, localisation) are in ``curve_findings.py``, the claims across
+  data regimes and pre-training costs in ``regime_findings.py``.
 * Random-init arms are compared with pre-trained ones using only well-normalised random arms (GN or
   SyncBN) where any exist: the paper's claim is about GN/SyncBN scratch training; BN/FrozenBN scratch
   arms are judged in the normalisation finding.
@@ -27,7 +31,6 @@ from .stats import (
     NOT_REPRODUCED,
     REPRODUCED,
     Combined,
-    combined_interval,
     direction,
     holm,
     noise_kind,
@@ -36,20 +39,24 @@ from .stats import (
 
 __all__ = [
     "Finding",
-    "early",
     "catch_up",
+    "catch_up_schedules",
     "regime_gap",
-    "localisation",
     "normalisation",
-    "direct_vs_classify",
     "cost",
     "best_group",
     "compare",
     "headline",
     "decide",
+    "untestable",
+    "signal_of",
+    "reference_random",
+    "tested",
     "KINDS",
     "CONSISTENT",
     "INCONSISTENT",
+    "NOT_TESTABLE",
+    "LONG_SCHEDULE",
 ]
 
 # Every kind a Finding can have, in the order a verdict lists them (study.json's "findings" keys).
@@ -57,10 +64,14 @@ KINDS = (
     "headline",
     "early",
     "catch_up",
+    "catch_up_schedules",
     "regime_gap",
+    "data_regime",
+    "crossover",
     "localisation",
     "normalisation",
     "direct_vs_classify",
+    "keypoints",
     "cost",
 )
 
@@ -87,12 +98,13 @@ class Finding:
     tested: bool = True  # its outcome rests on ``test`` (not, e.g., on a cost ratio alone)
     p: float | None = None
     p_adjusted: float | None = None
+    others: list[Group] = field(default_factory=list)  # further configurations the statistic uses
 
     @property
     def arms(self) -> list[str]:
         """The arms it compares, ``a`` side first: the finished seeds (every seed of a side that has none
         finished, e.g. a BN group that diverged)."""
-        sides = [g for g in (self.a, self.b) if g is not None]
+        sides = [g for g in (self.a, self.b, *self.others) if g is not None]
         return [n for g in sides for n in (g.names or [a["name"] for a in g.arms])]
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,6 +117,7 @@ class Finding:
             "task": self.task,
             "a_group": self.a.key(),
             "b_group": None if self.b is None else self.b.key(),
+            "other_groups": [g.key() for g in self.others],
             "arms": self.arms,
             **{k: r(v) for k, v in self.values.items()},
             "interval": None if self.interval is None else [round(v, 3) for v in self.interval],
@@ -120,6 +133,12 @@ class Finding:
 # A claim decided on one training run per arm with no calibrated training noise: what that run shows,
 # not what the recipe does.
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
+# Both starts were run, but not so that the claim as the papers state it can be tested (the finding's
+# ``extra.untestable`` says why).
+NOT_TESTABLE = "not testable here"
+# The paper's Table 1 holds pre-training against random init at the same schedule, 2x to 6x: catching up
+# is a claim about long schedules.
+LONG_SCHEDULE = 2.0
 
 # ------------------------------------------------------------------------------------------- helpers
 
@@ -130,7 +149,7 @@ def best_group(groups: Sequence[Group], task: str = "bbox") -> Group | None:
     return max(cands, key=lambda g: g.mean(task)) if cands else None
 
 
-def _reference_random(groups: Sequence[Group]) -> list[Group]:
+def reference_random(groups: Sequence[Group]) -> list[Group]:
     """Random-init groups that speak for scratch training: well-normalised ones where any exist."""
     rand = [g for g in groups if g.init == "random"]
     good = [g for g in rand if g.norm.lower() in WELL_NORMED]
@@ -148,7 +167,7 @@ def _noise(stat: Statistic) -> dict[str, Any]:
     }
 
 
-def _tested(f: Finding, stat: Statistic | None) -> Finding:
+def tested(f: Finding, stat: Statistic | None) -> Finding:
     """``f`` with the statistic's interval, basis, noise and test."""
     if stat is not None:
         f.interval, f.basis, f.noise, f.test = stat.interval, stat.basis, _noise(stat), stat.combined
@@ -159,7 +178,7 @@ def compare(kind: str, ev: Evidence, a: Group, b: Group, task: str, metric: str 
     """a - b on final ``task`` ``metric``, with its interval (no outcome: the caller judges it)."""
     va, vb = a.mean(task, metric), b.mean(task, metric)
     stat = ev.statistic([(a, metric, 1.0), (b, metric, -1.0)], task)
-    return _tested(Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}), stat)
+    return tested(Finding(kind, a.data, task, a, b, {"a": va, "b": vb, "diff": va - vb}), stat)
 
 
 def group_interval(ev: Evidence, g: Group, task: str, metric: str = "AP") -> tuple[float, float] | None:
@@ -189,115 +208,91 @@ def headline(ev: Evidence, groups: Sequence[Group], regimes: Sequence[str]) -> F
     return None
 
 
-def _strictness(arm: dict[str, Any], task: str) -> float:
-    final = arm["final"][task]
-    return (final.get("AP75") or 0) - (final.get("AP50") or 0)
+def untestable(kind: str, task: str, a: Group, b: Group, why: str, **details: Any) -> Finding:
+    """A claim both starts exist for but that this study cannot test: ``why`` names the reason (a key of
+    ``paper.UNTESTABLE``), ``details`` its numbers."""
+    values = {"a": a.mean(task), "b": b.mean(task), "diff": None}
+    extra = {"untestable": why, **details}
+    return Finding(kind, a.data, task, a, b, values, outcome=NOT_TESTABLE, extra=extra, tested=False)
 
 
-def _signal(outcome: str, *values: float | None) -> str:
-    """Inconclusive when every side is at 0 AP: nothing was learned, so a zero-width interval around an
-    exact tie says nothing about the claim."""
-    return INCONCLUSIVE if all(v == 0 for v in values) else outcome
-
-
-def _curve_value(g: Group, task: str, iteration: float) -> float | None:
-    vals = [
-        next((p.get(f"{task}_AP") for p in a.get("curve") or [] if p["iteration"] == iteration), None)
-        for a in g.finished
-    ]
-    return None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
-
-
-def _evaluated(g: Group, task: str) -> set[float]:
-    """Iterations at which every finished seed of ``g`` has a ``task`` AP."""
-    sets = [
-        {p["iteration"] for p in a.get("curve") or [] if p.get(f"{task}_AP") is not None} for a in g.finished
-    ]
-    return set.intersection(*sets) if sets else set()
-
-
-def _early_window(arms: Sequence[dict[str, Any]]) -> tuple[float, bool]:
-    """End of the 'early' window and whether it is an LR drop (else half the run: the LR never drops)."""
-    drops = [min(a["lr_drops"]) for a in arms if a.get("lr_drops")]
-    if drops:
-        return float(min(drops)), True
-    last = [a.get("max_iter") or max((p["iteration"] for p in a.get("curve") or []), default=0) for a in arms]
-    return float(min(last) // 2), False
+def _finished(groups: Sequence[Group], task: str) -> list[Group]:
+    return [g for g in groups if g.mean(task) is not None]
 
 
 # ------------------------------------------------------------------------------------------ findings
 
 
-def early(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
-    """Pre-trained minus random AP at the last iteration both evaluated before the first LR drop.
-    Claim: positive (pre-training is ahead early)."""
-    pts = [g for g in rg if g.kind == pt_kind and _evaluated(g, task)]
-    rands = [g for g in _reference_random(rg) if _evaluated(g, task)]
+def catch_up(
+    ev: Evidence,
+    rg: Sequence[Group],
+    pt_kind: str,
+    task: str,
+    margin: float,
+    long_schedule: float = LONG_SCHEDULE,
+    kind: str = "catch_up",
+) -> Finding | None:
+    """Random init minus pre-training at the same schedule, the longest both have and at least
+    ``long_schedule`` (the paper's Table 1). Claim: at worst ``-margin``. Not testable here when the two
+    starts share no such schedule. ``kind``: the claim it tests (keypoints: the same comparison on
+    keypoint AP, at any shared schedule)."""
+    pts, rands = _finished([g for g in rg if g.kind == pt_kind], task), _finished(reference_random(rg), task)
     if not pts or not rands:
         return None
-    pt = best_group(pts, task) or pts[0]
-    # The longest random schedule has the longest stretch at base LR before its first drop.
-    rd = max(rands, key=lambda g: (g.schedule, g.mean(task) or -1.0))
-    end, is_drop = _early_window(pt.finished + rd.finished)
-    common = sorted(i for i in _evaluated(pt, task) & _evaluated(rd, task) if i <= end)
-    if not common:
-        return None
-    it = common[-1]
-    va, vb = _curve_value(pt, task, it), _curve_value(rd, task, it)
-    stat = ev.statistic([(pt, "AP", 1.0), (rd, "AP", -1.0)], task, iteration=it)
-    f = _tested(Finding("early", pt.data, task, pt, rd, {"a": va, "b": vb, "diff": va - vb}), stat)
-    f.outcome = _signal(direction(f.interval, +1), va, vb)
-    f.extra = {"iteration": it, "window_end": end, "window_is_lr_drop": is_drop}
+    shared = sorted({g.schedule for g in pts} & {g.schedule for g in rands})
+    long = [s for s in shared if s >= long_schedule]
+    if not long:
+        rd = max(rands, key=lambda g: (g.schedule, g.mean(task)))
+        pt = max(pts, key=lambda g: (g.schedule, g.mean(task)))
+        return untestable(
+            kind,
+            task,
+            rd,
+            pt,
+            "no_equal_long_schedule" if shared else "no_equal_schedule",
+            pretrained_schedules=sorted({g.schedule for g in pts}),
+            random_schedules=sorted({g.schedule for g in rands}),
+            long_schedule=long_schedule,
+            margin=margin,
+        )
+    rd = best_group([g for g in rands if g.schedule == long[-1]], task)
+    pt = best_group([g for g in pts if g.schedule == long[-1]], task)
+    f = compare(kind, ev, rd, pt, task)
+    f.outcome = signal_of(within_margin(f.interval, margin), f.values["a"], f.values["b"])
+    f.extra, f.null = {"margin": margin, "schedule": long[-1]}, -margin
     return f
 
 
-def catch_up(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str, margin: float) -> Finding | None:
-    """Random init at its longest schedule minus the best pre-trained AP. Claim: at worst ``-margin``."""
+def catch_up_schedules(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
+    """Random init at its longest schedule minus the best pre-trained configuration when that one trained
+    a shorter schedule: schedule against schedule, more iterations on one side. No claim rests on it."""
     pt = best_group([g for g in rg if g.kind == pt_kind], task)
-    rands = [g for g in _reference_random(rg) if g.mean(task) is not None]
+    rands = _finished(reference_random(rg), task)
     if pt is None or not rands:
         return None
     longest = max(g.schedule for g in rands)
     rd = best_group([g for g in rands if g.schedule == longest], task)
-    f = compare("catch_up", ev, rd, pt, task)
-    f.outcome = _signal(within_margin(f.interval, margin), f.values["a"], f.values["b"])
-    f.extra, f.null = {"margin": margin}, -margin
+    if rd is None or rd.schedule <= pt.schedule:
+        return None
+    f = compare("catch_up_schedules", ev, rd, pt, task)
+    f.extra = {"margin_not_applied": True}
     return f
+
+
+def signal_of(outcome: str, *values: float | None) -> str:
+    """Inconclusive when every side is at 0 AP: nothing was learned, so a zero-width interval around an
+    exact tie says nothing about the claim."""
+    return INCONCLUSIVE if all(v == 0 for v in values) else outcome
 
 
 def regime_gap(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
     """Best pre-trained minus best random final AP at one data regime (no claim on its own)."""
-    pt, rd = best_group([g for g in rg if g.kind == pt_kind], task), best_group(_reference_random(rg), task)
+    pt, rd = best_group([g for g in rg if g.kind == pt_kind], task), best_group(reference_random(rg), task)
     if pt is None or rd is None:
         return None
     f = compare("regime_gap", ev, pt, rd, task)
     f.outcome = None
     f.extra = {"ahead": direction(f.interval, +1)}
-    return f
-
-
-def localisation(ev: Evidence, rg: Sequence[Group], pt_kind: str, task: str) -> Finding | None:
-    """(random - pre-trained at AP75) - (random - pre-trained at AP50). Claim: positive (scratch holds up
-    better at the strict IoU)."""
-    pt, rd = best_group([g for g in rg if g.kind == pt_kind], task), best_group(_reference_random(rg), task)
-    if pt is None or rd is None:
-        return None
-    v = {(g, m): grp.mean(task, m) for g, grp in (("pt", pt), ("rd", rd)) for m in ("AP50", "AP75")}
-    if any(x is None for x in v.values()):
-        return None
-    gap50, gap75 = v["rd", "AP50"] - v["pt", "AP50"], v["rd", "AP75"] - v["pt", "AP75"]
-    s = ev.paired([(rd, "AP75"), (pt, "AP75"), (rd, "AP50"), (pt, "AP50")], task)
-    image = None if s is None else ((s[0] - s[1]) - (s[2] - s[3])).interval()
-    # Training noise of each side's AP75 - AP50, run by run (the two move together within a run).
-    terms = tuple(
-        ev.derived_term([_strictness(a, task) for a in g.finished], task, ("AP75", "AP50")) for g in (rd, pt)
-    )
-    combined = combined_interval(gap75 - gap50, image, terms)
-    basis = "images" if image is not None else "seeds" if combined is not None else "none"
-    values = {"a": gap75, "b": gap50, "diff": gap75 - gap50, **{f"{g}_{m}": x for (g, m), x in v.items()}}
-    f = Finding("localisation", pt.data, task, rd, pt, values)
-    _tested(f, Statistic(gap75 - gap50, combined, basis, terms))
-    f.outcome = _signal(direction(f.interval, +1), v["rd", "AP50"], v["pt", "AP50"])
     return f
 
 
@@ -329,36 +324,16 @@ def normalisation(ev: Evidence, rg: Sequence[Group]) -> list[Finding]:
             )
             continue
         f = compare("normalisation", ev, g, ref, "bbox")
-        f.outcome, f.extra = _signal(direction(f.interval, -1), f.values["a"], f.values["b"]), extra
+        f.outcome, f.extra = signal_of(direction(f.interval, -1), f.values["a"], f.values["b"]), extra
         out.append(f)
     return out
-
-
-def direct_vs_classify(ev: Evidence, rg: Sequence[Group]) -> Finding | None:
-    """Direct minus classification pre-training bbox AP, with their total pixels (pre-training included).
-    Claim: positive at fewer total pixels (Li et al.)."""
-    d = best_group([g for g in rg if g.init == "direct"])
-    c = best_group([g for g in rg if g.init == "classify"])
-    if d is None or c is None or not d.cost("pixels_seen") or not c.cost("pixels_seen"):
-        return None
-    f = compare("direct_vs_classify", ev, d, c, "bbox")
-    ratio = d.cost("pixels_seen") / c.cost("pixels_seen")
-    f.extra = {
-        "pixels_ratio": round(ratio, 4),
-        "direct_pixels": d.cost("pixels_seen"),
-        "classify_pixels": c.cost("pixels_seen"),
-    }
-    ap = _signal(direction(f.interval, +1), f.values["a"], f.values["b"])
-    f.outcome = NOT_REPRODUCED if ratio >= 1 or ap == NOT_REPRODUCED else ap
-    f.tested = ratio < 1
-    return f
 
 
 def cost(ev: Evidence, rg: Sequence[Group], pt_kind: str, rd: Group | None) -> Finding | None:
     """Best pre-trained configuration vs scratch (``rd``, else the best reference random): bbox AP against
     everything seen, pre-training included."""
     pt = best_group([g for g in rg if g.kind == pt_kind])
-    rd = rd or best_group(_reference_random(rg))
+    rd = rd or best_group(reference_random(rg))
     keys = ("images_seen", "pixels_seen")
     if pt is None or rd is None or any(g.cost(k) is None for g in (pt, rd) for k in keys):
         return None
@@ -376,14 +351,17 @@ def cost(ev: Evidence, rg: Sequence[Group], pt_kind: str, rd: Group | None) -> F
 
 def decide(found: Sequence[Finding]) -> None:
     """The study's claims as one family: each tested claim's p-value (of its deciding statistic against
-    the claim's null), Holm-adjusted across every claim, task and data regime of the study; a claim
+    the claim's null), Holm-adjusted across every claim, task and data regime of the study; findings that
+    rest on the same statistic (one AP comparison judged on several costs) are one hypothesis. A claim
     whose adjusted p-value is not below 1 - LEVEL is inconclusive. A decided claim whose statistic
     includes no training noise is only "consistent" / "inconsistent" with the claim in this one run."""
     family = [f for f in found if f.outcome is not None and f.tested and f.test is not None]
-    ps = [f.test.p_value(f.null) for f in family]
-    for f, p, adjusted in zip(family, ps, holm(ps), strict=True):
-        f.p, f.p_adjusted = p, adjusted
-        if adjusted >= 1 - LEVEL and f.outcome in (REPRODUCED, NOT_REPRODUCED):
+    tests = list({id(f.test): f for f in family}.values())
+    ps = [f.test.p_value(f.null) for f in tests]
+    adjusted = {id(f.test): (p, q) for f, p, q in zip(tests, ps, holm(ps), strict=True)}
+    for f in family:
+        f.p, f.p_adjusted = adjusted[id(f.test)]
+        if f.p_adjusted >= 1 - LEVEL and f.outcome in (REPRODUCED, NOT_REPRODUCED):
             f.outcome = INCONCLUSIVE
     for f in found:
         if f.outcome in (REPRODUCED, NOT_REPRODUCED) and f.tested and (f.noise or {}).get("kind") == "none":

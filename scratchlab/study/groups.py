@@ -46,7 +46,8 @@ LAUNCHERS = ("inline", "local", "slurm")
 PRETRAINED = ("classify", "direct")
 STATUSES = ("finished", "failed", "diverged", "pending", "running")
 UNDECIDED = ("pending", "running")  # statuses of arms that may still finish
-TASKS = ("bbox", "segm")
+# keypoints: keypoint AP (OKS) of a detector with a keypoint head, a task beside boxes and masks
+TASKS = ("bbox", "segm", "keypoints")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 WELL_NORMED = {"gn", "syncbn"}
 POORLY_NORMED = {"bn", "frozenbn"}

@@ -34,6 +34,7 @@ __all__ = [
     "SeedSummary",
     "percentile_interval",
     "bias_corrected_interval",
+    "bias_corrected_bounds",
     "seed_summary",
     "seed_diff_interval",
     "NoiseTerm",
@@ -81,6 +82,27 @@ def bias_corrected_interval(
     z = normal.inv_cdf(1 - (1 - level) / 2)
     low, high = np.percentile(s, [100 * normal.cdf(2 * z0 - z), 100 * normal.cdf(2 * z0 + z)])
     return float(low), float(high)
+
+
+def bias_corrected_bounds(
+    samples: np.ndarray, estimate: float | None, level: float = LEVEL
+) -> tuple[float, float | None] | None:
+    """:func:`bias_corrected_interval` of samples in which nan stands for "never" (a curve that never
+    reaches an AP on that resample): those count as larger than every number, and an upper bound that
+    falls on one is None (not reached within the run). None without samples or estimate."""
+    s = np.asarray(samples, dtype=float)
+    s = np.where(np.isnan(s), np.inf, s)
+    if not s.size or estimate is None or not np.isfinite(estimate):
+        return None
+    normal = NormalDist()
+    below = (np.sum(s < estimate) + 0.5 * np.sum(s == estimate)) / s.size
+    z0 = normal.inv_cdf(min(max(below, 0.5 / s.size), 1 - 0.5 / s.size))
+    z = normal.inv_cdf(1 - (1 - level) / 2)
+    q = [normal.cdf(2 * z0 - z), normal.cdf(2 * z0 + z)]
+    low, high = np.quantile(s, q, method="inverted_cdf")  # an order statistic: inf stays inf
+    if not np.isfinite(low):
+        return None
+    return float(low), float(high) if np.isfinite(high) else None
 
 
 @dataclass(frozen=True)

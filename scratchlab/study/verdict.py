@@ -18,17 +18,17 @@ from typing import Any
 
 from ..evaluation.bootstrap import BOOTSTRAP_METRICS
 from ..run_dir import EXTERNAL
+from .curve_findings import early, localisation
 from .evidence import Evidence
 from .findings import (
     KINDS,
+    NOT_TESTABLE,
     Finding,
     catch_up,
+    catch_up_schedules,
     cost,
     decide,
-    direct_vs_classify,
-    early,
     headline,
-    localisation,
     normalisation,
     regime_gap,
 )
@@ -50,8 +50,9 @@ from .groups import (
     validate_arms,
 )
 from .noise import Calibration
-from .paper import paper_check
+from .paper import compared, paper_check, untestable_reason
 from .provenance import pretraining_label
+from .regime_findings import crossover, data_regime, direct_vs_classify
 from .stats import LEVEL, noise_kind, seed_summary
 
 __all__ = ["compute_verdict", "verdict_lines", "QUESTIONS", "MARGIN", "RESAMPLES"]
@@ -59,15 +60,23 @@ __all__ = ["compute_verdict", "verdict_lines", "QUESTIONS", "MARGIN", "RESAMPLES
 MARGIN = 1.0  # AP points: "caught up" means the difference's interval lies above -MARGIN
 RESAMPLES = 500
 QUESTIONS = (
-    ("early", "Does pre-training speed up early training?"),
-    ("catch_up", "Does random init catch up given a longer schedule?"),
-    ("regime_gap", "Does that change with less data?"),
-    ("localisation", "Does random init hold up at strict IoU (AP75 against AP50)?"),
+    ("early", "Does pre-training speed up early training (same schedule, before the first LR drop)?"),
+    ("catch_up", "Does random init catch up with pre-training at the same long schedule?"),
+    ("regime_gap", "Does pre-training's lead grow with less data?"),
+    ("localisation", "Does random init localise better (AP75 at matched AP50)?"),
+    ("keypoints", "Does random init catch up on keypoint AP at the same schedule?"),
     ("normalisation", "Does scratch training need GN/SyncBN?"),
     ("cost", "What does each start cost, pre-training included?"),
     ("problems", "Arms that did not finish"),
 )
 
+
+# The findings each question lists, where they are more than its own kind.
+_QUESTION_KINDS = {
+    "cost": ("cost", "direct_vs_classify"),
+    "catch_up": ("catch_up", "catch_up_schedules"),
+    "regime_gap": ("regime_gap", "data_regime", "crossover"),
+}
 
 # --------------------------------------------------------------------------------------------- prose
 
@@ -113,51 +122,160 @@ def _where(f: Finding, sizes: dict[str, int], many: bool) -> str:
 
 def describe(f: Finding) -> str:
     """One finding in English, every number from ``f``."""
+    if f.outcome == NOT_TESTABLE:
+        return f"{compared(f.as_dict())}: not testable here: {untestable_reason(f.extra)}."
+    words = _WORDS.get(f.kind)
+    if words is None:
+        raise ValueError(f"no wording for a {f.kind!r} finding")
+    return words(f)
+
+
+def _early(f: Finding) -> str:
+    a, b, v, x = f.a, f.b, f.values, f.extra
+    when = (
+        f"before the first LR drop at {x['window_end']:g}"
+        if x["window_is_lr_drop"]
+        else f"over the whole run (the LR never drops; it ends at {x['window_end']:g})"
+    )
+    its = x["iterations"]
+    reach = _reach(x)
+    return (
+        f"Over the {len(its)} evaluations from iteration {its[0]:g} to {its[-1]:g}, {when}, {a.label()} "
+        f"averaged {v['a']:.1f} {f.task} AP and {b.label()} {v['b']:.1f}: the window-mean gap "
+        f"(pre-trained minus random) is {_delta(f)}{_verdict(f)[:-1]}; {reach}."
+    )
+
+
+def _reach(x: dict[str, Any]) -> str:
+    """How long random init took to reach the pre-trained AP at the window's last evaluation."""
+    head = f"random init needed {{}} to reach the pre-trained {x['reach_target']:.1f} AP of iteration {x['reach_at']:g}"
+    if x["reach_iteration"] is None:
+        return head.format("more than its whole run")
+    iv = x["reach_interval"]
+    if x["reach_basis"] != "images" or iv is None:
+        why = (
+            "no per-image data along the curves"
+            if x["reach_basis"] != "images"
+            else "too few resamples reach it"
+        )
+        return head.format(f"{x['reach_iteration']:.0f} iterations") + f" (a point estimate: {why})"
+    high = "not reached within the run" if iv[1] is None else f"{iv[1]:.0f}"
+    return head.format(f"{x['reach_iteration']:.0f} iterations [{iv[0]:.0f}, {high}]") + (
+        " (interval over the validation images; training noise not included)"
+    )
+
+
+def _catch_up(f: Finding) -> str:
     a, b, v = f.a, f.b, f.values
-    if f.kind == "early":
-        when = (
-            f"before the first LR drop at {f.extra['window_end']:g}"
-            if f.extra["window_is_lr_drop"]
-            else f"in the first half of the run (the LR never drops before {f.extra['window_end']:g})"
-        )
+    return (
+        f"At the same {sched_label(f.extra['schedule'])} schedule, {a.label()} reached {v['a']:.1f} {f.task} AP "
+        f"against {v['b']:.1f} for {b.label()}: {_delta(f)} (margin {f.extra['margin']:g} AP)" + _verdict(f)
+    )
+
+
+def _catch_up_schedules(f: Finding) -> str:
+    a, b, v = f.a, f.b, f.values
+    return (
+        f"Schedule against schedule (not the paper's equal-schedule test): {a.label()} reached {v['a']:.1f} "
+        f"{f.task} AP against {v['b']:.1f} for {b.label()}: {_delta(f)}."
+    )
+
+
+def _localisation(f: Finding) -> str:
+    a, b, v, lo, hi = f.a, f.b, f.values, *f.extra["matched_ap50"]
+    return (
+        f"At matched AP50 ({lo:.1f} to {hi:.1f}, along {f.extra['points'][0]} and {f.extra['points'][1]} "
+        f"evaluations), {a.label()} had {v['a']:.1f} AP75 and {b.label()} {v['b']:.1f}: "
+        f"random minus pre-trained AP75 at the same AP50 is {_delta(f)}" + _verdict(f)
+    )
+
+
+def _normalisation(f: Finding) -> str:
+    a, b, v = f.a, f.b, f.values
+    if v["a"] is None:
+        n = f"{f.extra['n_failed']} of {f.extra['n_arms']} seeds " if f.extra["n_arms"] > 1 else ""
         return (
-            f"At iteration {f.extra['iteration']:g}, {when}, {a.label()} had {v['a']:.1f} {f.task} AP and "
-            f"{b.label()} {v['b']:.1f}: pre-training ahead by {_delta(f)}" + _verdict(f)
+            f"{a.label()} {n}{', '.join(f.extra['failed_as'])}, while {b.label()} reached "
+            f"{v['b']:.1f} bbox AP" + _verdict(f)
         )
-    if f.kind == "catch_up":
-        return (
-            f"{a.label()} reached {v['a']:.1f} {f.task} AP against {v['b']:.1f} for {b.label()}: "
-            f"{_delta(f)} (margin {f.extra['margin']:g} AP)" + _verdict(f)
+    return (
+        f"{a.label()} reached {v['a']:.1f} bbox AP against {v['b']:.1f} for {b.label()}: {_delta(f)}"
+        + _verdict(f)
+    )
+
+
+COST_WORDS = {
+    "images_seen": ("images", fmt_count),
+    "pixels_seen": ("pixels", fmt_count),
+    "wall_s": ("wall time", lambda s: f"{s:.0f} s"),
+    "peak_memory_mb": ("peak memory", lambda m: f"{m:.0f} MB"),
+}
+
+
+def _direct(f: Finding) -> str:
+    name, fmt = COST_WORDS[f.extra["cost"]]
+    r = f.extra["ratio"]
+    use = f"{1 / r:.1f}x less" if r < 1 else f"{r:.1f}x as much"
+    return (
+        f"On pre-training {name}: {f.a.label()} minus {f.b.label()}: {_delta(f)} bbox "
+        f"({f.values['a']:.1f} against {f.values['b']:.1f}; equal or better within {f.extra['margin']:g} AP), "
+        f"using {use} ({fmt(f.extra['direct_cost'])} against {fmt(f.extra['classify_cost'])}; point values)"
+        + _verdict(f)
+    )
+
+
+def _data_regime(f: Finding) -> str:
+    x, v = f.extra, f.values
+    pt_f, rd_f = f.others
+    return (
+        f"Pre-trained minus random ({f.a.label()} minus {f.b.label()}) was {v['a']:+.1f} {f.task} AP with "
+        f"data {x['small']} and {v['b']:+.1f} ({pt_f.label()} minus {rd_f.label()}) with data {x['full']}, "
+        f"on the same validation images: the lead grew by {_delta(f)}" + _verdict(f)
+    )
+
+
+def _crossover(f: Finding) -> str:
+    x = f.extra
+    rows = "; ".join(
+        f"{r['data']} ({100 * r['share']:.0f}%): {r['diff']:+.1f} {fmt_interval(r['interval'], signed=True)}"
+        for r in x["regimes"]
+    )
+    if x["share"] is None:
+        where = f"random init is not within {x['margin']:g} AP of pre-training even with the most data"
+    else:
+        below = f", not below it ({x['below']})" if x["below"] else " (at every regime)"
+        where = (
+            f"random init stays within {x['margin']:g} AP of pre-training down to "
+            f"{100 * x['share']:.0f}% of the data{below}"
         )
-    if f.kind == "regime_gap":
-        return f"{a.label()} minus {b.label()}: {_delta(f)} {f.task} ({v['a']:.1f} against {v['b']:.1f})."
-    if f.kind == "localisation":
-        return (
-            f"{a.label()} minus {b.label()} was {v['a']:+.1f} at AP75 and {v['b']:+.1f} at AP50; "
-            f"the AP75 gap minus the AP50 gap is {_delta(f)}" + _verdict(f)
-        )
-    if f.kind == "normalisation":
-        if v["a"] is None:
-            n = f"{f.extra['n_failed']} of {f.extra['n_arms']} seeds " if f.extra["n_arms"] > 1 else ""
-            return (
-                f"{a.label()} {n}{', '.join(f.extra['failed_as'])}, while {b.label()} reached "
-                f"{v['b']:.1f} bbox AP" + _verdict(f)
-            )
-        return (
-            f"{a.label()} reached {v['a']:.1f} bbox AP against {v['b']:.1f} for {b.label()}: "
-            f"{_delta(f)}" + _verdict(f)
-        )
-    if f.kind == "direct_vs_classify":
-        r = f.extra["pixels_ratio"]
-        use = f"{1 / r:.1f}x fewer total pixels" if r < 1 else f"{r:.1f}x the total pixels"
-        return (
-            f"{a.label()} minus {b.label()}: {_delta(f)} bbox ({v['a']:.1f} against {v['b']:.1f}), "
-            f"using {use} ({fmt_count(f.extra['direct_pixels'])} against "
-            f"{fmt_count(f.extra['classify_pixels'])}), pre-training included" + _verdict(f)
-        )
-    if f.kind == "cost":
-        return f"{_spent(a, v['a'], f.extra, 'a')}; {_spent(b, v['b'], f.extra, 'b')}."
-    raise ValueError(f"no wording for a {f.kind!r} finding")
+    return (
+        f"Crossover ({f.task}, {f.a.label()} minus {f.b.label()}, each regime's interval unadjusted): "
+        f"{where}. Random minus pre-trained by regime: {rows}."
+    )
+
+
+def _cost(f: Finding) -> str:
+    return f"{_spent(f.a, f.values['a'], f.extra, 'a')}; {_spent(f.b, f.values['b'], f.extra, 'b')}."
+
+
+def _regime_gap(f: Finding) -> str:
+    v = f.values
+    return f"{f.a.label()} minus {f.b.label()}: {_delta(f)} {f.task} ({v['a']:.1f} against {v['b']:.1f})."
+
+
+_WORDS = {
+    "early": _early,
+    "catch_up": _catch_up,
+    "keypoints": _catch_up,
+    "catch_up_schedules": _catch_up_schedules,
+    "regime_gap": _regime_gap,
+    "localisation": _localisation,
+    "normalisation": _normalisation,
+    "direct_vs_classify": _direct,
+    "data_regime": _data_regime,
+    "crossover": _crossover,
+    "cost": _cost,
+}
 
 
 def _spent(g: Group, ap: float, extra: dict[str, Any], side: str) -> str:
@@ -274,24 +392,31 @@ def _group_record(ev: Evidence, g: Group) -> dict[str, Any]:
     return rec
 
 
-def _findings(ev: Evidence, groups: list[Group], regimes: Sequence[str], margin: float) -> list[Finding]:
+def _findings(
+    ev: Evidence, groups: list[Group], regimes: Sequence[str], sizes: dict[str, int], margin: float
+) -> list[Finding]:
     out: list[Finding | None] = []
     for d in regimes:
         rg = [g for g in groups if g.data == d]
         for pt_kind in pretrained_kinds(groups):
             scratch = None
-            for task in TASKS:
+            for task in ("bbox", "segm"):
                 out.append(early(ev, rg, pt_kind, task))
                 cu = catch_up(ev, rg, pt_kind, task, margin)
-                out.append(cu)
-                if cu is not None and task == "bbox":
+                out += [cu, catch_up_schedules(ev, rg, pt_kind, task)]
+                if cu is not None and cu.outcome != NOT_TESTABLE and task == "bbox":
                     scratch = cu.a
                 if len(regimes) > 1:
                     out.append(regime_gap(ev, rg, pt_kind, task))
                 out.append(localisation(ev, rg, pt_kind, task))
+            out.append(catch_up(ev, rg, pt_kind, "keypoints", margin, long_schedule=0.0, kind="keypoints"))
             out.append(cost(ev, rg, pt_kind, scratch))
-        out.append(direct_vs_classify(ev, rg))
+        out.extend(direct_vs_classify(ev, rg, margin))
         out.extend(normalisation(ev, rg))
+    for pt_kind in pretrained_kinds(groups):
+        for task in ("bbox", "segm"):
+            out.append(data_regime(ev, groups, regimes, pt_kind, task))
+            out.append(crossover(ev, groups, regimes, sizes, pt_kind, task, margin))
     return [f for f in out if f is not None]
 
 
@@ -316,7 +441,7 @@ def compute_verdict(
     ev = Evidence(resamples, seed, Calibration.from_block(noise))
     groups = group_arms(arms)
     sizes, regimes = regime_sizes(arms), regime_order(arms)
-    found = _findings(ev, groups, regimes, margin)
+    found = _findings(ev, groups, regimes, sizes, margin)
     decide(found)
     many = len(regimes) > 1
     questions = []
@@ -324,16 +449,17 @@ def compute_verdict(
         if key == "problems":
             lines = [_problem(a) for a in arms if not finished(a)]
         else:
-            kinds = ("cost", "direct_vs_classify") if key == "cost" else (key,)
+            kinds = _QUESTION_KINDS.get(key, (key,))
             lines = [_where(f, sizes, many) + describe(f) for f in found if f.kind in kinds]
             if key == "regime_gap":
                 lines += _trend([f for f in found if f.kind == "regime_gap"], sizes)
         if lines:
             questions.append({"key": key, "title": title, "lines": lines})
     top = headline(ev, groups, regimes)
+    cross = next((f for f in found if f.kind == "crossover" and f.task == "bbox"), None)
     findings = {k: [f.as_dict() for f in [top, *found] if f is not None and f.kind == k] for k in KINDS}
     return {
-        "headline": _headline(top, arms, sizes),
+        "headline": _headline(top, arms, sizes) + ("" if cross is None else " " + _crossover(cross)),
         "summary": f"{sum(finished(a) for a in arms)} of {len(arms)} arms finished with final metrics.",
         "questions": questions,
         "findings": findings,
@@ -356,8 +482,15 @@ def compute_verdict(
 def verdict_lines(verdict: dict[str, Any]) -> list[str]:
     """Every sentence of a verdict in order: the arm count, each question's lines, the paper check."""
     lines = [verdict["summary"], *(line for q in verdict["questions"] for line in q["lines"])]
-    return lines + [
-        f"Paper check: {c['claim']}: {c['result']}"
-        + (f" (interval {fmt_interval(c['interval'], signed=True)} AP)." if c["interval"] else ".")
-        for c in verdict["paper"]
-    ]
+    return lines + [_paper_line(c) for c in verdict["paper"]]
+
+
+def _paper_line(c: dict[str, Any]) -> str:
+    """``Paper check: CLAIM: RESULT (compared: ...; interval ...).``: what decided it, or why nothing could."""
+    line = f"Paper check: {c['claim']}: {c['result']}"
+    if c.get("reason"):
+        return f"{line}: {c['reason']}."
+    parts = [f"compared: {c['compared']}"] if c.get("compared") else []
+    if c["interval"]:
+        parts.append(f"interval {fmt_interval(c['interval'], signed=True)} AP")
+    return line + (f" ({'; '.join(parts)})." if parts else ".")

@@ -174,7 +174,10 @@ def seed_arms() -> list[dict[str, Any]]:
         _arm(f"scratch_gn_2x_s{i}", "random", ap, schedule=2.0, seed=i)
         for i, ap in enumerate((29.0, 31.0, 30.0))
     ]
-    cls = [_arm(f"classify_gn_1x_s{i}", "classify", ap, seed=i) for i, ap in enumerate((31.1, 30.1, 30.6))]
+    cls = [
+        _arm(f"classify_gn_2x_s{i}", "classify", ap, schedule=2.0, seed=i)
+        for i, ap in enumerate((31.1, 30.1, 30.6))
+    ]
     return rand + cls
 
 

@@ -47,14 +47,14 @@ def test_a_bad_noise_block_names_its_key(block, names):
 
 def test_one_run_per_arm_gets_the_calibrated_noise(never_arms):
     """Classify 30.0 against scratch 2x 25.0, one run each, no per-image data: the calibration alone
-    gives the interval, -5 +- t(10) * sqrt(2) * sigma."""
-    assert compute_verdict(never_arms)["findings"]["catch_up"][0]["interval"] is None
+    gives the interval, -5 +- t(10) * sqrt(2) * sigma (the schedule-against-schedule line: no claim)."""
+    assert compute_verdict(never_arms)["findings"]["catch_up_schedules"][0]["interval"] is None
     block = {"sigma": {"bbox": {"AP": 1.0}}, "df": 10}
-    cu = compute_verdict(never_arms, noise=block)["findings"]["catch_up"][0]
+    cu = compute_verdict(never_arms, noise=block)["findings"]["catch_up_schedules"][0]
     half = 2.228139 * math.sqrt(2)
     assert cu["interval"] == pytest.approx([-5 - half, -5 + half], abs=1e-3)
     assert cu["noise"] == {"kind": "calibrated", "seeds": 1, "sigma": 1.0}
-    assert cu["basis"] == "seeds" and cu["outcome"] == "not reproduced"
+    assert cu["basis"] == "seeds" and cu["outcome"] is None
 
 
 def _finding(estimate: float, se: float, outcome: str, group) -> Finding:

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from scratchlab.study.groups import METRICS
+from scratchlab.study.paper import CLAIMS
 from scratchlab.study.report import (
     INIT_COLOURS,
     TABLE_HEAD_COLOUR,
@@ -228,9 +229,10 @@ def test_paper_table_same_in_both_formats(written):
     md = _md_tables(res["markdown"].read_text())["Paper check"]
     html_rows = _html_tables(res["html"].read_text()).tables["paper"]
     assert md == html_rows
-    assert md[0] == ["Claim", "Result", "95% interval (AP)", "Arms"] and len(md) == 6
+    assert md[0] == ["Claim", "Result", "95% interval (AP)", "Arms"] and len(md) == 1 + len(CLAIMS)
     results = {r[1] for r in md[1:]}
-    assert results <= {"reproduced", "not reproduced", "mixed", "inconclusive", "not tested"}
+    allowed = {"reproduced", "not reproduced", "mixed", "inconclusive", "not tested", "not testable here"}
+    assert results <= allowed | {"consistent", "inconsistent"}
 
 
 def test_stored_verdict_is_used(never_arms, tmp_path):
@@ -373,3 +375,25 @@ def test_report_only_refuses_inconsistent_arm_records_naming_them(study, tmp_pat
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(tmp_path / "study.json") in err and named in err, err
     assert (tmp_path / "study.json").read_bytes() == before
+
+
+def test_report_only_on_a_study_written_before_the_claims_changed(study, tmp_path):
+    """A study.json of the earlier format: curves with bbox AP only, no peak memory in the costs, a
+    verdict whose paper entries lack noise, adjusted, compared and reason. --report-only rebuilds it, and
+    each claim says what it compared or why it cannot be tested on these records."""
+    from scratchlab.cli import main
+
+    old = json.loads(json.dumps(study))
+    old["verdict"] = {"headline": "old", "paper": [{"claim": "x", "result": "reproduced", "interval": None}]}
+    (tmp_path / "study.json").write_text(json.dumps(old))
+    assert main(["study", "--report-only", str(tmp_path)]) == 0
+    rebuilt = json.loads((tmp_path / "study.json").read_text())["verdict"]
+    assert {c["claim"] for c in rebuilt["paper"]} == {c for _, _, c in CLAIMS.values()}
+    for check in rebuilt["paper"]:
+        assert {"noise", "adjusted", "compared", "reason"} <= set(check)
+        assert check["result"] != "not testable here" or check["reason"]
+    by_claim = {c["claim"]: c for c in rebuilt["paper"]}
+    # Its records have no pre-training peak memory: that claim is not tested, the others are judged.
+    assert by_claim[CLAIMS["direct_vs_classify:peak_memory_mb"][2]]["result"] == "not tested"
+    assert by_claim[CLAIMS["direct_vs_classify:pixels_seen"][2]]["compared"]
+    assert (tmp_path / "report.md").is_file()

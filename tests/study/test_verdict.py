@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from scratchlab.study.paper import CLAIMS
 from scratchlab.study.verdict import QUESTIONS, compute_verdict, verdict_lines
 
 
@@ -33,18 +34,33 @@ def test_findings_grouped_by_question_with_their_numbers(caught_up_arms):
         t for k, t in QUESTIONS if k in ("early", "catch_up", "localisation", "cost")
     ]
     early = _one(v["findings"]["early"], task="bbox")
-    # The window ends at the 1x arm's first LR drop (200 - 133 = 67): the last common evaluation is 50.
-    assert early["window_end"] == 67 and early["iteration"] == 50
-    want_pt, want_rd = 30.0 * (1 - math.exp(-50 / 30)), 31.0 * (1 - math.exp(-50 / 150))
+    # Both starts at 1x: the window ends at the first LR drop (200 - 133 = 67), evaluations at 25 and 50.
+    assert early["window_end"] == 67 and early["iterations"] == [25, 50] and early["schedule"] == 1.0
+    want_pt = sum(30.0 * (1 - math.exp(-i / 30)) for i in (25, 50)) / 2
+    want_rd = sum(22.0 * (1 - math.exp(-i / 150)) for i in (25, 50)) / 2
     assert early["a"] == pytest.approx(want_pt, abs=1e-2) and early["b"] == pytest.approx(want_rd, abs=1e-2)
-    assert early["arms"] == ["classify_gn_1x", "scratch_gn_3x"]
+    assert early["arms"] == ["classify_gn_1x", "scratch_gn_1x"]
     line = v["questions"][0]["lines"][0]
     assert (
-        f"pre-training ahead by {want_pt - want_rd:+.1f} AP (no interval)" in line and "inconclusive" in line
+        f"the window-mean gap (pre-trained minus random) is {want_pt - want_rd:+.1f} AP (no interval)" in line
     )
+    assert (
+        "random init needed more than its whole run to reach the pre-trained 24.3 AP of iteration 50" in line
+    )
+    # Pre-trained only at 1x: no equal long schedule, so catch-up is not testable, and says why.
     cu = _one(v["findings"]["catch_up"], task="bbox")
-    assert cu["a_group"]["schedule"] == 3.0 and cu["diff"] == pytest.approx(1.0) and cu["margin"] == 1.0
-    assert "random init (GN, 3x) reached 31.0 bbox AP against 30.0" in v["questions"][1]["lines"][0]
+    assert cu["outcome"] == "not testable here" and cu["untestable"] == "no_equal_long_schedule"
+    assert "not testable here: pre-trained at 1x, random init at 1x, 2x, 3x" in v["questions"][1]["lines"][0]
+    # The schedule-against-schedule line stays, labelled so, with no outcome.
+    extra = _one(v["findings"]["catch_up_schedules"], task="bbox")
+    assert (
+        extra["a_group"]["schedule"] == 3.0
+        and extra["diff"] == pytest.approx(1.0)
+        and extra["outcome"] is None
+    )
+    assert any(x.startswith("Schedule against schedule (not the paper's") for x in v["questions"][1]["lines"])
+    check = next(c for c in v["paper"] if c["claim"].startswith("random init catches up"))
+    assert check["result"] == "not testable here" and "no schedule of 2x or longer" in check["reason"]
 
 
 def test_one_regime_names_only_a_non_bbox_task(make_arm):
@@ -75,11 +91,13 @@ def test_seed_spread_gives_the_interval_without_per_image_data(seed_arms, make_a
     grp = next(g for g in v["groups"] if g["init"] == "random")
     assert grp["bbox"]["AP"]["mean"] == pytest.approx(30.0) and grp["bbox"]["AP"]["std"] == pytest.approx(1.0)
     cu = _one(v["findings"]["catch_up"], task="bbox")
-    assert cu["basis"] == "seeds" and cu["diff"] == pytest.approx(-0.6)
+    assert cu["basis"] == "seeds" and cu["diff"] == pytest.approx(-0.6) and cu["schedule"] == 2.0
     assert cu["interval"][0] < -1.0 < cu["interval"][1] and cu["outcome"] == "inconclusive"
     # The same spread against a clearly better pre-trained arm decides: the check can fail.
     far = [a for a in seed_arms if a["init"] == "random"]
-    far += [make_arm(f"cls{i}", "classify", ap, seed=i) for i, ap in enumerate((40.0, 40.5, 41.0))]
+    far += [
+        make_arm(f"cls{i}", "classify", ap, seed=i, schedule=2.0) for i, ap in enumerate((40.0, 40.5, 41.0))
+    ]
     assert _one(compute_verdict(far)["findings"]["catch_up"])["outcome"] == "not reproduced"
 
 
@@ -107,21 +125,62 @@ def test_failed_and_diverged_arms_listed_and_excluded(caught_up_arms, make_arm):
     assert _one(v["findings"]["catch_up"])["a"] == pytest.approx(31.0)
 
 
-def test_localisation_ap75_vs_ap50(caught_up_arms):
-    loc = _one(compute_verdict(caught_up_arms)["findings"]["localisation"], task="bbox")
-    # Best random (3x): AP50 47.0, AP75 31.5; classify: AP50 48.0, AP75 29.0.
+CALIBRATED = {"sigma": {"bbox": {m: 0.5 for m in ("AP", "AP50", "AP75")}}, "df": 10}
+
+
+def _profiled(make_arm, name, init, ap50s, ratio):
+    """An arm whose curve records AP50 and AP75 = ``ratio`` x AP50 at four evaluations (the last final)."""
+    arm = make_arm(name, init, ap50s[-1] / 2, schedule=2.0)
+    arm["curve"] = [
+        {"iteration": 100 * (i + 1), "bbox_AP": x / 2, "bbox_AP50": x, "bbox_AP75": ratio * x}
+        for i, x in enumerate(ap50s[:-1])
+    ]
+    arm["final"]["bbox"] |= {"AP50": ap50s[-1], "AP75": ratio * ap50s[-1]}
+    return arm
+
+
+def test_localisation_at_matched_ap50(make_arm):
+    pt = _profiled(make_arm, "cls", "classify", [20.0, 30.0, 40.0, 50.0], 0.5)
+    rd = _profiled(make_arm, "rnd", "random", [10.0, 25.0, 40.0, 55.0], 0.7)
+    loc = _one(compute_verdict([pt, rd], noise=CALIBRATED)["findings"]["localisation"], task="bbox")
+    # Over the AP50 both pass through (20 to 50, mean 35): AP75 0.7 x 35 against 0.5 x 35.
+    assert loc["matched_ap50"] == [20.0, 50.0] and loc["points"] == [4, 4]
     assert (
-        loc["a"] == pytest.approx(2.5)
-        and loc["b"] == pytest.approx(-1.0)
-        and loc["diff"] == pytest.approx(3.5)
+        loc["a"] == pytest.approx(24.5)
+        and loc["b"] == pytest.approx(17.5)
+        and loc["diff"] == pytest.approx(7.0)
+    )
+    assert loc["interval"][0] > 0 and loc["outcome"] == "reproduced"
+    # The same IoU profile on both sides, one far ahead overall: no difference at matched AP50.
+    same = _profiled(make_arm, "rnd", "random", [10.0, 25.0, 40.0, 55.0], 0.5)
+    tie = _one(compute_verdict([pt, same], noise=CALIBRATED)["findings"]["localisation"], task="bbox")
+    assert tie["diff"] == pytest.approx(0.0) and tie["outcome"] == "inconclusive"
+
+
+def test_localisation_not_testable_when_curves_never_meet(make_arm):
+    pt = _profiled(make_arm, "cls", "classify", [20.0, 30.0, 40.0, 50.0], 0.5)
+    rd = _profiled(make_arm, "rnd", "random", [2.0, 5.0, 8.0, 12.0], 0.7)
+    v = compute_verdict([pt, rd], noise=CALIBRATED)
+    loc = _one(v["findings"]["localisation"], task="bbox")
+    assert loc["outcome"] == "not testable here" and loc["interval"] is None and loc["p"] is None
+    check = next(c for c in v["paper"] if c["claim"].startswith("random init localises"))
+    assert (
+        check["result"] == "not testable here" and "never overlap (random init 2.0 to 12.0" in check["reason"]
     )
 
 
 def test_early_window_without_lr_drops(make_arm):
-    pt, rd = make_arm("cls", "classify", 30.0), make_arm("rnd", "random", 28.0, schedule=2.0)
-    pt["lr_drops"] = rd["lr_drops"] = []  # constant LR: the early window is the first half of the run
+    pt, rd = make_arm("cls", "classify", 30.0), make_arm("rnd", "random", 28.0)
+    pt["lr_drops"] = rd["lr_drops"] = []  # constant LR: the whole run is the early window
     early = compute_verdict([pt, rd])["findings"]["early"][0]
-    assert early["window_end"] == 100 and not early["window_is_lr_drop"] and early["iteration"] == 100
+    assert early["window_end"] == 200 and not early["window_is_lr_drop"]
+    assert early["iterations"] == list(range(25, 201, 25))
+
+
+def test_early_not_testable_without_curves_at_a_shared_schedule(make_arm):
+    pt, rd = make_arm("cls", "classify", 30.0), make_arm("rnd", "random", 28.0, schedule=3.0)
+    early = compute_verdict([pt, rd])["findings"]["early"][0]
+    assert early["outcome"] == "not testable here" and early["untestable"] == "no_equal_schedule_curves"
 
 
 def test_cost_direct_vs_classify_and_headline(caught_up_arms, make_arm):
@@ -129,11 +188,15 @@ def test_cost_direct_vs_classify_and_headline(caught_up_arms, make_arm):
     cost = _one(v["findings"]["cost"], a_group=v["findings"]["cost"][0]["a_group"])
     cls = next(a for a in caught_up_arms if a["init"] == "classify")
     assert cost["a_total_images_seen"] == cls["cost"]["total"]["images_seen"]
-    dvc = v["findings"]["direct_vs_classify"][0]
-    assert dvc["diff"] == pytest.approx(0.8) and dvc["pixels_ratio"] < 1
+    dvc = {f["cost"]: f for f in v["findings"]["direct_vs_classify"]}
+    assert set(dvc) == {"images_seen", "pixels_seen", "wall_s"}  # no peak memory in these records
+    assert dvc["pixels_seen"]["diff"] == pytest.approx(0.8) and dvc["pixels_seen"]["ratio"] < 1
+    assert dvc["wall_s"]["ratio"] == pytest.approx(40 / 500)
     assert _lines_with(
-        v, "direct detection pre-training (GN, 1x) minus classification", "+0.8 AP", "fewer total pixels"
+        v, "On pre-training wall time: direct detection pre-training (GN, 1x) minus classification", "+0.8 AP"
     )
+    results = {c["claim"]: c["result"] for c in v["paper"]}
+    assert results[CLAIMS["direct_vs_classify:peak_memory_mb"][2]] == "not tested"
     # The best start overall is scratch at 3x (31.0): the headline says so, with its cost.
     assert v["headline"].startswith(
         "With data 100% (10000 training images), random init (GN, 3x) reached the best bbox AP, 31.0"
@@ -154,7 +217,16 @@ def test_numbers_one_decimal_and_json_serialisable(caught_up_arms, seed_arms, re
             ap_values = re.sub(r"adjusted p (< )?[\d.]+", "", line)  # p-values keep two significant digits
             assert all(len(d) == 1 for d in re.findall(r"\d\.(\d+)", ap_values)), line
         for check in v["paper"]:
-            assert set(check) == {"claim", "result", "interval", "arms", "noise", "adjusted"}
+            assert set(check) == {
+                "claim",
+                "result",
+                "interval",
+                "arms",
+                "noise",
+                "adjusted",
+                "compared",
+                "reason",
+            }
 
 
 def test_no_finding_without_arms(make_arm):
