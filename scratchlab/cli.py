@@ -31,6 +31,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .data.formats import CONVERT_HELP, FORMATS
 from .study.groups import LAUNCHERS
 
 __all__ = ["main", "build_parser"]
@@ -410,10 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = d.add_parser(
         "convert",
         help="convert VOC / VIA / YOLO / LabelMe / instance masks to COCO JSON",
-        description=_convert_help(),
+        description=CONVERT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("--from", dest="fmt", required=True, choices=["voc", "via", "yolo", "labelme", "masks"])
+    c.add_argument("--from", dest="fmt", required=True, choices=FORMATS)
     c.add_argument("src", help="source folder (or the VIA / LabelMe JSON file, or the YOLO dataset YAML)")
     c.add_argument("--out", required=True)
     c.add_argument("--split", type=float, default=None, help="fraction of images for a seeded val split")
@@ -543,15 +544,6 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--check", action="store_true", help="write nothing; exit 1 when a snapshot differs")
     rc.set_defaults(func=_cmd_recipes)
     return p
-
-
-def _convert_help() -> str:
-    try:
-        from .data.convert import CONVERT_HELP
-
-        return CONVERT_HELP
-    except ImportError:
-        return "Convert annotations to COCO JSON."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .dist import all_gather_objects, is_main_process
-
 __all__ = ["DirectoryInUseError", "LOCK_NAME", "exclusive_directory"]
 
 log = logging.getLogger(__name__)
@@ -79,6 +77,8 @@ def exclusive_directory(directory: str | Path) -> Iterator[None]:
     """Hold ``directory``'s lock (creating the folder) for the ``with`` block; raise
     :class:`DirectoryInUseError`, naming the holder, when another live process has it. A collective under
     ``torchrun``: every rank enters it, rank 0 takes the lock."""
+    from .dist import all_gather_objects, is_main_process  # torch: kept out of the CLI's error handling
+
     directory = Path(directory)
     fd, refused = None, None
     if is_main_process():

@@ -11,6 +11,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -396,4 +397,17 @@ def test_report_only_on_a_study_written_before_the_claims_changed(study, tmp_pat
     # Its records have no pre-training peak memory: that claim is not tested, the others are judged.
     assert by_claim[CLAIMS["direct_vs_classify:peak_memory_mb"][2]]["result"] == "not tested"
     assert by_claim[CLAIMS["direct_vs_classify:pixels_seen"][2]]["compared"]
+    assert (tmp_path / "report.md").is_file()
+
+
+def test_report_only_never_imports_torch(study, tmp_path):
+    """--report-only builds no model: the command line, its lock errors, the verdict and the report stay
+    torch-free, so rebuilding a report costs seconds, not torch's import."""
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    code = (
+        "import sys; from scratchlab.cli import main; "
+        f"rc = main(['study', '--report-only', {str(tmp_path)!r}]); "
+        "assert rc == 0, rc; assert 'torch' not in sys.modules, 'study --report-only pulled in torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
     assert (tmp_path / "report.md").is_file()
