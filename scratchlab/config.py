@@ -449,8 +449,9 @@ def _typed(key: str, value: Any, schema: Any) -> Any:
     value_type = LEAF_TYPES[key]
     try:
         return value_type(value)
-    except Refused:
-        raise ConfigError(f"{key}={shown(value)}: expected {value_type.name}") from None
+    except Refused as why:
+        reason = f": {why}" if str(why) else ""
+        raise ConfigError(f"{key}={shown(value)}: expected {value_type.name}{reason}") from None
 
 
 def _typed_tree(tree: Mapping[str, Any], where: str) -> dict[str, Any]:

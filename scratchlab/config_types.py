@@ -44,7 +44,8 @@ def shown(value: Any) -> str:
 
 
 class Refused(ValueError):
-    """The value does not convert to the expected type (the caller adds the key and the value)."""
+    """The value does not convert to the expected type (the caller adds the key and the value); its
+    message, when it has one, says why beyond the type."""
 
 
 class ValueType:
@@ -81,8 +82,10 @@ class Float(ValueType):
                 value = float(value.strip())
             except ValueError:
                 raise Refused from None
-        if not _is_number(value) or not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        if not _is_number(value) or not math.isfinite(value):
             raise Refused
+        if abs(value) > FLOAT32_MAX:
+            raise Refused(f"overflows float32 (largest {FLOAT32_MAX:.4g})")
         if self.above is not None and not value > self.above:
             raise Refused
         if self.minimum is not None and value < self.minimum:

@@ -262,6 +262,12 @@ def test_out_of_range_values_are_refused_at_load_time(override):
         load_config(MINI, [override])
 
 
+@pytest.mark.parametrize("value", ["1e39", "1e300", "-1e300"])
+def test_a_float_beyond_float32_says_it_overflows(value):
+    with pytest.raises(ConfigError, match=r"solver\.base_lr=.*: expected float > 0\.0: overflows float32"):
+        load_config(MINI, [f"solver.base_lr={value}"])
+
+
 def test_a_refused_yaml_alias_bomb_is_not_printed_whole(tmp_path):
     import time
 
