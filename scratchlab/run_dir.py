@@ -6,6 +6,8 @@ A detector run (``scratchlab train``, each study arm, each stage of direct pre-t
     log.txt                the console log
     metrics.jsonl          one row per log period and evaluation (``iteration``, losses, ``bbox/AP``, ...)
     checkpoints/last.pth   the training state (+ previous.pth), with config and categories
+    checkpoints/branch_<iteration>.pth   the state kept at an arm's branch point (a study's shared trunk)
+    forked.json            a study arm forked from a trunk: {"from", "iteration", "wall_s"} of the branch
     model_final.pth        {"model", "iteration", "config", "classes", "category_ids"}
     final_metrics.json     {"iteration", "bbox", "segm" | "keypoints", "train_images", "cost", "provenance"}
     inference/detections_<iteration>.json   the val detections of each evaluation
@@ -57,7 +59,11 @@ __all__ = [
     "REPORT_HTML",
     "FIGURES",
     "NOISE",
+    "FORKED",
     "detections_file",
+    "branch_checkpoint",
+    "branch_checkpoints",
+    "read_forked",
     "is_finished",
     "read_json",
     "read_final_metrics",
@@ -80,6 +86,7 @@ ERROR = "error.txt"
 BACKBONE = "backbone.pth"
 PRETRAIN_META = "pretrain_meta.json"
 STAGE1, STAGE2 = "stage1", "stage2"
+FORKED = "forked.json"
 # A provenance's cost for published weights: paid for elsewhere (the paper's point is that this cost is
 # usually left out).
 EXTERNAL = "not counted: external"
@@ -93,6 +100,22 @@ JOBS, QUEUE = "jobs", "queue.json"  # a cluster launcher's job folders; the Slur
 def detections_file(run: Path, iteration: int) -> Path:
     """Where a run keeps the val detections of its evaluation at ``iteration`` (for bootstraps later)."""
     return Path(run) / "inference" / f"detections_{iteration:07d}.json"
+
+
+def branch_checkpoint(run: Path, iteration: int) -> Path:
+    """The training state ``run`` keeps at ``iteration`` for the arms that fork from it there."""
+    return Path(run) / CHECKPOINTS / f"branch_{iteration:07d}.pth"
+
+
+def branch_checkpoints(run: Path) -> list[Path]:
+    """Every branch checkpoint ``run`` keeps (a run starting over discards them with its others)."""
+    return sorted((Path(run) / CHECKPOINTS).glob("branch_*.pth"))
+
+
+def read_forked(run: Path) -> dict[str, Any] | None:
+    """``forked.json`` of a study arm that continued another arm's trunk (None for one that ran alone)."""
+    path = Path(run) / FORKED
+    return read_json(path) if path.is_file() else None
 
 
 def is_finished(run: Path) -> bool:

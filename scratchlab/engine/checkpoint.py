@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..run_dir import LAST, PREVIOUS
+from ..run_dir import LAST, PREVIOUS, branch_checkpoints
 
 __all__ = [
     "save_checkpoint",
+    "keep_copy",
     "BackgroundCheckpointer",
     "load_latest",
     "UnreadableCheckpointsError",
@@ -93,6 +94,26 @@ def save_checkpoint(state: dict[str, Any], ckpt_dir: str | Path) -> Path:
     return last
 
 
+def keep_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` atomically (a temp file, fsynced, renamed): a kept checkpoint is whole."""
+    dst = Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_and_keep(state: dict[str, Any], ckpt_dir: Path, keep_as: Path | None) -> None:
+    last = save_checkpoint(state, ckpt_dir)
+    if keep_as is not None:
+        keep_copy(last, keep_as)
+
+
 def _copied(obj: Any) -> Any:
     """``obj`` with every tensor copied to the CPU: a snapshot training can no longer change."""
     if isinstance(obj, torch.Tensor):
@@ -115,9 +136,10 @@ class BackgroundCheckpointer:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._pending: Future | None = None
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any], keep_as: Path | None = None) -> None:
+        """``keep_as``: also keep a copy of this checkpoint there (a branch point's state)."""
         self.wait()
-        self._pending = self._thread.submit(save_checkpoint, _copied(state), self.ckpt_dir)
+        self._pending = self._thread.submit(_save_and_keep, _copied(state), self.ckpt_dir, keep_as)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -162,10 +184,13 @@ def load_latest(ckpt_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
 
 
 def discard_checkpoints(ckpt_dir: str | Path) -> None:
-    """Remove ``last.pth`` and ``previous.pth`` (a run starting over in ``ckpt_dir``'s run folder: until
-    its first save, ``--resume`` would otherwise continue the earlier run)."""
+    """Remove ``last.pth``, ``previous.pth`` and the kept branch checkpoints (a run starting over in
+    ``ckpt_dir``'s run folder: until its first save, ``--resume`` would otherwise continue the earlier run,
+    and a fork would start from the earlier run's branch state)."""
     for name in (LAST, PREVIOUS):
         Path(ckpt_dir, name).unlink(missing_ok=True)
+    for kept in branch_checkpoints(Path(ckpt_dir).parent):
+        kept.unlink()
 
 
 def capture_rng() -> dict[str, Any]:

@@ -96,9 +96,37 @@ def refuse_past_the_end(iteration: int, total: int, checkpoint: Path) -> None:
         )
 
 
-def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def _segment_end(stop_at: int | None, total: int) -> int:
+    if stop_at is None:
+        return total
+    if not 0 < stop_at <= total:
+        raise ValueError(f"stop_at={stop_at} is outside this run's iterations 1..{total}")
+    return stop_at
+
+
+def _stopped(end: int, checkpointer, writers) -> dict[str, Any]:
+    """A segment ends at ``end``: its checkpoint on disk, its writers closed."""
+    if checkpointer is not None:
+        checkpointer.close()
+    writers.close()
+    log.info("stopped at iteration %d (a segment): --resume goes on from its checkpoint", end)
+    return {"iteration": end, "stopped": True}
+
+
+def train(
+    cfg: DictConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    stop_at: int | None = None,
+    keep: tuple[int, ...] | list[int] = (),
+) -> dict[str, Any]:
     """Train the detector ``cfg`` describes into ``out_dir`` (the run-dir contract above); return the
     final metrics. ``resume`` continues from ``out_dir/checkpoints/last.pth``.
+
+    ``stop_at``: end once iteration ``stop_at`` is checkpointed, before the schedule's end (a segment of
+    the run; a later ``resume`` goes on bit-exactly); returns ``{"iteration", "stopped": True}``. ``keep``:
+    iterations whose checkpoint is also kept as ``run_dir.branch_checkpoint`` (where other arms fork).
+    Neither changes what the run computes: a checkpoint only reads the state.
 
     Example::
 
@@ -107,10 +135,12 @@ def train(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[st
     """
     init_distributed()  # taking the directory's lock is a collective
     with exclusive_directory(out_dir):  # a second run there would interleave its files with this one's
-        return _train(cfg, Path(out_dir), resume)
+        return _train(cfg, Path(out_dir), resume, stop_at, frozenset(keep))
 
 
-def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
+def _train(
+    cfg: DictConfig, out: Path, resume: bool, stop_at: int | None, keep: frozenset[int]
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = init_distributed()
     setup_logging(out / run_dir.LOG)
@@ -138,6 +168,7 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
             find_unused_parameters=int(cfg.model.cascade.start_iter) > 0,
         )
     optimizer, total = build_optimizer(cfg, core), max_iter(cfg)
+    end = _segment_end(stop_at, total)
     scheduler = build_scheduler(cfg, optimizer)
     amp, amp_dtype, scaler = amp_setup(cfg, device)
     start, cost = 0, Cost()
@@ -161,6 +192,9 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
             )  # a --resume before this run's first save took them
     elif resume:  # say so: a mistyped --out would otherwise start a new run without a word
         log.info("--resume: no checkpoint in %s; starting at iteration 0", out / run_dir.CHECKPOINTS)
+    if start >= end < total:  # this segment was done by an earlier run of it (a requeued job)
+        log.info("%s is at iteration %d: segment to %d already done", out, start, end)
+        return {"iteration": start, "stopped": True}
     if is_main_process():
         (out / run_dir.CONFIG).write_text(to_yaml(cfg))
 
@@ -183,7 +217,8 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
         its checkpoint thread, from a copy taken now)."""
         rngs = all_gather_objects(capture_rng())
         if checkpointer is not None:
-            checkpointer.save(state(iteration, rngs))
+            kept = run_dir.branch_checkpoint(out, iteration) if iteration in keep else None
+            checkpointer.save(state(iteration, rngs), keep_as=kept)
 
     writers = MetricWriters(out, total, start)
     loader = build_train_loader(cfg, train_set, start, rank, world, pin_memory=device.type == "cuda")
@@ -191,7 +226,7 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
     t_last = time.perf_counter()
     timing = {"time": 0.0, "data_time": 0.0, "n": 0}  # averaged over each log period
     batches, accumulate = iter(loader), int(cfg.solver.accumulate)
-    for it in range(start, total):
+    for it in range(start, end):
         switch_cascade(core, it, int(cfg.model.cascade.start_iter), total)
         optimizer.zero_grad(set_to_none=True)
         micro_losses = []
@@ -257,12 +292,14 @@ def _train(cfg: DictConfig, out: Path, resume: bool) -> dict[str, Any]:
                 ),
             )
             t_last = time.perf_counter()  # evaluation is not training cost
-        if done % cfg.checkpoint.period == 0 or done == total:  # the last before the final evaluation
-            save(done)
+        if done % cfg.checkpoint.period == 0 or done in (total, end) or done in keep:
+            save(done)  # at the end: the last before the final evaluation
     # Stop the loader's workers now (their prefetched batches are not needed), before the final evaluation
     # and whatever follows: a reference cycle elsewhere (matplotlib keeps tracebacks) could otherwise keep
     # this frame, and with it the workers, alive until the garbage collector runs.
     del batches
+    if end < total:
+        return _stopped(end, checkpointer, writers)
     results = (
         _evaluate(core, val_set, cfg, device, labels, run_dir.detections_file(out, total))
         if val_set is not None

@@ -1,7 +1,8 @@
 """A study's arms as a tree of shared trunks (``scratchlab study STUDY.yaml --plan``). No torch.
 
 Two arms whose resolved configs agree on everything but the schedule's length train the same iterations
-until the first iteration at which their LR differs (the shorter arm's first LR drop, or its end): the
+until the first iteration at which their LR differs (the shorter arm's first LR drop, or its end), and
+log the same rows until the one before (a row holds the next iteration's LR): the
 sampler is a pure function of (seed, iteration) and evaluation draws from its own generator. The longest
 arm of such a group is the trunk; every other arm forks from the arm it shares most iterations with, at
 that branch point. ``eval.period`` may differ too when the fork's evaluations before its branch point
@@ -68,21 +69,22 @@ def _first_lr_difference(a: _Arm, b: _Arm) -> int:
 
 
 def _evaluations_covered(fork: _Arm, parent: _Arm, k: int) -> bool:
-    """Every evaluation the fork would make before ``k`` is one ``parent`` makes too."""
+    """Every evaluation the fork would make up to ``k`` is one ``parent`` makes too."""
     p, q = fork.eval_period, parent.eval_period
-    if p == 0 or p >= k:
+    if p == 0 or p > k:
         return True
     if q == 0:
         return False
-    return all(m % q == 0 for m in range(p, k, p))
+    return all(m % q == 0 for m in range(p, k + 1, p))
 
 
 def branch_point(fork: _Arm, parent: _Arm) -> int:
-    """Iterations ``fork`` can take from ``parent``'s run: 0 when they differ in anything before."""
+    """Iterations ``fork`` can take from ``parent``'s run: 0 when they differ in anything before. One
+    before their LRs differ: the row logged at an iteration holds the LR of the next one."""
     if fork.key != parent.key:
         return 0
-    k = _first_lr_difference(fork, parent)
-    return k if _evaluations_covered(fork, parent, k) else 0
+    k = _first_lr_difference(fork, parent) - 1
+    return k if k > 0 and _evaluations_covered(fork, parent, k) else 0
 
 
 @dataclass(frozen=True)

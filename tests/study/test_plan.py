@@ -37,13 +37,14 @@ def test_schedule_lengths_share_a_trunk_to_the_shorter_arms_first_drop():
     )
     s1, s3, s2 = plan.arms
     assert (s3.parent, s3.branch, s3.runs) == (None, 0, 600)
-    assert (s2.parent, s2.branch) == ("s3", 400 - 133)  # 2x drops at 267; 3x at 467
-    assert (s1.parent, s1.branch) == ("s3", 133)  # the 1x drops at 133, the longer ones later
-    assert plan.run_iterations == 600 + 133 + 67 and plan.sum_iterations == 1200
+    # One before the first LR difference: the row logged there holds the next iteration's LR.
+    assert (s2.parent, s2.branch) == ("s3", 400 - 133 - 1)  # 2x drops at 267; 3x at 467
+    assert (s1.parent, s1.branch) == ("s3", 132)  # the 1x drops at 133, the longer ones later
+    assert plan.run_iterations == 600 + 68 + 134 and plan.sum_iterations == 1200
     trunk = [s for s in plan.segments if s.arm == "s3"]
-    assert [(s.start, s.end) for s in trunk] == [(0, 133), (133, 267), (267, 600)]
+    assert [(s.start, s.end) for s in trunk] == [(0, 132), (132, 266), (266, 600)]
     first_of = {s.arm: s for s in reversed(plan.segments)}
-    assert first_of["s1"].after == "s3@0-133" and first_of["s2"].after == "s3@133-267"
+    assert first_of["s1"].after == "s3@0-132" and first_of["s2"].after == "s3@132-266"
 
 
 @pytest.mark.parametrize(
@@ -69,13 +70,13 @@ def test_a_fork_evaluating_where_its_trunk_does_not_cannot_share():
             ("short", _cfg("solver.schedule=1", "eval.period=100")),
         ]
     )
-    assert shared.arm("short").branch == 133
+    assert shared.arm("short").branch == 132
 
 
 def test_fig1_runs_at_most_55_percent_of_its_arms_iterations():
     # Planned from the study file alone: neither COCO nor R-50-GN.pkl is needed.
     last = plan_study(FIG1).splitlines()[-1]
-    assert last == "iterations: 1470000 of 2790000 (52.7%)"
+    assert last == "iterations: 1470007 of 2790000 (52.7%)"
 
 
 def _tiny_study(tmp_path: Path) -> Path:
@@ -99,12 +100,12 @@ def test_cli_plan_prints_the_tree_and_which_segments_a_started_study_has_done(tm
     lines = capsys.readouterr().out.splitlines()
     assert "trunk random_gn_3x_100pct_s0 (600 iterations)" in lines
     assert any(
-        line.startswith("  random_gn_3x_100pct_s0@0-133 ") and line.endswith("[done]") for line in lines
+        line.startswith("  random_gn_3x_100pct_s0@0-132 ") and line.endswith("[done]") for line in lines
     )
     assert any(
-        line.startswith("  random_gn_3x_100pct_s0@133-600 ") and line.endswith("[to run]") for line in lines
+        line.startswith("  random_gn_3x_100pct_s0@132-600 ") and line.endswith("[to run]") for line in lines
     )
-    assert lines[-1] == "iterations: 867 of 1000 (86.7%)"
+    assert lines[-1] == "iterations: 868 of 1000 (86.8%)"
     assert sorted(p.name for p in out.iterdir()) == [run_dir.ARMS]  # the plan wrote nothing
 
 
