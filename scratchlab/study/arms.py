@@ -82,6 +82,7 @@ class ArmRecord:
     job_id: str | None = None
     weights: str | None = None
     weights_data: str | None = None
+    forked: dict[str, Any] | None = None  # {"from", "iteration", "wall_s"}: the trunk it continued
 
     @classmethod
     def of(cls, spec: ArmSpec, status: str, model: str, **known: Any) -> ArmRecord:
@@ -101,12 +102,13 @@ class ArmRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """The study.json entry: ``weights`` / ``weights_data`` only for an arm of published weights,
-        ``job_id`` only for an arm a cluster launcher ran."""
+        ``job_id`` only for an arm a cluster launcher ran, ``forked`` only for an arm forked from a trunk."""
         d = asdict(self)
         if not self.weights:
             d.pop("weights"), d.pop("weights_data")
-        if self.job_id is None:
-            d.pop("job_id")
+        for key in ("job_id", "forked"):
+            if d[key] is None:
+                d.pop(key)
         return d
 
 
@@ -117,7 +119,7 @@ def finished_record(record: ArmRecord, run: Path) -> ArmRecord:
     if config is not None:
         cfg = OmegaConf.create(config)
         record = record.with_(max_iter=max_iter(cfg), lr_drops=schedule_steps(cfg))
-    record = record.with_(curve=run_dir.curve(run))
+    record = record.with_(curve=run_dir.curve(run), forked=run_dir.read_forked(run))
     final = run_dir.read_final_metrics(run)
     if final is None:
         return record

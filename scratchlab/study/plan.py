@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from .. import run_dir
 from ..config import max_iter, schedule_steps
 
-__all__ = ["ArmPlan", "Segment", "StudyPlan", "branch_point", "plan_arms", "format_plan"]
+__all__ = ["ArmPlan", "Segment", "StudyPlan", "branch_point", "plan_arms", "format_plan", "sharing"]
 
 # Keys that set only what happens after the branch point (the schedule's length, hence its later drops).
 _LENGTH_KEYS = (("solver", "schedule"), ("solver", "max_iter"))
@@ -123,6 +123,7 @@ class ArmPlan:
 class StudyPlan:
     arms: list[ArmPlan]
     segments: list[Segment] = field(default_factory=list)
+    unplannable: dict[str, str] = field(default_factory=dict)  # arm -> why its config cannot be made
 
     @property
     def run_iterations(self) -> int:
@@ -139,9 +140,25 @@ class StudyPlan:
     def arm(self, name: str) -> ArmPlan:
         return next(a for a in self.arms if a.name == name)
 
+    def keeps(self, name: str) -> tuple[int, ...]:
+        """The iterations at which ``name``'s run keeps a branch checkpoint: where its forks start."""
+        return tuple(sorted({a.branch for a in self.arms if a.parent == name}))
 
-def plan_arms(configs: Sequence[tuple[str, Mapping[str, Any]]]) -> StudyPlan:
-    """The tree of ``configs`` (each arm's name and resolved config, in the study's order)."""
+    def in_tree_order(self) -> list[str]:
+        """The arms' names, every parent before the arms that fork from it (longest first, then the
+        study's order: the order the tree was built in)."""
+        return [a.name for a in sorted(self.arms, key=lambda a: -a.total)]
+
+    def segment(self, segment_id: str) -> Segment:
+        return next(s for s in self.segments if s.id == segment_id)
+
+
+def plan_arms(
+    configs: Sequence[tuple[str, Mapping[str, Any]]], unplannable: Mapping[str, str] | None = None
+) -> StudyPlan:
+    """The tree of ``configs`` (each arm's name and resolved config, in the study's order).
+    ``unplannable``: arms whose config cannot be made (and why): each trains alone, in one segment, and
+    fails with that message."""
     arms = [_arm(name, cfg) for name, cfg in configs]
     placed: list[_Arm] = []
     plans: dict[str, ArmPlan] = {}
@@ -154,7 +171,8 @@ def plan_arms(configs: Sequence[tuple[str, Mapping[str, Any]]]) -> StudyPlan:
         plans[arm.name] = ArmPlan(arm.name, arm.total, arm.batch, parent, k)
         placed.append(arm)
     ordered = [plans[a.name] for a in arms]
-    return StudyPlan(ordered, _segments(ordered))
+    failing = [ArmPlan(name, 0, 0) for name in unplannable or {}]
+    return StudyPlan(ordered + failing, _segments(ordered + failing), dict(unplannable or {}))
 
 
 def _segments(arms: list[ArmPlan]) -> list[Segment]:
@@ -172,7 +190,7 @@ def _segments(arms: list[ArmPlan]) -> list[Segment]:
             seg = Segment(a.name, start, end, after)
             ends[(a.name, end)] = after = seg.id
             segs.append(seg)
-        if not segs:  # the whole arm is its parent's prefix: only its final evaluation is its own
+        if not segs:  # an arm of no iterations (one that cannot be planned): it fails with its message
             segs = [Segment(a.name, a.branch, a.total, after)]
         segments += segs
     return segments
@@ -198,6 +216,7 @@ def format_plan(plan: StudyPlan, name: str, study_dir: Path | None = None) -> st
     alone = [a.name for a in plan.arms if a.parent is None and a not in trunks]
     if alone:
         lines.append(f"alone (share nothing): {', '.join(alone)}")
+    lines += [f"cannot plan {name}: {why}" for name, why in plan.unplannable.items()]
     reached = {a.name: _reached(study_dir, a) for a in plan.arms} if study_dir else {}
     lines.append("segments:")
     for s in plan.segments:
@@ -219,3 +238,23 @@ def _fork_lines(plan: StudyPlan, parent: str, indent: str) -> list[str]:
         lines.append(f"{indent}fork {a.name} at {a.branch} ({a.total} iterations, runs {a.runs})")
         lines += _fork_lines(plan, a.name, indent + "  ")
     return lines
+
+
+def sharing(arms: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the study's forks saved, from its arms' records (study.json's ``sharing``): iterations its
+    arms ran against their sum, and the trunks' training wall time the forks did not pay again (each
+    arm's ``cost`` stays what it would cost alone)."""
+    ran = [a for a in arms if a.get("max_iter") and a.get("status") == "finished"]
+    forks = [a["forked"] for a in ran if a.get("forked")]
+    total = sum(int(a["max_iter"]) for a in ran)
+    saved = sum(int(f["iteration"]) for f in forks)
+    alone = sum(float((a.get("cost") or {}).get("wall_s") or 0.0) for a in ran)
+    saved_wall = sum(float(f.get("wall_s") or 0.0) for f in forks)
+    return {
+        "iterations_run": total - saved,
+        "iterations_sum": total,
+        "saved_iterations": saved,
+        "saved_wall_s": saved_wall,
+        "wall_s_alone": alone,
+        "wall_s_run": alone - saved_wall,
+    }

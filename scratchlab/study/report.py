@@ -272,8 +272,25 @@ def build_sections(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path
                     table=table,
                 )
             )
-    sections.append(Section("Arms: status and cost", table=status_table(study["arms"])))
+    sharing = sharing_line(study.get("sharing"))
+    sections.append(
+        Section("Arms: status and cost", [sharing] if sharing else [], table=status_table(study["arms"]))
+    )
     return sections
+
+
+def sharing_line(sharing: dict[str, Any] | None) -> str | None:
+    """What running shared schedule trunks once saved (None when no arm forked from another)."""
+    if not sharing or not sharing.get("saved_iterations"):
+        return None
+    s = sharing
+    return (
+        f"Shared trunks: the study ran {s['iterations_run']:,} of its arms' {s['iterations_sum']:,} "
+        f"iterations ({100 * s['iterations_run'] / s['iterations_sum']:.1f}%); sharing saved "
+        f"{s['saved_iterations']:,} iterations and {s['saved_wall_s']:.1f} s of training wall time "
+        f"({s['wall_s_run']:.1f} s run against {s['wall_s_alone']:.1f} s alone). Each arm's cost is what "
+        "it would cost alone, its trunk's iterations included."
+    )
 
 
 # ----------------------------------------------------------------------------------------- renderers

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,20 @@ from .. import run_dir
 from ..config import apply_overrides, load_config, override_value
 from ..engine import NonFiniteLossError, train
 from ..engine.data import resolve_data, train_set_size
+from ..engine.fork import fork_run, is_seeded
+from ..engine.schedule import scale_to_world
 from ..evaluation import load_coco_gt
 from ..evaluation.bootstrap import per_image_eval
 from ..models import describe_init, model_label
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage1_weights, stage_configs
 from ..run_dir import EXTERNAL
+from ..utils.dist import barrier, is_main_process
 from ..utils.lock import exclusive_directory
 from ..utils.runtime import setup_logging
 from .arms import ArmRecord, ArmSpec, expand_arms, finished_record, parse_regime, pretraining_name
 from .noise import Calibration
-from .plan import StudyPlan, format_plan, plan_arms
+from .plan import Segment, StudyPlan, format_plan, plan_arms, sharing
 from .report import write_report
 from .store import rebuild_report, write_study
 from .verdict import RESAMPLES, compute_verdict
@@ -281,12 +285,52 @@ class Study:
             init_path = arm.weights
         return arm_config(base, arm, init_path, self.overrides)
 
-    def plan(self) -> StudyPlan:
-        """The arms as a tree of shared trunks (study/plan.py), from the configs they will train with."""
-        configs = [(a.name, OmegaConf.to_container(self.config(a, pretrain=False))) for a in self.arms]
-        return plan_arms(configs)
+    def plan(self, world: int | None = None) -> StudyPlan:
+        """The arms as a tree of shared trunks (study/plan.py), from the configs they will train with;
+        ``world``: the devices each arm trains on (iteration counts after ``solver.reference_world_size``
+        scaling, as the runs count them), None for the configs as written."""
+        configs, unplannable = [], {}
+        for a in self.arms:
+            try:
+                cfg = self.config(a, pretrain=False)
+                cfg = scale_to_world(cfg, world)[0] if world else cfg
+            except (OSError, ValueError) as exc:  # the arm fails with this message when it runs
+                unplannable[a.name] = str(exc)
+                continue
+            configs.append((a.name, OmegaConf.to_container(cfg)))
+        return plan_arms(configs, unplannable)
 
-    def run_arm(self, arm: ArmSpec) -> ArmRecord:
+    def _start_fork(self, arm: ArmSpec, plan: StudyPlan, run: Path, cfg: DictConfig) -> None:
+        """Seed ``arm``'s run from its parent's branch checkpoint, once (a started fork resumes itself).
+        Without that checkpoint (its parent failed before it, or ran before it kept one) it trains alone."""
+        a = plan.arm(arm.name)
+        if a.parent is None or is_seeded(run) or run_dir.is_finished(run):
+            return
+        parent = self.out / run_dir.ARMS / a.parent
+        if not run_dir.branch_checkpoint(parent, a.branch).is_file():
+            log.warning("arm %s: %s kept no state at %d; training it alone", arm.name, a.parent, a.branch)
+            return
+        if is_main_process():
+            fork_run(parent, a.parent, run, a.branch, cfg)
+            log.info("arm %s: forked from %s at iteration %d", arm.name, a.parent, a.branch)
+        barrier()
+
+    def run_segment(self, segment: Segment, plan: StudyPlan) -> ArmRecord | None:
+        """One segment of an arm's run (a cluster job): iterations ``segment.start`` to ``segment.end``,
+        stopping there with its checkpoint; the arm's last segment finishes it and returns its record."""
+        arm = self.arm(segment.arm)
+        if segment.end == plan.arm(arm.name).total:
+            return self.run_arm(arm, plan)
+        run = self.out / run_dir.ARMS / arm.name
+        cfg = self.config(arm)
+        self._start_fork(arm, plan, run, cfg)
+        log.info("arm %s: segment %s", arm.name, segment.id)
+        train(cfg, run, resume=True, stop_at=segment.end, keep=plan.keeps(arm.name))
+        return None
+
+    def run_arm(self, arm: ArmSpec, plan: StudyPlan | None = None) -> ArmRecord:
+        """Train ``arm`` to its end (or find it done) and return its record; with ``plan``, a fork starts
+        from its parent's branch checkpoint and the arm keeps one where its own forks start."""
         run = self.out / run_dir.ARMS / arm.name
         record = self.record(arm, "running")
         try:
@@ -296,7 +340,9 @@ class Study:
                 log.info("arm %s already finished: skipping", arm.name)
             else:
                 log.info("arm %s: training", arm.name)
-                train(cfg, run, resume=True)
+                if plan is not None:
+                    self._start_fork(arm, plan, run, cfg)
+                train(cfg, run, resume=True, keep=plan.keeps(arm.name) if plan else ())
         except NonFiniteLossError as exc:
             record = record.with_(status="diverged", error=str(exc))
             log.warning("arm %s diverged: %s", arm.name, exc)
@@ -337,6 +383,7 @@ class Study:
             "overrides": self.overrides,
             "dataset": {"train_json": self.base.data.train_json, "val_json": self.base.data.val_json},
             "arms": arms,
+            "sharing": sharing(arms),
             **({"noise": self.noise} if self.noise else {}),
             "verdict": compute_verdict(arms, resamples=resamples, noise=self.noise),
         }
@@ -345,11 +392,13 @@ class Study:
 
     def run(self) -> dict[str, Any]:
         self.write()  # every arm pending: study.json shows the plan from the start
-        for arm in self.arms:
+        plan = self.plan(world_size())
+        for name in plan.in_tree_order():  # a trunk before the arms that fork from it
+            arm = self.arm(name)
             # `study --status` reads study.json: the arm training now is running, not pending.
             self.records[arm.name] = self.record(arm, "running")
             self.write()
-            self.records[arm.name] = self.run_arm(arm)
+            self.records[arm.name] = self.run_arm(arm, plan)
             self.write()
         return self.finish()
 
@@ -359,6 +408,11 @@ class Study:
         study["report"] = write_report(study, self.out)
         log.info("study report: %s", self.out / run_dir.REPORT_HTML)
         return study
+
+
+def world_size() -> int:
+    """The devices each arm trains on in this process: torchrun's WORLD_SIZE (the trainer's own rule)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def run_study(

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from scratchlab.cli import main
@@ -238,7 +239,7 @@ def test_status_shows_the_arm_training_now_as_running(tmp_path, synth_data, monk
     path = _study(tmp_path, synth_data, [{"init": "random", "seed": [0, 1]}])
     seen = []
 
-    def train_that_reads_the_status(cfg, out, resume=False):
+    def train_that_reads_the_status(cfg, out, resume=False, **segment):
         seen.append(format_status(tmp_path / "out"))
         raise RuntimeError("stop here")  # the arm fails at once; only the status mid-training matters
 
@@ -262,3 +263,35 @@ def test_a_study_folder_in_use_is_refused_before_anything_runs(tmp_path, entry):
     with exclusive_directory(tmp_path), pytest.raises(DirectoryInUseError, match="in use by pid"):
         start[entry]()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_shorter_schedule_forks_from_the_longer_arms_trunk_bit_exactly(tmp_path, synth_data):
+    """The tiny 1x forks from the 2x at iteration 3 (its LR drops at 4) and ends with the bits of the 1x
+    trained alone; an arm of another seed shares nothing."""
+    from scratchlab import run_dir
+    from scratchlab.engine import train
+    from tests.conftest import differing_tensors
+
+    arms = [{"init": "random", "schedule": [1, 2], "overrides": ["eval.period=3", "device=cpu"]}]
+    arms.append({"name": "other_seed", "init": "random", "seed": 1, "overrides": ["device=cpu"]})
+    path = _study(tmp_path, synth_data, arms)
+    out = tmp_path / "out"
+    study = run_study(path, out)
+    records = {a["name"]: a for a in study["arms"]}
+    fork = records["random_gn_1x_100pct_s0"]
+    assert fork["forked"]["from"] == "random_gn_2x_100pct_s0" and fork["forked"]["iteration"] == 3
+    assert "forked" not in records["other_seed"] and "forked" not in records["random_gn_2x_100pct_s0"]
+    assert study["sharing"]["saved_iterations"] == 3
+    assert study["sharing"]["iterations_run"] == 12 + 3 + 6
+    assert "sharing saved 3 iterations" in (out / run_dir.REPORT_MD).read_text()
+
+    alone, planner = tmp_path / "alone", runner.Study(path, tmp_path / "planner")
+    train(planner.config(planner.arm(fork["name"])), alone)
+    weights = [
+        torch.load(d / run_dir.MODEL_FINAL, weights_only=True)["model"]
+        for d in (alone, out / fork["run_dir"])
+    ]
+    assert differing_tensors(*weights) == []
+    assert fork["final"]["bbox"] == json.loads((alone / run_dir.FINAL_METRICS).read_text())["bbox"]
+    assert [p["iteration"] for p in fork["curve"]] == [3, 6]  # the trunk's evaluation at 3, its own final
