@@ -45,6 +45,7 @@ from ..utils.lock import exclusive_directory
 from . import slurm
 from .arms import ArmRecord, ArmSpec
 from .groups import LAUNCHERS
+from .plan import Segment, StudyPlan
 from .runner import Study
 
 __all__ = ["CannotRun", "ClusterOptions", "Scheduler", "StudyJob", "fit_to_partition", "launch_study"]
@@ -81,8 +82,9 @@ class ClusterOptions:
 
 
 class StudyJob:
-    """One submitit job: an arm (``kind="arm"``) or the shared pre-training it needs (``"pretrain"``).
-    Pickled by submitit and called in every task of the job."""
+    """One submitit job: a segment of an arm's run (``kind="arm"``; ``segment``: its id in the study's
+    plan, planned for ``world`` devices) or the shared pre-training it needs (``"pretrain"``). Pickled by
+    submitit and called in every task of the job."""
 
     def __init__(
         self,
@@ -91,22 +93,29 @@ class StudyJob:
         arm_name: str,
         kind: str = "arm",
         overrides: tuple[str, ...] = (),
+        segment: str | None = None,
+        world: int = 1,
     ) -> None:
         self.study_file, self.out, self.arm_name, self.kind = str(study_file), str(out), arm_name, kind
         self.overrides = tuple(overrides)  # the command line's key=value, applied to every arm
+        self.segment, self.world = segment, world
 
     def __call__(self) -> ArmRecord | None:
         _join_job_process_group()
         return self.run()
 
     def run(self) -> ArmRecord | None:
-        """The job's work in this process: the pre-training, or the arm's run and its record."""
+        """The job's work in this process: the pre-training, or the segment's run (the arm's record once
+        it is the last, or failed)."""
         study = Study(self.study_file, self.out, self.overrides)
         arm = study.arm(self.arm_name)
         if self.kind == "pretrain":
             study.run_pretraining(arm)
             return None
-        return study.run_arm(arm)
+        if self.segment is None:
+            return study.run_arm(arm)
+        plan = study.plan(self.world)
+        return study.run_segment(plan.segment(self.segment), plan)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit calls this on preemption or timeout: requeue the same job, which resumes from the
@@ -114,7 +123,9 @@ class StudyJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(
-            StudyJob(self.study_file, self.out, self.arm_name, self.kind, self.overrides)
+            StudyJob(
+                self.study_file, self.out, self.arm_name, self.kind, self.overrides, self.segment, self.world
+            )
         )
 
 
@@ -197,20 +208,27 @@ class Scheduler:
         self.running: dict[str, tuple[Any, str, ArmSpec]] = {}  # job key -> (job, kind, arm)
         self.pretrain_jobs: dict[str, Any] = {}  # pre-training name -> its job (while it runs)
         self.failed_pretraining: dict[str, str] = {}
+        self.segment_jobs: dict[str, Any] = {}  # segment id -> its job (while queued or running)
+        self.failed_segments: dict[str, str] = {}  # segment id -> why (the segments after it fail too)
+        self.world = opts.nodes * max(1, opts.gpus_per_node)  # the devices of each job
 
     def _submit(self, kind: str, arm: ArmSpec, key: str, after: Any = None) -> Any:
+        """Submit a job; ``key``: a pre-training's ``pretrain/NAME`` or a segment's id."""
         executor = self.executor
-        if after is not None:  # Slurm only: the arm waits for its pre-training in the queue (and is
-            # cancelled, hence recorded failed, if that pre-training fails)
+        if after is not None:  # Slurm only: the job waits for the one before it in the queue (and is
+            # cancelled, hence recorded failed, if that one fails)
             executor.update_parameters(
                 slurm_additional_parameters={
                     "dependency": f"afterok:{after.job_id}",
                     "kill-on-invalid-dep": "yes",
                 }
             )
+        segment = None if kind == "pretrain" else key
         try:
             job = executor.submit(
-                StudyJob(self.study.file, self.study.out, arm.name, kind, self.study.overrides)
+                StudyJob(
+                    self.study.file, self.study.out, arm.name, kind, self.study.overrides, segment, self.world
+                )
             )
         except Exception as exc:
             if self.launcher != "slurm":
@@ -221,6 +239,21 @@ class Scheduler:
         self.running[key] = (job, kind, arm)
         log.info("submitted %s %s as job %s", kind, key, job.job_id)
         return job
+
+    def _segment_ready(self, seg: Segment, plan: StudyPlan) -> tuple[bool | None, Any]:
+        """Whether segment ``seg`` may be submitted now (None: never, the one before it failed), and the
+        job it must wait for (Slurm dependency). An arm's first segment waits for its pre-training, every
+        other segment for the segment it continues (its own arm's, or its trunk's at its branch point)."""
+        if seg.after is None:
+            return self._ready(self.study.arm(seg.arm))
+        if seg.after in self.failed_segments:
+            return None, None
+        if _segment_done(self.study, plan, plan.segment(seg.after)):
+            return True, None
+        job = self.segment_jobs.get(seg.after)
+        if job is not None and self.launcher == "slurm":
+            return True, job
+        return False, None
 
     def _ready(self, arm: ArmSpec) -> tuple[bool, Any]:
         """Whether ``arm`` may be submitted now, and the job it must wait for (Slurm dependency)."""
@@ -306,7 +339,12 @@ class Scheduler:
                     self.failed_pretraining[name] = error
                     log.warning("pre-training %s failed: %s", name, error)
                 continue
+            self.segment_jobs.pop(key, None)
+            if result is None and error is None:  # a segment before the arm's last: its checkpoint is on disk
+                continue
             record = result if result is not None else self.study.record(arm, "failed", error=error)
+            if record.status != "finished":
+                self.failed_segments[key] = record.error or record.status
             self.study.records[arm.name] = record.with_(job_id=str(job.job_id))
             self.study.write()
 
@@ -336,19 +374,44 @@ class Scheduler:
         self.study.write()
 
     def _run(self, pending: list[ArmSpec]) -> None:
-        while pending or self.running:
+        """Submit the segments of the ``pending`` arms as they become ready (at most ``max_parallel``
+        queued or running) and collect what they give, until every one has ended."""
+        plan = self.study.plan(self.world)
+        names = {a.name for a in pending}
+        todo = [s for s in plan.segments if s.arm in names]  # parents' segments before their forks'
+        while todo or self.running:
             self._collect()
-            for arm in list(pending):
+            for seg in list(todo):
                 if len(self.running) >= self.opts.max_parallel:
                     break
-                ready, after = self._ready(arm)
-                if ready and len(self.running) < self.opts.max_parallel:
-                    job = self._submit("arm", arm, arm.name, after)
-                    pending.remove(arm)
+                ready, after = self._segment_ready(seg, plan)
+                if ready is None:
+                    todo.remove(seg)
+                    self._fail_after(seg)
+                elif ready and len(self.running) < self.opts.max_parallel:
+                    arm = self.study.arm(seg.arm)
+                    self.segment_jobs[seg.id] = job = self._submit("arm", arm, seg.id, after)
+                    todo.remove(seg)
                     self.study.records[arm.name] = self.study.record(arm, "running", job_id=str(job.job_id))
                     self.study.write()
-            if pending or self.running:
+            if todo or self.running:
                 time.sleep(self.opts.poll_s)
+
+    def _fail_after(self, seg: Segment) -> None:
+        """``seg`` cannot run: the segment it continues failed. So does ``seg``, and its arm with it."""
+        why = f"segment {seg.after} (which {seg.id} continues) failed: {self.failed_segments[seg.after]}"
+        self.failed_segments[seg.id] = why
+        log.warning("arm %s: %s", seg.arm, why)
+        self.study.records[seg.arm] = self.study.record(self.study.arm(seg.arm), "failed", error=why)
+        self.study.write()
+
+
+def _segment_done(study: Study, plan: StudyPlan, seg: Segment) -> bool:
+    """``seg``'s arm finished, or kept its checkpoint at the segment's end (a branch point)."""
+    run = study.out / run_dir.ARMS / seg.arm
+    if run_dir.is_finished(run):
+        return True
+    return seg.end < plan.arm(seg.arm).total and run_dir.branch_checkpoint(run, seg.end).is_file()
 
 
 @contextmanager

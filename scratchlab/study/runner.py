@@ -317,20 +317,17 @@ class Study:
 
     def run_segment(self, segment: Segment, plan: StudyPlan) -> ArmRecord | None:
         """One segment of an arm's run (a cluster job): iterations ``segment.start`` to ``segment.end``,
-        stopping there with its checkpoint; the arm's last segment finishes it and returns its record."""
-        arm = self.arm(segment.arm)
-        if segment.end == plan.arm(arm.name).total:
-            return self.run_arm(arm, plan)
-        run = self.out / run_dir.ARMS / arm.name
-        cfg = self.config(arm)
-        self._start_fork(arm, plan, run, cfg)
-        log.info("arm %s: segment %s", arm.name, segment.id)
-        train(cfg, run, resume=True, stop_at=segment.end, keep=plan.keeps(arm.name))
-        return None
+        stopping there with its checkpoint (None, or the arm's failed record); the arm's last segment
+        finishes it and returns its record."""
+        final = segment.end == plan.arm(segment.arm).total
+        return self.run_arm(self.arm(segment.arm), plan, stop_at=None if final else segment.end)
 
-    def run_arm(self, arm: ArmSpec, plan: StudyPlan | None = None) -> ArmRecord:
+    def run_arm(
+        self, arm: ArmSpec, plan: StudyPlan | None = None, stop_at: int | None = None
+    ) -> ArmRecord | None:
         """Train ``arm`` to its end (or find it done) and return its record; with ``plan``, a fork starts
-        from its parent's branch checkpoint and the arm keeps one where its own forks start."""
+        from its parent's branch checkpoint and the arm keeps one where its own forks start. ``stop_at``:
+        train only to that iteration (a segment) and return None, unless it failed."""
         run = self.out / run_dir.ARMS / arm.name
         record = self.record(arm, "running")
         try:
@@ -339,10 +336,12 @@ class Study:
             if run_dir.is_finished(run):
                 log.info("arm %s already finished: skipping", arm.name)
             else:
-                log.info("arm %s: training", arm.name)
+                log.info("arm %s: training%s", arm.name, f" to iteration {stop_at}" if stop_at else "")
                 if plan is not None:
                     self._start_fork(arm, plan, run, cfg)
-                train(cfg, run, resume=True, keep=plan.keeps(arm.name) if plan else ())
+                keep = plan.keeps(arm.name) if plan else ()
+                if train(cfg, run, resume=True, stop_at=stop_at, keep=keep).get("stopped"):
+                    return None
         except NonFiniteLossError as exc:
             record = record.with_(status="diverged", error=str(exc))
             log.warning("arm %s diverged: %s", arm.name, exc)

@@ -11,7 +11,7 @@ from pathlib import Path
 class SleepingJob:
     """Writes its process id next to the study's output and waits, as a long arm would."""
 
-    def __init__(self, study_file: str, out: str, arm_name: str, kind: str = "arm", overrides=()) -> None:
+    def __init__(self, study_file: str, out: str, arm_name: str, kind: str = "arm", *rest) -> None:
         self.out, self.arm_name = Path(out), arm_name
 
     def __call__(self) -> None:

@@ -252,3 +252,95 @@ def test_slurm_jobs_ask_for_the_options_and_wait_for_their_pretraining(tmp_path,
         "--mem=64GB",
     ):
         assert f"#SBATCH {line}" in sbatch, line
+
+
+class _DeferredExecutor:
+    """A submitit executor whose jobs run in this process when first polled, not when submitted, so a
+    dependent segment submitted too early would find no branch checkpoint. Records the segments in
+    submission order and the most jobs submitted and not yet done at once."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.active = self.most_active = 0
+
+    def update_parameters(self, **params) -> None:
+        pass
+
+    def submit(self, job):
+        self.submitted.append(job.segment or f"{job.kind}/{job.arm_name}")
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        return _LazyJob(str(len(self.submitted)), job, self)
+
+
+class _LazyJob:
+    def __init__(self, job_id: str, job, executor: _DeferredExecutor) -> None:
+        self.job_id, self.job, self.executor, self.result = job_id, job, executor, None
+        self.ran = False
+
+    def done(self) -> bool:
+        if not self.ran:
+            self.ran, self.result = True, self.job.run()
+            self.executor.active -= 1
+        return True
+
+    def results(self) -> list:
+        return [self.result]
+
+    def cancel(self, check: bool = True) -> None:
+        pass
+
+
+def _fork_study(tmp_path: Path, synth_data: dict[str, str], max_parallel: int) -> Path:
+    data = [f"data.{k}={v}" for k, v in synth_data.items()]
+    spec = {
+        "name": "t",
+        "base": str(MINI),
+        "overrides": [*TINY, *data, "eval.period=3", "device=cpu"],
+        "arms": [{"init": "random", "schedule": [1, 2]}, {"name": "alone", "init": "random", "seed": 1}],
+        "launcher": {"max_parallel": max_parallel, "poll_s": 0.01},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_segments_wait_for_their_branch_point_and_count_toward_max_parallel(tmp_path, synth_data):
+    """The 2x trunk runs as two segments cut at the 1x's branch point (3); the 1x's own segment is
+    submitted only once the trunk's first has ended, and ends with the inline study's bits."""
+    from scratchlab.study.launcher import launch_study
+
+    study = _fork_study(tmp_path, synth_data, max_parallel=2)
+    executor = _DeferredExecutor()
+    local = launch_study(study, tmp_path / "local", "local", executor=executor)
+    trunk, fork = "random_gn_2x_100pct_s0", "random_gn_1x_100pct_s0"
+    assert executor.submitted[:2] == [f"{trunk}@0-3", "alone@0-6"]
+    assert sorted(executor.submitted[2:]) == sorted([f"{trunk}@3-12", f"{fork}@3-6"])
+    assert executor.most_active == 2
+    inline = run_study(study, tmp_path / "inline")
+    for a, b in zip(local["arms"], inline["arms"], strict=True):
+        assert a["status"] == "finished" and a["final"] == b["final"], a["name"]
+        assert a.get("forked") == (b.get("forked") and {**b["forked"], "wall_s": a["forked"]["wall_s"]})
+    got, want = _weights(tmp_path / "local" / "arms" / fork), _weights(tmp_path / "inline" / "arms" / fork)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert local["sharing"]["saved_iterations"] == 3
+
+
+@pytest.mark.slow
+def test_local_launcher_forks_bit_exactly(tmp_path, synth_data):
+    """The same study on real local jobs (one process per segment): the fork ends with the inline bits."""
+    study = _fork_study(tmp_path, synth_data, max_parallel=2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    (tmp_path / "local").mkdir()
+    assert _launch(study, tmp_path / "local", env).wait(timeout=400) == 0, (
+        tmp_path / "launcher.log"
+    ).read_text()[-3000:]
+    inline = run_study(study, tmp_path / "inline")
+    local = {a["name"]: a for a in _study_json(tmp_path / "local")["arms"]}
+    for arm in inline["arms"]:
+        assert local[arm["name"]]["final"] == arm["final"], arm["name"]
+        run = tmp_path / "local" / arm["run_dir"]
+        got, want = _weights(run), _weights(tmp_path / "inline" / arm["run_dir"])
+        assert all(torch.equal(got[k], want[k]) for k in want), arm["name"]
+    assert local["random_gn_1x_100pct_s0"]["forked"]["iteration"] == 3

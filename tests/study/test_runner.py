@@ -92,7 +92,9 @@ def test_crashing_arm_is_recorded_and_study_completes_then_resume_skips(tmp_path
     calls = []
     real_train = runner.train
     monkeypatch.setattr(
-        runner, "train", lambda cfg, out, resume=False: calls.append(out) or real_train(cfg, out, resume)
+        runner,
+        "train",
+        lambda cfg, out, resume=False, **kw: calls.append(out) or real_train(cfg, out, resume, **kw),
     )
     again = run_study(path, tmp_path / "out")
     assert [c.name for c in calls] == ["broken"]  # finished arms skipped, the failed one retried

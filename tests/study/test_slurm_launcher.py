@@ -151,6 +151,28 @@ def test_slurm_study_pretrains_first_requeues_and_resumes(tmp_path, synth_data, 
     assert all(f"arm {name} already finished: skipping" in again for name in arms)
 
 
+@pytest.mark.slow
+def test_slurm_forks_wait_with_afterok_on_their_branch_segment(tmp_path, synth_data, slurm_cluster):
+    """The 1x forks from the 2x trunk at 3: all three segments are queued at once, each waiting with
+    ``afterok`` on the segment it continues, and the fork ends with the inline study's bits."""
+    from scratchlab.study.runner import run_study
+
+    arms = [{"init": "random", "schedule": [1, 2], "overrides": ["eval.period=3", "device=cpu"]}]
+    study, out = _study_file(tmp_path, synth_data, arms, max_parallel=3), tmp_path / "out"
+    assert _launch(study, out).wait(timeout=400) == 0, (tmp_path / "launcher.log").read_text()[-3000:]
+    log = (tmp_path / "launcher.log").read_text()
+    ids = dict(re.findall(r"submitted arm (\S+) as job (\d+)", log))
+    trunk, fork = "random_gn_2x_100pct_s0", "random_gn_1x_100pct_s0"
+    assert sorted(ids) == sorted([f"{trunk}@0-3", f"{trunk}@3-12", f"{fork}@3-6"])
+    for segment, after in ((f"{trunk}@3-12", f"{trunk}@0-3"), (f"{fork}@3-6", f"{trunk}@0-3")):
+        (sbatch,) = (out / "jobs" / ids[segment]).glob("*_submission.sh")
+        assert f"--dependency=afterok:{ids[after]}" in sbatch.read_text(), segment
+    inline = run_study(study, tmp_path / "inline")
+    for arm in inline["arms"]:
+        got, want = _weights(out / arm["run_dir"]), _weights(tmp_path / "inline" / arm["run_dir"])
+        assert all(torch.equal(got[k], want[k]) for k in want), arm["name"]
+
+
 # The study's process with SleepingJob for StudyJob: argv is STUDY.yaml OUT.
 _SLEEPING_STUDY = """
 import sys
