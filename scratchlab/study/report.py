@@ -37,6 +37,7 @@ __all__ = [
     "final_table",
     "status_table",
     "ARM_COLUMNS",
+    "PAPER_COLUMNS",
     "INIT_COLOURS",
     "TABLE_HEAD_COLOUR",
 ]
@@ -191,17 +192,25 @@ def status_table(arms: list[dict[str, Any]]) -> Table:
     )
 
 
+PAPER_COLUMNS = ["Claim", "Result", "95% interval (AP)", "Arms", "Compared", "Why not testable"]
+
+
 def _paper_table(paper: list[dict[str, Any]]) -> Table:
+    """One row per claim: besides the outcome, what the deciding finding compared (so a reader can
+    check it is the paper's comparison) and, for a claim not testable here, why. A verdict stored
+    before these fields existed shows them empty rather than failing."""
     rows = [
         [
             c["claim"],
             c["result"],
             fmt_interval(c.get("interval"), signed=True),
             ", ".join(c.get("arms") or []),
+            c.get("compared") or "",
+            c.get("reason") or "",
         ]
         for c in paper
     ]
-    return Table(["Claim", "Result", "95% interval (AP)", "Arms"], rows, "paper", text_cols=4)
+    return Table(PAPER_COLUMNS, rows, "paper", text_cols=len(PAPER_COLUMNS))
 
 
 # ------------------------------------------------------------------------------------------ sections
