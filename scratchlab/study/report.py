@@ -101,14 +101,16 @@ def _check_study(study: Any) -> None:
 
 
 def _refuse_inconsistent_arms(arms: list[dict[str, Any]]) -> None:
-    """Arm records the verdict would silently mis-pair: a name recorded twice, a finished arm without the
-    per-image data the others carry (its intervals would be left out), a final AP that is not a number."""
+    """Arm records the verdict would silently mis-pair: a name recorded twice, a finished arm with a
+    task's final AP but without the per-image data the others carry for it (its intervals would be left
+    out; an arm without that task, e.g. no keypoint head, needs none), a final AP that is not a number."""
     names = [str(arm.get("name")) for arm in arms]
     if twice := sorted({n for n in names if names.count(n) > 1}):
         raise ValueError(f"arm record(s) listed more than once: {', '.join(twice[:5])}")
     done = [arm for arm in arms if arm["status"] == "finished" and arm.get("final")]
     for task in sorted({t for arm in done for t in (arm.get("per_image") or {})}):
-        if lacking := [str(arm.get("name")) for arm in done if task not in (arm.get("per_image") or {})]:
+        measured = [arm for arm in done if task in arm["final"]]
+        if lacking := [str(arm.get("name")) for arm in measured if task not in (arm.get("per_image") or {})]:
             raise ValueError(f"finished arm(s) without per-image {task} data: {', '.join(lacking[:5])}")
     for arm in done:
         for task, metrics in arm["final"].items():

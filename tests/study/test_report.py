@@ -408,6 +408,23 @@ def test_report_only_refuses_inconsistent_arm_records_naming_them(study, tmp_pat
     assert (tmp_path / "study.json").read_bytes() == before
 
 
+def test_per_image_data_is_required_only_for_the_tasks_an_arm_measured(make_arm, tmp_path):
+    """A keypoint arm's per-image keypoint data does not make box-only arms incomplete; a second keypoint
+    arm without it is refused by name."""
+    data = {"image_ids": [1], "cells": []}
+    kp = make_arm("kp", "classify", 20.0)
+    kp["final"]["keypoints"] = {"AP": 30.0}
+    kp["per_image"] = {"bbox": data, "keypoints": data}
+    box = {**make_arm("box", "random", 18.0), "per_image": {"bbox": data}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"name": "s", "arms": [kp, box]}))
+    assert [a["name"] for a in load_study(path)["arms"]] == ["kp", "box"]
+    other = copy.deepcopy(kp) | {"name": "kp2", "per_image": {"bbox": data}}
+    path.write_text(json.dumps({"name": "s", "arms": [kp, box, other]}))
+    with pytest.raises(ValueError, match="without per-image keypoints data: kp2$"):
+        load_study(path)
+
+
 def test_report_only_on_a_study_written_before_the_claims_changed(study, tmp_path):
     """A study.json of the earlier format: curves with bbox AP only, no peak memory in the costs, a
     verdict whose paper entries lack noise, adjusted, compared and reason. --report-only rebuilds it, and
