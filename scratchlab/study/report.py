@@ -223,7 +223,8 @@ def _figures(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> t
     # Keypoint AP only where a detector had a keypoint head: no note of a figure no study could have.
     tasks = [t for t in TASKS if t != "keypoints" or any((a.get("final") or {}).get(t) for a in arms)]
     jobs = [
-        (f"AP vs iteration ({t})", lambda p, t=t: curves_figure(arms, t, p), f"curves_{t}.png") for t in tasks
+        (f"AP vs iteration ({t})", lambda p, t=t: curves_figure(groups, arms, t, p), f"curves_{t}.png")
+        for t in tasks
     ]
     jobs += [
         ("Final AP per configuration", lambda p: final_ap_figure(groups, arms, p), "final_ap.png"),
