@@ -8,6 +8,8 @@ hands the real accumulator the resampled list (``ap_on_images``): an image drawn
 twice, so its detections and ground truth count twice, exactly as if the set held two copies of it.
 
 Only the "all" area range and one ``max_dets`` are kept: the bootstrap serves AP, AP50 and AP75.
+Keypoint AP is matched as COCOeval's ``keypoints`` iouType does it (OKS over the categories that define
+keypoints, 20 detections per image), with the same sigmas as the whole-set keypoint AP.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import faster_coco_eval
 import faster_coco_eval.faster_eval_api_cpp as _C
 import numpy as np
 
-from .ground_truth import load_coco_gt
+from .ground_truth import keypoint_category_ids, load_coco_gt
 from .results import detections_for, load_results
-from .summary import mean_ap
+from .summary import KEYPOINT_MAX_DETS, keypoint_sigmas, mean_ap
 
 __all__ = [
     "BOOTSTRAP_METRICS",
@@ -73,23 +75,33 @@ def per_image_eval(
     results: Sequence[Mapping[str, Any]],
     iou_type: str = "bbox",
     *,
-    max_dets: int = 100,
+    max_dets: int | None = None,
     img_ids: Iterable[int] | None = None,
+    oks_sigmas: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Match ``results`` (COCO records) to ``coco_gt`` image by image; return the JSON-able data the
     bootstrap needs: ``{"iou_type", "max_dets", "iou_thresholds", "image_ids", "category_ids", "cells"}``
     where each cell is ``[image_index, category_index, n_valid_gt, score_ranks, match_bits]`` plus
     ``ignore_bits`` when a detection is ignored (bit t of a detection's match/ignore int: matched/ignored
-    at IoU threshold t). ``img_ids``: the evaluated images (default: every GT image)."""
+    at IoU (OKS for keypoints) threshold t). ``img_ids``: the evaluated images (default: every GT image).
+    ``max_dets``: default 100, 20 for keypoints; ``oks_sigmas``: one per keypoint, needed
+    unless the set has COCO's 17."""
     gt = coco_gt if isinstance(coco_gt, faster_coco_eval.COCO) else load_coco_gt(coco_gt)
     for i, r in enumerate(results):
         if r.get("image_id") not in gt.imgs:
             raise ValueError(f"result #{i}: image_id {r.get('image_id')!r} is not in the COCO ground truth")
-    dt = load_results(gt, detections_for(iou_type, results), "faster_coco_eval")
+    keypoints = iou_type == "keypoints"
+    cats = keypoint_category_ids(gt) if keypoints else []
+    sigmas = keypoint_sigmas(gt, cats, oks_sigmas) if keypoints else None
+    if max_dets is None:
+        max_dets = KEYPOINT_MAX_DETS if keypoints else 100
+    dt = load_results(gt, detections_for(iou_type, results, cats), "faster_coco_eval")
     ev = faster_coco_eval.COCOeval_faster(
         gt, dt, iou_type, separate_eval=True, print_function=lambda *_: None
     )
     p = ev.params
+    if keypoints:
+        p.kpt_oks_sigmas, p.catIds = sigmas, cats
     p.areaRng, p.areaRngLbl, p.maxDets = [_ALL_AREAS], ["all"], [int(max_dets)]
     p.imgIds = sorted({int(i) for i in (gt.getImgIds() if img_ids is None else img_ids)})
     with contextlib.redirect_stdout(io.StringIO()):

@@ -32,6 +32,8 @@ __all__ = [
     "evaluate_predictions",
     "accumulated",
     "precision_recall_curves",
+    "keypoint_sigmas",
+    "KEYPOINT_MAX_DETS",
 ]
 
 _log = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ def evaluate_predictions(
     return metrics
 
 
-def _oks_sigmas(gt: Any, cats: list[int], sigmas: Sequence[float] | None) -> np.ndarray:
+def keypoint_sigmas(gt: Any, cats: list[int], sigmas: Sequence[float] | None) -> np.ndarray:
     """Per-keypoint OKS sigmas for the keypoint categories ``cats`` of ``gt``."""
     if not cats:
         raise ValueError("keypoints evaluation: no category of the ground truth defines 'keypoints'")
@@ -192,7 +194,7 @@ def accumulated(
 ) -> Any:
     """A COCOeval of ``backend`` for ``iou_type`` after evaluate() and accumulate()."""
     keypoint_cats = keypoint_category_ids(gt) if iou_type == "keypoints" else []
-    sigmas = _oks_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
+    sigmas = keypoint_sigmas(gt, keypoint_cats, oks_sigmas) if iou_type == "keypoints" else None
     # One IoU worker: faster-coco-eval's mask IoU holds the GIL, so its default 8 threads only add
     # scheduling (docs/notes/performance.md, "Evaluation and inference speed").
     extra = {"print_function": _log.debug, "rle_iou_max_workers": 1} if backend == "faster_coco_eval" else {}

@@ -36,7 +36,7 @@ from ..data.image_io import load_image
 from ..data.lighting import PCALighting
 from ..data.synth_classify import make_synth_classify
 from ..engine.checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
-from ..engine.cost import peak_memory_mb
+from ..engine.cost import peak_memory_mb, reset_peak_memory
 from ..engine.schedule import param_groups
 from ..models import build_backbone_body
 from ..utils.dist import (
@@ -208,6 +208,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         log.info("resumed from %s after epoch %d", path, progress["epoch"])
     if is_main_process():
         (out / run_dir.CONFIG).write_text(to_yaml(cfg))
+    scope = reset_peak_memory()  # this pre-training's peak, not an earlier run's in this process
     for epoch in range(progress["epoch"], int(c.epochs)):
         t0, data_s, loss_sum = time.perf_counter(), 0.0, torch.zeros((), dtype=torch.float64, device=device)
         t_data = time.perf_counter()
@@ -273,6 +274,7 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         "pixels_seen": int(progress["pixels_seen"]),
         "wall_s": round(progress["wall_s"], 3),
         "peak_memory_mb": peak_memory_mb(),
+        "peak_memory_scope": scope,
         "data_wait_s": round(progress["data_s"], 3),
         "world_size": world,
         "top1": round(acc["top1"], 2),

@@ -6,6 +6,9 @@ Every configuration (a group of seeds) has its own colour and line style, the sa
 colour families by init (scratch red, classification blue, direct green, published weights purple),
 shades and line styles by configuration. Arms whose pre-training was paid for elsewhere (published
 weights) are marked in the compute figure: none of their pre-training is in its pixel counts. A figure whose data is missing raises ``Skip`` with the reason.
+
+The configurations drawn are the verdict's (``study.json`` ``verdict.groups``), in its order, over the
+arm records each names: the figures never regroup the arms, so they show what the verdict judged.
 """
 
 from __future__ import annotations
@@ -17,9 +20,17 @@ import numpy as np
 from matplotlib.figure import Figure  # the OO API renders with Agg and leaves pyplot's global state alone
 
 from ..run_dir import EXTERNAL
-from .groups import TASKS, Group, fmt_count, group_arms, regime_order, sched_label
+from .groups import TASKS, Group, fmt_count, regime_order, sched_label
 
-__all__ = ["Skip", "INIT_COLOURS", "styles", "curves_figure", "final_ap_figure", "compute_figure"]
+__all__ = [
+    "Skip",
+    "INIT_COLOURS",
+    "styles",
+    "verdict_groups",
+    "curves_figure",
+    "final_ap_figure",
+    "compute_figure",
+]
 
 INIT_COLOURS = {"random": "#d62728", "classify": "#1f77b4", "direct": "#2ca02c", "weights": "#9467bd"}
 _SHADES = {
@@ -47,6 +58,29 @@ def styles(groups: list[Group]) -> dict[int, dict[str, Any]]:
             "ls": _LINESTYLES[k % len(_LINESTYLES)],
             "marker": _MARKERS[k % len(_MARKERS)],
         }
+    return out
+
+
+def verdict_groups(records: list[dict[str, Any]], arms: list[dict[str, Any]]) -> list[Group]:
+    """The verdict's group records as Groups of the arm records they name, in the verdict's order.
+    ``Skip`` when a record names an arm the study does not hold (a verdict stored for other arms)."""
+    by_name = {a["name"]: a for a in arms}
+    out = []
+    for rec in records:
+        if missing := [n for n in rec["arms"] if n not in by_name]:
+            raise Skip(f"figures skipped: the verdict names arm(s) the study lacks: {', '.join(missing[:5])}")
+        members = [by_name[n] for n in rec["arms"]]
+        out.append(
+            Group(
+                rec["data"],
+                rec["init"],
+                rec["norm"],
+                float(rec["schedule"]),
+                members,
+                weights=members[0].get("weights"),
+                model=rec.get("model", ""),
+            )
+        )
     return out
 
 
@@ -78,9 +112,10 @@ def _seed_curves(g: Group, task: str) -> tuple[np.ndarray, np.ndarray] | None:
     return np.array(its, float), np.array([[c[i] for i in its] for c in per_seed], float)
 
 
-def curves_figure(arms: list[dict[str, Any]], task: str, path: Path) -> Path:
-    """AP vs iteration per data regime: each configuration's mean over seeds, its seed range shaded."""
-    groups = group_arms(arms)
+def curves_figure(records: list[dict[str, Any]], arms: list[dict[str, Any]], task: str, path: Path) -> Path:
+    """AP vs iteration per data regime: each configuration's mean over seeds, its seed range shaded;
+    ``records`` are the verdict's group records."""
+    groups = verdict_groups(records, arms)
     curves = {id(g): c for g in groups if (c := _seed_curves(g, task)) is not None}
     if not curves:
         raise Skip(f"AP-vs-iteration ({task}) skipped: no arm has a {task} AP curve.")
@@ -121,16 +156,14 @@ def final_ap_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pa
     tasks = [t for t in TASKS if any(g.get(t) for g in groups)]
     if not tasks:
         raise Skip("Final-AP figure skipped: no configuration has final metrics.")
-    objs = group_arms(arms)
+    objs = verdict_groups(groups, arms)
     style = styles(objs)
-    by_key = {tuple(g.key()["arms"]): g for g in objs}
     many = len({g["data"] for g in groups}) > 1
     fig = Figure(figsize=(10, 4.4))
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks, strict=True):
-        rows = [g for g in groups if g.get(task)]
-        for x, rec in enumerate(rows):
-            g = by_key[tuple(rec["arms"])]
+        rows = [(rec, g) for rec, g in zip(groups, objs, strict=True) if rec.get(task)]
+        for x, (rec, g) in enumerate(rows):
             ap = rec[task]["AP"]
             iv = ap.get("noise_interval") or ap.get("bootstrap_interval") or ap.get("interval")
             err = None if iv is None else [[ap["mean"] - iv[0]], [iv[1] - ap["mean"]]]
@@ -149,7 +182,7 @@ def final_ap_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pa
             )
         ax.set_xticks(
             range(len(rows)),
-            [_label(by_key[tuple(r["arms"])], many) for r in rows],
+            [_label(g, many) for _, g in rows],
             rotation=30,
             ha="right",
             fontsize=7,
@@ -163,12 +196,11 @@ def final_ap_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], pa
 def compute_figure(groups: list[dict[str, Any]], arms: list[dict[str, Any]], path: Path) -> Path:
     """Left: final bbox AP (95% interval) against total pixels seen; right: the share of those pixels
     seen in pre-training and in detector training."""
-    objs = group_arms(arms)
+    objs = verdict_groups(groups, arms)
     style = styles(objs)
-    by_key = {tuple(g.key()["arms"]): g for g in objs}
     rows = [
-        (r, by_key[tuple(r["arms"])])
-        for r in groups
+        (r, g)
+        for r, g in zip(groups, objs, strict=True)
         if (r.get("bbox") or {}).get("AP") and (r["total"].get("pixels_seen") or 0) > 0
     ]
     if not rows:

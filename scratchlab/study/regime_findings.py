@@ -7,7 +7,10 @@
   The same two configurations (norm, schedule, detector) are held at both regimes where they exist.
 * **crossover**: the smallest data share down to which random init stays within the margin of
   pre-training, regime by regime from the most data (each regime's interval unadjusted; no claim rests
-  on it: it says where the claim above bites).
+  on it: it says where the claim above bites). Its share has an interval of its own: on each paired
+  image resample, with a draw of training noise added per regime, the share where that resample's
+  difference first falls below the margin; the 95% range of those shares (open-ended where resamples
+  stay within at every regime, or are within at none).
 * **direct_vs_classify**: direct detection pre-training at equal or better AP (within the margin) than
   classification pre-training, at a lower cost of pre-training, decided separately for each cost the
   study measured (images, pixels, wall time, peak memory). Cost figures are point values (counts are
@@ -31,7 +34,16 @@ from .findings import (
     untestable,
 )
 from .groups import Group
-from .stats import NOT_REPRODUCED, REPRODUCED, direction, within_margin
+from .stats import (
+    NOT_REPRODUCED,
+    REPRODUCED,
+    crossover_share_interval,
+    crossover_shares,
+    direction,
+    noise_kind,
+    with_training_noise,
+    within_margin,
+)
 
 __all__ = ["data_regime", "crossover", "direct_vs_classify", "PRETRAIN_COSTS"]
 
@@ -89,21 +101,27 @@ def crossover(
     """Random minus pre-trained at each regime (the same configurations throughout, where they exist),
     most data first; the crossover is the last regime of the run, from the most data down, where the
     interval lies above ``-margin``. ``extra.share`` is its share of the most data (None: not within
-    the margin even with the most data), ``extra.below`` the next smaller regime (where it was not)."""
+    the margin even with the most data), ``extra.below`` the next smaller regime (where it was not).
+    ``extra.share_estimate`` is where the estimates themselves cross (no interval test), and
+    ``extra.share_interval`` the 95% range of where the resamples cross (see ``stats``)."""
     if len(regimes) < 2 or not all(sizes.get(d) for d in regimes):
         return None
     pt = _held([g for g in groups if g.kind == pt_kind], regimes, task)
     rd = _held(reference_random(groups), regimes, task)
     if pt is None or rd is None:
         return None
-    rows = [compare("crossover", ev, _at(rd, groups, d), _at(pt, groups, d), task) for d in regimes]
+    pairs = [(_at(rd, groups, d), _at(pt, groups, d)) for d in regimes]
+    rows = [compare("crossover", ev, r, p, task) for r, p in pairs]
     within = [within_margin(r.interval, margin) for r in rows]
+    shares = [sizes[d] / sizes[regimes[0]] for d in regimes]
     reached = next((i for i, w in enumerate(within) if w != REPRODUCED), len(rows))
     f = rows[max(reached - 1, 0)]
     f.extra = {
         "margin": margin,
         "share": sizes[regimes[reached - 1]] / sizes[regimes[0]] if reached else None,
         "below": regimes[reached] if reached < len(rows) else None,
+        "share_interval": _share_interval(ev, pairs, shares, task, margin),
+        "share_estimate": _finite(crossover_shares([[r.values["diff"]] for r in rows], shares, margin)[0]),
         "regimes": [
             {
                 "data": d,
@@ -116,6 +134,28 @@ def crossover(
         ],
     }
     return f
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x != float("inf") else None
+
+
+def _share_interval(
+    ev: Evidence, pairs: Sequence[tuple[Group, Group]], shares: Sequence[float], task: str, margin: float
+) -> dict | None:
+    """The crossover share's interval from the regimes' paired resamples, each with its training noise
+    (drawn independently per regime: other runs); None unless every regime has per-image data on the
+    same images."""
+    diffs, kinds = [], []
+    for i, (rd, pt) in enumerate(pairs):
+        samples = ev.paired([(rd, "AP"), (pt, "AP")], task)
+        if samples is None:
+            return None
+        terms = [ev.term(rd, task), ev.term(pt, task)]
+        kinds += terms
+        diffs.append(with_training_noise((samples[0] - samples[1]).draws, terms, [ev.seed, i]))
+    found = crossover_share_interval(diffs, shares, margin)
+    return None if found is None else {**found, "noise": noise_kind(kinds)}
 
 
 def direct_vs_classify(ev: Evidence, rg: Sequence[Group], margin: float) -> list[Finding]:

@@ -37,6 +37,7 @@ __all__ = [
     "final_table",
     "status_table",
     "ARM_COLUMNS",
+    "PAPER_COLUMNS",
     "INIT_COLOURS",
     "TABLE_HEAD_COLOUR",
 ]
@@ -100,14 +101,16 @@ def _check_study(study: Any) -> None:
 
 
 def _refuse_inconsistent_arms(arms: list[dict[str, Any]]) -> None:
-    """Arm records the verdict would silently mis-pair: a name recorded twice, a finished arm without the
-    per-image data the others carry (its intervals would be left out), a final AP that is not a number."""
+    """Arm records the verdict would silently mis-pair: a name recorded twice, a finished arm with a
+    task's final AP but without the per-image data the others carry for it (its intervals would be left
+    out; an arm without that task, e.g. no keypoint head, needs none), a final AP that is not a number."""
     names = [str(arm.get("name")) for arm in arms]
     if twice := sorted({n for n in names if names.count(n) > 1}):
         raise ValueError(f"arm record(s) listed more than once: {', '.join(twice[:5])}")
     done = [arm for arm in arms if arm["status"] == "finished" and arm.get("final")]
     for task in sorted({t for arm in done for t in (arm.get("per_image") or {})}):
-        if lacking := [str(arm.get("name")) for arm in done if task not in (arm.get("per_image") or {})]:
+        measured = [arm for arm in done if task in arm["final"]]
+        if lacking := [str(arm.get("name")) for arm in measured if task not in (arm.get("per_image") or {})]:
             raise ValueError(f"finished arm(s) without per-image {task} data: {', '.join(lacking[:5])}")
     for arm in done:
         for task, metrics in arm["final"].items():
@@ -191,17 +194,25 @@ def status_table(arms: list[dict[str, Any]]) -> Table:
     )
 
 
+PAPER_COLUMNS = ["Claim", "Result", "95% interval (AP)", "Arms", "Compared", "Why not testable"]
+
+
 def _paper_table(paper: list[dict[str, Any]]) -> Table:
+    """One row per claim: besides the outcome, what the deciding finding compared (so a reader can
+    check it is the paper's comparison) and, for a claim not testable here, why. A verdict stored
+    before these fields existed shows them empty rather than failing."""
     rows = [
         [
             c["claim"],
             c["result"],
             fmt_interval(c.get("interval"), signed=True),
             ", ".join(c.get("arms") or []),
+            c.get("compared") or "",
+            c.get("reason") or "",
         ]
         for c in paper
     ]
-    return Table(["Claim", "Result", "95% interval (AP)", "Arms"], rows, "paper", text_cols=4)
+    return Table(PAPER_COLUMNS, rows, "paper", text_cols=len(PAPER_COLUMNS))
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -212,7 +223,8 @@ def _figures(study: dict[str, Any], verdict: dict[str, Any], fig_dir: Path) -> t
     # Keypoint AP only where a detector had a keypoint head: no note of a figure no study could have.
     tasks = [t for t in TASKS if t != "keypoints" or any((a.get("final") or {}).get(t) for a in arms)]
     jobs = [
-        (f"AP vs iteration ({t})", lambda p, t=t: curves_figure(arms, t, p), f"curves_{t}.png") for t in tasks
+        (f"AP vs iteration ({t})", lambda p, t=t: curves_figure(groups, arms, t, p), f"curves_{t}.png")
+        for t in tasks
     ]
     jobs += [
         ("Final AP per configuration", lambda p: final_ap_figure(groups, arms, p), "final_ap.png"),

@@ -77,7 +77,7 @@ from .report import write_report
 from .store import rebuild_report, write_study
 from .verdict import RESAMPLES, compute_verdict
 
-__all__ = ["run_study", "plan_study", "rebuild_report", "arm_config", "Study"]
+__all__ = ["run_study", "plan_study", "rebuild_report", "arm_config", "with_per_image", "Study"]
 
 log = logging.getLogger("scratchlab")
 
@@ -112,15 +112,27 @@ def arm_config(
     return apply_overrides(base, [*overrides, *arm.overrides, *extra])
 
 
-def _per_image(gt: Any, run: Path, iteration: int, tasks: tuple[str, ...]) -> dict[str, Any] | None:
+def _per_image(
+    gt: Any, run: Path, iteration: int, tasks: tuple[str, ...], oks_sigmas: list[float] | None = None
+) -> dict[str, Any] | None:
     """Per-image evaluation data of the detections a run wrote at ``iteration`` (None if it wrote none):
     what the verdict's bootstrap resamples, kept in study.json so the report can be rebuilt."""
     path = run_dir.detections_file(run, iteration)
     if not path.is_file():
         return None
     results = json.loads(path.read_text())
-    tasks = tuple(t for t in tasks if t == "bbox" or all("segmentation" in r for r in results))
-    return {t: per_image_eval(gt, results, t) for t in tasks}
+    tasks = tuple(t for t in tasks if t != "segm" or all("segmentation" in r for r in results))
+    return {t: per_image_eval(gt, results, t, oks_sigmas=oks_sigmas) for t in tasks}
+
+
+def with_per_image(record: ArmRecord, run: Path, gt: Any) -> ArmRecord:
+    """``record`` with per-image evaluation data of its final model (bbox, segm, and keypoints when the
+    run measured keypoint AP, with the OKS sigmas it was measured with) and of each curve point (bbox)."""
+    tasks = ("bbox", "segm", *(("keypoints",) if "keypoints" in record.final else ()))
+    sigmas = ((run_dir.read_config(run) or {}).get("eval") or {}).get("keypoint_oks_sigmas")
+    per_image = _per_image(gt, run, record.final["iteration"], tasks, sigmas)
+    curve = [{**p, "per_image": _per_image(gt, run, p["iteration"], ("bbox",))} for p in record.curve]
+    return record.with_(per_image=per_image, curve=curve)
 
 
 class Study:
@@ -364,14 +376,9 @@ class Study:
             return None
 
     def _with_per_image(self, record: ArmRecord, run: Path) -> ArmRecord:
-        """Per-image evaluation data of the final model (bbox, segm) and of each curve point (bbox)."""
         if self._gt is None:
             self._gt = load_coco_gt(self.base.data.val_json)
-        per_image = _per_image(self._gt, run, record.final["iteration"], ("bbox", "segm"))
-        curve = [
-            {**p, "per_image": _per_image(self._gt, run, p["iteration"], ("bbox",))} for p in record.curve
-        ]
-        return record.with_(per_image=per_image, curve=curve)
+        return with_per_image(record, run, self._gt)
 
     def write(self, resamples: int = 0) -> dict[str, Any]:
         """study.json with the verdict so far (``resamples=0`` while arms run: intervals from seeds only;

@@ -45,6 +45,9 @@ __all__ = [
     "combined_interval",
     "noise_kind",
     "holm",
+    "crossover_shares",
+    "crossover_share_interval",
+    "with_training_noise",
     "direction",
     "within_margin",
 ]
@@ -259,6 +262,60 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def with_training_noise(
+    draws: np.ndarray, terms: Sequence[NoiseTerm], seed: int | Sequence[int]
+) -> np.ndarray:
+    """``draws`` (image resamples of a difference) each with one draw of the training noise its
+    configurations carry added: Student-t at their Welch-Satterthwaite degrees of freedom, scaled to
+    their summed variance (normal at infinite df), so a quantity read off the draws (not just an
+    interval) includes run-to-run spread. Unchanged when no term has variance."""
+    var = sum(t.var for t in terms)
+    draws = np.asarray(draws, dtype=float)
+    if var <= 0:
+        return draws
+    df = _welch_satterthwaite(terms)
+    rng = np.random.default_rng(seed)
+    unit = rng.standard_normal(draws.shape) if not np.isfinite(df) else rng.standard_t(df, draws.shape)
+    if np.isfinite(df) and df > 2:  # a t variable has variance df / (df - 2): scale it back to one
+        unit = unit * np.sqrt((df - 2) / df)
+    return draws + np.sqrt(var) * unit
+
+
+def crossover_shares(diffs: Sequence[np.ndarray], shares: Sequence[float], margin: float) -> np.ndarray:
+    """Per resample, the crossover: walking the regimes from the most data down (``diffs[i]``: random
+    minus pre-trained on each resample at data share ``shares[i]``), the last share before the first
+    regime whose difference falls below ``-margin``. inf where even the most data is below (no share);
+    ``shares[-1]`` where every regime stays within (the crossover lies at or below it)."""
+    d = np.stack([np.asarray(x, dtype=float) for x in diffs])  # regimes x resamples
+    within = d >= -margin
+    reached = np.where(within.all(axis=0), len(shares), np.argmin(within, axis=0))
+    table = np.array([np.inf, *shares], dtype=float)
+    return table[reached]
+
+
+def crossover_share_interval(
+    diffs: Sequence[np.ndarray], shares: Sequence[float], margin: float, level: float = LEVEL
+) -> dict | None:
+    """The central ``level`` range of :func:`crossover_shares` (order statistics: only studied shares
+    occur). ``interval`` [low, high]: high None when it falls on resamples not within the margin even
+    with the most data (open above); ``open_below`` when low is the smallest share studied, which those
+    resamples never left (the crossover may lie lower). ``within_everywhere`` / ``never_within``: the
+    fractions of resamples at either end. None without resamples."""
+    if not len(diffs) or not np.asarray(diffs[0]).size:
+        return None
+    per = crossover_shares(diffs, shares, margin)
+    tail = (1 - level) / 2
+    low, high = np.quantile(per, [tail, 1 - tail], method="inverted_cdf")
+    return {
+        "interval": [float(low) if np.isfinite(low) else None, float(high) if np.isfinite(high) else None],
+        "open_below": bool(low == shares[-1]),
+        "open_above": bool(not np.isfinite(high)),
+        "within_everywhere": round(float(np.mean(per == shares[-1])), 4),
+        "never_within": round(float(np.mean(np.isinf(per))), 4),
+        "resamples": int(per.size),
+    }
 
 
 def direction(interval: Sequence[float] | None, sign: int = 1) -> str:

@@ -250,8 +250,31 @@ def _crossover(f: Finding) -> str:
         )
     return (
         f"Crossover ({f.task}, {f.a.label()} minus {f.b.label()}, each regime's interval unadjusted): "
-        f"{where}. Random minus pre-trained by regime: {rows}."
+        f"{where}{_share_interval(x.get('share_interval'))}. Random minus pre-trained by regime: {rows}."
     )
+
+
+def _share_interval(iv: dict[str, Any] | None) -> str:
+    """The crossover share's 95% range over the resamples, open-ended where they leave the studied
+    regimes."""
+    if not iv:
+        return "; the crossover's share has no interval (no per-image data)"
+    low, high = iv["interval"]
+    if high is None and low is None:
+        return (
+            f"; on {100 * iv['never_within']:.0f}% of resamples random init is not within the margin "
+            "even with the most data"
+        )
+    lo = f"at or below {100 * low:.0f}%" if iv["open_below"] else f"{100 * low:.0f}%"
+    hi = "not within even with the most data" if high is None else f"{100 * high:.0f}%"
+    why = []
+    if iv["open_below"]:
+        why.append(f"{100 * iv['within_everywhere']:.0f}% of resamples stay within at every regime")
+    if iv["open_above"]:
+        why.append(f"{100 * iv['never_within']:.0f}% are within at none")
+    tail = f", open-ended: {' and '.join(why)}" if why else ""
+    noise = "training noise included" if iv["noise"] != "none" else "images only: training noise not included"
+    return f"; the share where resamples cross ({noise}) lies in [{lo}, {hi}]{tail}"
 
 
 def _cost(f: Finding) -> str:

@@ -73,3 +73,20 @@ def test_crowd_ground_truth_ignores_its_detections():
 def test_unknown_image_named():
     with pytest.raises(ValueError, match="image_id 999"):
         per_image_eval(_gt(), [{"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
+
+
+def test_keypoints_per_image_gives_cocoeval_keypoint_ap():
+    """OKS matching over the keypoint categories, 20 detections per image, the caller's sigmas: the whole
+    set's AP is COCOeval's keypoint AP, and a wrong sigma count is refused as there."""
+    from tests.evaluation.test_keypoint_ap import SIGMAS, _gt, _results
+
+    for shift in (0.0, 2.5, 4.0):
+        results = _results(shift=shift)
+        data = per_image_eval(_gt(), results, "keypoints", oks_sigmas=SIGMAS)
+        assert data["iou_type"] == "keypoints" and data["max_dets"] == 20 and data["category_ids"] == [1]
+        ours = ap_on_images(data, range(len(data["image_ids"])))
+        ref = evaluate_predictions(_gt(), results, ["keypoints"], oks_sigmas=SIGMAS)["keypoints"]
+        assert ours == pytest.approx({k: ref[k] for k in ours}, abs=1e-9)
+    assert 0 < ours["AP"] < 100  # the last shift is off at the tighter OKS thresholds
+    with pytest.raises(ValueError, match="one per keypoint"):
+        per_image_eval(_gt(), _results(), "keypoints", oks_sigmas=[0.1])

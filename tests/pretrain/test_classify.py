@@ -76,6 +76,8 @@ def test_finetuned_run_adds_the_pretraining_cost(pretrained, tmp_path, synth_dat
     for key in ("images_seen", "instances_seen", "pixels_seen"):
         assert cost["total"][key] == cost[key] + meta[key]
     assert cost["total"]["wall_s"] == pytest.approx(cost["wall_s"] + meta["wall_s"])
+    # Each peak is its own run's (both ran in this one process), and says so.
+    assert cost["peak_memory_scope"] == cost["pretrain"]["peak_memory_scope"] == "run"
 
 
 def test_meta_has_top5_and_a_checkpoint_per_epoch(pretrained):

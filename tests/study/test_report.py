@@ -23,6 +23,7 @@ from scratchlab.study.groups import METRICS
 from scratchlab.study.paper import CLAIMS
 from scratchlab.study.report import (
     INIT_COLOURS,
+    PAPER_COLUMNS,
     TABLE_HEAD_COLOUR,
     final_table,
     load_study,
@@ -230,10 +231,39 @@ def test_paper_table_same_in_both_formats(written):
     md = _md_tables(res["markdown"].read_text())["Paper check"]
     html_rows = _html_tables(res["html"].read_text()).tables["paper"]
     assert md == html_rows
-    assert md[0] == ["Claim", "Result", "95% interval (AP)", "Arms"] and len(md) == 1 + len(CLAIMS)
+    assert md[0] == [*PAPER_COLUMNS] and len(md) == 1 + len(CLAIMS)
+    assert md[0][4:] == ["Compared", "Why not testable"]
     results = {r[1] for r in md[1:]}
     allowed = {"reproduced", "not reproduced", "mixed", "inconclusive", "not tested", "not testable here"}
     assert results <= allowed | {"consistent", "inconsistent"}
+    # Each row shows what its claim compared and, only when it cannot be tested, why: as in study.json.
+    from scratchlab.study.verdict import compute_verdict
+
+    paper = compute_verdict(study["arms"])["paper"]
+    assert [r[4] for r in md[1:]] == [c["compared"] or "" for c in paper]
+    assert [r[5] for r in md[1:]] == [c["reason"] or "" for c in paper]
+    assert any(r[4] for r in md[1:])
+    for row in md[1:]:
+        assert bool(row[5]) == (row[1] == "not testable here"), row
+
+
+def test_paper_table_shows_a_stored_reason_escaped_in_both_formats(never_arms, tmp_path):
+    """A claim not testable here carries its reason into both renderings, a pipe or tag in it intact."""
+    from scratchlab.study.verdict import compute_verdict
+
+    verdict = compute_verdict(never_arms)
+    entry = verdict["paper"][0]
+    entry.update(result="not testable here", reason="curves | never <meet>", compared="a - b, AP75")
+    res = write_report({"name": "s", "arms": never_arms, "verdict": verdict}, tmp_path)
+    md = _md_tables(res["markdown"].read_text())["Paper check"]
+    assert md == _html_tables(res["html"].read_text()).tables["paper"]
+    assert md[1][1] == "not testable here" and md[1][4:] == ["a - b, AP75", "curves | never <meet>"]
+    assert "curves \\| never <meet>" in res["markdown"].read_text()
+    assert "curves | never &lt;meet&gt;" in res["html"].read_text()
+    # A verdict stored before these fields existed renders them empty.
+    del entry["compared"], entry["reason"]
+    res = write_report({"name": "s", "arms": never_arms, "verdict": verdict}, tmp_path)
+    assert _md_tables(res["markdown"].read_text())["Paper check"][1][4:] == ["", ""]
 
 
 def test_stored_verdict_is_used(never_arms, tmp_path):
@@ -376,6 +406,23 @@ def test_report_only_refuses_inconsistent_arm_records_naming_them(study, tmp_pat
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(tmp_path / "study.json") in err and named in err, err
     assert (tmp_path / "study.json").read_bytes() == before
+
+
+def test_per_image_data_is_required_only_for_the_tasks_an_arm_measured(make_arm, tmp_path):
+    """A keypoint arm's per-image keypoint data does not make box-only arms incomplete; a second keypoint
+    arm without it is refused by name."""
+    data = {"image_ids": [1], "cells": []}
+    kp = make_arm("kp", "classify", 20.0)
+    kp["final"]["keypoints"] = {"AP": 30.0}
+    kp["per_image"] = {"bbox": data, "keypoints": data}
+    box = {**make_arm("box", "random", 18.0), "per_image": {"bbox": data}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"name": "s", "arms": [kp, box]}))
+    assert [a["name"] for a in load_study(path)["arms"]] == ["kp", "box"]
+    other = copy.deepcopy(kp) | {"name": "kp2", "per_image": {"bbox": data}}
+    path.write_text(json.dumps({"name": "s", "arms": [kp, box, other]}))
+    with pytest.raises(ValueError, match="without per-image keypoints data: kp2$"):
+        load_study(path)
 
 
 def test_report_only_on_a_study_written_before_the_claims_changed(study, tmp_path):

@@ -1,9 +1,11 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from scratchlab import run_dir
 from scratchlab.cli import main
 from scratchlab.config import load_config
 from scratchlab.study import runner
@@ -297,3 +299,105 @@ def test_a_shorter_schedule_forks_from_the_longer_arms_trunk_bit_exactly(tmp_pat
     assert differing_tensors(*weights) == []
     assert fork["final"]["bbox"] == json.loads((alone / run_dir.FINAL_METRICS).read_text())["bbox"]
     assert [p["iteration"] for p in fork["curve"]] == [3, 6]  # the trunk's evaluation at 3, its own final
+
+
+KEYPOINT_SIGMAS = [0.07, 0.07, 0.07]
+
+
+def _keypoint_set(tmp_path, n_images=16):
+    """A COCO keypoints file (one keypoint category of 3 keypoints, one plain category) written to disk,
+    with one or two ~40 px objects per image."""
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for img in range(1, n_images + 1):
+        images.append({"id": img, "width": 160, "height": 160, "file_name": f"{img}.png"})
+        for j in range(1 + img % 2):
+            x, y = 10 + 70 * j + rng.uniform(0, 10), 20 + rng.uniform(0, 60)
+            kp = [x + 20, y + 38, 2, x + 4, y + 4, 2, x + 36, y + 4, 2]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img,
+                    "category_id": 1,
+                    "bbox": [x, y, 40, 40],
+                    "area": 1600.0,
+                    "iscrowd": 0,
+                    "keypoints": kp,
+                    "num_keypoints": 3,
+                }
+            )
+    cats = [{"id": 1, "name": "crescent", "keypoints": ["back", "left", "right"]}, {"id": 2, "name": "sq"}]
+    path = tmp_path / "person_keypoints_val.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+def _keypoint_detections(gt, jitter, seed):
+    """One detection per object, keypoints moved by ``jitter`` px (Gaussian), plus a plain-category box."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in gt["annotations"]:
+        kp = np.array(a["keypoints"], dtype=float).reshape(3, 3)
+        kp[:, :2] += rng.normal(0, jitter, (3, 2))
+        kp[:, 2] = 1
+        score = float(rng.uniform(0.5, 1.0))
+        out.append({**{k: a[k] for k in ("image_id", "category_id", "bbox")}, "score": score})
+        out[-1]["keypoints"] = kp.ravel().tolist()
+    out.append({"image_id": 1, "category_id": 2, "bbox": [120, 120, 20, 20], "score": 0.4})
+    return out
+
+
+def _keypoint_run(tmp_path, name, detections, iteration):
+    run = tmp_path / name
+    (run / "inference").mkdir(parents=True)
+    run_dir.detections_file(run, iteration).write_text(json.dumps(detections))
+    (run / run_dir.CONFIG).write_text(yaml.safe_dump({"eval": {"keypoint_oks_sigmas": KEYPOINT_SIGMAS}}))
+    return run
+
+
+def test_keypoint_rcnn_arms_get_per_image_keypoint_data_and_the_claim_uses_it(tmp_path, make_arm):
+    """A keypoint run's final detections are evaluated image by image as COCOeval's keypoints iouType
+    (the run's own OKS sigmas); the keypoints claim then rests on the paired image bootstrap."""
+    from scratchlab.evaluation import evaluate_predictions, load_coco_gt
+    from scratchlab.evaluation.bootstrap import ap_on_images
+    from scratchlab.study.arms import ArmRecord
+
+    path = _keypoint_set(tmp_path)
+    gt_json, gt = json.loads(path.read_text()), load_coco_gt(path)
+    arms = []
+    for name, init, jitter in (("cls_kp_3x", "classify", 1.0), ("rnd_kp_3x", "random", 6.0)):
+        dets = _keypoint_detections(gt_json, jitter, seed=len(arms))
+        ref = evaluate_predictions(gt_json, dets, ["bbox", "keypoints"], oks_sigmas=KEYPOINT_SIGMAS)
+        arm = make_arm(name, init, ref["bbox"]["AP"], schedule=3.0)
+        run = _keypoint_run(tmp_path, name, dets, arm["final"]["iteration"])
+        arm["final"]["keypoints"] = ref["keypoints"]
+        record = ArmRecord(
+            **{k: arm[k] for k in ("name", "init", "norm", "schedule", "data", "seed")},
+            model="keypoint_rcnn",
+            status="finished",
+            final=arm["final"],
+            curve=[{"iteration": 100, "bbox_AP": 1.0}],
+        )
+        got = runner.with_per_image(record, run, gt)
+        assert set(got.per_image) == {"bbox", "keypoints"}
+        kp = got.per_image["keypoints"]
+        assert kp["iou_type"] == "keypoints" and kp["max_dets"] == 20 and kp["category_ids"] == [1]
+        whole = ap_on_images(kp, range(len(kp["image_ids"])))
+        assert whole == pytest.approx({m: ref["keypoints"][m] for m in whole}, abs=1e-9)
+        assert got.curve[0]["per_image"] is None  # no detections written at that point
+        arms.append({**arm, "per_image": got.per_image})
+    assert 0 < arms[1]["final"]["keypoints"]["AP"] < arms[0]["final"]["keypoints"]["AP"] < 100
+    # Without a keypoint AP in its final metrics the run gets no keypoint data (a box-only detector).
+    plain = runner.with_per_image(record.with_(final={"iteration": 600, "bbox": {}}, curve=[]), run, gt)
+    assert set(plain.per_image) == {"bbox"}
+
+    from scratchlab.study.verdict import compute_verdict
+
+    v = compute_verdict(arms, resamples=200)
+    f = next(f for f in v["findings"]["keypoints"] if f["task"] == "keypoints")
+    assert f["basis"] == "images" and f["interval"][0] < f["diff"] < f["interval"][1]
+    assert f["arms"] == ["rnd_kp_3x", "cls_kp_3x"] and f["interval"][1] < 0
+    row = next(
+        c for c in v["paper"] if c["claim"].startswith("random init catches up") and "keypoint" in c["claim"]
+    )
+    assert row["interval"] == f["interval"] and row["result"] in ("inconsistent", "not reproduced")

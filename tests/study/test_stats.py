@@ -10,6 +10,8 @@ from scratchlab.study.stats import (
     bias_corrected_interval,
     calibrated_term,
     combined_interval,
+    crossover_share_interval,
+    crossover_shares,
     direction,
     holm,
     noise_kind,
@@ -17,6 +19,7 @@ from scratchlab.study.stats import (
     seed_diff_interval,
     seed_summary,
     seed_term,
+    with_training_noise,
     within_margin,
 )
 
@@ -144,3 +147,50 @@ def test_holm_on_hand_made_p_values():
     assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
     assert holm([0.4, 0.9]) == pytest.approx([0.8, 0.9])
     assert holm([]) == []
+
+
+SHARES = [1.0, 0.25, 0.1]
+
+
+def _regimes(*columns: list[float]) -> list[np.ndarray]:
+    """Per-regime draws from per-resample columns: ``columns[b][i]`` is resample b at regime i."""
+    return [np.array(row, dtype=float) for row in zip(*columns, strict=True)]
+
+
+def test_crossover_shares_per_resample():
+    # Within (>= -1) at 100% and 25%, out at 10%; out at 25% though back at 10% (the walk stops at the
+    # first regime out); out even at 100%; within at every regime; exactly on the margin counts within.
+    diffs = _regimes([0, 0, -3], [0, -2, 0], [-2, 0, 0], [0, 0, 0], [-1, -1, -1.5])
+    assert crossover_shares(diffs, SHARES, 1.0).tolist() == [0.25, 1.0, np.inf, 0.1, 0.25]
+
+
+def test_crossover_share_interval_closed_and_open_ends():
+    # 60 resamples cross below 25%, 40 below 100%: the 95% range runs from 25% to 100%, closed.
+    closed = crossover_share_interval(_regimes(*[[0, 0, -3]] * 60, *[[0, -3, -3]] * 40), SHARES, 1.0)
+    assert closed["interval"] == [0.25, 1.0] and not closed["open_below"] and not closed["open_above"]
+    assert closed["within_everywhere"] == 0 and closed["never_within"] == 0 and closed["resamples"] == 100
+    # 10 of 100 never leave the margin: the low end is the smallest share studied, open below it.
+    low = crossover_share_interval(_regimes(*[[0, 0, 0]] * 10, *[[0, 0, -3]] * 90), SHARES, 1.0)
+    assert low["interval"] == [0.1, 0.25] and low["open_below"] and low["within_everywhere"] == 0.1
+    # 5 of 100 are out even with the most data: no share at the high end, open above.
+    high = crossover_share_interval(_regimes(*[[-3, 0, 0]] * 5, *[[0, 0, -3]] * 95), SHARES, 1.0)
+    assert high["interval"] == [0.25, None] and high["open_above"] and high["never_within"] == 0.05
+    # 2 of 100 out with the most data lie beyond the 97.5th percentile: the range stays closed.
+    few = crossover_share_interval(_regimes(*[[-3, 0, 0]] * 2, *[[0, 0, -3]] * 98), SHARES, 1.0)
+    assert few["interval"] == [0.25, 0.25] and not few["open_above"] and few["never_within"] == 0.02
+    assert crossover_share_interval([np.array([])] * 3, SHARES, 1.0) is None
+
+
+def test_with_training_noise_adds_the_terms_variance():
+    draws = np.zeros(200_000)
+    none = calibrated_term(1, None, np.inf)
+    assert np.array_equal(with_training_noise(draws, [none, none], 0), draws)
+    # Two calibrated runs of sigma 0.5: variance 0.5, df 10 (t scaled to that variance), seeded.
+    terms = [calibrated_term(1, 0.5, 10), calibrated_term(1, 0.5, 10)]
+    noisy = with_training_noise(draws, terms, [3, 1])
+    assert np.var(noisy) == pytest.approx(0.5, rel=0.03) and abs(np.mean(noisy)) < 0.01
+    assert np.array_equal(noisy, with_training_noise(draws, terms, [3, 1]))
+    assert not np.array_equal(noisy, with_training_noise(draws, terms, [3, 2]))
+    # Heavier tails than the normal at 10 degrees of freedom.
+    z = noisy / np.sqrt(0.5)
+    assert np.mean(np.abs(z) > 3) > 2 * 0.0027
