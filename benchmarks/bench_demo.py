@@ -117,7 +117,7 @@ def main() -> None:
             *direct_vs_classify(study),
             f"`scratchlab demo --out DIR{' --quick' if a.quick else ''}` on {cores} cores, "
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'set per job by the demo')}; wall time "
-            f"{wall / 60:.1f} min including data generation, pre-training, 5 arms, evaluation and the report",
+            f"{wall / 60:.1f} min including data generation, pre-training, {len(study['arms'])} arms, evaluation and the report",
             f"headline: {study['verdict'].get('headline', '')}",
         ],
     )  # fmt: skip

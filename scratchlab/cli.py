@@ -19,7 +19,7 @@ scratchlab study STUDY.yaml --plan [--out DIR] [key=value ...]
 scratchlab study --report-only DIR
 scratchlab study --status DIR
 scratchlab study --calibrate-noise DIR
-scratchlab demo [--quick] --out DIR
+scratchlab demo [--quick | --calibrate-noise] --out DIR
 scratchlab recipes [FOLDER ...] [--check]
 """
 
@@ -292,7 +292,7 @@ def _cmd_study(a: argparse.Namespace) -> int:
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .study.demo import run_demo
 
-    run_demo(a.out, quick=a.quick)
+    run_demo(a.out, quick=a.quick, calibrate_noise=a.calibrate_noise)
     return 0
 
 
@@ -529,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="the miniature study on generated data, with a report")
     dm.add_argument("--out", default="runs/demo")
     dm.add_argument("--quick", action="store_true", help="a much shorter smoke version")
+    dm.add_argument(
+        "--calibrate-noise",
+        action="store_true",
+        help="measure the demo recipe's training noise (every arm at 3 seeds, about 3x the demo's time); "
+        "writes OUT/noise.yaml, the block configs/mini/demo_noise.yaml holds",
+    )
     dm.set_defaults(func=_cmd_demo)
 
     rc = sub.add_parser(
