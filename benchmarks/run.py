@@ -62,7 +62,11 @@ ROWS = (
     ),
     Row("inference", "bench_inference.py", "5. Inference images/s at batch 1"),
     Row("gpu", "bench_gpu.py", "7. Full-size R50-FPN GN-all Mask R-CNN on one GPU"),
-    Row("trunks", "bench_trunks.py", "8. Shared trunks: iterations a study runs vs its arms' sum"),
+    Row(
+        "trunks",
+        "bench_trunks.py",
+        "8. Shared trunks: iterations a study runs vs its arms' sum, demo wall time",
+    ),
 )
 
 

@@ -154,17 +154,19 @@ class StudyPlan:
 
 
 def plan_arms(
-    configs: Sequence[tuple[str, Mapping[str, Any]]], unplannable: Mapping[str, str] | None = None
+    configs: Sequence[tuple[str, Mapping[str, Any]]],
+    unplannable: Mapping[str, str] | None = None,
+    share: bool = True,
 ) -> StudyPlan:
     """The tree of ``configs`` (each arm's name and resolved config, in the study's order).
     ``unplannable``: arms whose config cannot be made (and why): each trains alone, in one segment, and
-    fails with that message."""
+    fails with that message. ``share=False``: every arm alone (a study's ``share: false``)."""
     arms = [_arm(name, cfg) for name, cfg in configs]
     placed: list[_Arm] = []
     plans: dict[str, ArmPlan] = {}
     for arm in sorted(arms, key=lambda a: -a.total):  # stable: ties keep the study's order
         parent, k = None, 0
-        for other in placed:  # the arm it shares most with; ties: the longer (placed first)
+        for other in placed if share else ():  # the arm it shares most with; ties: the longer (placed first)
             b = branch_point(arm, other)
             if b > k:
                 parent, k = other.name, b

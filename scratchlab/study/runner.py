@@ -28,8 +28,9 @@ Every arm records the provenance of its initial weights (source, sha256, data, p
 "not counted: external"). ``scratchlab study STUDY.yaml --out DIR key=value ...``: the command line's
 overrides apply to every arm and to the shared pre-training, after the study's own.
 ``data``: "100%", "10%", a count such as 1000 or "1k": a seeded subset, the same images for every arm.
-``pretrain.classify.finetune``: overrides for the arms that fine-tune the classification backbone; the
-direct arms fine-tune with the direct config's ``direct.stage2`` overrides. ``pretrain.vary_seed: true``:
+``share: false``: every arm trains alone (by default arms that differ only in their schedule's length
+share a trunk, study/plan.py). ``pretrain.classify.finetune``: overrides for the arms that fine-tune the
+classification backbone; the direct arms fine-tune with the direct config's ``direct.stage2`` overrides. ``pretrain.vary_seed: true``:
 each arm seed pre-trains with its own seed (a training-noise calibration varies the pre-training's seed
 too). ``noise:``: a calibrated training-noise block for arms with one seed (``study/noise.py``).
 Each arm is a normal run dir under ``DIR/arms/<name>`` (a name is a plain word: letters, digits, ``.``,
@@ -166,6 +167,11 @@ class Study:
             setup_logging(self.out / run_dir.LOG)
             self.base = resolve_data(base, self.out)  # one dataset for all arms (generated once if none)
         self.pretrain_spec = spec.get("pretrain") or {}
+        self.share = spec.get("share", True)
+        if not isinstance(self.share, bool):
+            raise ValueError(
+                f"{self.file}: share: true (arms fork from shared trunks) or false, got {self.share!r}"
+            )
         self.noise = spec.get("noise")
         Calibration.from_block(self.noise, f"{self.file}: noise")  # a bad block fails now, not at the end
         self.records: dict[str, ArmRecord] = {}
@@ -310,7 +316,7 @@ class Study:
                 unplannable[a.name] = str(exc)
                 continue
             configs.append((a.name, OmegaConf.to_container(cfg)))
-        return plan_arms(configs, unplannable)
+        return plan_arms(configs, unplannable, self.share)
 
     def _start_fork(self, arm: ArmSpec, plan: StudyPlan, run: Path, cfg: DictConfig) -> None:
         """Seed ``arm``'s run from its parent's branch checkpoint, once (a started fork resumes itself).

@@ -119,3 +119,13 @@ def test_the_plan_module_imports_no_torch():
     subprocess.run(
         [sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
     )
+
+
+def test_share_false_trains_every_arm_alone(tmp_path):
+    study = _tiny_study(tmp_path)
+    spec = yaml.safe_load(study.read_text())
+    study.write_text(yaml.safe_dump({**spec, "share": False}))
+    assert plan_study(study).splitlines()[-1] == "iterations: 1000 of 1000 (100.0%)"
+    study.write_text(yaml.safe_dump({**spec, "share": "no"}))
+    with pytest.raises(ValueError, match="share: true .* or false, got 'no'"):
+        plan_study(study)
