@@ -45,7 +45,7 @@ from ..utils.lock import exclusive_directory
 from . import slurm
 from .arms import ArmRecord, ArmSpec
 from .groups import LAUNCHERS
-from .plan import Segment, StudyPlan
+from .plan import Segment, StudyPlan, segment_done
 from .runner import Study
 
 __all__ = ["CannotRun", "ClusterOptions", "Scheduler", "StudyJob", "fit_to_partition", "launch_study"]
@@ -248,7 +248,7 @@ class Scheduler:
             return self._ready(self.study.arm(seg.arm))
         if seg.after in self.failed_segments:
             return None, None
-        if _segment_done(self.study, plan, plan.segment(seg.after)):
+        if segment_done(self.study.out, plan, plan.segment(seg.after)):
             return True, None
         job = self.segment_jobs.get(seg.after)
         if job is not None and self.launcher == "slurm":
@@ -404,14 +404,6 @@ class Scheduler:
         log.warning("arm %s: %s", seg.arm, why)
         self.study.records[seg.arm] = self.study.record(self.study.arm(seg.arm), "failed", error=why)
         self.study.write()
-
-
-def _segment_done(study: Study, plan: StudyPlan, seg: Segment) -> bool:
-    """``seg``'s arm finished, or kept its checkpoint at the segment's end (a branch point)."""
-    run = study.out / run_dir.ARMS / seg.arm
-    if run_dir.is_finished(run):
-        return True
-    return seg.end < plan.arm(seg.arm).total and run_dir.branch_checkpoint(run, seg.end).is_file()
 
 
 @contextmanager

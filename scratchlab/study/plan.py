@@ -25,7 +25,16 @@ from omegaconf import OmegaConf
 from .. import run_dir
 from ..config import max_iter, schedule_steps
 
-__all__ = ["ArmPlan", "Segment", "StudyPlan", "branch_point", "plan_arms", "format_plan", "sharing"]
+__all__ = [
+    "ArmPlan",
+    "Segment",
+    "StudyPlan",
+    "branch_point",
+    "plan_arms",
+    "format_plan",
+    "segment_done",
+    "sharing",
+]
 
 # Keys that set only what happens after the branch point (the schedule's length, hence its later drops).
 _LENGTH_KEYS = (("solver", "schedule"), ("solver", "max_iter"))
@@ -198,13 +207,13 @@ def _segments(arms: list[ArmPlan]) -> list[Segment]:
     return segments
 
 
-def _reached(study_dir: Path, arm: ArmPlan) -> int:
-    """How far ``arm``'s run directory got: its total once finished, else the last iteration it logged."""
-    run = study_dir / run_dir.ARMS / arm.name
+def segment_done(study_dir: Path, plan: StudyPlan, seg: Segment) -> bool:
+    """``seg``'s arm finished, or kept its state at the segment's end (a branch point its forks start
+    from): what a launcher waits for before the segments that continue it."""
+    run = Path(study_dir) / run_dir.ARMS / seg.arm
     if run_dir.is_finished(run):
-        return arm.total
-    rows = run_dir.read_metrics(run)
-    return max((int(r["iteration"]) for r in rows if "iteration" in r), default=0)
+        return True
+    return seg.end < plan.arm(seg.arm).total and run_dir.branch_checkpoint(run, seg.end).is_file()
 
 
 def format_plan(plan: StudyPlan, name: str, study_dir: Path | None = None) -> str:
@@ -219,12 +228,11 @@ def format_plan(plan: StudyPlan, name: str, study_dir: Path | None = None) -> st
     if alone:
         lines.append(f"alone (share nothing): {', '.join(alone)}")
     lines += [f"cannot plan {name}: {why}" for name, why in plan.unplannable.items()]
-    reached = {a.name: _reached(study_dir, a) for a in plan.arms} if study_dir else {}
     lines.append("segments:")
     for s in plan.segments:
         state = ""
         if study_dir is not None:
-            state = "  [done]" if reached[s.arm] >= s.end else "  [to run]"
+            state = "  [done]" if segment_done(study_dir, plan, s) else "  [to run]"
         lines.append(f"  {s.id}  ({s.iterations} it)  after: {s.after or '-'}{state}")
     lines.append(f"{'arm':<40} {'iterations':>10} {'images seen':>12} {'runs':>10}  from")
     for a in plan.arms:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -95,7 +94,8 @@ def test_cli_plan_prints_the_tree_and_which_segments_a_started_study_has_done(tm
     study, out = _tiny_study(tmp_path), tmp_path / "out"
     trunk = out / run_dir.ARMS / "random_gn_3x_100pct_s0"
     trunk.mkdir(parents=True)
-    (trunk / run_dir.METRICS).write_text("".join(json.dumps({"iteration": i}) + "\n" for i in (10, 140)))
+    run_dir.branch_checkpoint(trunk, 132).parent.mkdir()
+    run_dir.branch_checkpoint(trunk, 132).write_bytes(b"")  # the state its fork starts from: kept
     assert main(["study", str(study), "--plan", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "trunk random_gn_3x_100pct_s0 (600 iterations)" in lines
