@@ -107,6 +107,8 @@ def test_slurm_study_pretrains_first_requeues_and_resumes(tmp_path, synth_data, 
         {"init": "direct", "seed": 0, "name": "direct_b", "overrides": ["solver.max_iter=24"]},
     ]
     study, out = _study_file(tmp_path, synth_data, arms), tmp_path / "out"
+    # Alike, direct_b would fork from direct_a one iteration before its end: each trains alone here.
+    study.write_text(yaml.safe_dump({**yaml.safe_load(study.read_text()), "share": False}))
     proc = _launch(study, out)
     requeued, status, most = _requeue_when_checkpointed(proc, out, slurm_cluster, "direct_a")
     assert most == 2  # --max-parallel: queued and running together
