@@ -7,7 +7,8 @@ paper's "> 11x cheaper" claim for direct pre-training, measured on the miniature
 The demo runs in a child process restricted to 2 cores (the first 2 this process may use), so the figure
 is a 2-core figure anywhere; it gives its jobs their threads itself (one each, two jobs at a time). Costs are
 the runs' own counts (engine/cost.py: images, pixels and wall seconds of training, plus those of the
-pre-training the arm started from); AP intervals are the study's 95% intervals: a paired bootstrap over val images with the recipe's calibrated training noise added.
+pre-training the arm started from); AP intervals are the study's 95% intervals: a paired bootstrap over
+val images with the recipe's calibrated training noise added.
 """
 
 from __future__ import annotations
