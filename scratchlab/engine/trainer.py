@@ -29,7 +29,7 @@ from ..utils.io import write_json
 from ..utils.lock import exclusive_directory
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
 from ..vis.plots import plot_run
-from .categories import category_ids, check_annotation_files, refuse_changed_categories
+from .categories import category_ids
 from .checkpoint import (
     BackgroundCheckpointer,
     atomic_torch_save,
@@ -39,16 +39,9 @@ from .checkpoint import (
     restore_rng,
 )
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
-from .data import (
-    build_datasets,
-    build_train_loader,
-    require_class_count,
-    require_masks,
-    resolve_data,
-    validate_data,
-    with_keypoint_count,
-)
+from .data import build_train_loader, resolve_data
 from .inference import coco_evaluator, inference_on_dataset
+from .preflight import check_resume, preflight
 from .schedule import build_optimizer, build_scheduler, follow_schedule, scale_to_world
 from .writers import MetricWriters, flatten_metrics
 
@@ -78,16 +71,6 @@ def run_meta(cfg: DictConfig, train_set) -> dict[str, Any]:
         "classes": [c.get("name", str(c["id"])) for c in train_set.categories],
         "category_ids": category_ids(train_set.categories),
     }
-
-
-def refuse_past_the_end(iteration: int, total: int, checkpoint: Path) -> None:
-    """``--resume`` with a schedule shorter than the checkpoint's iteration (other overrides than the run's):
-    going on would stamp the run's weights, config.yaml and final metrics with the shorter length."""
-    if iteration > total:
-        raise ValueError(
-            f"{checkpoint} is at iteration {iteration}, past the end of this config's {total} iterations; "
-            "resume with the overrides the run started with (its config.yaml), or a longer schedule"
-        )
 
 
 def _segment_end(stop_at: int | None, total: int) -> int:
@@ -207,15 +190,9 @@ def _setup(cfg: DictConfig, out: Path, stop_at: int | None, keep: frozenset[int]
     cfg = resolve_data(cfg, out)
     cfg, batch_line = scale_to_world(cfg, world)
     log.info(batch_line)
-    check_annotation_files(cfg)  # JSON reads: before the data check's image decode, which can take minutes
-    if cfg.data.check:
-        validate_data(cfg)
+    cfg, train_set, val_set = preflight(cfg)
     device = resolve_device(cfg, local_rank)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    train_set, val_set = build_datasets(cfg)
-    require_masks(cfg, train_set, val_set)
-    require_class_count(cfg, train_set)
-    cfg = with_keypoint_count(cfg, train_set)
     core = build_model(cfg, num_classes=train_set.num_classes).to(device)
     provenance = run_provenance(cfg, core)
     model = _distributed(cfg, core, device, rank, world, local_rank)
@@ -266,8 +243,7 @@ def _resume_or_start_over(run: _Run, resume: bool) -> None:
     out = run.out
     if resume and (found := load_latest(out / run_dir.CHECKPOINTS)) is not None:
         ckpt, path = found
-        refuse_changed_categories(ckpt.get("category_ids"), run.labels, path, str(run.cfg.data.train_json))
-        refuse_past_the_end(int(ckpt["iteration"]), run.total, path)
+        check_resume(ckpt, path, run.labels, run.total, str(run.cfg.data.train_json))
         run.core.load_state_dict(ckpt["model"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
         run.scheduler.load_state_dict(ckpt["scheduler"])
