@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from .. import run_dir
 from ..config import max_iter, to_yaml
 from ..data.coco import CocoDetection
 from ..models import build_model, switch_cascade
-from ..utils.dist import all_gather_objects, all_ranks_agree, init_distributed, is_main_process
+from ..utils.dist import all_gather_objects, init_distributed, is_main_process
 from ..utils.io import write_json
 from ..utils.lock import exclusive_directory
 from ..utils.runtime import amp_setup, resolve_device, setup_logging
@@ -40,18 +39,15 @@ from .checkpoint import (
 )
 from .cost import Cost, cost_block, pretrain_cost, run_provenance
 from .data import build_train_loader, resolve_data
+from .divergence import NonFiniteLossError, non_finite_ranks
 from .inference import coco_evaluator, inference_on_dataset
 from .preflight import check_resume, preflight
 from .schedule import build_optimizer, build_scheduler, follow_schedule, scale_to_world
 from .writers import MetricWriters, flatten_metrics
 
-__all__ = ["train", "NonFiniteLossError"]
+__all__ = ["train"]
 
 log = logging.getLogger("scratchlab")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped on a NaN/inf loss; a checkpoint of the state before that step was saved."""
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
@@ -129,7 +125,8 @@ class _Run:
     total: int  # the schedule's last iteration
     end: int  # this segment's last iteration (``stop_at``, else ``total``)
     keep: frozenset[int]
-    cost: Cost = field(default_factory=Cost)  # made here, after the model: it resets the CUDA peak
+    # Made with the run, once the model is on its device: making a Cost resets the CUDA peak.
+    cost: Cost = field(default_factory=Cost)
     start: int = 0
     checkpointer: BackgroundCheckpointer | None = None  # the main process's; opened once ``start`` is known
     writers: MetricWriters | None = None
@@ -154,6 +151,7 @@ class _Clock:
         return elapsed
 
     def skip(self) -> None:
+        """Leave the time since the last step (an evaluation's) out of the next one."""
         self.last = time.perf_counter()
 
     def period(self) -> dict[str, float]:
@@ -327,10 +325,9 @@ def _micro_step(run: _Run, batches, it: int, micro: int, accumulate: int, clock:
 def _stop_if_not_finite(run: _Run, it: int, values: dict[str, float]) -> None:
     """A non-finite loss on any rank stops every rank before the optimizer step, so the saved state is the
     one before this step."""
-    if all_ranks_agree(all(map(math.isfinite, values.values())), run.device):
+    if (found := non_finite_ranks(values, run.device)) is None:
         return
-    gathered = all_gather_objects({k: round(v, 4) for k, v in values.items()})
-    bad = [r for r, v in enumerate(gathered) if not all(map(math.isfinite, v.values()))]
+    bad, gathered = found
     _save(run, it)  # the state before this step, enough to inspect the failure
     if run.checkpointer is not None:
         run.checkpointer.close()  # on disk before the error says so
