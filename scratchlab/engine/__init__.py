@@ -5,7 +5,7 @@ Names are imported on first use, so that importing one light submodule does not 
 from importlib import import_module
 from typing import Any
 
-_HOMES = {"train": "trainer", "NonFiniteLossError": "trainer", "evaluate_checkpoint": "evaluate"}
+_HOMES = {"train": "trainer", "NonFiniteLossError": "divergence", "evaluate_checkpoint": "evaluate"}
 __all__ = list(_HOMES)
 
 

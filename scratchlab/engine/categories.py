@@ -11,6 +11,7 @@ validation file that names an id differently or annotates a category the model d
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,29 @@ import torch
 from omegaconf import DictConfig
 
 from ..data.categories import CategoryMismatch, compare_categories, used_category_ids
-from .box_only import read_annotation_file, refuse_box_only
 from .data import DatasetError
 
 __all__ = [
     "checkpoint_categories",
     "check_val_categories",
-    "check_annotation_files",
+    "categories_and_annotations",
     "category_ids",
-    "refuse_changed_categories",
+    "read_annotation_file",
 ]
 
 log = logging.getLogger("scratchlab")
 Categories = list[dict[str, Any]]
+
+
+def read_annotation_file(ann_file: str | Path) -> dict[str, Any] | None:
+    """The parsed JSON of ``ann_file``; None when it is not readable as a JSON object (the data check then
+    names what is wrong with it)."""
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def category_ids(categories: Categories) -> list[int]:
@@ -39,7 +50,7 @@ def category_ids(categories: Categories) -> list[int]:
     return [int(c["id"]) for c in categories]
 
 
-def _categories_and_annotations(data: dict[str, Any] | None) -> tuple[Categories, list[dict]] | None:
+def categories_and_annotations(data: dict[str, Any] | None) -> tuple[Categories, list[dict]] | None:
     """(categories sorted by id, annotations) of a parsed COCO file; None when it does not hold them that
     way (the data check, or the dataset's loader, says what is wrong with it)."""
     try:
@@ -72,27 +83,6 @@ def check_val_categories(
         )
 
 
-def check_annotation_files(cfg: DictConfig) -> None:
-    """Before training, from the annotation JSON alone (each file parsed once, before the data check decodes
-    any image): with ``data.check``, a box-only file for a mask config
-    (:func:`~scratchlab.engine.box_only.refuse_box_only`); always, :func:`check_val_categories` of
-    ``data.val_json`` against ``data.train_json``."""
-    train_categories: Categories | None = None
-    for role, ann in (("train", cfg.data.train_json), ("val", cfg.data.val_json)):
-        data = read_annotation_file(ann) if ann else None
-        if data is None:
-            continue
-        if cfg.data.check:
-            refuse_box_only(cfg, ann, data)
-        found = _categories_and_annotations(data)
-        if found is None:
-            continue
-        if role == "train":
-            train_categories = found[0]
-        elif train_categories is not None:
-            check_val_categories(train_categories, str(cfg.data.train_json), found[0], found[1], str(ann))
-
-
 def checkpoint_categories(weights: str | Path, cfg: DictConfig) -> tuple[Categories, str]:
     """(the model's categories in label order, where they come from) for a whole-detector checkpoint: its
     own ``category_ids`` / ``classes``; for a file without them, the categories of ``data.train_json``
@@ -106,7 +96,7 @@ def checkpoint_categories(weights: str | Path, cfg: DictConfig) -> tuple[Categor
         cats = [{"id": int(i), "name": str(n)} for i, n in zip(ckpt["category_ids"], names, strict=True)]
         return cats, f"{weights} (its category_ids)"
     train_json = cfg.data.train_json
-    found = _categories_and_annotations(read_annotation_file(train_json)) if train_json else None
+    found = categories_and_annotations(read_annotation_file(train_json)) if train_json else None
     if found is None:
         raise DatasetError(
             f"{weights}: carries no category list (a model_final.pth or checkpoints/last.pth of `scratchlab "
@@ -114,23 +104,3 @@ def checkpoint_categories(weights: str | Path, cfg: DictConfig) -> tuple[Categor
             "set data.train_json to that file, so that the labels map to its categories"
         )
     return found[0], f"{train_json} (data.train_json)"
-
-
-def refuse_changed_categories(
-    saved: list[int] | None, labels: list[int], checkpoint: Path, train_json: str
-) -> None:
-    """``--resume``: the checkpoint's labels must still mean the training file's categories (``saved``: the
-    checkpoint's ``category_ids``, None in a checkpoint from before they were saved). A file whose ids
-    changed since would go on training each label as another class."""
-    if saved is not None and list(saved) != labels:
-        raise DatasetError(
-            f"{checkpoint}: its run trained on category ids {_abridged(saved)}, but {train_json} now gives "
-            f"{_abridged(labels)}; resume with the training file the run started with, or start over "
-            "without --resume"
-        )
-
-
-def _abridged(ids: list[int], shown: int = 12) -> str:
-    return (
-        str(list(ids)) if len(ids) <= shown else f"[{', '.join(map(str, ids[:shown]))}, ... ({len(ids)} ids)]"
-    )

@@ -13,8 +13,9 @@ from ..models import build_model
 from ..utils.runtime import loader_workers, resolve_device, setup_logging
 from ..vis.plots import plot_pr_curves
 from .categories import category_ids, check_val_categories, checkpoint_categories
-from .data import build_val_set, require_masks, with_keypoint_count
+from .data import build_val_set
 from .inference import coco_evaluator, inference_on_dataset
+from .preflight import require_masks, with_keypoint_count
 from .tta import TTADetector
 
 __all__ = ["evaluate_checkpoint", "format_per_class"]

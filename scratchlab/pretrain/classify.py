@@ -5,7 +5,9 @@ uses (same depth, width and normalisation), a global-pool + linear classifier, S
 cosine schedule, top-1 and top-5 on the val folder. Under ``torchrun`` each rank trains on its shard
 (DDP; SyncBN where ``model.norm=SyncBN``; AMP with ``solver.amp``), with an atomic checkpoint after every
 epoch and ``--resume``. Writes ``backbone.pth`` (keys exactly as ``detector.backbone.body`` expects) and
-``pretrain_meta.json`` (what it cost, and how long the ranks waited for data: ``data_wait_s``).
+``pretrain_meta.json`` (what it cost, and how long the ranks waited for data: ``data_wait_s``), and the
+detector's loop pieces where they fit: its :class:`~scratchlab.engine.cost.Cost` record, its background
+checkpointer, ``metrics.jsonl`` (a row per epoch, at the step it ends on) and its non-finite loss stop.
 
     scratchlab pretrain classify configs/mini/classify_gn.yaml --out runs/mini_cls
     scratchlab pretrain classify configs/imagenet/classify_R50_gn.yaml --out pretrained/R50_gn \
@@ -35,13 +37,20 @@ from ..config import to_yaml
 from ..data.image_io import load_image
 from ..data.lighting import PCALighting
 from ..data.synth_classify import make_synth_classify
-from ..engine.checkpoint import atomic_torch_save, capture_rng, load_latest, restore_rng, save_checkpoint
-from ..engine.cost import peak_memory_mb, reset_peak_memory
+from ..engine.checkpoint import (
+    BackgroundCheckpointer,
+    atomic_torch_save,
+    capture_rng,
+    load_latest,
+    restore_rng,
+)
+from ..engine.cost import Cost, peak_memory_mb
+from ..engine.divergence import NonFiniteLossError, non_finite_ranks
 from ..engine.schedule import param_groups
+from ..engine.writers import MetricWriters
 from ..models import build_backbone_body
 from ..utils.dist import (
     all_gather_objects,
-    all_ranks_agree,
     get_rank,
     get_world_size,
     init_distributed,
@@ -150,6 +159,24 @@ def _train_loader(train_set: ImageFolder, cfg: DictConfig, epoch: int, rank: int
     )
 
 
+def _stop(
+    found: tuple[list[int], list[dict]],
+    epoch: int,
+    step: int,
+    checkpointer: BackgroundCheckpointer | None,
+    out: Path,
+) -> None:
+    """Raise :class:`NonFiniteLossError` for a non-finite loss at ``step`` of ``epoch`` (0-based), once the
+    checkpoint of the last finished epoch, the state to resume or inspect, is on disk."""
+    bad, gathered = found
+    if checkpointer is not None:
+        checkpointer.close()
+    raise NonFiniteLossError(
+        f"non-finite classification loss at epoch {epoch + 1}, step {step + 1} on rank(s) {bad}: "
+        f"{gathered[bad[0]]}; the checkpoint of the last finished epoch, if any, is in {out / run_dir.CHECKPOINTS}"
+    )
+
+
 def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Pre-train ``build_backbone_body(cfg)`` on the ImageFolder at ``data.root`` (``train/``, ``val/``);
     write ``backbone.pth`` and ``pretrain_meta.json`` into ``out_dir`` and return the meta dict.
@@ -190,25 +217,21 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         weight_decay=c.weight_decay,
     )
     amp, amp_dtype, scaler = amp_setup(cfg, device)
-    progress = {
-        "epoch": 0,
-        "images_seen": 0,
-        "pixels_seen": 0,
-        "wall_s": 0.0,
-        "data_s": 0.0,
-        "epoch_losses": [],
-    }
+    # What the detector's runs count too (a classified image is one instance); the rest is this loop's own.
+    cost, progress = Cost(), {"epoch": 0, "data_s": 0.0, "epoch_losses": []}
     if resume and (found := load_latest(out / run_dir.CHECKPOINTS)) is not None:
         ckpt, path = found
         core.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
-        progress = json.loads(ckpt["progress"])
+        progress, cost = json.loads(ckpt["progress"]), Cost(**ckpt["cost"])
         log.info("resumed from %s after epoch %d", path, progress["epoch"])
     if is_main_process():
         (out / run_dir.CONFIG).write_text(to_yaml(cfg))
-    scope = reset_peak_memory()  # this pre-training's peak, not an earlier run's in this process
+    checkpointer = BackgroundCheckpointer(out / run_dir.CHECKPOINTS) if is_main_process() else None
+    # One row per epoch, at the step count it ends on.
+    writers = MetricWriters(out, int(c.epochs) * steps_per_epoch, progress["epoch"] * steps_per_epoch)
     for epoch in range(progress["epoch"], int(c.epochs)):
         t0, data_s, loss_sum = time.perf_counter(), 0.0, torch.zeros((), dtype=torch.float64, device=device)
         t_data = time.perf_counter()
@@ -220,43 +243,49 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
                 loss = nn.functional.cross_entropy(
                     model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
                 )
-            if not all_ranks_agree(math.isfinite(loss.item()), device):
-                raise FloatingPointError(f"non-finite classification loss at epoch {epoch + 1}, step {i + 1}")
+            if (found := non_finite_ranks({"loss": loss.item()}, device)) is not None:
+                _stop(found, epoch, i, checkpointer, out)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             loss_sum += loss.detach().double()
-            progress["images_seen"] += len(images) * world
-            progress["pixels_seen"] += len(images) * images.shape[-1] * images.shape[-2] * world
+            cost.images_seen += len(images) * world
+            cost.instances_seen += len(images) * world
+            cost.pixels_seen += len(images) * images.shape[-1] * images.shape[-2] * world
             t_data = time.perf_counter()
         if world > 1:
             dist.all_reduce(loss_sum)
         progress["epoch_losses"].append(round(loss_sum.item() / (steps_per_epoch * world), 5))
-        progress["wall_s"] += time.perf_counter() - t0
+        epoch_s = time.perf_counter() - t0
+        cost.wall_s += epoch_s
         progress["data_s"] += data_s
         progress["epoch"] = epoch + 1
-        log.info(
-            "classify epoch %d/%d  loss %.4f  lr %.4g  data wait %.0f%%",
-            epoch + 1,
-            c.epochs,
-            progress["epoch_losses"][-1],
-            optimizer.param_groups[0]["lr"],
-            100 * data_s / max(time.perf_counter() - t0, 1e-9),
+        writers.write(
+            (epoch + 1) * steps_per_epoch,
+            {
+                "epoch": epoch + 1,
+                "loss": progress["epoch_losses"][-1],
+                "lr": optimizer.param_groups[0]["lr"],
+                "data_wait": data_s / max(epoch_s, 1e-9),  # the share of the epoch spent waiting for data
+            },
         )
         rngs = all_gather_objects(capture_rng())
-        if is_main_process():
-            save_checkpoint(
+        if checkpointer is not None:
+            checkpointer.save(
                 {
                     "model": core.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
                     "rng": rngs,
                     "progress": json.dumps(progress),
+                    "cost": cost.as_dict(),
                     "config": to_yaml(cfg),
-                },
-                out / run_dir.CHECKPOINTS,
+                }
             )
+    if checkpointer is not None:
+        checkpointer.close()
+    writers.close()
     acc = _accuracy(core, val_set, int(c.batch_size) // world, loader_workers(cfg.data.num_workers), device)
     # What the backbone was pre-trained on, as run provenance records name it.
     data = (
@@ -269,12 +298,12 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         "images": len(train_set),
         "classes": len(train_set.classes),
         "epochs": int(c.epochs),
-        "images_seen": progress["images_seen"],
-        "instances_seen": progress["images_seen"],
-        "pixels_seen": int(progress["pixels_seen"]),
-        "wall_s": round(progress["wall_s"], 3),
+        "images_seen": cost.images_seen,
+        "instances_seen": cost.instances_seen,
+        "pixels_seen": int(cost.pixels_seen),
+        "wall_s": round(cost.wall_s, 3),
         "peak_memory_mb": peak_memory_mb(),
-        "peak_memory_scope": scope,
+        "peak_memory_scope": cost.peak_memory_scope,
         "data_wait_s": round(progress["data_s"], 3),
         "world_size": world,
         "top1": round(acc["top1"], 2),

@@ -214,32 +214,6 @@ def test_box_only_data_is_refused_for_mask_rcnn_before_training(synth_data, tmp_
     )
 
 
-def test_box_only_data_suits_faster_rcnn(synth_data, tmp_path):
-    from scratchlab.config import load_config
-    from scratchlab.data.coco import CocoDetection
-    from scratchlab.engine.data import require_masks
-
-    ds = CocoDetection(_box_only(synth_data, tmp_path), synth_data["train_images"])
-    assert len(ds.annotations_without_masks()) == sum(
-        not a.get("iscrowd", 0) for i in ds.ids for a in ds.anns[i]
-    )
-    require_masks(load_config(None, ["model.arch=faster_rcnn"]), ds)  # no error
-
-
-def test_num_classes_the_data_contradicts_is_refused(synth_data):
-    from scratchlab.config import load_config
-    from scratchlab.data.coco import CocoDetection
-    from scratchlab.engine.data import DatasetError, require_class_count
-
-    ds = CocoDetection(synth_data["train_json"], synth_data["train_images"])
-    require_class_count(load_config(None, [f"model.num_classes={ds.num_classes}"]), ds)  # agrees
-    require_class_count(load_config(None, []), ds)  # unset: taken from the data
-    with pytest.raises(
-        DatasetError, match=rf"model.num_classes={ds.num_classes + 1}, but .* has {ds.num_classes}"
-    ):
-        require_class_count(load_config(None, [f"model.num_classes={ds.num_classes + 1}"]), ds)
-
-
 def test_accumulating_two_batches_of_one_equals_a_batch_of_two(tmp_path, synth_data):
     """GN makes each image's loss independent of its batch mates. One training image, not flipped, at one
     size: both images of a batch are the same, so the RPN and RoI samplers (told to keep every candidate)

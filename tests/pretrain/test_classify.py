@@ -175,7 +175,7 @@ def test_a_run_resumed_after_an_epoch_ends_with_the_uninterrupted_runs_weights(t
     augmentation draws from the global RNG that the checkpoint restores."""
     import shutil
 
-    from scratchlab.pretrain import classify
+    from scratchlab.engine import checkpoint
     from tests.conftest import copy_checkpoints, differing_tensors
 
     resumed = tmp_path / "resumed"
@@ -186,7 +186,7 @@ def test_a_run_resumed_after_an_epoch_ends_with_the_uninterrupted_runs_weights(t
         shutil.copytree(tmp_path / "whole" / "data", resumed / "data")
         return resumed / "checkpoints"
 
-    copy_checkpoints(monkeypatch, classify, copy_after_epoch_1)
+    copy_checkpoints(monkeypatch, checkpoint, copy_after_epoch_1)
     cfg = load_config(CLASSIFY, [*TINY, *SMALL, "data.num_workers=0", "seed=1"])
     whole = pretrain_classify(cfg, tmp_path / "whole")
     again = pretrain_classify(cfg, resumed, resume=True)
@@ -196,6 +196,25 @@ def test_a_run_resumed_after_an_epoch_ends_with_the_uninterrupted_runs_weights(t
     )
     assert differing_tensors(want["model"], got["model"]) == []
     assert again["epoch_losses"] == whole["epoch_losses"] and again["top1"] == whole["top1"]
+
+
+def test_a_non_finite_loss_stops_with_the_last_epochs_checkpoint_on_disk(tmp_path, monkeypatch):
+    from scratchlab.engine import NonFiniteLossError
+    from scratchlab.pretrain import classify
+
+    real, calls = classify.nn.functional.cross_entropy, []
+
+    def nan_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 48 // 8 + 1 else loss
+
+    monkeypatch.setattr(classify.nn.functional, "cross_entropy", nan_in_epoch_2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1 on rank\(s\) \[0\]"):
+        pretrain_classify(load_config(CLASSIFY, [*TINY, *SMALL, "classify.epochs=2"]), tmp_path)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=True)
+    assert json.loads(ckpt["progress"])["epoch"] == 1 and ckpt["cost"]["images_seen"] == 48
+    assert not (tmp_path / "backbone.pth").exists()
 
 
 def test_train_transforms_add_colour_jitter_and_lighting_only_when_set():
