@@ -177,6 +177,13 @@ def _stop(
     )
 
 
+def _cost_of_progress(progress: dict[str, Any]) -> Cost:
+    """The cost a checkpoint written before the cost record kept in its progress (one instance an image)."""
+    seen = int(progress.get("images_seen", 0))
+    pixels, wall = int(progress.get("pixels_seen", 0)), float(progress.get("wall_s", 0.0))
+    return Cost(images_seen=seen, instances_seen=seen, pixels_seen=pixels, wall_s=wall)
+
+
 def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Pre-train ``build_backbone_body(cfg)`` on the ImageFolder at ``data.root`` (``train/``, ``val/``);
     write ``backbone.pth`` and ``pretrain_meta.json`` into ``out_dir`` and return the meta dict.
@@ -225,7 +232,8 @@ def pretrain_classify(cfg: DictConfig, out_dir: str | Path, resume: bool = False
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
-        progress, cost = json.loads(ckpt["progress"]), Cost(**ckpt["cost"])
+        progress = json.loads(ckpt["progress"])
+        cost = Cost(**ckpt["cost"]) if "cost" in ckpt else _cost_of_progress(progress)
         log.info("resumed from %s after epoch %d", path, progress["epoch"])
     if is_main_process():
         (out / run_dir.CONFIG).write_text(to_yaml(cfg))

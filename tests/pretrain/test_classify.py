@@ -232,3 +232,10 @@ def test_train_transforms_add_colour_jitter_and_lighting_only_when_set():
     assert augmented.index(v2.ColorJitter) < augmented.index(PCALighting) < augmented.index(v2.Normalize)
     jitter = _transforms(load_config(None, ["classify.color_jitter=0.4"]), True).transforms[4]
     assert (jitter.brightness, jitter.contrast, jitter.saturation) == ((0.6, 1.4),) * 3
+
+
+def test_a_checkpoint_from_before_the_cost_record_resumes_with_its_counts():
+    from scratchlab.pretrain.classify import _cost_of_progress
+
+    cost = _cost_of_progress({"epoch": 2, "images_seen": 40, "pixels_seen": 9000, "wall_s": 3.5})
+    assert (cost.images_seen, cost.instances_seen, cost.pixels_seen, cost.wall_s) == (40, 40, 9000, 3.5)
