@@ -73,26 +73,23 @@ def arm_rows(study: dict[str, Any]) -> list[list[Any]]:
 
 
 def direct_vs_classify(study: dict[str, Any]) -> list[str]:
-    """The cost ratios of the two pre-trained arms, and the AP difference with its interval."""
-    arms = {a["init"]: a for a in study["arms"] if a["init"] in ("direct", "classify") and a.get("cost")}
-    if len(arms) < 2:
-        return ["direct vs classification pre-training: the demo did not finish both arms"]
-    d, c = (arms[k]["cost"]["total"] for k in ("direct", "classify"))
-    ratios = ", ".join(
-        f"{k.removesuffix('_seen').removesuffix('_s')} {c[k] / d[k]:.1f}x"
-        for k in ("images_seen", "pixels_seen", "wall_s")
-    )
-    lines = [
-        f"classification-pre-trained arm's total cost / direct-pre-trained arm's (the paper: > 11x): {ratios}"
-    ]
+    """Per pre-training cost, the verdict's comparison of the direct and classification arms it paired
+    (fine-tuned at the same schedule): the AP difference with its interval and the cost ratio."""
+    lines = []
     for f in study["verdict"].get("findings", {}).get("direct_vs_classify", []):
-        iv = f.get("interval")
+        iv, pair = f.get("interval"), " vs ".join(f.get("arms") or [])
         span = f" [{iv[0]:+.1f}, {iv[1]:+.1f}]" if iv else " (no interval)"
+        diff = f"{f['diff']:+.1f}{span}" if f.get("diff") is not None else "not testable"
+        ratio = (
+            f"; pre-training {f['cost']}: classification / direct {1 / f['ratio']:.1f}x"
+            if f.get("ratio")
+            else ""
+        )
         lines.append(
-            f"direct minus classification, {f.get('task')} AP: {f.get('diff', float('nan')):+.1f}{span} "
+            f"direct minus classification ({pair}), {f.get('task')} AP: {diff}{ratio} "
             f"(outcome: {f.get('outcome') or 'undecided'})"
         )
-    return lines
+    return lines or ["direct vs classification pre-training: the demo did not finish both arms"]
 
 
 def main() -> None:

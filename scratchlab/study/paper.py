@@ -137,6 +137,10 @@ _REASONS = {
         f"{x['points'][1]}), so AP75 cannot be read at a matched AP50"
     ),
     "no_pretraining_cost": lambda x: "neither record has a pre-training cost to compare",
+    "no_classify_at_schedule": lambda x: (
+        f"no classification-pre-trained arm fine-tuned at the direct arm's schedule "
+        f"({sched_label(x['schedule'])}): the two starts are compared at the same fine-tuning length"
+    ),
 }
 
 

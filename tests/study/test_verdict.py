@@ -183,6 +183,18 @@ def test_early_not_testable_without_curves_at_a_shared_schedule(make_arm):
     assert early["outcome"] == "not testable here" and early["untestable"] == "no_equal_schedule_curves"
 
 
+def test_direct_vs_classify_compares_both_fine_tuned_at_the_same_schedule(caught_up_arms, make_arm):
+    """A classification arm fine-tuned 3x scores higher than the 1x one; the direct 1x arm is still
+    compared with the classification 1x arm, as the paper compares them (1x each)."""
+    longer = make_arm("classify_gn_3x", "classify", 35.0, schedule=3.0)
+    v = compute_verdict([*caught_up_arms, longer, make_arm("direct_gn_1x", "direct", 30.8)])
+    assert {f["b_group"]["schedule"] for f in v["findings"]["direct_vs_classify"]} == {1.0}
+    alone = [a for a in caught_up_arms if a["init"] != "classify"]
+    v = compute_verdict([*alone, longer, make_arm("direct_gn_1x", "direct", 30.8)])
+    (f,) = v["findings"]["direct_vs_classify"]
+    assert f["outcome"] == "not testable here" and f["untestable"] == "no_classify_at_schedule"
+
+
 def test_cost_direct_vs_classify_and_headline(caught_up_arms, make_arm):
     v = compute_verdict(caught_up_arms + [make_arm("direct_gn_1x", "direct", 30.8)])
     cost = _one(v["findings"]["cost"], a_group=v["findings"]["cost"][0]["a_group"])
