@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate-noise",
         action="store_true",
         help="measure the demo recipe's training noise (every arm at 3 seeds, about 3x the demo's time); "
-        "writes OUT/noise.yaml, the block configs/mini/demo_noise.yaml holds",
+        "writes OUT/noise.yaml, the block configs/studies/noise/demo.yaml holds",
     )
     dm.set_defaults(func=_cmd_demo)
 

@@ -4,7 +4,7 @@ It generates a detection set and a classification set, pre-trains once (classifi
 stage 1 of direct detection pre-training), then trains six arms of the same mini GN-all Mask R-CNN:
 random init and classification pre-training each at 1x and 3x, direct pre-training at 1x, and a poorly
 normalised (per-batch BN) scratch arm at 1x — and writes the report. Every number comes from those runs;
-the training noise in its intervals from ``configs/mini/demo_noise.yaml``, which ``--calibrate-noise``
+the training noise in its intervals from ``configs/studies/noise/demo.yaml``, which ``--calibrate-noise``
 measures. ``--quick`` is the same study shrunk to a smoke test.
 
 The arms and pre-trainings run as ``--launcher local`` jobs, two at a time, each with half the cores'
@@ -52,7 +52,7 @@ ARMS = [
 # One training run per arm: the demo's intervals take the run-to-run noise from a calibration of this
 # recipe, three seeds of every arm with the pre-training's seed varied too (`scratchlab demo
 # --calibrate-noise`, whose noise.yaml is this file).
-NOISE = CONFIGS / "demo_noise.yaml"
+NOISE = CONFIGS.parent / "studies" / "noise" / "demo.yaml"
 CALIBRATION_SEEDS = [0, 1, 2]
 
 # Each of the JOBS processes has its share of the cores for its model; a data-loading worker process
