@@ -50,6 +50,7 @@ __all__ = [
     "overrides_of",
     "to_yaml",
     "schedule_steps",
+    "evaluates_at",
 ]
 
 # Detectors model.arch may name; those with a mask head need instance masks in the data.
@@ -579,6 +580,13 @@ def max_iter(cfg: DictConfig) -> int:
 # 540k: 480k, 520k), which is also Detectron2's 3x (210k, 250k). The mini recipe scales both (1x = 150:
 # 100, 133; 3x: 350, 417 with lr_drops_from_end [100, 33]).
 SHORT_SCHEDULE_DROPS = (2 / 3, 8 / 9)
+
+
+def evaluates_at(cfg: DictConfig, iteration: int) -> bool:
+    """Whether a run of ``cfg`` evaluates inside its loop after ``iteration`` iterations: every
+    ``eval.period``, except at the end, where the final evaluation takes its place."""
+    period = int(cfg.eval.period or 0)
+    return bool(period) and iteration % period == 0 and iteration != max_iter(cfg)
 
 
 def schedule_steps(cfg: DictConfig) -> list[int]:

@@ -281,3 +281,12 @@ def test_a_refused_yaml_alias_bomb_is_not_printed_whole(tmp_path):
         load_config(path)
     assert time.perf_counter() - start < 5
     assert len(str(refused.value)) < 500
+
+
+def test_a_run_evaluates_every_period_but_at_its_end():
+    from scratchlab.config import evaluates_at
+
+    cfg = load_config(CONFIGS / "mini" / "tiny.yaml", ["eval.period=3"])  # 6 iterations
+    assert [m for m in range(1, 7) if evaluates_at(cfg, m)] == [3]  # 6 is the final evaluation
+    cfg.eval.period = 0
+    assert not any(evaluates_at(cfg, m) for m in range(1, 7))

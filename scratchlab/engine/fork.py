@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from .. import run_dir
-from ..config import max_iter
+from ..config import evaluates_at
 from ..utils.io import write_json, write_text
 from .checkpoint import keep_copy
 
@@ -34,12 +34,6 @@ def is_seeded(fork: Path) -> bool:
     return (ckpt / run_dir.LAST).is_file() or (ckpt / run_dir.PREVIOUS).is_file()
 
 
-def _evaluations(cfg: DictConfig, k: int) -> set[int]:
-    """The iterations up to ``k`` at which a run of ``cfg`` evaluates inside its loop."""
-    period, total = int(cfg.eval.period or 0), max_iter(cfg)
-    return {m for m in range(period, k + 1, period) if m != total} if period else set()
-
-
 def fork_run(parent: Path, parent_name: str, fork: Path, k: int, cfg: DictConfig) -> None:
     """Seed ``fork`` (the run of ``cfg``) with ``parent``'s state at iteration ``k``."""
     parent, fork = Path(parent), Path(fork)
@@ -49,7 +43,7 @@ def fork_run(parent: Path, parent_name: str, fork: Path, k: int, cfg: DictConfig
     state = torch.load(source, map_location="cpu", weights_only=True)
     if int(state["iteration"]) != k:
         raise ValueError(f"{source} is at iteration {state['iteration']}, not the branch point {k}")
-    evaluations = _evaluations(cfg, k)
+    evaluations = {m for m in range(1, k + 1) if evaluates_at(cfg, m)}
     fork.mkdir(parents=True, exist_ok=True)
     rows = [
         r

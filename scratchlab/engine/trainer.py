@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from .. import run_dir
-from ..config import max_iter, to_yaml
+from ..config import evaluates_at, max_iter, to_yaml
 from ..data.coco import CocoDetection
 from ..models import build_model, switch_cascade
 from ..utils.dist import all_gather_objects, init_distributed, is_main_process
@@ -274,7 +274,7 @@ def _loop(run: _Run) -> None:
         done = it + 1
         if done % cfg.log.period == 0 or done == run.total:
             _log_losses(run, done, micro_losses, clock)
-        if cfg.eval.period and done % cfg.eval.period == 0 and done != run.total and run.val_set is not None:
+        if evaluates_at(cfg, done) and run.val_set is not None:
             run.writers.write(done, flatten_metrics(_evaluate_at(run, done)))
             clock.skip()  # evaluation is not training cost
         if done % cfg.checkpoint.period == 0 or done in (run.total, run.end) or done in run.keep:

@@ -30,9 +30,9 @@ overrides apply to every arm and to the shared pre-training, after the study's o
 ``data``: "100%", "10%", a count such as 1000 or "1k": a seeded subset, the same images for every arm.
 ``share: false``: every arm trains alone (by default arms that differ only in their schedule's length
 share a trunk, study/plan.py). ``pretrain.classify.finetune``: overrides for the arms that fine-tune the
-classification backbone; the direct arms fine-tune with the direct config's ``direct.stage2`` overrides. ``pretrain.vary_seed: true``:
-each arm seed pre-trains with its own seed (a training-noise calibration varies the pre-training's seed
-too). ``noise:``: a calibrated training-noise block for arms with one seed (``study/noise.py``).
+classification backbone; the direct arms fine-tune with the direct config's ``direct.stage2`` overrides.
+``pretrain.vary_seed: true``: each arm seed pre-trains with its own seed (a training-noise calibration
+varies the pre-training's seed too). ``noise:``: a calibrated training-noise block for arms with one seed (``study/noise.py``).
 Each arm is a normal run dir under ``DIR/arms/<name>`` (a name is a plain word: letters, digits, ``.``,
 ``_``, ``-``); a crashing or diverging arm is recorded and the
 others go on; running the study again skips finished arms and resumes unfinished ones.
