@@ -16,36 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, emit, log
+from common import emit, log, timed_on_cores
 
 CORES = 2
 
 
 def run_demo(out: Path, quick: bool) -> tuple[float, int]:
     """(wall seconds, cores used) of ``scratchlab demo --out out`` (``--quick``: its smoke-test size)."""
-    env, cores = dict(os.environ), sorted(os.sched_getaffinity(0))[:CORES]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "scratchlab", "demo", "--out", str(out), *(["--quick"] if quick else [])],
-        env=env,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"scratchlab demo failed with exit code {proc.returncode}")
-    return wall, len(cores)
+    return timed_on_cores(["demo", "--out", str(out), *(["--quick"] if quick else [])], CORES)
 
 
 def _interval(groups: list[dict[str, Any]], arm: str) -> list[float] | None:

@@ -16,11 +16,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, emit, log
+from common import ROOT, emit, log, timed_on_cores
 
 from scratchlab.study.demo import demo_study
 
@@ -44,22 +43,9 @@ CORES = 2
 
 def trained(study: Path, out: Path) -> float:
     """Wall seconds of training ``study`` into ``out`` with the demo's launcher settings on 2 cores."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    cores = sorted(os.sched_getaffinity(0))[:CORES]
-    cmd = [sys.executable, "-m", "scratchlab", "study", str(study), "--out", str(out), "--launcher", "local"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [*cmd, "--max-parallel", "2"],
-        env=env,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{study}: the study failed with exit code {proc.returncode}")
-    return time.perf_counter() - t0
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    args = ["study", str(study), "--out", str(out), "--launcher", "local", "--max-parallel", "2"]
+    return timed_on_cores(args, CORES, env)[0]
 
 
 def demo_walls(tmp: Path) -> tuple[list[list], list[str]]:

@@ -8,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,28 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 def emit(title: str, command: str, columns: list[str], rows: list[list[Any]], notes: list[str]) -> None:
     """Print the row's result: one JSON object on the last stdout line (benchmarks/run.py reads it)."""
     print(json.dumps({"title": title, "command": command, "columns": columns, "rows": rows, "notes": notes}))
+
+
+def timed_on_cores(args: list[str], cores: int, env: dict[str, str] | None = None) -> tuple[float, int]:
+    """(wall seconds, cores used) of ``python -m scratchlab ARGS`` restricted to the first ``cores`` CPUs
+    this process may use, so its figure is a ``cores``-core figure anywhere; exits naming the failure."""
+    env = dict(env if env is not None else os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    use = sorted(os.sched_getaffinity(0))[:cores]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "scratchlab", *args],
+        env=env,
+        preexec_fn=lambda: os.sched_setaffinity(0, use),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"scratchlab {' '.join(args)} failed with exit code {proc.returncode}")
+    return wall, len(use)
 
 
 def log(message: str) -> None:
