@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,7 @@ from ..models import describe_init, model_label
 from ..pretrain.classify import pretrain_classify
 from ..pretrain.direct import stage1_weights, stage_configs
 from ..run_dir import EXTERNAL
-from ..utils.dist import barrier, is_main_process
+from ..utils.dist import barrier, is_main_process, launched_world_size
 from ..utils.lock import exclusive_directory
 from ..utils.runtime import setup_logging
 from .arms import ArmRecord, ArmSpec, expand_arms, finished_record, parse_regime, pretraining_name
@@ -404,7 +403,7 @@ class Study:
 
     def run(self) -> dict[str, Any]:
         self.write()  # every arm pending: study.json shows the plan from the start
-        plan = self.plan(world_size())
+        plan = self.plan(launched_world_size())  # the world each arm's train() will find
         for name in plan.in_tree_order():  # a trunk before the arms that fork from it
             arm = self.arm(name)
             # `study --status` reads study.json: the arm training now is running, not pending.
@@ -420,11 +419,6 @@ class Study:
         study["report"] = write_report(study, self.out)
         log.info("study report: %s", self.out / run_dir.REPORT_HTML)
         return study
-
-
-def world_size() -> int:
-    """The devices each arm trains on in this process: torchrun's WORLD_SIZE (the trainer's own rule)."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def run_study(

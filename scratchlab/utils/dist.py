@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 __all__ = [
     "init_distributed",
+    "launched_world_size",
     "get_rank",
     "get_world_size",
     "is_main_process",
@@ -21,9 +22,14 @@ __all__ = [
 ]
 
 
+def launched_world_size() -> int:
+    """The processes torchrun (or a job's environment) launched this one among: WORLD_SIZE, else 1."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def init_distributed() -> tuple[int, int, int]:
     """Initialise the default process group when launched by torchrun; return (rank, world, local_rank)."""
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+    if launched_world_size() <= 1:
         return 0, 1, 0
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
